@@ -1,0 +1,3 @@
+"""topology: find the PostgreSQL primary and replicas among candidate hosts."""
+
+__all__: list[str] = []
