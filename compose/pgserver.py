@@ -31,7 +31,10 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -142,6 +145,26 @@ def _is_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+_LAUNCHER: ThreadPoolExecutor | None = None
+_LAUNCHER_LOCK = threading.Lock()
+
+
+def _spawn(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run ``start`` (a Popen) in a thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so a
+    server started from a short-lived thread (``asyncio.to_thread``, a closed
+    event loop's executor) would be SIGKILLed as soon as that thread ends.
+    """
+    global _LAUNCHER
+    if threading.current_thread() is threading.main_thread():
+        return start()
+    with _LAUNCHER_LOCK:
+        if _LAUNCHER is None:
+            _LAUNCHER = ThreadPoolExecutor(1, thread_name_prefix="pgserver-launcher")
+    return _LAUNCHER.submit(start).result(timeout=30)
+
+
 _RUNNING: set[PostgresNode] = set()
 
 
@@ -185,7 +208,7 @@ class PostgresNode:
     base_dir: Path
     user: ServerUser
     bin_dir: Path
-    password: str = ""
+    password: str = field(default="", repr=False)
     process: subprocess.Popen[bytes] | None = None
     die_with_parent: bool = True
     settings: dict[str, str] = field(default_factory=dict)
@@ -300,16 +323,18 @@ class PostgresNode:
             raise RuntimeError(f"port {self.port} on 127.0.0.1 is already in use")
         log = self.log_file.open("ab")
         try:
-            self.process = subprocess.Popen(
-                [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.base_dir,
-                env={"LC_ALL": "C", "PGTZ": "UTC"},
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
-                **self.user.popen_kwargs(),  # type: ignore[arg-type]
+            self.process = _spawn(
+                lambda: subprocess.Popen(
+                    [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=self.base_dir,
+                    env={"LC_ALL": "C", "PGTZ": "UTC"},
+                    preexec_fn=_die_with_parent if self.die_with_parent else None,
+                    **self.user.popen_kwargs(),  # type: ignore[arg-type]
+                )
             )
         finally:
             log.close()
