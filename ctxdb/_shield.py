@@ -1,0 +1,58 @@
+"""Closes that finish even when the task that asked for them is cancelled.
+
+A request cancelled mid-query (client gone, timeout, anyio cancel scope)
+would otherwise abandon its session's close at the first ``await`` and
+leave the connection checked out until garbage collection. Here every
+close runs in a task of its own, kept referenced until it ends, and the
+caller waits for it through ``asyncio.shield``: cancelling the caller stops
+the waiting, never the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Strong references: the event loop keeps only weak ones to tasks.
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(closing: Awaitable[None], name: str) -> asyncio.Task[None]:
+    async def run() -> None:
+        await closing
+
+    task = asyncio.get_running_loop().create_task(run(), name=name)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+async def close_shielded(session: AsyncSession) -> None:
+    """Close ``session``; the close completes even if the caller is cancelled."""
+    await asyncio.shield(_spawn(session.close(), "ctxdb-close-session"))
+
+
+async def close_all_shielded(
+    sessions: Iterable[tuple[str, AsyncSession]],
+) -> dict[str, BaseException]:
+    """Close every session concurrently; return the failures by name.
+
+    One failing close never stops the others. Cancellation of the caller is
+    re-raised after the closes were started (they run to completion).
+    """
+    tasks = {name: _spawn(session.close(), f"ctxdb-close-{name}") for name, session in sessions}
+    if not tasks:
+        return {}
+    await asyncio.shield(asyncio.wait(tasks.values()))
+    return {
+        name: exc
+        for name, task in tasks.items()
+        if not task.cancelled() and (exc := task.exception()) is not None
+    }
+
+
+def pending_closes() -> int:
+    """How many shielded closes are still running (for tests and diagnostics)."""
+    return len(_background)

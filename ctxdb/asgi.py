@@ -1,0 +1,126 @@
+"""A pure ASGI middleware that gives every HTTP request its own session context.
+
+The transaction is decided *before* the status line leaves the server: when
+the application sends ``http.response.start``, the middleware commits
+(status < 400) or rolls back (status >= 400), and only then forwards the
+message. A commit that fails turns the response into a plain 500, so a
+client never sees a 200 for data that was not stored.
+
+Work done after the response started (a streaming body, Starlette
+background tasks) is committed when the application returns; if that late
+commit fails the status is already sent, so the error is raised to the
+server, which aborts the response.
+
+Example::
+
+    app = ASGIHTTPDBSessionMiddleware(app)
+    # or with Starlette/FastAPI: app.add_middleware(ASGIHTTPDBSessionMiddleware)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+from ._context import init_db_session_ctx, is_context_initiated
+from ._lifecycle import (
+    BeforeCommitCallback,
+    auto_commit_by_status_code,
+    commit_all_sessions,
+    reset_db_session_ctx,
+    rollback_all_sessions,
+)
+
+__all__ = ["ASGIApp", "ASGIHTTPDBSessionMiddleware", "Message", "Receive", "Scope", "Send"]
+
+logger = logging.getLogger("ctxdb")
+
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_COMMIT_FAILED_BODY = b"Internal Server Error"
+
+
+class ASGIHTTPDBSessionMiddleware:
+    """Open a session context per HTTP request; commit or roll back; close.
+
+    ``before_commit(session)`` runs before each session's commit. Non-HTTP
+    scopes (websocket, lifespan) pass through untouched, as do requests
+    that already run inside a context (tests that set one up themselves).
+    """
+
+    def __init__(self, app: ASGIApp, before_commit: BeforeCommitCallback | None = None) -> None:
+        self.app = app
+        self._before_commit = before_commit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_context_initiated():
+            await self.app(scope, receive, send)
+            return
+        token = init_db_session_ctx()
+        try:
+            await _Exchange(self.app, self._before_commit, send).run(scope, receive)
+        finally:
+            await reset_db_session_ctx(token)
+
+
+class _Exchange:
+    """One request: intercepts the response start to settle the transaction first."""
+
+    def __init__(self, app: ASGIApp, before_commit: BeforeCommitCallback | None, send: Send):
+        self.app = app
+        self.before_commit = before_commit
+        self.send = send
+        self.started = False
+        self.replaced = False  # a failed commit turned the response into a 500
+
+    async def run(self, scope: Scope, receive: Receive) -> None:
+        try:
+            await self.app(scope, receive, self.intercept)
+        except Exception:
+            await rollback_all_sessions()
+            raise
+        if self.replaced:
+            return
+        if not self.started:
+            await rollback_all_sessions()  # no response at all: nothing to confirm
+            return
+        # Work done after the response started (streaming, background tasks).
+        try:
+            await commit_all_sessions(self.before_commit)
+        except Exception:
+            await rollback_all_sessions()
+            raise
+
+    async def intercept(self, message: Message) -> None:
+        if self.replaced:
+            return  # the app's own response was replaced by a 500
+        if message["type"] == "http.response.start" and not self.started:
+            self.started = True
+            try:
+                await auto_commit_by_status_code(message["status"], self.before_commit)
+            except Exception:
+                logger.exception("commit failed; answering 500 instead of %s", message["status"])
+                await rollback_all_sessions()
+                await self._send_500()
+                return
+        await self.send(message)
+
+    async def _send_500(self) -> None:
+        self.replaced = True
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": HTTPStatus.INTERNAL_SERVER_ERROR,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(_COMMIT_FAILED_BODY)).encode()),
+                ],
+            }
+        )
+        await self.send({"type": "http.response.body", "body": _COMMIT_FAILED_BODY})

@@ -1,0 +1,201 @@
+"""DBConnect: one database, its current engine and sessionmaker, and the engine swap.
+
+The engine swap is the heart of failover support: ``change_host(host)``
+builds the new engine *first*, publishes it in one step under a (thread)
+lock that is never held across an ``await``, and retires the old engine
+outside the lock. A hung host therefore never blocks a swap or the
+sessions that want the new engine.
+
+Retiring an engine does not break sessions that were already handed out:
+
+* idle pooled connections of the old engine are closed by a background
+  ``dispose()`` bounded by ``dispose_timeout``;
+* connections still checked out keep working until their session ends;
+  when they are checked back in, they are closed instead of pooled, so no
+  idle connection to the old host is ever left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ._engine_slot import EngineSlot
+from .errors import NoHostError
+
+__all__ = [
+    "AsyncFunc",
+    "DBConnect",
+    "EngineCreatorFunc",
+    "SessionMakerCreatorFunc",
+]
+
+logger = logging.getLogger("ctxdb")
+
+EngineCreatorFunc = Callable[[str], AsyncEngine]
+SessionMakerCreatorFunc = Callable[[AsyncEngine], async_sessionmaker[AsyncSession]]
+AsyncFunc = Callable[["DBConnect"], Awaitable[None]]
+
+DEFAULT_DISPOSE_TIMEOUT = 5.0
+
+
+def default_session_maker_creator(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """``async_sessionmaker(engine, expire_on_commit=False)``."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+class DBConnect:
+    """A database: how to build its engine, and the engine in use now.
+
+    Construction is cheap and connects nothing, so a module-level
+    ``DBConnect`` is fine. The first session builds the engine for ``host``.
+
+    Concurrency: all methods are safe to call from many tasks at once. The
+    swap itself never awaits; ``before_create_session_handler`` runs before
+    every new session and may call ``change_host``.
+
+    Example::
+
+        master = DBConnect(
+            engine_creator=lambda host: create_async_engine(f"postgresql+asyncpg://u@{host}/db"),
+            session_maker_creator=lambda engine: async_sessionmaker(engine),
+            host="127.0.0.1:5432",
+        )
+    """
+
+    def __init__(
+        self,
+        engine_creator: EngineCreatorFunc,
+        session_maker_creator: SessionMakerCreatorFunc | None = None,
+        host: str | None = None,
+        before_create_session_handler: AsyncFunc | None = None,
+        *,
+        dispose_timeout: float = DEFAULT_DISPOSE_TIMEOUT,
+    ) -> None:
+        self.context_key = str(uuid.uuid4())
+        self._host = host
+        self._engine_creator = engine_creator
+        self._session_maker_creator = session_maker_creator or default_session_maker_creator
+        self._before_create_session_handler = before_create_session_handler
+        self._dispose_timeout = dispose_timeout
+        self._slot: EngineSlot | None = None
+        self._swap_lock = threading.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: set[EngineSlot] = set()
+        self.swaps = 0
+
+    def __repr__(self) -> str:
+        return f"<DBConnect host={self._host!r} key={self.context_key[:8]}>"
+
+    # --- the current host and engine --------------------------------------
+    @property
+    def host(self) -> str | None:
+        """The host new sessions go to (``None`` until one is known)."""
+        return self._host
+
+    @host.setter
+    def host(self, host: str | None) -> None:
+        self._host = host
+
+    @property
+    def engine(self) -> AsyncEngine | None:
+        """The engine in use now, if one was built."""
+        slot = self._slot
+        return slot.engine if slot else None
+
+    def checked_out(self) -> int:
+        """Connections checked out right now, over current and retired engines."""
+        slot = self._slot
+        current = slot.checked_out if slot else 0
+        self._retired = {s for s in self._retired if s.checked_out or not s.disposed}
+        return current + sum(s.checked_out for s in self._retired)
+
+    # --- swapping ------------------------------------------------------------
+    async def connect(self, host: str) -> None:
+        """Build a new engine for ``host`` and make it current (even for the same host).
+
+        If ``engine_creator`` raises, the previous engine and host stay in use.
+        """
+        self._swap(host, only_if_changed=False)
+
+    async def change_host(self, host: str) -> None:
+        """Switch new sessions to ``host``; a no-op when it is the current host.
+
+        The new engine is built before anything changes; the old one is
+        retired in a background task (see the module docstring). Returns
+        without waiting for that task.
+        """
+        self._swap(host, only_if_changed=True)
+
+    def _swap(self, host: str, *, only_if_changed: bool) -> EngineSlot:
+        if not host:
+            raise NoHostError("DBConnect needs a non-empty host")
+        current = self._slot
+        if only_if_changed and current is not None and current.host == host:
+            return current
+        # Build outside the lock: user code may be slow, and a failure here
+        # must leave the previous engine in place.
+        engine = self._engine_creator(host)
+        session_maker = self._session_maker_creator(engine)
+        new_slot = EngineSlot(host, engine, session_maker)
+        with self._swap_lock:
+            old_slot, self._slot, self._host = self._slot, new_slot, host
+            if old_slot is not None:
+                self.swaps += 1
+        if old_slot is not None:
+            logger.info("engine for %r swapped from %s to %s", self, old_slot.host, host)
+            self._retire(old_slot)
+        return new_slot
+
+    def _retire(self, slot: EngineSlot) -> None:
+        slot.retire()
+        self._retired.add(slot)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing is checked out that we could wait for
+            return
+        task = loop.create_task(
+            slot.dispose(self._dispose_timeout), name=f"ctxdb-dispose-{slot.host}"
+        )
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    # --- sessions ------------------------------------------------------------
+    async def session_maker(self) -> async_sessionmaker[AsyncSession]:
+        """The current sessionmaker, after running ``before_create_session_handler``."""
+        if self._before_create_session_handler is not None:
+            await self._before_create_session_handler(self)
+        slot = self._slot
+        if slot is None:
+            if not self._host:
+                raise NoHostError(
+                    "DBConnect has no host: pass host=..., call connect(host), or set "
+                    "a before_create_session_handler that calls change_host()"
+                )
+            slot = self._swap(self._host, only_if_changed=True)
+        return slot.session_maker
+
+    async def create_session(self) -> AsyncSession:
+        """A new session on the current engine (no connection is opened yet)."""
+        maker = await self.session_maker()
+        return maker()
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Dispose of the current engine and wait for retired ones, within ``timeout``.
+
+        Later sessions build a new engine for the same host. Cancellation
+        leaves the disposal running in the background.
+        """
+        with self._swap_lock:
+            slot, self._slot = self._slot, None
+        if slot is not None:
+            self._retire(slot)
+        pending = list(self._retiring)
+        if pending:
+            wait_for = self._dispose_timeout if timeout is None else timeout
+            await asyncio.wait(pending, timeout=wait_for)
