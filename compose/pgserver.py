@@ -116,7 +116,13 @@ def server_user() -> ServerUser:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``host:port``.
+
+    SO_REUSEADDR, as the postmaster itself sets it: connections of a server just
+    stopped linger in TIME_WAIT and must not make its port look taken.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -291,8 +297,9 @@ class PostgresNode:
             "--no-sync",
         )  # fmt: skip
         pwfile.unlink()
-        with (self.data_dir / "pg_hba.conf").open("a") as hba:
-            hba.write("host replication all 127.0.0.1/32 trust\n")
+        # First match wins: this line must precede initdb's scram replication rules.
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text("host replication all 127.0.0.1/32 trust\n" + hba.read_text())
         self.configure(**settings)
 
     def configure(self, **settings: str) -> None:
