@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.ctxdb"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.ctxdb", "tests.fixtures.replicated"]
