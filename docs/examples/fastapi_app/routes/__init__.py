@@ -1,0 +1,1 @@
+"""The example routes, one module per theme."""
