@@ -1,3 +1,66 @@
-"""topology: find the PostgreSQL primary and replicas among candidate hosts."""
+"""topology: find the PostgreSQL primary and replicas among candidate hosts.
 
-__all__: list[str] = []
+Example::
+
+    cluster = ClusterResolver(["10.0.0.1:5432", "10.0.0.2:5432"], user="app",
+                              password=..., database="app")
+    async with cluster:
+        host = await cluster.master()    # "10.0.0.1:5432", from the cache
+        reader = await cluster.replica()
+
+The package never imports ctxdb (nor any web framework); ``cluster.master``
+and ``cluster.replica`` are plain awaitable resolvers any session layer can use.
+"""
+
+from topology._resolvers import MasterResolver, ReplicaResolver
+from topology.errors import (
+    ConfigurationError,
+    NoPrimaryError,
+    NoReplicaError,
+    ProbeError,
+    Reason,
+    TopologyError,
+    classify,
+)
+from topology.hosts import (
+    ConnectOptions,
+    HostAddress,
+    parse_host,
+    parse_host_lists,
+    parse_hosts,
+    parse_url,
+)
+from topology.picker import ReplicaPicker, Strategy
+from topology.probe import HostProber, ProbeDriver, ProbeResult, probe_once
+from topology.resolver import ClusterResolver, ClusterStats
+from topology.snapshot import HostState, Role, Snapshot, build_snapshot
+
+__all__ = [
+    "ClusterResolver",
+    "ClusterStats",
+    "ConfigurationError",
+    "ConnectOptions",
+    "HostAddress",
+    "HostProber",
+    "HostState",
+    "MasterResolver",
+    "NoPrimaryError",
+    "NoReplicaError",
+    "ProbeDriver",
+    "ProbeError",
+    "ProbeResult",
+    "Reason",
+    "ReplicaPicker",
+    "ReplicaResolver",
+    "Role",
+    "Snapshot",
+    "Strategy",
+    "TopologyError",
+    "build_snapshot",
+    "classify",
+    "parse_host",
+    "parse_host_lists",
+    "parse_hosts",
+    "parse_url",
+    "probe_once",
+]

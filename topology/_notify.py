@@ -1,0 +1,117 @@
+"""Callbacks and log lines for snapshot changes.
+
+Callbacks run on the event loop, synchronously, in registration order; one
+that raises is logged and skipped, never breaking the loop or its peers.
+A callback returning an awaitable has it run in a tracked, named task
+(cancelled by :meth:`Callbacks.cancel_tasks`), so it cannot block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from topology.snapshot import Role, Snapshot, role_changes
+
+__all__ = ["Callbacks", "log_changes", "significant"]
+
+log = logging.getLogger("topology")
+
+
+class Callbacks:
+    """A small, exception-safe observer list (see the module docstring)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._callbacks: list[Callable[..., Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+    def add(self, callback: Callable[..., Any]) -> Callable[[], None]:
+        """Register ``callback``; returns a function that unregisters it (idempotent)."""
+        if not callable(callback):
+            raise TypeError(f"{self._name} callback must be callable, not {type(callback)!r}")
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    def call(self, *args: Any) -> None:
+        for callback in tuple(self._callbacks):
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    self._track(result)
+            except Exception:
+                log.exception("%s callback %r raised; ignored", self._name, callback)
+
+    def _track(self, awaitable: Any) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("%s callback task raised; ignored", self._name)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"topology-{self._name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel_tasks(self, timeout: float) -> None:
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+
+def significant(old: Snapshot, new: Snapshot) -> bool:
+    """True when the primary or any host's role differs (lag and latency do not count)."""
+    if old.primary != new.primary:
+        return True
+    return any(a.role is not b.role for a, b in zip(old.hosts, new.hosts, strict=True))
+
+
+def log_changes(old: Snapshot, new: Snapshot) -> int:
+    """Log role changes (WARNING) and the first topology seen (INFO); returns the count."""
+    if old.round == 0:
+        log.info(
+            "topology discovered: primary %s, replicas %s",
+            new.primary or "none",
+            ", ".join(new.replicas) or "none",
+        )
+        for state in new.by_role(Role.STALE_PRIMARY):
+            log.warning(
+                "split brain: %s claims to be primary on timeline %s but timeline %s is the"
+                " highest seen: marked stale primary",
+                state.host,
+                state.timeline,
+                new.max_timeline,
+            )
+        return 0
+    changes = role_changes(old, new)
+    for change in changes:
+        state = new[change.host]
+        if change.new is Role.DOWN:
+            reason = state.error.reason.words if state.error is not None else "unknown"
+            log.warning("lost host %s (was %s): %s", change.host, change.old.words, reason)
+        elif change.new is Role.STALE_PRIMARY:
+            log.warning(
+                "split brain: %s claims to be primary on timeline %s but timeline %s is the"
+                " highest seen: marked stale primary",
+                change.host,
+                state.timeline,
+                new.max_timeline,
+            )
+        else:
+            log.warning("role change: %s %s -> %s", change.host, change.old.words, change.new.words)
+    if old.primary != new.primary:
+        log.warning("primary is now %s (was %s)", new.primary or "none", old.primary or "none")
+    return len(changes)

@@ -1,0 +1,97 @@
+"""The resolver objects behind ``cluster.master`` and ``cluster.replica``.
+
+Both are awaitable callables returning a host string. Their fast path
+reads the cluster's published state (a few attribute reads, no lock, no
+allocation besides the coroutine) while the snapshot is fresh; otherwise
+they fall back to the cluster's bounded wait (``wait_timeout``).
+
+Each also offers ``report_failure(host, exc)`` (delegating to the cluster)
+and ``add_listener(callback)``: ``callback(host)`` runs synchronously on the
+event loop whenever the host this resolver would return changes (None
+when there is none); it must not block, and its exceptions are logged and
+swallowed. For the replica resolver that host is the replica it favours
+(the first eligible one for its strategy, or the fallback primary): the
+callback runs when the set of eligible replicas changes its head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from topology.errors import NoReplicaError
+
+if TYPE_CHECKING:
+    from topology.resolver import ClusterResolver
+
+__all__ = ["MasterResolver", "ReplicaResolver"]
+
+
+class MasterResolver:
+    """``await cluster.master()`` -> the primary's ``host:port``; may raise NoPrimaryError."""
+
+    __slots__ = ("_cluster",)
+
+    def __init__(self, cluster: ClusterResolver) -> None:
+        self._cluster = cluster
+
+    async def __call__(self) -> str:
+        cluster = self._cluster
+        host = cluster._primary_fast
+        if host is not None and cluster._fresh_until > monotonic():
+            return host
+        return await cluster._wait_primary()
+
+    @property
+    def cluster(self) -> ClusterResolver:
+        return self._cluster
+
+    def report_failure(self, host: str, exc: BaseException | None = None) -> None:
+        """See :meth:`ClusterResolver.report_failure` (sync, never raises)."""
+        self._cluster.report_failure(host, exc)
+
+    def add_listener(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(new_primary_or_None)`` on every change; returns unsubscribe."""
+        return self._cluster._master_listeners.add(callback)
+
+    def __repr__(self) -> str:
+        return f"<master resolver of {self._cluster!r}>"
+
+
+class ReplicaResolver:
+    """``await cluster.replica()`` -> a replica's ``host:port`` picked by the strategy.
+
+    Falls back to the primary when no replica qualifies (if configured);
+    raises NoReplicaError at once when nothing qualifies although hosts
+    are up, and after ``wait_timeout`` when no host is usable at all.
+    """
+
+    __slots__ = ("_cluster",)
+
+    def __init__(self, cluster: ClusterResolver) -> None:
+        self._cluster = cluster
+
+    async def __call__(self) -> str:
+        cluster = self._cluster
+        if cluster._fresh_until > monotonic():
+            try:
+                return cluster.picker.pick(cluster._snapshot, cluster._suspect_set)
+            except NoReplicaError:
+                pass
+        return await cluster._wait_replica()
+
+    @property
+    def cluster(self) -> ClusterResolver:
+        return self._cluster
+
+    def report_failure(self, host: str, exc: BaseException | None = None) -> None:
+        """See :meth:`ClusterResolver.report_failure` (sync, never raises)."""
+        self._cluster.report_failure(host, exc)
+
+    def add_listener(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(favoured_host_or_None)`` on every change; returns unsubscribe."""
+        return self._cluster._replica_listeners.add(callback)
+
+    def __repr__(self) -> str:
+        return f"<replica resolver of {self._cluster!r}>"

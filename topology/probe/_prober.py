@@ -1,0 +1,261 @@
+"""Probe one host: one persistent connection, one query, one bounded result.
+
+Timeouts: :meth:`HostProber.probe` returns within ``timeout`` seconds plus a
+small grace (``_ABANDON_GRACE``), whatever the host does. Every await runs
+in a child task watched with that deadline; when the deadline passes, the
+connection is *terminated* (its socket torn down without waiting for the
+server) and the child task cancelled, never politely closed: a frozen host
+would never answer a polite close.
+
+Retries: tenacity retries transient failures (a reused connection found
+dead, too many connections, server starting up or shutting down) with a
+short exponential backoff, only while the next attempt still fits in the
+deadline. Permanent failures (authentication, a missing database, TLS or
+configuration errors) are never retried; the host is then held (not
+contacted again) for ``hold`` seconds, doubling up to ``max_hold``, and
+probes return the last failure meanwhile.
+
+Concurrency: one probe at a time per HostProber (the resolver's rounds never
+overlap); :meth:`terminate` may be called at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+from tenacity.wait import wait_exponential
+
+from topology.errors import ConfigurationError, ProbeError, Reason, classify, redact
+from topology.hosts import ConnectOptions, HostAddress
+from topology.probe._drivers import ProbeConnection, ProbeDriver, get_driver
+from topology.probe._result import PROBE_QUERY, ProbeResult, result_from_row
+
+__all__ = ["HostProber"]
+
+log = logging.getLogger("topology.probe")
+T = TypeVar("T")
+_ABANDON_GRACE = 0.2  # how long a terminated child task gets to notice it
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # mark retrieved: an abandoned task's error is already reported
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next attempt would start at or after the probe deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
+
+
+class HostProber:
+    """Probes one host; see the module docstring for timeouts and retries."""
+
+    def __init__(
+        self,
+        address: HostAddress,
+        options: ConnectOptions,
+        driver: str | ProbeDriver = "asyncpg",
+        *,
+        timeout: float = 1.0,
+        retries: int = 2,
+        backoff: float = 0.01,
+        hold: float = 5.0,
+        max_hold: float = 60.0,
+    ) -> None:
+        if not timeout > 0:
+            raise ConfigurationError(f"probe timeout must be > 0 seconds, not {timeout!r}")
+        if retries < 0:
+            raise ConfigurationError(f"retries must be >= 0, not {retries!r}")
+        self.address = address
+        self.host = str(address)
+        self.options = options
+        self.driver = get_driver(driver)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.hold = hold
+        self.max_hold = max_hold
+        self.connects = 0  # connection attempts made, for stats and tests
+        self._conn: ProbeConnection | None = None
+        self._held_until = 0.0
+        self._hold_next = hold
+        self._last_failure: ProbeResult | None = None
+        self._reused_lost = False
+
+    def __repr__(self) -> str:
+        state = "connected" if self._conn is not None else "idle"
+        return f"HostProber({self.host}, {self.driver.name}, {state})"
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def held(self) -> bool:
+        """True while a permanent failure keeps this host from being contacted."""
+        return time.monotonic() < self._held_until
+
+    async def probe(self) -> ProbeResult:
+        """Probe once (with bounded retries); never raises except on cancellation."""
+        if self.held and self._last_failure is not None:
+            return self._last_failure
+        deadline = time.monotonic() + self.timeout
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries + 1) | _StopAtDeadline(deadline),
+            wait=self._wait,
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, ProbeError) and exc.reason.retryable
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    return await self._attempt(deadline, attempts)
+        except ProbeError as error:
+            return self._failed(error, attempts)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _wait(self, state: RetryCallState) -> float:
+        if self._reused_lost:  # a pooled connection died idle: reconnect at once
+            return 0.0
+        return float(wait_exponential(multiplier=self.backoff, max=self.timeout / 4)(state))
+
+    def _failed(self, error: ProbeError, attempts: int) -> ProbeResult:
+        result = ProbeResult(host=self.host, error=error, checked_at=time.time(), attempts=attempts)
+        if error.permanent:
+            self._held_until = time.monotonic() + self._hold_next
+            self._hold_next = min(self._hold_next * 2, self.max_hold)
+            self._last_failure = result
+        log.debug("probe %s failed after %d attempt(s): %s", self.host, attempts, error)
+        return result
+
+    async def _attempt(self, deadline: float, attempts: int) -> ProbeResult:
+        conn = self._conn
+        self._reused_lost = False
+        reused = conn is not None
+        if conn is None:
+            conn = await self._connect(deadline)
+        try:
+            row, latency = await self._bounded(self._timed_fetch(conn), deadline, conn, "query")
+        except ProbeError as error:
+            self._drop()
+            self._reused_lost = reused and error.reason is Reason.CONNECTION_LOST
+            raise
+        result = result_from_row(self.host, row, latency, time.time(), attempts)
+        self._held_until = 0.0
+        self._hold_next = self.hold
+        self._last_failure = None
+        log.debug(
+            "probe %s: %s lsn=%s tl=%s latency=%.2fms",
+            self.host,
+            "replica" if result.in_recovery else "primary",
+            result.lsn,
+            result.timeline,
+            latency * 1000,
+        )
+        return result
+
+    async def _timed_fetch(self, conn: ProbeConnection) -> tuple[Sequence[Any], float]:
+        start = time.perf_counter()
+        row = await conn.fetch_row(PROBE_QUERY)
+        return row, time.perf_counter() - start
+
+    async def _connect(self, deadline: float) -> ProbeConnection:
+        limit = deadline
+        if self.options.connect_timeout is not None:
+            limit = min(deadline, time.monotonic() + self.options.connect_timeout)
+        self.connects += 1
+        remaining = max(limit - time.monotonic(), 0.0)
+        conn = await self._bounded(
+            self.driver.connect(self.address, self.options, remaining), limit, None, "connect"
+        )
+        self._conn = conn
+        return conn
+
+    async def _bounded(
+        self,
+        awaitable: Awaitable[T],
+        deadline: float,
+        conn: ProbeConnection | None,
+        what: str,
+    ) -> T:
+        """Await ``awaitable`` in a child task until ``deadline``; classify any failure."""
+        task: asyncio.Task[T] = asyncio.ensure_future(awaitable)
+        task.add_done_callback(_consume)
+        try:
+            done, _ = await asyncio.wait((task,), timeout=max(deadline - time.monotonic(), 0.0))
+        except asyncio.CancelledError:
+            self._abandon(task, conn)
+            raise
+        if not done:
+            self._abandon(task, conn)
+            await asyncio.wait((task,), timeout=_ABANDON_GRACE)
+            raise ProbeError(self.host, Reason.TIMED_OUT, f"no answer to {what} in time")
+        try:
+            return task.result()
+        except asyncio.CancelledError:
+            raise ProbeError(self.host, Reason.CONNECTION_LOST, f"{what} cancelled") from None
+        except ProbeError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from None
+
+    def _abandon(self, task: asyncio.Task[Any], conn: ProbeConnection | None) -> None:
+        if conn is not None:
+            conn.terminate()
+        task.cancel()
+        if conn is not None and conn is self._conn:
+            self._conn = None
+            task.add_done_callback(lambda _: conn.release())
+
+    def _error(self, exc: BaseException) -> ProbeError:
+        detail = redact(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "", [self.options.password]
+        )
+        if not detail:
+            detail = type(exc).__name__
+        return ProbeError(self.host, classify(exc), detail)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+            conn.release()
+
+    def terminate(self) -> None:
+        """Abandon the probe connection now (no wait, no error)."""
+        self._drop()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Close the probe connection politely within ``timeout``, else terminate it."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        task = asyncio.ensure_future(conn.close())
+        task.add_done_callback(_consume)
+        try:
+            done, _ = await asyncio.wait((task,), timeout=timeout)
+        except asyncio.CancelledError:
+            conn.terminate()
+            task.cancel()
+            conn.release()
+            raise
+        if not done or task.exception() is not None:
+            conn.terminate()
+            task.cancel()
+            await asyncio.wait((task,), timeout=_ABANDON_GRACE)
+        conn.release()

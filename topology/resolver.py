@@ -1,0 +1,421 @@
+"""ClusterResolver: follow the primary and the replicas of a PostgreSQL cluster.
+
+A background loop (:mod:`topology._loop`) probes every host each
+``interval`` seconds and publishes an immutable :class:`Snapshot`; readers
+just read the current one, they never lock and never wait on the network
+while it is fresh. ``cluster.master`` and ``cluster.replica`` are resolvers:
+awaitable callables returning a host string (``"host:port"``,
+``"[v6]:port"``), which also offer ``report_failure`` and ``add_listener``.
+
+Following a failover: ``report_failure(host, exc)`` (called by a session
+layer when a connection fails or a primary turns read-only) takes the host
+off the fast path, starts one immediate round (coalesced with any others)
+and keeps rounds at ``fast_interval`` until a primary is known again.
+``master()`` then waits for a snapshot with a primary, at most
+``wait_timeout`` seconds, and raises :class:`NoPrimaryError` with every
+host's reason. Listeners hear of every change of the resolved host, so
+engines can be swapped and connections to a demoted host terminated at once.
+
+Lifecycle: ``async with cluster`` or ``await cluster.start()`` /
+``await cluster.close()``; a resolver call before ``start()`` starts the
+cluster (once, however many callers). ``close(timeout)`` stops the loop and
+closes every probe connection within about ``timeout`` seconds (terminating
+those that do not close in time); the cluster may be started again, also on
+another event loop. Not thread-safe, except ``report_failure``, which may be
+called from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from topology._loop import ProbeLoop
+from topology._notify import Callbacks, log_changes, significant
+from topology._resolvers import MasterResolver, ReplicaResolver
+from topology.errors import (
+    ConfigurationError,
+    NoPrimaryError,
+    NoReplicaError,
+    ProbeError,
+    classify,
+)
+from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
+from topology.picker import ReplicaPicker, Strategy
+from topology.probe import HostProber, ProbeDriver, get_driver
+from topology.snapshot import Role, Snapshot
+
+__all__ = ["ClusterResolver", "ClusterStats"]
+
+log = logging.getLogger("topology")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStats:
+    """Counters since construction. Times: ``last_round_at`` wall-clock, durations seconds."""
+
+    rounds: int
+    probes: int
+    probe_failures: int
+    role_changes: int
+    failure_reports: int
+    last_round_at: float | None
+    last_round_duration: float | None
+    running: bool
+
+
+class ClusterResolver:
+    """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
+
+    ``hosts``: a comma-separated string or an iterable of ``host[:port]``
+    strings or :class:`HostAddress`. ``options``: connection settings, with
+    ``user`` / ``password`` / ``database`` and any other :class:`ConnectOptions`
+    field given as keywords taking precedence (``sslmode``, ``sslrootcert``,
+    ``sslcert``, ``sslkey``, ``connect_timeout``, ``application_name``).
+
+    Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
+    no primary is known or after a failure report; ``probe_timeout`` bounds
+    each host's probe (connect + query + retries); ``wait_timeout`` bounds
+    how long a resolver call waits for a primary; a snapshot older than
+    ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
+    trusted by the fast path.
+    """
+
+    def __init__(
+        self,
+        hosts: str | HostAddress | Iterable[str | HostAddress],
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        options: ConnectOptions | None = None,
+        driver: str | ProbeDriver = "asyncpg",
+        interval: float = 1.0,
+        fast_interval: float = 0.02,
+        probe_timeout: float = 1.0,
+        wait_timeout: float = 5.0,
+        retries: int = 2,
+        replica_strategy: str | Strategy = Strategy.ROUND_ROBIN,
+        max_lag_bytes: int | None = None,
+        max_lag_seconds: float | None = None,
+        fallback_to_primary: bool = True,
+        stale_after: float | None = None,
+        **connect_options: Any,
+    ) -> None:
+        for name, value in (
+            ("interval", interval),
+            ("fast_interval", fast_interval),
+            ("probe_timeout", probe_timeout),
+            ("wait_timeout", wait_timeout),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
+        self.hosts = parse_hosts(hosts)
+        self.options = _merge_options(options, user, password, database, connect_options)
+        self.driver = get_driver(driver)
+        self.interval = float(interval)
+        self.fast_interval = float(fast_interval)
+        self.probe_timeout = float(probe_timeout)
+        self.wait_timeout = float(wait_timeout)
+        self.stale_after = (
+            float(stale_after) if stale_after else 3 * self.interval + 2 * self.probe_timeout
+        )
+        self.picker = ReplicaPicker(
+            replica_strategy,
+            max_lag_bytes=max_lag_bytes,
+            max_lag_seconds=max_lag_seconds,
+            fallback_to_primary=fallback_to_primary,
+        )
+        self._probers = [
+            HostProber(address, self.options, self.driver, timeout=probe_timeout, retries=retries)
+            for address in self.hosts
+        ]
+        self._names = frozenset(prober.host for prober in self._probers)
+        self._snapshot = Snapshot.empty(prober.host for prober in self._probers)
+        # The fast path of master(): the primary while fresh and not suspect.
+        self._primary_fast: str | None = None
+        self._fresh_until = 0.0
+        self._suspects: dict[str, float] = {}
+        self._suspect_set: frozenset[str] = frozenset()
+        self._loop_runner = ProbeLoop(
+            self._probers,
+            current=lambda: self._snapshot,
+            publish=self._publish,
+            fast=self._wants_fast,
+            interval=self.interval,
+            fast_interval=self.fast_interval,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._published: asyncio.Future[None] | None = None
+        self._on_change = Callbacks("on_change")
+        self._master_listeners = Callbacks("master listener")
+        self._replica_listeners = Callbacks("replica listener")
+        self._master_notified: str | None = None
+        self._replica_notified: str | None = None
+        self._role_changes = 0
+        self._failure_reports = 0
+        self._last_round_at: float | None = None
+        self.master = MasterResolver(self)
+        self.replica = ReplicaResolver(self)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> ClusterResolver:
+        """Build from a libpq multi-host URL (``postgresql://u:pw@h1:5432,h2/db?sslmode=...``).
+
+        ``kwargs`` are the constructor's keywords; explicit ones win over the URL.
+        """
+        hosts, options = parse_url(url)
+        base = kwargs.pop("options", None)
+        if base is not None:
+            raise ConfigurationError("from_url takes its options from the URL: pass keywords")
+        return cls(hosts, options=options, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        hosts = ",".join(prober.host for prober in self._probers)
+        return (
+            f"ClusterResolver({hosts}, driver={self.driver.name}, "
+            f"primary={self._snapshot.primary}, {state})"
+        )
+
+    # --- reading ---------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot last published (never waits; ``round == 0`` before the first)."""
+        return self._snapshot
+
+    def stats(self) -> ClusterStats:
+        runner = self._loop_runner
+        return ClusterStats(
+            rounds=runner.rounds,
+            probes=runner.probes,
+            probe_failures=runner.probe_failures,
+            role_changes=self._role_changes,
+            failure_reports=self._failure_reports,
+            last_round_at=self._last_round_at,
+            last_round_duration=runner.last_round_duration,
+            running=self.running,
+        )
+
+    def on_change(self, callback: Callable[[Snapshot, Snapshot], object]) -> Callable[[], None]:
+        """Call ``callback(old, new)`` when the primary or a role changes; returns unsubscribe.
+
+        Runs on the event loop right after publication; it must not block (an
+        awaitable result runs in a tracked task). Exceptions are logged.
+        """
+        return self._on_change.add(callback)
+
+    # --- failures ----------------------------------------------------------------
+    def report_failure(self, host: str, exc: BaseException | None = None) -> None:
+        """Report that ``host`` failed (lost connection, read-only, shutdown...).
+
+        Sync, non-blocking, never raises; may be called from any thread.
+        Takes the host off the fast path until a round started after this
+        report has seen it, wakes the loop for one (coalesced) round and
+        keeps rounds fast until a primary is known again.
+        """
+        try:
+            loop = self._event_loop
+            if loop is not None and threading.get_ident() != self._thread_id:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(self._failure, host, exc)
+                return
+            self._failure(host, exc)
+        except Exception:
+            log.exception("report_failure(%s) failed; ignored", host)
+
+    def _failure(self, host: str, exc: BaseException | None) -> None:
+        self._failure_reports += 1
+        if exc is not None:
+            # The type and the reason only: an exception's text may hold SQL parameters.
+            log.info(
+                "failure reported on %s: %s (%s)", host, classify(exc).words, type(exc).__name__
+            )
+        self._suspects[host] = time.monotonic()
+        self._suspect_set = frozenset(self._suspects)
+        if host == self._primary_fast:
+            self._primary_fast = None
+        if self.running:
+            self._loop_runner.wake()
+
+    def _wants_fast(self) -> bool:
+        return self._snapshot.primary is None or bool(self._suspects)
+
+    # --- publishing -----------------------------------------------------------------
+    def _publish(self, snapshot: Snapshot, round_started: float) -> None:
+        old = self._snapshot
+        self._snapshot = snapshot
+        if snapshot.complete:
+            self._last_round_at = snapshot.taken_at
+        if self._suspects:
+            self._suspects = {h: t for h, t in self._suspects.items() if t >= round_started}
+            self._suspect_set = frozenset(self._suspects)
+        primary = snapshot.primary
+        self._primary_fast = None if primary in self._suspects else primary
+        self._fresh_until = time.monotonic() + self.stale_after
+        published, self._published = self._published, None
+        if published is not None and not published.done():
+            published.set_result(None)
+        if significant(old, snapshot):
+            self._role_changes += log_changes(old, snapshot)
+            self._on_change.call(old, snapshot)
+        self._notify_listeners(snapshot)
+
+    def _notify_listeners(self, snapshot: Snapshot) -> None:
+        if snapshot.primary != self._master_notified:
+            self._master_notified = snapshot.primary
+            self._master_listeners.call(snapshot.primary)
+        preferred = self.picker.preferred(snapshot, self._suspect_set)
+        if preferred != self._replica_notified:
+            self._replica_notified = preferred
+            self._replica_listeners.call(preferred)
+
+    async def _next_publication(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the next snapshot to be published."""
+        if self._published is None:
+            self._published = asyncio.get_running_loop().create_future()
+        await asyncio.wait((self._published,), timeout=max(timeout, 0.0))
+
+    # --- waiting for a primary (the slow path of master()) --------------------------------
+    async def _wait_primary(self) -> str:
+        deadline = time.monotonic() + self.wait_timeout
+        await self._ensure_started(deadline)
+        while True:
+            host = self._primary_fast
+            if host is not None and self._fresh_until > time.monotonic():
+                return host
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._no_primary()
+            if not self.running:
+                await self._ensure_started(deadline)
+            await self._next_publication(remaining)
+
+    async def _wait_replica(self) -> str:
+        deadline = time.monotonic() + self.wait_timeout
+        await self._ensure_started(deadline)
+        while True:
+            snapshot = self._snapshot
+            if self._fresh_until > time.monotonic():
+                try:
+                    return self.picker.pick(snapshot, self._suspect_set)
+                except NoReplicaError:
+                    usable = snapshot.replicas or (
+                        snapshot.primary is not None and snapshot.primary not in self._suspects
+                    )
+                    if usable or time.monotonic() >= deadline:
+                        raise
+            elif time.monotonic() >= deadline:
+                raise NoReplicaError("no fresh snapshot", snapshot.causes())
+            if not self.running:
+                await self._ensure_started(deadline)
+            await self._next_publication(deadline - time.monotonic())
+
+    def _no_primary(self) -> NoPrimaryError:
+        snapshot = self._snapshot
+        causes: dict[str, str | BaseException] = {}
+        for state in snapshot.hosts:
+            if state.role is Role.DOWN and isinstance(state.error, ProbeError):
+                causes[state.host] = state.error
+            elif state.role is Role.PRIMARY and state.host in self._suspects:
+                causes[state.host] = "primary, reported failing and not confirmed since"
+            else:
+                causes[state.host] = state.describe(snapshot.max_timeline)
+        return NoPrimaryError(
+            f"no primary among {len(causes)} hosts after {self.wait_timeout:g} s", causes
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the loop and wait for the first snapshot (at most ``wait_timeout``)."""
+        await self._ensure_started(time.monotonic() + self.wait_timeout)
+
+    async def _ensure_started(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self._event_loop is not loop or not self.running:
+            self._launch(loop)  # no await since the check: a single launch
+        if self._snapshot.round == 0:
+            await self._next_publication(deadline - time.monotonic())
+
+    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._event_loop is not None and self._event_loop is not loop:
+            # Started on another event loop that is gone or busy elsewhere: its
+            # connections cannot be used from here; drop them without a word.
+            for prober in self._probers:
+                prober.terminate()
+            self._published = None
+        self._event_loop = loop
+        self._thread_id = threading.get_ident()
+        self._task = loop.create_task(self._run(), name="topology-cluster-loop")
+
+    async def _run(self) -> None:
+        try:
+            await self._loop_runner.run()
+        finally:
+            self._primary_fast = None
+            self._fresh_until = 0.0
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop and close every probe connection, within about ``timeout`` s.
+
+        Connections that do not close politely in time are terminated. Safe
+        to call twice, or without a start.
+        """
+        deadline = time.monotonic() + timeout
+        task, self._task = self._task, None
+        self._primary_fast = None
+        self._fresh_until = 0.0
+        if task is not None and not task.done():
+            task.cancel()
+            if task.get_loop() is asyncio.get_running_loop():
+                await asyncio.wait((task,), timeout=max(deadline - time.monotonic(), 0.0) / 2)
+        await self._on_change.cancel_tasks(0.1)
+        await self._master_listeners.cancel_tasks(0.1)
+        await self._replica_listeners.cancel_tasks(0.1)
+        remaining = max(deadline - time.monotonic(), 0.01)
+        await asyncio.gather(*(prober.close(remaining) for prober in self._probers))
+        self._published = None
+
+    async def __aenter__(self) -> ClusterResolver:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _merge_options(
+    options: ConnectOptions | None,
+    user: str | None,
+    password: str | None,
+    database: str | None,
+    extra: dict[str, Any],
+) -> ConnectOptions:
+    base = options or ConnectOptions()
+    changes: dict[str, Any] = dict(extra)
+    for key, value in (("user", user), ("password", password), ("database", database)):
+        if value is not None:
+            changes[key] = value
+    if not changes:
+        return base
+    try:
+        return base.replace(**changes)
+    except TypeError:
+        unknown = sorted(set(changes) - set(ConnectOptions.__dataclass_fields__))
+        raise ConfigurationError(f"unknown connection option(s): {', '.join(unknown)}") from None

@@ -1,0 +1,252 @@
+"""Immutable cluster snapshots: each host's role, lag and timeline at one moment.
+
+:func:`build_snapshot` is pure: it turns one round of probe results (and,
+for hosts not answered yet, their previous state) into a :class:`Snapshot`.
+
+Roles: ``primary`` (the one host writes should go to), ``replica`` (in
+recovery), ``stale_primary`` (claims to be primary but lost: see below),
+``down`` (the probe failed) and ``unknown`` (not probed yet).
+
+Split brain: when several hosts claim to be primary, the highest timeline
+wins and the others become stale primaries. The highest timeline ever seen
+on a primary is remembered from snapshot to snapshot, so a host on a lower
+timeline is never chosen as primary again, even once it is the only
+claimant (for example an old primary thawed after its replica was promoted
+and then lost). Claimants on the same timeline are a real split brain that
+timelines cannot settle: the previous primary keeps the role if it is one
+of them, otherwise the one with the highest WAL position, then the first
+configured.
+
+Lag: ``lag_bytes`` is the primary's current WAL position minus the
+replica's replayed one (None while no primary is known); ``lag_seconds`` is
+0 when the replica has replayed everything it knows of, otherwise its
+clock minus the commit time of the last replayed transaction (None when
+unknown).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from topology.errors import ProbeError
+from topology.probe import ProbeResult
+
+__all__ = ["HostState", "Role", "RoleChange", "Snapshot", "build_snapshot", "role_changes"]
+
+
+class Role(str, enum.Enum):
+    PRIMARY = "primary"
+    REPLICA = "replica"
+    STALE_PRIMARY = "stale_primary"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+    @property
+    def words(self) -> str:
+        return self.value.replace("_", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """One host in a snapshot. Times are seconds; ``checked_at`` is wall-clock."""
+
+    host: str
+    role: Role = Role.UNKNOWN
+    latency: float | None = None
+    lsn: int | None = None
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    timeline: int | None = None
+    error: ProbeError | None = None
+    checked_at: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.role in (Role.PRIMARY, Role.REPLICA, Role.STALE_PRIMARY)
+
+    def describe(self, max_timeline: int = 0) -> str:
+        """Why this host is (not) the primary, in words, e.g. for NoPrimaryError."""
+        if self.role is Role.DOWN and self.error is not None:
+            return f"down: {self.error.reason.words}"
+        if self.role is Role.STALE_PRIMARY:
+            return f"stale primary on timeline {self.timeline} (timeline {max_timeline} seen)"
+        if self.role is Role.UNKNOWN:
+            return "not probed yet"
+        return self.role.words
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The cluster as one probe round saw it. Immutable; safe to share between tasks.
+
+    ``primary`` is the primary's host string (None when none is known) and
+    ``replicas`` the hosts in role replica, in configured order.
+    ``max_timeline`` is the highest timeline ever seen on a primary.
+    ``complete`` is False for a snapshot published in the middle of a round
+    (a new primary found while slow hosts were still being probed).
+    """
+
+    hosts: tuple[HostState, ...]
+    primary: str | None = None
+    replicas: tuple[str, ...] = ()
+    max_timeline: int = 0
+    round: int = 0
+    taken_at: float = 0.0
+    complete: bool = True
+    _index: Mapping[str, HostState] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {state.host: state for state in self.hosts})
+
+    @classmethod
+    def empty(cls, hosts: Iterable[str]) -> Snapshot:
+        """Every host unknown: the state before the first round."""
+        return cls(hosts=tuple(HostState(host) for host in hosts))
+
+    def __getitem__(self, host: str) -> HostState:
+        return self._index[host]
+
+    def get(self, host: str) -> HostState | None:
+        return self._index.get(host)
+
+    @property
+    def primary_state(self) -> HostState | None:
+        return None if self.primary is None else self._index[self.primary]
+
+    def by_role(self, role: Role) -> tuple[HostState, ...]:
+        return tuple(state for state in self.hosts if state.role is role)
+
+    def causes(self) -> dict[str, str]:
+        """Each host's state in words (used in NoPrimaryError / NoReplicaError)."""
+        return {state.host: state.describe(self.max_timeline) for state in self.hosts}
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChange:
+    host: str
+    old: Role
+    new: Role
+
+
+def role_changes(old: Snapshot | None, new: Snapshot) -> list[RoleChange]:
+    """Hosts whose role differs between two snapshots (unknown -> x excluded)."""
+    if old is None:
+        return []
+    changes = []
+    for state in new.hosts:
+        before = old.get(state.host)
+        if before is not None and before.role is not state.role and before.role is not Role.UNKNOWN:
+            changes.append(RoleChange(state.host, before.role, state.role))
+    return changes
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A host as this round saw it: a fresh probe result or a carried-over state."""
+
+    host: str
+    claims_primary: bool
+    in_recovery: bool
+    state: HostState
+    result: ProbeResult | None
+
+
+def _seen(item: ProbeResult | HostState) -> _Seen:
+    if isinstance(item, HostState):
+        claims = item.role in (Role.PRIMARY, Role.STALE_PRIMARY)
+        return _Seen(item.host, claims, item.role is Role.REPLICA, item, None)
+    if not item.ok:
+        state = HostState(item.host, Role.DOWN, error=item.error, checked_at=item.checked_at)
+        return _Seen(item.host, False, False, state, item)
+    state = HostState(
+        item.host,
+        Role.REPLICA if item.in_recovery else Role.PRIMARY,
+        latency=item.latency,
+        lsn=item.lsn,
+        timeline=item.timeline,
+        checked_at=item.checked_at,
+    )
+    return _Seen(item.host, not item.in_recovery, bool(item.in_recovery), state, item)
+
+
+def _choose_primary(
+    claimants: Sequence[_Seen], max_timeline: int, previous: str | None
+) -> _Seen | None:
+    top = [seen for seen in claimants if (seen.state.timeline or 0) >= max_timeline]
+    if not top:
+        return None
+    for seen in top:
+        if seen.host == previous:
+            return seen
+    return max(top, key=lambda seen: seen.state.lsn or 0)  # max() keeps the first on ties
+
+
+def _lag_seconds(result: ProbeResult, caught_up: bool) -> float | None:
+    if caught_up:
+        return 0.0
+    if result.replay_timestamp is None or result.server_time is None:
+        return None
+    return max((result.server_time - result.replay_timestamp).total_seconds(), 0.0)
+
+
+def _replica_state(seen: _Seen, primary: HostState | None) -> HostState:
+    result = seen.result
+    if result is None:  # carried over from the previous snapshot: keep its lag
+        return seen.state
+    lag_bytes = None
+    if primary is not None and primary.lsn is not None and result.lsn is not None:
+        lag_bytes = max(primary.lsn - result.lsn, 0)
+    if lag_bytes is not None:
+        caught_up = lag_bytes == 0
+    else:
+        caught_up = result.receive_lsn is not None and (result.lsn or 0) >= result.receive_lsn
+    return replace(seen.state, lag_bytes=lag_bytes, lag_seconds=_lag_seconds(result, caught_up))
+
+
+def build_snapshot(
+    items: Sequence[ProbeResult | HostState],
+    previous: Snapshot | None = None,
+    *,
+    round: int = 0,
+    taken_at: float = 0.0,
+    complete: bool = True,
+) -> Snapshot:
+    """Build the snapshot of one round (pure; see the module docstring for the rules).
+
+    ``items`` holds one entry per configured host, in order: a fresh
+    :class:`ProbeResult`, or the host's :class:`HostState` from the previous
+    snapshot when it has not answered yet in this round.
+    """
+    seen = [_seen(item) for item in items]
+    claimants = [s for s in seen if s.claims_primary]
+    max_timeline = max(
+        [previous.max_timeline if previous else 0] + [s.state.timeline or 0 for s in claimants]
+    )
+    winner = _choose_primary(claimants, max_timeline, previous.primary if previous else None)
+    primary_state = winner.state if winner is not None else None
+    if primary_state is not None and primary_state.role is not Role.PRIMARY:
+        primary_state = replace(primary_state, role=Role.PRIMARY, lag_bytes=None, lag_seconds=None)
+    states: list[HostState] = []
+    for s in seen:
+        if s is winner:
+            assert primary_state is not None
+            states.append(primary_state)
+        elif s.claims_primary:
+            states.append(replace(s.state, role=Role.STALE_PRIMARY))
+        elif s.in_recovery:
+            states.append(_replica_state(s, primary_state))
+        else:
+            states.append(s.state)
+    return Snapshot(
+        hosts=tuple(states),
+        primary=winner.host if winner is not None else None,
+        replicas=tuple(state.host for state in states if state.role is Role.REPLICA),
+        max_timeline=max_timeline,
+        round=round,
+        taken_at=taken_at,
+        complete=complete,
+    )
