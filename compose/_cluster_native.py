@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,10 @@ class NativeRuntime:
         """
         missing = missing_prerequisites(self.user)
         if missing:
-            raise ClusterError("cannot start the cluster, missing:\n  " + "\n  ".join(missing))
+            raise ClusterError(
+                "cannot start the cluster, missing:\n  " + "\n  ".join(missing)
+                + f"\nto install all of it: {INSTALL_HINT}"
+            )
         taken = {k: p for k, p in self.layout.ports().items() if not port_is_free(p)}
         if taken:
             raise ClusterError(f"ports already in use on 127.0.0.1: {taken}")
@@ -195,6 +199,9 @@ class NativeRuntime:
 
     def start_member(self, member: str) -> None:
         """(Re)start ``member``'s Patroni; it starts or rejoins PostgreSQL itself."""
+        if self.die_with_parent and threading.current_thread() is not threading.main_thread():
+            # The parent-death signal fires when the *spawning thread* exits.
+            raise ClusterError("start members from the main thread when die_with_parent is set")
         old = self.patroni.get(member)
         if old is not None and old.alive():
             raise ClusterError(f"{member}'s Patroni already runs (pid {old.pid})")
