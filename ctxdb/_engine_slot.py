@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from ._failover import TERMINATED
+
 logger = logging.getLogger("ctxdb")
+
+
+def terminate_driver_connection(driver_connection: Any) -> None:
+    """Close a raw asyncpg or psycopg connection without a word to the server.
+
+    asyncpg's ``terminate()`` drops the transport and fails pending calls.
+    psycopg has no such call, so the socket is shut down underneath it: its
+    pending read wakes up with end-of-file and raises.
+    """
+    if driver_connection is None:
+        return
+    try:
+        terminate = getattr(driver_connection, "terminate", None)
+        if callable(terminate):
+            terminate()
+            return
+        pgconn = getattr(driver_connection, "pgconn", None)
+        if pgconn is not None and pgconn.socket >= 0:
+            with socket.fromfd(pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+    except Exception:
+        logger.warning("could not terminate a connection", exc_info=True)
 
 
 class EngineSlot:
@@ -22,7 +49,7 @@ class EngineSlot:
     pool, so a retired engine never keeps an idle connection to its host.
     """
 
-    __slots__ = ("checked_out", "disposed", "engine", "host", "retired", "session_maker")
+    __slots__ = ("active", "disposed", "engine", "host", "retired", "session_maker")
 
     def __init__(
         self, host: str, engine: AsyncEngine, session_maker: async_sessionmaker[AsyncSession]
@@ -30,7 +57,7 @@ class EngineSlot:
         self.host = host
         self.engine = engine
         self.session_maker = session_maker
-        self.checked_out = 0
+        self.active: set[ConnectionPoolEntry] = set()
         self.retired = False
         self.disposed = False
         event.listen(engine.sync_engine, "checkout", self._on_checkout)
@@ -40,16 +67,33 @@ class EngineSlot:
         state = "retired" if self.retired else "current"
         return f"<EngineSlot {self.host} {state} checked_out={self.checked_out}>"
 
+    @property
+    def checked_out(self) -> int:
+        return len(self.active)
+
     def _on_checkout(self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        self.checked_out += 1
+        self.active.add(record)
 
     def _on_checkin(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        self.checked_out -= 1
+        self.active.discard(record)
         if self.retired and dbapi_connection is not None:
             record.invalidate()
 
     def retire(self) -> None:
         self.retired = True
+
+    def terminate_active(self, reason: str) -> int:
+        """Cut every checked-out connection at once; return how many.
+
+        For a host that is down, frozen or demoted: the requests waiting on
+        those connections fail now (with ``reason`` in their error) instead
+        of hanging until a TCP timeout. Never waits for the host.
+        """
+        records = list(self.active)
+        for record in records:
+            record.info[TERMINATED] = reason
+            terminate_driver_connection(record.driver_connection)
+        return len(records)
 
     async def dispose(self, timeout: float) -> None:
         """Close the idle pooled connections, within ``timeout`` seconds.

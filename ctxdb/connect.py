@@ -22,10 +22,13 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ._engine_slot import EngineSlot
+from ._failover import FailureReporter, install_failover_hooks
+from ._resolver import Resolver, engine_creator_from_url
 from .errors import NoHostError
 
 __all__ = [
@@ -70,13 +73,20 @@ class DBConnect:
 
     def __init__(
         self,
-        engine_creator: EngineCreatorFunc,
+        engine_creator: EngineCreatorFunc | None = None,
         session_maker_creator: SessionMakerCreatorFunc | None = None,
         host: str | None = None,
         before_create_session_handler: AsyncFunc | None = None,
         *,
+        resolver: Resolver | None = None,
+        url: str | None = None,
+        engine_kwargs: dict[str, Any] | None = None,
         dispose_timeout: float = DEFAULT_DISPOSE_TIMEOUT,
     ) -> None:
+        if engine_creator is None:
+            if url is None:
+                raise ValueError("DBConnect needs an engine_creator or a url")
+            engine_creator = engine_creator_from_url(url, engine_kwargs)
         self.context_key = str(uuid.uuid4())
         self._host = host
         self._engine_creator = engine_creator
@@ -88,6 +98,16 @@ class DBConnect:
         self._retiring: set[asyncio.Task[None]] = set()
         self._retired: set[EngineSlot] = set()
         self.swaps = 0
+        self.terminated = 0
+        self._resolver = resolver
+        self._exclusive = bool(getattr(resolver, "exclusive", True))
+        # Non-exclusive resolvers (replica pickers): one live engine per host.
+        self._by_host: dict[str, EngineSlot] = {}
+        self._report: FailureReporter | None = getattr(resolver, "report_failure", None)
+        self._unsubscribe: Callable[[], None] | None = None
+        add_listener = getattr(resolver, "add_listener", None)
+        if callable(add_listener):
+            self._unsubscribe = add_listener(self._on_resolver_change)
 
     def __repr__(self) -> str:
         return f"<DBConnect host={self._host!r} key={self.context_key[:8]}>"
@@ -111,7 +131,7 @@ class DBConnect:
     def checked_out(self) -> int:
         """Connections checked out right now, over current and retired engines."""
         slot = self._slot
-        current = slot.checked_out if slot else 0
+        current = sum(s.checked_out for s in {slot, *self._by_host.values()} if s is not None)
         self._retired = {s for s in self._retired if s.checked_out or not s.disposed}
         return current + sum(s.checked_out for s in self._retired)
 
@@ -140,9 +160,7 @@ class DBConnect:
             return current
         # Build outside the lock: user code may be slow, and a failure here
         # must leave the previous engine in place.
-        engine = self._engine_creator(host)
-        session_maker = self._session_maker_creator(engine)
-        new_slot = EngineSlot(host, engine, session_maker)
+        new_slot = self._build(host)
         with self._swap_lock:
             old_slot, self._slot, self._host = self._slot, new_slot, host
             if old_slot is not None:
@@ -151,6 +169,38 @@ class DBConnect:
             logger.info("engine for %r swapped from %s to %s", self, old_slot.host, host)
             self._retire(old_slot)
         return new_slot
+
+    def _build(self, host: str) -> EngineSlot:
+        engine = self._engine_creator(host)
+        install_failover_hooks(engine, host, self._on_engine_failure)
+        return EngineSlot(host, engine, self._session_maker_creator(engine))
+
+    def _on_engine_failure(self, host: str, exc: BaseException) -> None:
+        if not self._exclusive:
+            stale = self._by_host.pop(host, None)
+            if stale is not None:
+                self._retire(stale)
+        if self._report is not None:
+            self._report(host, exc)
+
+    def _on_resolver_change(self, host: str | None) -> None:
+        """The resolver's answer changed: act now, not at the next session."""
+        current = self._slot
+        if not self._exclusive or current is None or host == current.host:
+            return
+        if host is None:
+            with self._swap_lock:
+                self._slot = None
+            self._retire(current)
+        else:
+            self._swap(host, only_if_changed=True)
+        self._cut(current)
+
+    def _cut(self, slot: EngineSlot) -> None:
+        count = slot.terminate_active(f"{slot.host} is no longer the resolved host")
+        if count:
+            self.terminated += count
+            logger.warning("cut %d connection(s) still checked out to %s", count, slot.host)
 
     def _retire(self, slot: EngineSlot) -> None:
         slot.retire()
@@ -168,6 +218,15 @@ class DBConnect:
     # --- sessions ------------------------------------------------------------
     async def session_maker(self) -> async_sessionmaker[AsyncSession]:
         """The current sessionmaker, after running ``before_create_session_handler``."""
+        if self._resolver is not None:
+            host = await self._resolver()
+            if not self._exclusive:
+                return self._replica_slot(host).session_maker
+            current = self._slot
+            if current is None or current.host != host:
+                self._swap(host, only_if_changed=True)
+                if current is not None:
+                    self._cut(current)
         if self._before_create_session_handler is not None:
             await self._before_create_session_handler(self)
         slot = self._slot
@@ -180,6 +239,13 @@ class DBConnect:
             slot = self._swap(self._host, only_if_changed=True)
         return slot.session_maker
 
+    def _replica_slot(self, host: str) -> EngineSlot:
+        slot = self._by_host.get(host)
+        if slot is None:
+            slot = self._by_host[host] = self._build(host)
+        self._slot, self._host = slot, host
+        return slot
+
     async def create_session(self) -> AsyncSession:
         """A new session on the current engine (no connection is opened yet)."""
         maker = await self.session_maker()
@@ -191,9 +257,15 @@ class DBConnect:
         Later sessions build a new engine for the same host. Cancellation
         leaves the disposal running in the background.
         """
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         with self._swap_lock:
-            slot, self._slot = self._slot, None
-        if slot is not None:
+            slots = {self._slot, *self._by_host.values()} - {None}
+            self._slot = None
+            self._by_host.clear()
+        for slot in slots:
+            assert slot is not None
             self._retire(slot)
         pending = list(self._retiring)
         if pending:

@@ -12,10 +12,17 @@ The tree::
         ├── RetryableConnectionError   nothing was committed: safe to retry
         └── CommitOutcomeUnknownError  lost during COMMIT: it may or may not be stored
 
-Every error names what went wrong and where; none carries a password.
+``ConnectionLostError`` is also a ``sqlalchemy.exc.OperationalError`` (with
+``connection_invalidated`` set), so code that catches SQLAlchemy's errors
+keeps catching it. Every error names what went wrong and where; none
+carries a password.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
 
 __all__ = [
     "CommitOutcomeUnknownError",
@@ -71,15 +78,28 @@ class NoHostError(CtxDBError, ValueError):
     """DBConnect was asked for a session before any host was known."""
 
 
-class ConnectionLostError(CtxDBError):
+class ConnectionLostError(CtxDBError, OperationalError):
     """The connection under a request was lost because its host went away.
 
-    ``host`` is the host it was connected to.
+    ``host`` is the host it was connected to; ``orig`` the driver's error.
     """
 
-    def __init__(self, message: str, host: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        host: str | None = None,
+        statement: str | None = None,
+        params: Any = None,
+        orig: BaseException | None = None,
+    ) -> None:
+        OperationalError.__init__(
+            self, statement, params, orig or Exception(message), connection_invalidated=True
+        )
         self.host = host
-        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class RetryableConnectionError(ConnectionLostError):

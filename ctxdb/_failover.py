@@ -1,0 +1,110 @@
+"""What an engine does when its host fails: classify, drop, report, translate.
+
+Hooked on every engine that DBConnect builds (``handle_error``):
+
+* a lost connection, an admin shutdown (57P01/57P02/57P03), a read-only
+  transaction error (25006, "cannot execute ... in a read-only
+  transaction": the host was demoted) and a refused connect are treated
+  as a disconnect, so SQLAlchemy drops the connection and invalidates the
+  pool instead of handing out more connections to a host that is gone;
+* the resolver, if it has ``report_failure(host, exc)``, is told at once;
+* the error the application sees becomes typed: ``CommitOutcomeUnknownError``
+  when the connection was lost while a COMMIT was in flight, otherwise
+  ``RetryableConnectionError`` (nothing of the transaction was stored).
+  Both are SQLAlchemy ``OperationalError`` subclasses, so existing
+  ``except DBAPIError`` handlers keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .errors import CommitOutcomeUnknownError, ConnectionLostError, RetryableConnectionError
+
+logger = logging.getLogger("ctxdb")
+
+FailureReporter = Callable[[str, BaseException], None]
+
+# admin_shutdown, crash_shutdown, cannot_connect_now, read_only_sql_transaction
+HOST_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006"})
+_READ_ONLY_TEXT = "read-only transaction"
+_COMMITTING = "ctxdb_committing"
+TERMINATED = "ctxdb_terminated"
+
+
+def sqlstate_of(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver error (asyncpg, psycopg, or SQLAlchemy's wrapper)."""
+    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
+        for attr in ("sqlstate", "pgcode"):
+            code = getattr(candidate, attr, None)
+            if isinstance(code, str) and code:
+                return code
+    return None
+
+
+def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
+    """Whether this error says the host is no longer a usable primary."""
+    if is_disconnect:
+        return True
+    if sqlstate_of(exc) in HOST_GONE_SQLSTATES:
+        return True
+    return _READ_ONLY_TEXT in str(exc)
+
+
+def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReporter | None) -> None:
+    """Attach the error hooks to ``engine``, whose connections go to ``host``."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "handle_error")
+    def on_error(context: ExceptionContext) -> BaseException | None:
+        original = context.original_exception
+        # Cancellation also "loses" the connection; it is not the host's fault
+        # and must stay a cancellation.
+        if not isinstance(original, Exception) or isinstance(original, ConnectionLostError):
+            return None
+        if not means_host_gone(original, context.is_disconnect):
+            return None
+        if not context.is_pre_ping:
+            context.is_disconnect = True
+        if report is not None:
+            try:
+                report(host, original)
+            except Exception:  # a reporter must never turn one error into two
+                logger.exception("report_failure(%s) raised", host)
+        return _typed_error(context, host)
+
+    @event.listens_for(sync_engine, "commit")
+    def on_commit(conn: Any) -> None:
+        conn.info[_COMMITTING] = True
+
+    @event.listens_for(sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.info[_COMMITTING] = False
+
+
+def _typed_error(context: ExceptionContext, host: str) -> BaseException | None:
+    connection = context.connection
+    if connection is None or context.is_pre_ping:
+        return None  # a failed connect: nothing was sent, the driver's error is clear
+    info = connection.info if not connection.invalidated else {}
+    committing = bool(info.get(_COMMITTING)) and context.statement is None
+    why = info.get(TERMINATED) or str(context.original_exception).strip() or "connection lost"
+    cls = CommitOutcomeUnknownError if committing else RetryableConnectionError
+    what = (
+        "the COMMIT may or may not have been stored"
+        if committing
+        else "nothing of this transaction was stored; it is safe to retry"
+    )
+    return cls(
+        f"connection to {host} lost ({why}): {what}",
+        host=host,
+        statement=context.statement,
+        params=context.parameters,
+        orig=context.original_exception,
+    )
