@@ -1,1 +1,2 @@
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.ctxdb", "tests.fixtures.replicated"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.ctxdb", "tests.fixtures.replicated",
+                  "tests.fixtures.patroni"]
