@@ -198,6 +198,9 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "logging_collector": "off",
     "log_min_messages": "warning",
     "log_connections": "off",
+    # Dynamic shared memory in files under the data directory: with the default
+    # (posix), every SIGKILLed server leaks /dev/shm/PostgreSQL.* segments.
+    "dynamic_shared_memory_type": "mmap",
 }
 
 
@@ -221,15 +224,21 @@ class PostgresNode:
 
     @classmethod
     def create(
-        cls, name: str, port: int | None = None, *, die_with_parent: bool = True
+        cls,
+        name: str,
+        port: int | None = None,
+        *,
+        die_with_parent: bool = True,
+        parent: Path | None = None,
     ) -> PostgresNode:
-        """Allocate a directory and a free port (``port`` is checked when given)."""
+        """Allocate a directory (under ``parent``, default the temp dir) and a free
+        port (``port`` is checked when given)."""
         if port is None:
             port = free_port()
         elif not port_is_free(port):
             raise RuntimeError(f"port {port} on 127.0.0.1 is already in use")
         user = server_user()
-        base = Path(tempfile.mkdtemp(prefix=f"ctxdb-pg-{name}-"))
+        base = Path(tempfile.mkdtemp(prefix=f"ctxdb-pg-{name}-", dir=parent))
         (base / "socket").mkdir()
         user.give(base)
         return cls(name, port, base, user, find_bin_dir(), die_with_parent=die_with_parent)
