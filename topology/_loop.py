@@ -2,8 +2,8 @@
 
 One round probes every host concurrently, so a round lasts about one probe
 timeout at worst, whatever the number of dead or black-holed hosts. When a
-round finds a new primary while slower hosts are still being probed, a
-provisional snapshot (``complete=False``) is published at once: a frozen
+round finds a primary the owner is waiting for while slower hosts are still
+being probed, a provisional snapshot (``complete=False``) is published at once: a frozen
 old primary must not delay the switch to its promoted replica by a whole
 probe timeout. The complete snapshot follows when the round ends.
 
@@ -44,7 +44,10 @@ class ProbeLoop:
     ``publish(snapshot, round_started)`` is called on the event loop with
     the new snapshot and the monotonic time its round started; it must not
     block. ``current()`` returns the snapshot last published; ``fast()``
-    says whether to sleep ``fast_interval`` instead of ``interval``.
+    says whether to sleep ``fast_interval`` instead of ``interval``;
+    ``early(provisional)`` whether a mid-round snapshot is worth publishing
+    before the slower hosts answer (typically: it names a primary that the
+    fast path does not offer yet).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class ProbeLoop:
         current: Callable[[], Snapshot],
         publish: Callable[[Snapshot, float], None],
         fast: Callable[[], bool],
+        early: Callable[[Snapshot], bool],
         interval: float,
         fast_interval: float,
     ) -> None:
@@ -61,6 +65,7 @@ class ProbeLoop:
         self._current = current
         self._publish = publish
         self._fast = fast
+        self._early = early
         self.interval = interval
         self.fast_interval = fast_interval
         self.rounds = 0
@@ -142,5 +147,5 @@ class ProbeLoop:
         provisional = build_snapshot(
             items, current, round=number, taken_at=time.time(), complete=False
         )
-        if provisional.primary is not None and provisional.primary != current.primary:
+        if self._early(provisional):
             self._publish(provisional, started)

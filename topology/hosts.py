@@ -77,9 +77,9 @@ def _check_port(port: object, host: str) -> int:
 
 
 def _parse_port(text: str, host: str) -> int:
-    if not text.isdigit():
+    if not text.isdigit() or not 0 < int(text) < 65536:
         raise ConfigurationError(f"invalid port {text!r} for host {host!r}: expected 1-65535")
-    return _check_port(int(text), host)
+    return int(text)
 
 
 def _check_name(name: str, original: str) -> str:
@@ -178,6 +178,10 @@ def parse_host_lists(hosts: str, ports: str | None = None) -> tuple[HostAddress,
     result: dict[HostAddress, None] = {}
     for name, port_text in zip(names, port_items, strict=True):
         bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        if bare.count(":") == 1:
+            raise ConfigurationError(
+                f"invalid host name {name!r}: give ports in the port list (PGPORT, port=)"
+            )
         host = _check_ipv6(bare, name) if ":" in bare else _check_name(bare, name)
         port = _parse_port(port_text, host) if port_text else DEFAULT_PORT
         result.setdefault(HostAddress(host, port), None)

@@ -148,6 +148,7 @@ class ClusterResolver:
             current=lambda: self._snapshot,
             publish=self._publish,
             fast=self._wants_fast,
+            early=lambda snapshot: snapshot.primary not in (None, self._primary_fast),
             interval=self.interval,
             fast_interval=self.fast_interval,
         )
