@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -46,11 +48,18 @@ def probe_backends(node: PostgresNode, application_name: str) -> list[int]:
     return [row[0] for row in rows]
 
 
-async def wait_no_backend(node: PostgresNode, application_name: str, timeout: float = 5) -> None:
+async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while probe_backends(node, application_name):
-        assert time.monotonic() < deadline, "probe connection still open on the server"
+    for _ in itertools.count():
+        if check():
+            return
+        assert time.monotonic() < deadline, f"not true within {timeout} s: {check}"
         await asyncio.sleep(0.02)
+
+
+async def wait_no_backend(node: PostgresNode, application_name: str, timeout: float = 5) -> None:
+    await eventually(lambda: not probe_backends(node, application_name), timeout)
 
 
 def auth_failures_logged(node: PostgresNode) -> int:
@@ -66,10 +75,14 @@ async def test_primary_detected_and_connection_reused(pg_server: PostgresNode, d
         first = results[0]
         assert first.in_recovery is False
         assert first.timeline == 1
-        assert first.lsn is not None and first.lsn > 0
-        assert first.receive_lsn is None and first.replay_timestamp is None
-        assert first.latency is not None and 0 < first.latency < 2
-        assert first.server_time is not None and first.attempts == 1
+        assert first.lsn is not None
+        assert first.lsn > 0
+        assert first.receive_lsn is None
+        assert first.replay_timestamp is None
+        assert first.latency is not None
+        assert 0 < first.latency < 2
+        assert first.server_time is not None
+        assert first.attempts == 1
         assert prober.connects == 1  # one persistent connection, reused
         assert len(probe_backends(pg_server, str(opts.application_name))) == 1
     finally:
@@ -113,15 +126,16 @@ async def test_wrong_password_is_an_authentication_failure_not_retried(
         assert time.monotonic() - started < 2
         assert result.error is not None
         assert result.error.reason is Reason.AUTHENTICATION_FAILED
-        assert result.error.permanent and result.attempts == 1
+        assert result.error.permanent
+        assert result.attempts == 1
         # Probing again soon does not knock on the server again: the host is held.
         for _ in range(5):
             again = await prober.probe()
-            assert again.error is not None and again.error.reason is Reason.AUTHENTICATION_FAILED
-        assert prober.held and prober.connects == 1
-        deadline = time.monotonic() + 5
-        while auth_failures_logged(pg_server) == before and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)  # the server writes its log asynchronously
+            assert again.error is not None
+            assert again.error.reason is Reason.AUTHENTICATION_FAILED
+        assert prober.held
+        assert prober.connects == 1
+        await eventually(lambda: auth_failures_logged(pg_server) > before)  # logged async
         assert auth_failures_logged(pg_server) - before == 1
         assert "not-the-password" not in str(result.error)
         assert pg_server.password not in str(result.error)
@@ -143,7 +157,8 @@ async def test_permanent_failures_are_classified(
     [result] = await probe_once([address(pg_server)], options(pg_server, **changes), driver)
     assert result.error is not None
     assert result.error.reason is reason, result.error
-    assert result.error.permanent and result.attempts == 1
+    assert result.error.permanent
+    assert result.attempts == 1
     assert pg_server.password not in str(result.error)
 
 
@@ -165,10 +180,13 @@ async def test_refused_unresolvable_and_black_holed_hosts_in_one_probe_timeout(
     # Concurrent: about one timeout for all of them (plus the bounded close), never one each.
     assert elapsed < 2 * timeout + 0.5, elapsed
     ok, refused, hole_a, hole_b, unresolved = results
-    assert ok.ok and ok.in_recovery is False
-    assert refused.error is not None and refused.error.reason is Reason.CONNECTION_REFUSED
+    assert ok.ok
+    assert ok.in_recovery is False
+    assert refused.error is not None
+    assert refused.error.reason is Reason.CONNECTION_REFUSED
     for hole in (hole_a, hole_b):
-        assert hole.error is not None and hole.error.reason is Reason.TIMED_OUT
+        assert hole.error is not None
+        assert hole.error.reason is Reason.TIMED_OUT
     assert unresolved.error is not None
     assert unresolved.error.reason is Reason.NAME_NOT_RESOLVED
     assert refused.attempts == 1  # refused is definitive for this round: no retry
@@ -185,13 +203,12 @@ async def test_a_probe_never_outlives_its_deadline(driver: str) -> None:
         started = time.monotonic()
         result = await prober.probe()
         elapsed = time.monotonic() - started
-        assert result.error is not None and result.error.reason is Reason.TIMED_OUT
+        assert result.error is not None
+        assert result.error.reason is Reason.TIMED_OUT
         assert elapsed < 0.3 + 0.5, elapsed
         assert not prober.connected
         await prober.close()
-    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    await asyncio.wait(leftover, timeout=1) if leftover else None
-    assert all(t.done() for t in leftover)
+    await eventually(lambda: asyncio.all_tasks() == {asyncio.current_task()}, timeout=1)
 
 
 def test_unknown_driver_is_a_configuration_error() -> None:

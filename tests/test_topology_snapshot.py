@@ -67,11 +67,16 @@ def test_roles_and_lag() -> None:
     assert snap.primary == "a"
     assert snap.replicas == ("b", "c")
     assert [s.role for s in snap.hosts] == [Role.PRIMARY, Role.REPLICA, Role.REPLICA, Role.DOWN]
-    assert snap["b"].lag_bytes == 0 and snap["b"].lag_seconds == 0.0
-    assert snap["c"].lag_bytes == 1000 and snap["c"].lag_seconds == pytest.approx(3.0)
+    assert snap["b"].lag_bytes == 0
+    assert snap["b"].lag_seconds == 0.0
+    assert snap["c"].lag_bytes == 1000
+    assert snap["c"].lag_seconds == pytest.approx(3.0)
     assert snap["a"].lag_bytes is None
-    assert snap["d"].error is not None and snap["d"].error.reason is Reason.CONNECTION_REFUSED
-    assert snap.max_timeline == 1 and snap.round == 1 and snap.taken_at == 9.0
+    assert snap["d"].error is not None
+    assert snap["d"].error.reason is Reason.CONNECTION_REFUSED
+    assert snap.max_timeline == 1
+    assert snap.round == 1
+    assert snap.taken_at == 9.0
     assert snap.causes() == {
         "a": "primary",
         "b": "replica",
@@ -91,13 +96,16 @@ def test_replica_lag_without_a_primary_uses_its_own_receive_position() -> None:
         ]
     )
     assert snap.primary is None
-    assert snap["b"].lag_bytes is None and snap["b"].lag_seconds == 0.0
-    assert snap["c"].lag_bytes is None and snap["c"].lag_seconds == pytest.approx(2.5)
+    assert snap["b"].lag_bytes is None
+    assert snap["b"].lag_seconds == 0.0
+    assert snap["c"].lag_bytes is None
+    assert snap["c"].lag_seconds == pytest.approx(2.5)
 
 
 def test_unknown_replay_time_gives_unknown_lag_seconds() -> None:
     snap = build_snapshot([primary("a", lsn=100), replica("b", lsn=50, replayed_ago=None)])
-    assert snap["b"].lag_bytes == 50 and snap["b"].lag_seconds is None
+    assert snap["b"].lag_bytes == 50
+    assert snap["b"].lag_seconds is None
 
 
 def test_split_brain_higher_timeline_wins() -> None:
@@ -121,10 +129,12 @@ def test_a_lower_timeline_is_never_primary_again() -> None:
 
 def test_same_timeline_tie_keeps_the_previous_primary_else_the_furthest_wal() -> None:
     fresh = build_snapshot([primary("a", lsn=10), primary("b", lsn=20)])
-    assert fresh.primary == "b" and fresh["a"].role is Role.STALE_PRIMARY
+    assert fresh.primary == "b"
+    assert fresh["a"].role is Role.STALE_PRIMARY
     previous = build_snapshot([primary("a", lsn=10), replica("b")])
     sticky = build_snapshot([primary("a", lsn=10), primary("b", lsn=20)], previous)
-    assert sticky.primary == "a" and sticky["b"].role is Role.STALE_PRIMARY
+    assert sticky.primary == "a"
+    assert sticky["b"].role is Role.STALE_PRIMARY
 
 
 def test_pending_hosts_keep_their_previous_state_and_lose_to_a_newer_timeline() -> None:
@@ -133,16 +143,19 @@ def test_pending_hosts_keep_their_previous_state_and_lose_to_a_newer_timeline() 
     provisional = build_snapshot(
         [previous["a"], primary("b", timeline=4)], previous, complete=False
     )
-    assert provisional.primary == "b" and not provisional.complete
+    assert provisional.primary == "b"
+    assert not provisional.complete
     assert provisional["a"].role is Role.STALE_PRIMARY
     # A pending old primary on the same timeline as before stays primary.
     same = build_snapshot([previous["a"], replica("b", timeline=3)], previous)
-    assert same.primary == "a" and same["a"] == previous["a"]
+    assert same.primary == "a"
+    assert same["a"] == previous["a"]
 
 
 def test_empty_snapshot_and_role_changes() -> None:
     empty = Snapshot.empty(["a", "b"])
-    assert empty.primary is None and [s.role for s in empty.hosts] == [Role.UNKNOWN] * 2
+    assert empty.primary is None
+    assert [s.role for s in empty.hosts] == [Role.UNKNOWN] * 2
     assert empty.causes() == {"a": "not probed yet", "b": "not probed yet"}
     one = build_snapshot([primary("a"), replica("b")], empty, round=1)
     assert role_changes(empty, one) == []  # unknown -> x is discovery, not a change
@@ -152,7 +165,8 @@ def test_empty_snapshot_and_role_changes() -> None:
         RoleChange("b", Role.REPLICA, Role.PRIMARY),
     ]
     assert role_changes(None, two) == []
-    assert two.get("zz") is None and two.primary_state == two["b"]
+    assert two.get("zz") is None
+    assert two.primary_state == two["b"]
     assert two.by_role(Role.DOWN) == (two["a"],)
 
 
