@@ -267,7 +267,8 @@ class ReplicatedCluster:
         """Promote replica ``node``, wait until it accepts writes, return that time (s).
 
         The previous primary becomes DETACHED (see :meth:`rejoin`); with ``repoint``,
-        every other replica is pointed at ``node`` (running ones by reload).
+        every other replica is pointed at ``node`` (running ones by reload) and
+        the running ones are streaming from it when this returns.
         """
         if self._roles[node.name] != REPLICA:
             raise ValueError(f"{node.name} is not a replica")
@@ -288,8 +289,12 @@ class ReplicatedCluster:
         self._ensure_slots(node)
         if repoint:
             started = time.monotonic()
+            followers = [r for r in self.replicas if r.running and r.name not in self._frozen]
             for replica in self.replicas:
                 self.repoint(replica, node)
+            # Until their WAL receivers reconnect, a write on a still-running old
+            # primary could reach them and fork them off the new timeline.
+            self.wait_streaming(followers, timeout)
             self.timings["repoint"] = time.monotonic() - started
         return elapsed
 
