@@ -27,7 +27,15 @@ from sqlalchemy import func, select
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from compose.pgserver import SUPERUSER, PostgresNode
-from ctxdb import DBConnect, db_session, init_db_session_ctx, reset_db_session_ctx
+from ctxdb import (
+    DBConnect,
+    db_session,
+    init_db_session_ctx,
+    put_savepoint_session_in_ctx,
+    reset_db_session_ctx,
+    rollback_session,
+    set_test_context,
+)
 from tests.fixtures.ctxdb import DRIVERS
 from tests.test_example_app import serve
 
@@ -230,12 +238,47 @@ async def test_ready_made_middleware(seed: Seed, table: Admin) -> None:
         await handler.handler_with_db_session()
         raise HTTPException(409)
 
+    @app.post("/error")
+    async def error() -> None:
+        await handler.handler_with_db_session()
+        raise RuntimeError("failing on purpose after an insert")
+
     try:
         async with serve(app) as client:
             assert (await client.post("/ok")).status_code == 200
             assert (await client.post("/conflict")).status_code == 409
+            assert (await client.post("/error")).status_code == 500
         assert stored(table) == [SEED_TEXT]
         assert database.master.checked_out() == 0
+    finally:
+        await database.master.close()
+
+
+async def test_ready_made_middleware_steps_aside_in_a_test_context(
+    seed: Seed, table: Admin
+) -> None:
+    """Savepoint-style tests open the context themselves; the middleware then does nothing."""
+    database = sys.modules["database"]
+    app = FastAPI()
+    seed.load("ready_made", "seed_ready_made", app=app)
+    handler = seed.load("handler", "seed_handler")
+
+    @app.post("/ok")
+    async def ok() -> None:
+        await handler.handler_with_db_session()
+
+    try:
+        async with (
+            rollback_session(database.master) as test_session,
+            set_test_context(),
+            put_savepoint_session_in_ctx(database.master, test_session),
+            serve(app) as client,
+        ):
+            assert (await client.post("/ok")).status_code == 200
+            count = select(func.count()).select_from(fastapi_app.models.ExampleTable)
+            assert await test_session.scalar(count) == 1
+            assert stored(table) == []  # the middleware did not commit
+        assert stored(table) == []
     finally:
         await database.master.close()
 

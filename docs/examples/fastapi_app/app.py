@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ctxdb import DBConnect, add_fastapi_http_db_session_middleware
+from ctxdb import DBConnect
+from ctxdb.fastapi import add_fastapi_http_db_session_middleware
 
 from .routes import atomic, concurrent, early, manual, rollback, simple
 
