@@ -143,3 +143,52 @@ async def test_close_disposes_and_later_use_reconnects(
     session = await connect.create_session()
     assert (await session.execute(text("select 2"))).scalar() == 2
     await session.close()
+
+
+@pytest.fixture
+def frozen_capable_server() -> Any:
+    """A server of this test's own, so freezing it disturbs nobody else."""
+    from compose.pgserver import PostgresNode
+
+    node = PostgresNode.create("freeze")
+    try:
+        node.init(password="freeze-me")
+        node.start()
+        yield node
+    finally:
+        node.destroy()
+
+
+async def test_swap_away_from_a_frozen_host_never_waits_for_it(
+    frozen_capable_server: Any, pg_server: Any, driver: str
+) -> None:
+    """Upstream disposed of the old engine under its lock: a frozen host hung every session."""
+    from tests.fixtures.ctxdb import DRIVERS
+
+    frozen, healthy = frozen_capable_server, pg_server
+    urls = {"frozen": frozen.url(DRIVERS[driver]), "healthy": healthy.url(DRIVERS[driver])}
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    connect = DBConnect(
+        engine_creator=lambda host: create_async_engine(urls[host]),
+        host="frozen",
+        dispose_timeout=0.5,
+    )
+    try:
+        session = await connect.create_session()
+        await session.execute(text("select 1"))
+        await session.close()  # an idle pooled connection to the soon frozen host
+        frozen.freeze()
+        started = time.monotonic()
+        await connect.change_host("healthy")
+        session = await connect.create_session()
+        assert (await session.execute(text("select 2"))).scalar() == 2
+        await session.close()
+        swap_and_query = time.monotonic() - started
+        if connect._retiring:  # psycopg closes without waiting: already done
+            await asyncio.wait(connect._retiring, timeout=10)
+        assert not connect._retiring  # the disposal gave up within its own timeout
+        assert swap_and_query < 5  # bounded: far below any TCP timeout
+    finally:
+        frozen.thaw()
+        await connect.close()

@@ -212,3 +212,34 @@ async def test_non_exclusive_resolver_keeps_an_engine_per_host(
     assert connect.swaps == 0  # switching between replicas builds nothing new
     resolver.switch(None)  # listeners of non-exclusive connects change nothing
     assert connect.checked_out() == 0
+
+
+async def test_no_host_known_cuts_and_waits_for_the_resolver(
+    make_connect: Callable[..., DBConnect], table: Any, driver: str
+) -> None:
+    label = f"vanishing-{driver}"
+    resolver = SwitchableResolver(label)
+    connect = make_connect(label, resolver=resolver)
+
+    async def stuck_request() -> None:
+        session = await db_session(connect)
+        await session.execute(text("select pg_sleep(30)"))
+
+    stuck = asyncio.create_task(run_in_new_ctx(stuck_request))
+    await wait_until(lambda: ("active", "select pg_sleep(30)") in backends(table, label))
+    resolver.switch(None)  # e.g. the primary is down and no replica promoted yet
+    assert connect.engine is None
+    with pytest.raises(RetryableConnectionError):
+        await asyncio.wait_for(stuck, 10)
+    table.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
+        (f"ctxdb-{label}",),
+    )
+
+
+def test_framework_and_upstream_module_names_import() -> None:
+    import ctxdb.fastapi
+    import ctxdb.test_utils
+
+    assert ctxdb.fastapi.fastapi_db_session_middleware is not None
+    assert ctxdb.test_utils.set_test_context is not None
