@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -44,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def setup_routes(app: FastAPI) -> None:
     """All routes in one place; every one of them is a POST except the listing."""
     app.add_api_route("/rows", simple.list_rows, methods=["GET"])
-    posts = {
+    posts: dict[str, Callable[..., object]] = {
         "/simple_usage": simple.simple_usage,
         "/child_tasks": simple.child_tasks,
         "/atomic": atomic.atomic_base,
