@@ -6,7 +6,10 @@
   connection (``put_savepoint_session_in_ctx``). The middleware sees a
   context already open and steps aside; the app's commits only release
   SAVEPOINTs inside the test's transaction, and everything vanishes when
-  the test ends. Not a fair test of the commit/rollback logic itself.
+  the test ends. Not a fair test of the commit/rollback logic itself, and
+  only for routes that keep the context session: a route that closes it
+  (``close_db_session``) or starts new contexts (``run_in_new_ctx``) gets
+  real sessions outside the test's transaction.
 * **Truncate per test** (fair): the app commits for real through its
   middleware, and the tables are truncated around every test.
 
