@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,37 +48,24 @@ if __package__ in (None, ""):  # run as a script: make `compose` importable
 
 from compose import _streaming as streaming
 from compose._streaming import CLUSTER_SETTINGS, wait_for
+from compose._workdirs import claim, default_parent, sweep_stale
 from compose.blackhole import BlackHole
 from compose.pgserver import PostgresNode
 
 PRIMARY, REPLICA, DETACHED = "primary", "replica", "detached"
 
 
-def default_parent() -> Path | None:
-    """Where clusters keep their directories: ``$CTXDB_REPLICATED_DIR``, else
-    /dev/shm when writable with 1 GiB free (a data directory copy takes ~0.05 s
-    there against ~0.35 s on this kind of VM disk), else the temp directory."""
-    if override := os.environ.get("CTXDB_REPLICATED_DIR"):
-        return Path(override)
-    shm = Path("/dev/shm")
-    with contextlib.suppress(OSError):
-        stat = os.statvfs(shm)
-        if os.access(shm, os.W_OK) and stat.f_bavail * stat.f_frsize >= 1 << 30:
-            return shm
-    return None
-
-
 class ReplicatedCluster:
     """A primary and N streaming replicas; see the module docstring."""
 
-    def __init__(
-        self, nodes: Sequence[PostgresNode], password: str, parent: Path | None = None
-    ) -> None:
+    def __init__(self, nodes: Sequence[PostgresNode], password: str, work: Path) -> None:
+        """Adopt ``nodes`` (not started yet); ``work`` is the directory from
+        :func:`compose._workdirs.claim` that holds them, removed by :meth:`destroy`."""
         if len(nodes) < 2:
             raise ValueError("a replicated cluster needs at least two nodes")
         self.nodes: list[PostgresNode] = list(nodes)
         self.password = password
-        self._work = Path(tempfile.mkdtemp(prefix="ctxdb-replicated-", dir=parent))
+        self._work = work
         self._template = self._work / "template"
         self._roles: dict[str, str] = {}
         self._upstream: dict[str, str] = {}
@@ -105,20 +90,20 @@ class ReplicatedCluster:
         when given, else free ports; directories under ``parent``, else
         :func:`default_parent`). Everything started is destroyed if this fails."""
         parent = parent or default_parent()
+        sweep_stale(parent)  # what a SIGKILLed run left behind
+        work = claim(parent)
         nodes: list[PostgresNode] = []
-        cluster: ReplicatedCluster | None = None
         try:
             for i in range(replicas + 1):
                 port = None if base_port is None else base_port + i
-                nodes.append(PostgresNode.create(f"{prefix}{i}", port, parent=parent))
-            cluster = cls(nodes, password or secrets.token_urlsafe(16), parent)
+                nodes.append(PostgresNode.create(f"{prefix}{i}", port, parent=work))
+            cluster = cls(nodes, password or secrets.token_urlsafe(16), work)
             cluster.rebuild()
         except BaseException:
-            if cluster is not None:
-                cluster.destroy()
             for node in nodes:
                 with contextlib.suppress(Exception):
                     node.destroy()
+            shutil.rmtree(work, ignore_errors=True)
             raise
         return cluster
 

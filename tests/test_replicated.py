@@ -7,7 +7,11 @@ Every test starts from a healthy primary + 2 streaming replicas (the
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +22,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from compose._workdirs import default_parent, sweep_stale
 from compose.blackhole import BlackHole
 from compose.replicated import DETACHED, PRIMARY, REPLICA, ReplicatedCluster
 
@@ -268,3 +273,41 @@ def test_reset_rebuilds_after_a_failover_left_loose_ends(replicated: ReplicatedC
     replicated.wait_streaming()
     assert not replicated.in_recovery(replicated.primary)
     assert all(replicated.in_recovery(r) for r in replicated.replicas)
+
+
+def test_a_killed_run_leaves_nothing_the_next_build_does_not_sweep() -> None:
+    parent = Path(tempfile.mkdtemp(prefix="ctxdb-sweep-test-", dir=default_parent()))
+    parent.chmod(0o711)  # the server user must reach its data directories
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from compose.replicated import ReplicatedCluster\n"
+        f"cluster = ReplicatedCluster.build(replicas=1, parent=Path({str(parent)!r}))\n"
+        "print(*[n.pid for n in cluster.nodes], flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            postmasters = [int(pid) for pid in child.stdout.readline().split()]
+            assert len(postmasters) == 2
+            assert all(_alive(pid) for pid in postmasters)
+            child.kill()  # no finalizer, no atexit
+            child.wait(10)
+            deadline = time.monotonic() + 10
+            while any(_alive(pid) for pid in postmasters) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not any(_alive(pid) for pid in postmasters)  # PR_SET_PDEATHSIG
+            assert len(list(parent.glob("ctxdb-replicated-*"))) == 1  # ...but the data stayed
+
+            assert len(sweep_stale(parent)) == 1
+
+            assert list(parent.iterdir()) == []
+        finally:
+            child.kill()
+            shutil.rmtree(parent, ignore_errors=True)
