@@ -21,6 +21,11 @@ has a timeout; admin connections use ``connect_timeout`` and a server-side
 ``statement_timeout``, and refuse a node this object froze (a frozen server
 would hang them). The password is never part of a repr, log or exception.
 
+A cluster keeps everything (node directories, the initdb template) in one
+directory of its own, on /dev/shm when possible (see :mod:`compose._workdirs`);
+:meth:`~ReplicatedCluster.destroy` stops every server by PID and removes it,
+and the next build sweeps the directories of a run that was SIGKILLed.
+
 ``python compose/replicated.py`` builds a cluster, runs a failover drill and
 prints the measured timings.
 """
