@@ -141,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     crash.add_argument("--fast", action="store_true", help="delete the leader key at once")
     freeze = verbs.add_parser("freeze-leader")
     freeze.add_argument("--postgres-only", action="store_true")
-    freeze.add_argument("--fast", action="store_true", help="delete the leader key at once")
+    freeze.add_argument(
+        "--fast", action="store_true", help="delete the leader key at once, wait for a new leader"
+    )
     verbs.add_parser("thaw")
     verbs.add_parser("heal")
     sync = verbs.add_parser("sync")
@@ -164,10 +166,11 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         _print_status(cluster, False)
         _print_hosts(cluster)
         return 0
-    cluster = attach(state_dir)
-    if cluster is None:
+    attached = attach(state_dir)
+    if attached is None:
         print(f"no cluster recorded in {state_dir}")
         return 0 if args.verb == "down" else 1
+    cluster = attached
     if args.verb == "down":
         cluster.down()
         print(f"stopped and removed in {time.monotonic() - started:.1f}s")
@@ -198,6 +201,10 @@ def _drill(cluster: Cluster, args: argparse.Namespace, started: float) -> int:
     elif verb == "freeze-leader":
         frozen = cluster.freeze_leader(with_patroni=not args.postgres_only, fast=args.fast)
         print(f"froze {frozen.name} ({frozen.host}) in {time.monotonic() - started:.2f}s")
+        if args.fast:
+            new = cluster.wait_new_leader(frozen.name, timeout)
+            elapsed = time.monotonic() - started
+            print(f"new leader {new.name} ({new.host}) writable after {elapsed:.2f}s")
     elif verb == "thaw":
         cluster.thaw()
         print("thawed")
