@@ -211,6 +211,9 @@ def test_cli_up_status_down_leaves_nothing_running(server_reachable_dir: Path) -
         started = [Proc.from_json(p) for p in recorded["patroni"].values()]
         started.append(Proc.from_json(recorded["etcd"]))
         assert all(p.alive() for p in started)
+        logs = "".join(log.read_text() for log in (state_dir / "data").glob("*.log"))
+        assert "streaming" in logs or "starting" in logs  # the logs are the real ones
+        assert password not in logs
     finally:
         down = _cli(state_dir, "down", env=env)
     assert down.returncode == 0, down.stderr
@@ -232,8 +235,8 @@ def test_cli_says_what_is_missing(server_reachable_dir: Path) -> None:
     assert "make cluster-deps" in result.stderr
 
 
-def test_down_stops_processes_by_recorded_pid_after_a_lost_launcher(tmp_path: Path) -> None:
-    """A record outlives its launcher: ``down`` kills what it names, and only that."""
+def test_a_recorded_pid_reused_by_another_process_is_never_signalled() -> None:
+    """``down`` may run long after ``up``: a record names a PID *and* its start time."""
     sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         proc = Proc.of(sleeper.pid)
