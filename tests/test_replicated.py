@@ -122,6 +122,24 @@ def test_promote_makes_replica_writable_and_repoints_the_other(
     assert _rows(replicated, other, table) == [1, 2]
 
 
+def test_a_replica_down_during_failover_follows_the_new_primary_when_started(
+    replicated: ReplicatedCluster,
+) -> None:
+    table = _table(replicated)
+    old, (new, down) = replicated.primary, replicated.replicas
+    replicated.wait_caught_up()
+    replicated.stop(down)
+    replicated.stop(old)
+    replicated.promote(new)  # re-points ``down`` in its files
+    replicated.query(new, f"INSERT INTO {table} VALUES (5)")
+
+    replicated.start(down)
+
+    replicated.wait_streaming([down])
+    replicated.wait_caught_up()
+    assert _rows(replicated, down, table) == [5]
+
+
 def test_old_primary_is_rewound_into_a_replica_of_the_new_one(
     replicated: ReplicatedCluster,
 ) -> None:
