@@ -139,11 +139,10 @@ def test_crashed_leader_rejoins_as_replica_when_healed(patroni_cluster: PatroniC
 @pytest.mark.cluster
 def test_frozen_postgres_hangs_clients_until_thawed(patroni_cluster: PatroniCluster) -> None:
     frozen = patroni_cluster.freeze_leader(with_patroni=False)
-    started = time.monotonic()
-    with pytest.raises(psycopg.OperationalError):
-        _connect(patroni_cluster, frozen.host, timeout=1).close()
+    with pytest.raises(psycopg.OperationalError) as caught:
+        _connect(patroni_cluster, frozen.host, timeout=2).close()
     # A hang ended by the client's own timeout, not a refusal.
-    assert time.monotonic() - started >= 0.9
+    assert "timeout" in str(caught.value).lower()
     patroni_cluster.thaw()
     assert _value(patroni_cluster, frozen.host, "select 1") == 1
 
