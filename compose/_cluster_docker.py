@@ -62,7 +62,9 @@ class DockerRuntime:
         if self._compose is None:
             raise ClusterError("the Docker cluster is not started")
         argv = [*self._compose.compose_command_property, *args]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=COMPOSE_DIR
+        )
         if result.returncode != 0:
             raise ClusterError(f"docker compose {args[0]} failed: {result.stderr.strip()[-500:]}")
 
