@@ -72,9 +72,8 @@ def missing_prerequisites(user: ServerUser) -> list[str]:
 def _runs_as(user: ServerUser, argv: list[str]) -> bool:
     try:
         result = subprocess.run(
-            argv, capture_output=True, timeout=30, check=False, cwd="/",
-            **user.popen_kwargs(),  # type: ignore[arg-type]
-        )  # fmt: skip
+            argv, capture_output=True, timeout=30, check=False, cwd="/", **procs.as_user(user)
+        )
     except OSError:
         return False
     return result.returncode == 0
@@ -144,7 +143,8 @@ class NativeRuntime:
         missing = missing_prerequisites(self.user)
         if missing:
             raise ClusterError(
-                "cannot start the cluster, missing:\n  " + "\n  ".join(missing)
+                "cannot start the cluster, missing:\n  "
+                + "\n  ".join(missing)
                 + f"\nto install all of it: {INSTALL_HINT}"
             )
         taken = {k: p for k, p in self.layout.ports().items() if not port_is_free(p)}
