@@ -23,12 +23,14 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ._context import init_db_session_ctx, put_db_session_to_context
+from ._context import init_db_session_ctx, put_db_session_to_context, scope_sessions
 from ._lifecycle import commit_all_sessions, reset_db_session_ctx
 from ._shield import close_shielded
 from .connect import DBConnect
 
 __all__ = ["put_savepoint_session_in_ctx", "rollback_session", "set_test_context"]
+
+_TEST_OWNED = "ctxdb_test_owned"
 
 
 @asynccontextmanager
@@ -50,7 +52,10 @@ async def set_test_context(auto_close: bool = False) -> AsyncIterator[None]:
     """Open a context as the middleware would.
 
     ``auto_close=True`` commits and closes the sessions made in the block;
-    ``auto_close=False`` leaves them to whoever owns them (a fixture).
+    ``auto_close=False`` leaves the sessions put there by
+    ``put_savepoint_session_in_ctx`` to the test that owns them, and closes
+    (rolling back) any other session the code under test opened, for
+    example after it called ``close_db_session``.
     """
     token = init_db_session_ctx()
     try:
@@ -59,6 +64,10 @@ async def set_test_context(auto_close: bool = False) -> AsyncIterator[None]:
         try:
             if auto_close:
                 await commit_all_sessions()
+            else:
+                for session in scope_sessions():
+                    if not session.info.get(_TEST_OWNED):
+                        await close_shielded(session)
         finally:
             await reset_db_session_ctx(token, with_close=auto_close)
 
@@ -77,6 +86,7 @@ async def put_savepoint_session_in_ctx(
     savepoint_session = maker(
         bind=await session.connection(), join_transaction_mode="create_savepoint"
     )
+    savepoint_session.info[_TEST_OWNED] = True
     put_db_session_to_context(connection, savepoint_session)
     try:
         yield

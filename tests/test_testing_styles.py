@@ -185,3 +185,19 @@ async def test_truncation_empties_what_the_app_committed(
     assert committed_count(pg_server) == 5
     truncate_tables(admin)
     assert committed_count(pg_server) == 0
+
+
+async def test_savepoint_style_closes_sessions_the_app_opened_itself(
+    master: DBConnect, table: Admin
+) -> None:
+    """A route that closed the test's session made a real one: it must not leak."""
+    async with rollback_session(master) as session:
+        async with (
+            set_test_context(),
+            put_savepoint_session_in_ctx(master, session),
+            serve(create_app(master)) as client,
+        ):
+            response = await client.post("/early_connection_close")
+            assert response.status_code < 400
+        assert master.checked_out() == 1  # only the test's own session remains
+    assert master.checked_out() == 0
