@@ -27,13 +27,7 @@ from pathlib import Path
 from compose import _cluster_procs as procs
 from compose._cluster_config import Layout, render_member
 from compose._cluster_rest import ClusterError, etcd_healthy
-from compose.pgserver import (
-    MissingBinariesError,
-    ServerUser,
-    find_bin_dir,
-    port_is_free,
-    server_user,
-)
+from compose.pgserver import MissingBinariesError, ServerUser, find_bin_dir, server_user
 
 PATRONI_VENV_ENV = "CTXDB_PATRONI_VENV"
 DEFAULT_PATRONI_VENV = "/opt/ctxdb-patroni"
@@ -147,7 +141,7 @@ class NativeRuntime:
                 + "\n  ".join(missing)
                 + f"\nto install all of it: {INSTALL_HINT}"
             )
-        taken = {k: p for k, p in self.layout.ports().items() if not port_is_free(p)}
+        taken = {k: p for k, p in self.layout.ports().items() if procs.port_taken(p)}
         if taken:
             raise ClusterError(f"ports already in use on 127.0.0.1: {taken}")
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,13 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from compose.pgserver import ServerUser
 
@@ -132,6 +134,11 @@ def _parent_death_signal(signum: int) -> Callable[[], None]:
     return arm
 
 
+def as_user(user: ServerUser) -> dict[str, Any]:
+    """``subprocess`` keyword arguments that run a child as ``user``."""
+    return dict(user.popen_kwargs())
+
+
 def spawn(
     argv: list[str],
     *,
@@ -157,7 +164,7 @@ def spawn(
             env=dict(env),
             start_new_session=True,
             preexec_fn=None if die_signal is None else _parent_death_signal(die_signal),
-            **user.popen_kwargs(),  # type: ignore[arg-type]
+            **as_user(user),
         )
     _CHILDREN[popen.pid] = popen
     proc = Proc.of(popen.pid)
@@ -205,6 +212,21 @@ def terminate(procs: Iterable[Proc], signum: int, timeout: float) -> None:
     left = wait_gone(procs, timeout)
     if left:
         kill_now(left)
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a socket is bound to ``host:port`` (a listener, not TIME_WAIT leftovers).
+
+    The probe sets SO_REUSEADDR like PostgreSQL, etcd and Patroni do, so the
+    TIME_WAIT connections a stopped server leaves for a minute do not count.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def pid_alive(pid: int) -> bool:

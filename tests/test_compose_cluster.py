@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,7 @@ from compose._cluster_config import (
     render_member,
 )
 from compose._cluster_core import Secrets
-from compose._cluster_procs import Proc
-from compose.pgserver import port_is_free
+from compose._cluster_procs import Proc, port_taken
 from tests.fixtures.patroni import PatroniCluster, free_base_port
 
 REPO = COMPOSE_DIR.parent
@@ -219,7 +219,7 @@ def test_cli_up_status_down_leaves_nothing_running(server_reachable_dir: Path) -
     for output in (up.stdout, up.stderr, status.stdout, down.stdout):
         assert password not in output
     assert not any(p.alive() for p in started)
-    assert all(port_is_free(port) for port in layout.ports().values())
+    assert not any(port_taken(port) for port in layout.ports().values())
     assert not state_dir.exists()
     again = _cli(state_dir, "down", env=env)
     assert again.returncode == 0
@@ -316,3 +316,17 @@ def test_compose_file_publishes_the_layout_on_loopback() -> None:
         docker_config = _yaml((COMPOSE_DIR / "patroni" / "docker" / f"{member}.yml").read_text())
         assert docker_config["restapi"]["connect_address"].split(":")[0] == service["hostname"]
     assert (REPO / "compose" / "Dockerfile").read_text().count("patroni[etcd3]") == 1
+
+
+def test_port_taken_sees_listeners_but_not_time_wait_leftovers() -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert port_taken(port)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its port enters TIME_WAIT
+    listener.close()
+    assert not port_taken(port)
