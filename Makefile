@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Patroni's venv: readable by the unprivileged server user, so never under /root.
 PATRONI_VENV ?= /opt/ctxdb-patroni
 
-.PHONY: demo test lint typecheck unit pg-binaries cluster-deps clean
+.PHONY: demo test lint typecheck unit pg-binaries cluster-deps clean docs
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed pg-binaries cluster-deps lint
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# The documentation site into site/; --strict turns every warning (a broken link,
+# a missing include, a stale API name) into a failure. tests/test_docs.py builds it too.
+docs: $(VENV)/.installed
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov site
