@@ -17,6 +17,7 @@ Hooked on every engine that DBConnect builds (``handle_error``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -72,12 +73,27 @@ def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReport
             return None
         if not context.is_pre_ping:
             context.is_disconnect = True
-        if report is not None:
-            try:
-                report(host, original)
-            except Exception:  # a reporter must never turn one error into two
-                logger.exception("report_failure(%s) raised", host)
+        _report(report, host, original)
         return _typed_error(context, host)
+
+    @event.listens_for(sync_engine, "do_connect")
+    def on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        # Connect failures bypass handle_error unless the driver wraps them
+        # in a DBAPI error (asyncpg does not): catch them here.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if not isinstance(exc, (OSError, asyncio.TimeoutError)) and (
+                sqlstate_of(exc) not in HOST_GONE_SQLSTATES
+            ):
+                raise  # wrong password, missing database...: not the host's state
+            _report(report, host, exc)
+            raise RetryableConnectionError(
+                f"could not connect to {host} ({_describe(exc)}): nothing was sent; "
+                "it is safe to retry",
+                host=host,
+                orig=exc,
+            ) from exc
 
     @event.listens_for(sync_engine, "commit")
     def on_commit(conn: Any) -> None:
@@ -88,13 +104,26 @@ def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReport
         conn.info[_COMMITTING] = False
 
 
+def _report(report: FailureReporter | None, host: str, exc: BaseException) -> None:
+    if report is None:
+        return
+    try:
+        report(host, exc)
+    except Exception:  # a reporter must never turn one error into two
+        logger.exception("report_failure(%s) raised", host)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
 def _typed_error(context: ExceptionContext, host: str) -> BaseException | None:
     connection = context.connection
     if connection is None or context.is_pre_ping:
-        return None  # a failed connect: nothing was sent, the driver's error is clear
+        return None
     info = connection.info if not connection.invalidated else {}
     committing = bool(info.get(_COMMITTING)) and context.statement is None
-    why = info.get(TERMINATED) or str(context.original_exception).strip() or "connection lost"
+    why = info.get(TERMINATED) or _describe(context.original_exception)
     cls = CommitOutcomeUnknownError if committing else RetryableConnectionError
     what = (
         "the COMMIT may or may not have been stored"

@@ -162,12 +162,14 @@ class DBConnect:
         # must leave the previous engine in place.
         new_slot = self._build(host)
         with self._swap_lock:
+            old_host = self._host
             old_slot, self._slot, self._host = self._slot, new_slot, host
-            if old_slot is not None:
+            if old_slot is not None or (old_host is not None and old_host != host):
                 self.swaps += 1
         if old_slot is not None:
-            logger.info("engine for %r swapped from %s to %s", self, old_slot.host, host)
             self._retire(old_slot)
+        if old_host != host:
+            logger.warning("%r now sends new sessions to %s (was %s)", self, host, old_host)
         return new_slot
 
     def _build(self, host: str) -> EngineSlot:

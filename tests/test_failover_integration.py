@@ -1,0 +1,212 @@
+"""DBConnect(resolver=cluster.master) on real replicated clusters: following failovers.
+
+These are drills in miniature: real servers are stopped, frozen, promoted
+and rejoined while requests go through ``db_session``. What is asserted is
+behaviour (where writes land, which errors the app sees, that nothing hangs
+past its deadline and nothing leaks), never speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from compose.replicated import ReplicatedCluster
+from ctxdb import ConnectionLostError, DBConnect, db_session, run_in_new_ctx
+from topology import ClusterResolver
+
+pytestmark = pytest.mark.cluster
+
+DEADLINE = 10.0  # per request; generous, it only has to be finite
+
+
+def table_ddl(name: str) -> str:
+    return f"create table if not exists {name} (id serial primary key, port int not null)"
+
+
+async def write_once(master: DBConnect, table: str) -> int:
+    """One request: insert a row, return the port of the server that took it."""
+
+    async def request() -> int:
+        session = await db_session(master)
+        port = await session.execute(
+            text(f"insert into {table}(port) values (inet_server_port()) returning port")
+        )
+        return int(port.scalar_one())
+
+    return await asyncio.wait_for(run_in_new_ctx(request), DEADLINE)
+
+
+async def write_until_ok(master: DBConnect, table: str, timeout: float = DEADLINE) -> int:
+    """Retry the way an app would on retryable errors, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await write_once(master, table)
+        except ConnectionLostError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def cluster_and_master(
+    replicated: ReplicatedCluster,
+) -> AsyncIterator[tuple[ClusterResolver, DBConnect]]:
+    cluster = ClusterResolver(
+        replicated.hosts,
+        user="postgres",
+        password=replicated.password,
+        database="postgres",
+        interval=0.5,
+        probe_timeout=1.0,
+        wait_timeout=DEADLINE,
+    )
+    master = DBConnect(
+        resolver=cluster.master,
+        url="postgresql+asyncpg://postgres:@/postgres",
+        engine_kwargs={
+            "connect_args": {"password": replicated.password, "timeout": 2},
+            "pool_size": 20,
+            "max_overflow": 20,
+            "pool_timeout": DEADLINE,
+        },
+    )
+    async with cluster:
+        try:
+            yield cluster, master
+        finally:
+            await master.close()
+    assert master.checked_out() == 0
+
+
+async def test_writes_follow_a_promotion_after_the_primary_stops(
+    replicated: ReplicatedCluster, cluster_and_master: tuple[ClusterResolver, DBConnect]
+) -> None:
+    cluster, master = cluster_and_master
+    replicated.query(replicated.primary, table_ddl("follow_stop"))
+    old, new = replicated.primary, replicated.replicas[0]
+    assert await write_once(master, "follow_stop") == old.port
+
+    await asyncio.to_thread(replicated.stop, old, "immediate")
+    await asyncio.to_thread(replicated.promote, new)
+    assert await write_until_ok(master, "follow_stop") == new.port
+    assert await cluster.master() == new.host
+    assert master.swaps == 1
+
+
+async def test_stale_cache_write_on_a_demoted_node_is_refused_and_reported(
+    replicated: ReplicatedCluster, replicated_hosts_slow: Any
+) -> None:
+    """The cache still names the old primary, now a replica: 25006, re-probe, success."""
+    cluster, master = replicated_hosts_slow
+    replicated.query(replicated.primary, table_ddl("stale_cache"))
+    old, new = replicated.primary, replicated.replicas[0]
+    replicated.wait_caught_up()
+    async with cluster:
+        assert await cluster.master() == old.host
+        await asyncio.to_thread(replicated.stop, old, "fast")
+        await asyncio.to_thread(replicated.promote, new)
+        await asyncio.to_thread(replicated.rejoin, old)
+        assert cluster.snapshot().primary == old.host  # stale on purpose (slow interval)
+
+        with pytest.raises(ConnectionLostError) as refused:
+            await write_once(master, "stale_cache")
+        assert "read-only transaction" in str(refused.value.orig)
+        assert cluster.stats().failure_reports >= 1
+        assert await write_until_ok(master, "stale_cache") == new.port
+    count_on_old = replicated.value(
+        new, "select count(*) from stale_cache where port = %s", (old.port,)
+    )
+    assert count_on_old == 0  # no write was ever accepted by the demoted node
+    await master.close()
+
+
+@pytest.fixture
+def replicated_hosts_slow(replicated: ReplicatedCluster) -> tuple[ClusterResolver, DBConnect]:
+    cluster = ClusterResolver(
+        replicated.hosts,
+        user="postgres",
+        password=replicated.password,
+        database="postgres",
+        interval=60,
+        stale_after=600,
+        probe_timeout=1.0,
+        wait_timeout=DEADLINE,
+    )
+    master = DBConnect(
+        resolver=cluster.master,
+        url="postgresql+asyncpg://postgres:@/postgres",
+        engine_kwargs={"connect_args": {"password": replicated.password, "timeout": 2}},
+    )
+    return cluster, master
+
+
+async def test_frozen_primary_is_escaped_within_the_probe_timeout(
+    replicated: ReplicatedCluster, cluster_and_master: tuple[ClusterResolver, DBConnect]
+) -> None:
+    """SIGSTOP: connections hang instead of failing. Requests stuck on the frozen
+    primary are cut as soon as the probe gives up on it; new ones go to the new primary."""
+    _cluster, master = cluster_and_master
+    replicated.query(replicated.primary, table_ddl("follow_freeze"))
+    old, new = replicated.primary, replicated.replicas[0]
+    assert await write_once(master, "follow_freeze") == old.port
+
+    async def stuck() -> None:
+        async def request() -> None:
+            session = await db_session(master)
+            await session.execute(text("insert into follow_freeze(port) values (0)"))
+            await asyncio.sleep(0.5)  # frozen meanwhile
+            await session.execute(text("select 1"))
+
+        await asyncio.wait_for(run_in_new_ctx(request), DEADLINE)
+
+    in_flight = asyncio.create_task(stuck())
+    await asyncio.sleep(0.1)
+    replicated.freeze(old)
+    try:
+        await asyncio.to_thread(replicated.promote, new)
+        with pytest.raises(ConnectionLostError):
+            await in_flight  # cut, not hung until DEADLINE
+        assert await write_until_ok(master, "follow_freeze") == new.port
+    finally:
+        replicated.thaw(old)
+
+
+async def test_500_requests_through_a_failover(
+    replicated: ReplicatedCluster, cluster_and_master: tuple[ClusterResolver, DBConnect]
+) -> None:
+    _cluster, master = cluster_and_master
+    replicated.query(replicated.primary, table_ddl("follow_load"))
+    old, new = replicated.primary, replicated.replicas[0]
+    await write_once(master, "follow_load")
+    outcomes: list[str] = []
+
+    async def one_request(i: int) -> None:
+        await asyncio.sleep(0.002 * i)  # spread over ~1 s, across the failover
+        started = time.monotonic()
+        try:
+            port = await write_until_ok(master, "follow_load", timeout=DEADLINE)
+            outcomes.append("new" if port == new.port else "old")
+        except ConnectionLostError:
+            outcomes.append("lost")
+        except TimeoutError:
+            outcomes.append("deadline")
+        assert time.monotonic() - started < 2 * DEADLINE + 1
+
+    async def failover() -> None:
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(replicated.stop, old, "immediate")
+        await asyncio.to_thread(replicated.promote, new)
+
+    await asyncio.gather(failover(), *(one_request(i) for i in range(500)))
+    assert len(outcomes) == 500
+    assert "deadline" not in outcomes
+    assert set(outcomes) <= {"old", "new"}
+    assert master.swaps == 1
+    assert master.checked_out() == 0
