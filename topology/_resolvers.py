@@ -32,6 +32,9 @@ class MasterResolver:
     """``await cluster.master()`` -> the primary's ``host:port``; may raise NoPrimaryError."""
 
     __slots__ = ("_cluster",)
+    # Only the host last returned is valid: a session layer should retire
+    # and cut connections to any previous answer (see ctxdb's resolver protocol).
+    exclusive = True
 
     def __init__(self, cluster: ClusterResolver) -> None:
         self._cluster = cluster
@@ -68,6 +71,8 @@ class ReplicaResolver:
     """
 
     __slots__ = ("_cluster",)
+    # Answers rotate between replicas: a session layer keeps one engine per host.
+    exclusive = False
 
     def __init__(self, cluster: ClusterResolver) -> None:
         self._cluster = cluster
