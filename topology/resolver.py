@@ -153,6 +153,7 @@ class ClusterResolver:
             fast_interval=self.fast_interval,
         )
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._published: asyncio.Future[None] | None = None
@@ -282,6 +283,26 @@ class ClusterResolver:
             self._replica_notified = preferred
             self._replica_listeners.call(preferred)
 
+    async def refresh(self, timeout: float | None = None) -> Snapshot:
+        """Probe now: return the complete snapshot of a round started after this call.
+
+        Coalesced with every other refresh and failure report (single flight).
+        Starts the cluster if needed. Waits at most ``timeout`` seconds
+        (default: ``wait_timeout + probe_timeout``), then returns the latest
+        snapshot, complete or not.
+        """
+        limit = self.wait_timeout + self.probe_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        await self._ensure_started(deadline)
+        target = self._loop_runner.rounds + 1  # the next round to start
+        self._loop_runner.wake()
+        while time.monotonic() < deadline:
+            snapshot = self._snapshot
+            if snapshot.complete and snapshot.round >= target:
+                break
+            await self._next_publication(deadline - time.monotonic())
+        return self._snapshot
+
     async def _next_publication(self, timeout: float) -> None:
         """Wait (at most ``timeout``) for the next snapshot to be published."""
         if self._published is None:
@@ -366,6 +387,11 @@ class ClusterResolver:
         finally:
             self._primary_fast = None
             self._fresh_until = 0.0
+            if not self._closing:
+                # Cancelled by someone else, typically asyncio.run() shutting its
+                # loop down: drop the connections while that loop still runs.
+                for prober in self._probers:
+                    prober.terminate()
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the loop and close every probe connection, within about ``timeout`` s.
@@ -378,14 +404,20 @@ class ClusterResolver:
         self._primary_fast = None
         self._fresh_until = 0.0
         if task is not None and not task.done():
+            self._closing = True
             task.cancel()
-            if task.get_loop() is asyncio.get_running_loop():
-                await asyncio.wait((task,), timeout=max(deadline - time.monotonic(), 0.0) / 2)
+            try:
+                if task.get_loop() is asyncio.get_running_loop():
+                    budget = max(deadline - time.monotonic(), 0.0) / 2
+                    await asyncio.wait((task,), timeout=budget)
+            finally:
+                self._closing = False
         await self._on_change.cancel_tasks(0.1)
         await self._master_listeners.cancel_tasks(0.1)
         await self._replica_listeners.cancel_tasks(0.1)
         remaining = max(deadline - time.monotonic(), 0.01)
         await asyncio.gather(*(prober.close(remaining) for prober in self._probers))
+        await asyncio.sleep(0)  # transports closed above finish on the next iteration
         self._published = None
 
     async def __aenter__(self) -> ClusterResolver:

@@ -199,7 +199,10 @@ class HostProber:
         try:
             done, _ = await asyncio.wait((task,), timeout=max(deadline - time.monotonic(), 0.0))
         except asyncio.CancelledError:
+            # Let the child clean up (a cancelled connect closes its socket)
+            # before the caller's event loop may be closed.
             self._abandon(task, conn)
+            await asyncio.wait((task,), timeout=_ABANDON_GRACE)
             raise
         if not done:
             self._abandon(task, conn)

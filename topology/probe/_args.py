@@ -1,0 +1,195 @@
+"""Command-line arguments of ``python -m topology.probe``; bad ones raise :class:`UsageError`.
+
+argparse would print a usage block and exit with status 2, which here
+means "no primary": the parser raises instead, and the CLI prints one line
+and exits with status 64 (EX_USAGE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from topology.probe._drivers import DRIVERS
+from topology.probe._render import LagLimit
+
+__all__ = ["DEFAULT_MAX_LAG_BYTES", "Arguments", "UsageError", "parse_args", "parse_lag"]
+
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_WATCH = 2.0
+DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024  # one WAL segment
+_SIZES = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+_TIMES = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
+_LAG = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+DESCRIPTION = """\
+Probe every PostgreSQL host once (or every few seconds with --watch) and show
+its role (primary, replica, stale primary, down, unknown), round-trip latency,
+replication lag and timeline, or why it could not be probed. All hosts are
+probed concurrently: a run ends within about --timeout, however many hosts
+are dead or black-holed."""
+
+EPILOG = """\
+hosts:
+  name, name:port, IPv4[:port], [IPv6]:port, or one libpq URL such as
+  postgresql://user@h1,h2:5433/db?sslmode=require (also given with --url).
+  Without hosts: PGHOST / PGPORT (libpq lists), else localhost.
+  User and database: -U / -d, the URL, PGUSER / PGDATABASE, else the OS user.
+  Password: the URL, else PGPASSWORD, else the password file (PGPASSFILE or
+  ~/.pgpass, mode 0600, matched per host as libpq does). It is never printed.
+  PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT, PGAPPNAME
+  apply as in libpq.
+
+exit status:
+  0   healthy: one primary, every host up, no replica lagging
+  1   degraded: a host down or unknown, or a replica lagging
+  2   no primary, or split brain (a stale primary still writable)
+  64  usage error (bad argument, host or URL)
+  70  internal error
+  With --watch, Ctrl-C (or SIGTERM) ends the watch with status 0.
+
+JSON (--json): one document with schema "topology.probe/1"; with --watch,
+one such document per line and round. See docs/probe-cli.md."""
+
+
+class UsageError(Exception):
+    """A bad command line; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Arguments:
+    hosts: tuple[str, ...]
+    url: str | None
+    user: str | None
+    dbname: str | None
+    timeout: float
+    lag: LagLimit
+    driver: str
+    json: bool
+    watch: float | None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):  # name the options, never echo their values
+            names = [item.split("=", 1)[0] for item in message[len(prefix) :].split()]
+            message = prefix + " ".join(names)
+        raise UsageError(message)
+
+
+def _seconds(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{what} must be a number of seconds, not {text!r}") from None
+    if not 0 < value < 86400 or value != value:
+        raise UsageError(f"{what} must be between 0 and 86400 seconds, not {text!r}")
+    return value
+
+
+def parse_lag(texts: Sequence[str]) -> LagLimit:
+    """``16MB``, ``1048576`` (bytes), ``500kB``, ``10s``, ``250ms``, ``2min``; one of each kind."""
+    max_bytes: int | None = DEFAULT_MAX_LAG_BYTES
+    max_seconds: float | None = None
+    seen: set[str] = set()
+    for text in texts:
+        match = _LAG.match(text)
+        unit = match.group(2).lower() if match else ""
+        if match is None or (unit not in _SIZES and unit not in _TIMES):
+            raise UsageError(
+                f"--max-lag {text!r}: expected a size (16MB, 512kB, bytes) or a time (10s, 500ms)"
+            )
+        kind = "time" if unit in _TIMES else "size"
+        if kind in seen:
+            raise UsageError(f"--max-lag given twice as a {kind}")
+        seen.add(kind)
+        if kind == "time":
+            max_seconds = float(match.group(1)) * _TIMES[unit]
+        else:
+            max_bytes = int(float(match.group(1)) * _SIZES[unit])
+    return LagLimit(max_bytes, max_seconds)
+
+
+def _normalize_watch(argv: Sequence[str]) -> list[str]:
+    """``--watch`` takes an optional value: keep a following host from being taken for it."""
+    result: list[str] = []
+    items = list(argv)
+    for i, item in enumerate(items):
+        if item in ("--watch", "-w"):
+            following = items[i + 1] if i + 1 < len(items) else None
+            if following is None or not re.fullmatch(r"\d+(\.\d*)?|\.\d+", following):
+                item = f"--watch={DEFAULT_WATCH}"
+        result.append(item)
+    return result
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="python -m topology.probe",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("hosts", nargs="*", metavar="HOST", help="a host to probe, or one postgresql:// URL")
+    add("--url", help="a libpq (multi-host) URL: postgresql://user@h1,h2:5433/db")
+    add("-U", "--user", help="user name (default: the URL, PGUSER, else the OS user)")
+    add("-d", "--dbname", help="database (default: the URL, PGDATABASE, else the user name)")
+    add(
+        "--timeout",
+        default=str(DEFAULT_TIMEOUT),
+        metavar="SECONDS",
+        help=f"deadline of each host's probe, and so of the whole run (default {DEFAULT_TIMEOUT})",
+    )
+    add(
+        "--max-lag",
+        action="append",
+        default=[],
+        metavar="LIMIT",
+        help="a replica beyond it counts as lagging: a size (default 16MB) and/or a time "
+        "(e.g. 10s); give the option once per kind",
+    )
+    add(
+        "--driver",
+        choices=sorted(DRIVERS),
+        default="asyncpg",
+        help="the probe driver (default asyncpg)",
+    )
+    add("--json", action="store_true", help="print JSON (schema topology.probe/1)")
+    add(
+        "-w",
+        "--watch",
+        nargs="?",
+        const=str(DEFAULT_WATCH),
+        default=None,
+        metavar="SECONDS",
+        help=f"probe again every SECONDS (default {DEFAULT_WATCH}) until Ctrl-C",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> Arguments:
+    """Parse ``argv`` (without the program name); raises UsageError."""
+    ns = _parser().parse_intermixed_args(_normalize_watch(argv))
+    hosts = tuple(ns.hosts)
+    url = ns.url
+    urls = [h for h in hosts if "://" in h]
+    if urls:
+        if url is not None or len(hosts) > 1:
+            raise UsageError("give one URL alone, or hosts without a URL")
+        url, hosts = urls[0], ()
+    return Arguments(
+        hosts=hosts,
+        url=url,
+        user=ns.user,
+        dbname=ns.dbname,
+        timeout=_seconds(ns.timeout, "--timeout"),
+        lag=parse_lag(ns.max_lag),
+        driver=ns.driver,
+        json=ns.json,
+        watch=None if ns.watch is None else _seconds(ns.watch, "--watch"),
+    )

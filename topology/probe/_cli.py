@@ -1,0 +1,231 @@
+"""``python -m topology.probe``: the diagnostics CLI (see ``--help`` and docs/probe-cli.md).
+
+A thin face over the resolver's probe code (:mod:`topology.probe._session`):
+arguments and environment in, one snapshot per round out, rendered as a
+table or JSON. Every line written goes through :class:`Output`, which
+scrubs every known password and anything shaped like one (URL userinfo,
+``password=``), so no password reaches the terminal, a log or a traceback;
+unexpected errors are reported as one scrubbed line, never a traceback.
+
+Timeouts: a run ends within about ``--timeout`` (all hosts probed
+concurrently) plus a bounded close (0.5 s at most). The event loop's
+worker threads (name resolution) are never waited for at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TextIO
+from urllib.parse import unquote
+
+from topology.errors import ConfigurationError, redact
+from topology.probe._args import Arguments, UsageError, parse_args
+from topology.probe._render import LoggedChange, document, judge, summary, table
+from topology.probe._session import ProbeSession
+from topology.probe._target import Target, resolve_target
+from topology.probe._watch import Screen, watch
+from topology.snapshot import Snapshot
+
+__all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "Output", "main"]
+
+EXIT_USAGE = 64  # sysexits.h EX_USAGE
+EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
+EXIT_INTERRUPTED = 130
+PROG = "topology.probe"
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*:)[^@\s]*@")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+class Output:
+    """Writes scrubbed text to stdout and stderr; see the module docstring."""
+
+    def __init__(self, out: TextIO, err: TextIO, secrets: Iterable[str] = ()) -> None:
+        self.out = out
+        self.err = err
+        self.secrets: set[str] = {s for s in secrets if s}
+
+    def scrub(self, text: str) -> str:
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+        text = _KEYWORD_PASSWORD.sub(r"\1***", text)
+        # Longest first, so that a secret containing another is replaced whole.
+        ordered = sorted(self.secrets, key=len, reverse=True)
+        return redact(text, ordered)
+
+    def write(self, text: str) -> None:
+        self.out.write(self.scrub(text))
+        self.out.flush()
+
+    def line(self, text: str = "") -> None:
+        self.write(text + "\n")
+
+    def error(self, text: str) -> None:
+        self.err.write(self.scrub(f"{PROG}: {text}".splitlines()[0]) + "\n")
+        self.err.flush()
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """One scrubbed line per record: exception text replaced by its last line."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__(f"{PROG}: %(name)s: %(message)s")
+        self.output = output
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            message += f" ({type(exc).__name__}: {str(exc).strip().splitlines()[-1:] or ''})"
+        return self.output.scrub(f"{PROG}: {record.name}: {message}".replace("\n", " "))
+
+
+def _quiet_logging(output: Output) -> None:
+    handler = logging.StreamHandler(output.err)
+    handler.setFormatter(_ScrubbingFormatter(output))
+    logging.basicConfig(level=logging.ERROR, handlers=[handler], force=True)
+    sys.unraisablehook = lambda unraisable: None  # e.g. a driver's __del__ at exit
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run ``coro`` on a new loop; never wait for worker threads (a stuck DNS lookup)."""
+    loop = asyncio.new_event_loop()
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=PROG)
+    loop.set_default_executor(executor)
+    main_task = loop.create_task(coro)
+    try:
+        return loop.run_until_complete(main_task)
+    except KeyboardInterrupt:
+        main_task.cancel()
+        loop.run_until_complete(asyncio.wait((main_task,), timeout=1.0))
+        return EXIT_INTERRUPTED
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        executor.shutdown(wait=False, cancel_futures=True)
+        loop.close()
+
+
+def _document_line(snapshot: Snapshot, args: Arguments, changes: Sequence[LoggedChange]) -> str:
+    verdict = judge(snapshot, args.lag)
+    doc = document(snapshot, verdict, args.lag, at=time.time(), changes=changes)
+    return json.dumps(doc, separators=(",", ":") if args.watch else (", ", ": "))
+
+
+def _report(snapshot: Snapshot, args: Arguments, output: Output) -> int:
+    verdict = judge(snapshot, args.lag)
+    if args.json:
+        output.line(_document_line(snapshot, args, ()))
+    else:
+        for text in table(snapshot, args.lag):
+            output.line(text)
+        output.line(summary(verdict))
+    return verdict.exit_code
+
+
+def _frame(
+    snapshot: Snapshot, args: Arguments, target: Target, screen: Screen, log: Sequence[str]
+) -> list[str]:
+    header = (
+        f"{PROG} every {args.watch:g}s  timeout {args.timeout:g}s  {args.driver}  "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}  (Ctrl-C to quit)"
+    )
+    lines = [header, "", *table(snapshot, args.lag), summary(judge(snapshot, args.lag)), ""]
+    room = max(screen.height() - len(lines) - 2, 3) if screen.tty else len(log)
+    shown = list(log)[-room:] if room else []
+    lines.append("role changes:" if shown else "role changes: none yet")
+    lines.extend(f"  {entry}" for entry in shown)
+    return lines
+
+
+async def _watch(session: ProbeSession, args: Arguments, target: Target, output: Output) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    screen = Screen(output.out, output.write)
+    log: list[str] = []
+
+    def show(snapshot: Snapshot, changes: list[LoggedChange]) -> None:
+        if args.json:
+            output.line(_document_line(snapshot, args, changes))
+            return
+        log.extend(change.line() for change in changes)
+        del log[:-50]
+        screen.show(_frame(snapshot, args, target, screen, log))
+
+    assert args.watch is not None
+    try:
+        await watch(session, args.watch, stop, show)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+async def _probe(args: Arguments, target: Target, output: Output) -> int:
+    session = ProbeSession(target.hosts, target.options, args.driver, timeout=args.timeout)
+    try:
+        if args.watch is not None:
+            return await _watch(session, args, target, output)
+        return _report(await session.round(), args, output)
+    finally:
+        await session.close()
+
+
+def _url_password(arg: str) -> str:
+    """The password in a URL-shaped argument (to scrub it before anything is parsed)."""
+    match = re.search(r"://[^/?#@\s:]*:([^@\s]*)@", arg)
+    return unquote(match.group(1)) if match else ""
+
+
+def _check_driver(name: str) -> None:
+    if importlib.util.find_spec(name) is None:
+        raise UsageError(f"the {name} driver is not installed (pip install {name})")
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the CLI; returns the exit status (see ``--help``). Never raises but SystemExit."""
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    secrets = [env.get("PGPASSWORD", "")] + [_url_password(arg) for arg in argv]
+    output = Output(out or sys.stdout, err or sys.stderr, secrets)
+    _quiet_logging(output)
+    try:
+        args = parse_args(argv)
+        _check_driver(args.driver)
+        target = resolve_target(
+            args.hosts, args.url, env, user=args.user, database=args.dbname, warn=output.error
+        )
+        output.secrets.update(target.secrets)
+    except (UsageError, ConfigurationError) as exc:
+        output.error(f"{exc} (see --help)")
+        return EXIT_USAGE
+    return _guarded(lambda: _run(_probe(args, target, output)), output)
+
+
+def _guarded(run: Callable[[], int], output: Output) -> int:
+    try:
+        return run()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one scrubbed line instead of a traceback
+        output.error(f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_INTERNAL

@@ -1,0 +1,107 @@
+"""``--watch``: probe rounds every few seconds, a screen redrawn in place, a change log.
+
+On a terminal each frame is drawn from the top-left corner over the last
+one (like ``top``); elsewhere (a pipe, a file) frames follow one another,
+separated by a blank line, so the output stays a readable record. Below
+the table and the summary, a log of role changes with their times (the
+newest last) keeps what the redraw would otherwise erase.
+
+Timing and cancellation: a round lasts about one probe timeout; the next
+starts ``interval`` seconds after the previous one started (at once if the
+round took longer). Setting ``stop`` ends the watch within the probers'
+grace period, also in the middle of a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TextIO
+
+from topology.probe._render import LoggedChange
+from topology.probe._session import ProbeSession
+from topology.snapshot import HostState, Role, Snapshot, role_changes
+
+__all__ = ["LOG_LINES", "ChangeLog", "Screen", "watch"]
+
+LOG_LINES = 20  # changes kept under the table
+_HOME_CLEAR = "\x1b[H\x1b[J"  # cursor to the top-left corner, clear to the end of the screen
+_CANCEL_GRACE = 1.0
+
+
+def _reason(state: HostState | None) -> str | None:
+    if state is not None and state.role is Role.DOWN and state.error is not None:
+        return state.error.reason.words
+    return None
+
+
+class ChangeLog:
+    """Role changes between consecutive snapshots, newest last, at most ``size`` kept."""
+
+    def __init__(self, size: int = LOG_LINES) -> None:
+        self.entries: deque[LoggedChange] = deque(maxlen=size)
+        self._previous: Snapshot | None = None
+
+    def update(self, snapshot: Snapshot, at: float) -> list[LoggedChange]:
+        """Record and return the changes since the previous snapshot."""
+        new = [
+            LoggedChange(at, change, _reason(snapshot.get(change.host)))
+            for change in role_changes(self._previous, snapshot)
+        ]
+        self.entries.extend(new)
+        self._previous = snapshot
+        return new
+
+
+class Screen:
+    """Shows frames on ``out``: in place on a terminal, one after another otherwise."""
+
+    def __init__(self, out: TextIO, write: Callable[[str], None]) -> None:
+        self.tty = out.isatty()
+        self._write = write
+        self._frames = 0
+
+    def height(self) -> int:
+        return shutil.get_terminal_size((100, 40)).lines
+
+    def show(self, lines: list[str]) -> None:
+        if self.tty:
+            self._write(_HOME_CLEAR + "\n".join(lines) + "\n")
+        else:
+            self._write(("\n" if self._frames else "") + "\n".join(lines) + "\n")
+        self._frames += 1
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    if seconds > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def watch(
+    session: ProbeSession,
+    interval: float,
+    stop: asyncio.Event,
+    show: Callable[[Snapshot, list[LoggedChange]], None],
+) -> None:
+    """Run rounds until ``stop`` is set; hand each snapshot and its changes to ``show``."""
+    log = ChangeLog()
+    while not stop.is_set():
+        started = time.monotonic()
+        probe = asyncio.ensure_future(session.round())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((probe, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not probe.done():  # stopped in mid-round: the probers terminate their connections
+            probe.cancel()
+            await asyncio.wait((probe,), timeout=_CANCEL_GRACE)
+            return
+        snapshot = probe.result()
+        show(snapshot, log.update(snapshot, time.time()))
+        await _wait(stop, interval - (time.monotonic() - started))
