@@ -17,7 +17,13 @@ import pytest
 from sqlalchemy import text
 
 from compose.replicated import ReplicatedCluster
-from ctxdb import ConnectionLostError, DBConnect, db_session, run_in_new_ctx
+from ctxdb import (
+    ConnectionLostError,
+    DBConnect,
+    db_session,
+    new_non_ctx_atomic_session,
+    run_in_new_ctx,
+)
 from topology import ClusterResolver
 
 pytestmark = pytest.mark.cluster
@@ -40,6 +46,9 @@ async def write_once(master: DBConnect, table: str) -> int:
         return int(port.scalar_one())
 
     return await asyncio.wait_for(run_in_new_ctx(request), DEADLINE)
+
+
+master_session = new_non_ctx_atomic_session
 
 
 async def write_until_ok(master: DBConnect, table: str, timeout: float = DEADLINE) -> int:
@@ -209,4 +218,79 @@ async def test_500_requests_through_a_failover(
     assert "deadline" not in outcomes
     assert set(outcomes) <= {"old", "new"}
     assert master.swaps == 1
+    assert master.checked_out() == 0
+
+
+async def test_reads_through_cluster_replica_spread_and_survive_a_lost_replica(
+    replicated: ReplicatedCluster, cluster_and_master: tuple[ClusterResolver, DBConnect]
+) -> None:
+    cluster, _ = cluster_and_master
+    replica_connect = DBConnect(
+        resolver=cluster.replica,
+        url="postgresql+asyncpg://postgres:@/postgres",
+        engine_kwargs={"connect_args": {"password": replicated.password, "timeout": 2}},
+    )
+
+    async def read_port() -> int:
+        async def request() -> int:
+            session = await db_session(replica_connect)
+            return int((await session.execute(text("select inet_server_port()"))).scalar_one())
+
+        return await asyncio.wait_for(run_in_new_ctx(request), DEADLINE)
+
+    try:
+        replicated.wait_streaming()
+        deadline = time.monotonic() + DEADLINE
+        while len(cluster.snapshot().replicas) < 2:  # both probed as replicas
+            assert time.monotonic() < deadline, cluster.snapshot()
+            await asyncio.sleep(0.05)
+        replica_ports = {node.port for node in replicated.replicas}
+        seen = {await read_port() for _ in range(6)}
+        assert seen == replica_ports  # round robin over both replicas
+        assert replica_connect.swaps == 0  # an engine per replica, no swapping
+
+        lost, kept = replicated.replicas
+        await asyncio.to_thread(replicated.stop, lost, "immediate")
+        ports = []
+        for _ in range(6):
+            try:
+                ports.append(await read_port())
+            except ConnectionLostError:
+                ports.append(-1)  # the report makes the next read avoid it
+        assert ports[-3:] == [kept.port] * 3
+    finally:
+        await replica_connect.close()
+    assert replica_connect.checked_out() == 0
+
+
+@pytest.mark.parametrize("fault", ["switchover", "crash-leader-fast"])
+async def test_patroni_failover_is_followed(patroni_cluster: Any, fault: str) -> None:
+    cluster = ClusterResolver(
+        patroni_cluster.hosts,
+        user=patroni_cluster.superuser,
+        password=patroni_cluster.password,
+        database="postgres",
+        interval=0.5,
+        probe_timeout=1.0,
+        wait_timeout=DEADLINE,
+    )
+    master = DBConnect(
+        resolver=cluster.master,
+        url="postgresql+asyncpg://postgres:@/postgres",
+        engine_kwargs={"connect_args": {"password": patroni_cluster.password, "timeout": 2}},
+    )
+    async with cluster:
+        try:
+            leader = patroni_cluster.leader()
+            async with master_session(master) as session:
+                await session.execute(text(table_ddl("patroni_follow")))
+            assert await write_until_ok(master, "patroni_follow") == leader.port
+            if fault == "switchover":
+                new_leader = await asyncio.to_thread(patroni_cluster.switchover)
+            else:
+                _, new_leader = await asyncio.to_thread(patroni_cluster.crash_leader, fast=True)
+            assert new_leader.port != leader.port
+            assert await write_until_ok(master, "patroni_follow", timeout=30) == new_leader.port
+        finally:
+            await master.close()
     assert master.checked_out() == 0
