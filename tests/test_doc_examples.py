@@ -1,0 +1,251 @@
+"""The runnable examples of the documentation (``docs/examples/``), on real PostgreSQL.
+
+* The Starlette and pure ASGI example apps run in-process with their
+  lifespan driven as a server drives it, on ``pg_server``, once per driver;
+  what a request stored is read back over a separate autocommit connection.
+* The quickstart is followed *as written*: its shell commands are read from
+  ``docs/quickstart.md`` and run (``devserver.py`` starts its own throwaway
+  PostgreSQL, uvicorn serves ``quickstart_app``), and every ``$ curl`` line
+  of the page is replayed over real HTTP and must print what the page says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import asgi_app
+import httpx
+import psycopg
+import pytest
+import starlette_app
+
+from compose.pgserver import free_port
+from ctxdb import DBConnect
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+Admin = psycopg.Connection[Any]
+ASGIApp = Callable[..., Any]
+DEADLINE = 30.0  # every wait on a server or an app in this module
+
+
+@asynccontextmanager
+async def running(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan as a server would (startup, requests, shutdown); yield a client."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.ensure_future(app(scope, inbox.get, outbox.put))
+    try:
+        await inbox.put({"type": "lifespan.startup"})
+        started = await asyncio.wait_for(outbox.get(), DEADLINE)
+        assert started["type"] == "lifespan.startup.complete", started
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://docs") as client:
+            yield client
+        await inbox.put({"type": "lifespan.shutdown"})
+        stopped = await asyncio.wait_for(outbox.get(), DEADLINE)
+        assert stopped["type"] == "lifespan.shutdown.complete", stopped
+        await asyncio.wait_for(task, DEADLINE)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,), timeout=DEADLINE)
+
+
+def texts(admin: Admin, table: str) -> list[str]:
+    """The texts of ``table`` as a separate connection sees them (committed rows only)."""
+    return [str(text) for (text,) in admin.execute(f"select text from {table} order by id")]
+
+
+@pytest.fixture
+def db(make_connect: Callable[..., DBConnect]) -> DBConnect:
+    return make_connect("doc-examples")
+
+
+# --- Starlette ---------------------------------------------------------------
+
+
+async def test_starlette_example(db: DBConnect, admin: Admin) -> None:
+    admin.execute("drop table if exists starlette_note")
+    async with running(starlette_app.create_app(db)) as client:
+        created = await client.post("/notes", params={"text": "hello"})
+        assert created.status_code == 201
+        assert texts(admin, "starlette_note") == ["hello"]
+        assert created.json() == {"id": 1}
+
+        partly = await client.post("/notes/two")
+        assert partly.status_code == 422
+        # The atomic block committed its note; the 422 rolled the rest back.
+        assert texts(admin, "starlette_note") == ["hello", "kept"]
+
+        listing = await client.get("/notes")
+        assert listing.json() == ["hello", "kept"]
+        assert db.checked_out() == 0
+    assert db.engine is None  # the lifespan closed the DBConnect
+
+
+# --- pure ASGI ---------------------------------------------------------------
+
+
+async def test_asgi_example_commits_before_the_status_line(db: DBConnect, admin: Admin) -> None:
+    admin.execute("drop table if exists asgi_note")
+    async with running(asgi_app.create_app(db)) as client:
+        first = await client.post("/notes", params={"text": "once"})
+        assert (first.status_code, first.json()) == (200, {"stored": "once"})
+        assert texts(admin, "asgi_note") == ["once"]
+
+        # The app answers 200, but the deferred unique constraint fails the
+        # COMMIT: the client must see a 500, and nothing new is stored.
+        again = await client.post("/notes", params={"text": "once"})
+        assert again.status_code == 500
+        assert texts(admin, "asgi_note") == ["once"]
+
+        assert (await client.get("/notes")).json() == ["once"]
+        assert (await client.get("/elsewhere")).status_code == 404
+        assert (await client.post("/notes")).status_code == 400
+        assert db.checked_out() == 0
+    assert db.engine is None
+
+
+async def test_asgi_example_passes_other_scopes_through(db: DBConnect) -> None:
+    """A websocket scope is not HTTP: the middleware and the app leave it alone."""
+    app = asgi_app.create_app(db)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app({"type": "websocket", "path": "/"}, receive, send), DEADLINE)
+    assert sent == []
+    assert db.engine is None  # no session, no engine
+
+
+# --- the quickstart, as written ------------------------------------------------
+
+
+def quickstart_command(prefix: str) -> list[str]:
+    """The quickstart's shell line starting with ``prefix``, as argv for this interpreter."""
+    lines = [line.strip() for line in QUICKSTART.read_text().splitlines()]
+    found = [line for line in lines if line.startswith(prefix)]
+    assert len(found) == 1, f"the quickstart should say {prefix!r} exactly once"
+    argv = shlex.split(found[0], comments=True)
+    program = argv.pop(0)
+    if program == ".venv/bin/python":
+        return [sys.executable, *argv]
+    assert program.startswith(".venv/bin/"), program
+    return [sys.executable, "-m", program.removeprefix(".venv/bin/"), *argv]
+
+
+def quickstart_exchanges() -> list[tuple[list[str], str]]:
+    """Every ``$ curl ...`` line of the quickstart, with the output the page shows for it."""
+    exchanges: list[tuple[list[str], str]] = []
+    lines = QUICKSTART.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("$ curl "):
+            exchanges.append((shlex.split(line[2:]), lines[index + 1].strip()))
+    assert len(exchanges) >= 3, "the quickstart shows its app answering requests"
+    return exchanges
+
+
+@contextmanager
+def background(argv: list[str], env: dict[str, str]) -> Iterator[queue.Queue[str]]:
+    """Run ``argv`` from the repository root; yield its output lines; stop it at the end.
+
+    Stopped with SIGTERM (both programs clean up on it), then SIGKILL after
+    ``DEADLINE``; the process is always reaped.
+    """
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        yield lines
+    finally:
+        process.terminate()
+        try:
+            process.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(DEADLINE)
+        reader.join(DEADLINE)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def wait_for_line(lines: queue.Queue[str], pattern: str) -> re.Match[str]:
+    deadline = time.monotonic() + DEADLINE
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            break
+        seen.append(line)
+        if match := re.search(pattern, line):
+            return match
+    raise AssertionError(f"no line matching {pattern!r} in time; output: {seen}")
+
+
+def wait_until_serving(base: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            httpx.get(f"{base}/notes", timeout=2)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_quickstart_as_written() -> None:
+    env = {**os.environ, "PGPASSWORD": secrets.token_urlsafe(12)}
+    env.pop("DATABASE_URL", None)
+    devserver = quickstart_command(".venv/bin/python docs/examples/devserver.py")
+    with background(devserver, env) as server_output:
+        url = wait_for_line(server_output, r"^DATABASE_URL=(\S+)$").group(1)
+        assert env["PGPASSWORD"] not in url  # the password is never printed
+        port = free_port()
+        serve = quickstart_command(".venv/bin/uvicorn ")
+        serve[serve.index("--port") + 1] = str(port)
+        with background(serve, {**env, "DATABASE_URL": url}):
+            wait_until_serving(f"http://127.0.0.1:{port}")
+            for argv, expected in quickstart_exchanges():
+                assert argv[0] == "curl"
+                method = argv[argv.index("-X") + 1] if "-X" in argv else "GET"
+                target = argv[-1].replace(":8000/", f":{port}/")
+                response = httpx.request(method, target, timeout=DEADLINE)
+                assert response.text == expected, (argv, response.status_code)
+    # SIGTERM made devserver.py stop its server and delete its data.
+    wait_for_line(server_output, r"^stopped$")
