@@ -69,8 +69,9 @@ class Screen:
         return shutil.get_terminal_size((100, 40)).lines
 
     def show(self, lines: list[str]) -> None:
-        if self.tty:
-            self._write(_HOME_CLEAR + "\n".join(lines) + "\n")
+        if self.tty:  # cut to the width: a wrapped line would scroll the redraw away
+            width = shutil.get_terminal_size((100, 40)).columns
+            self._write(_HOME_CLEAR + "\n".join(line[:width] for line in lines) + "\n")
         else:
             self._write(("\n" if self._frames else "") + "\n".join(lines) + "\n")
         self._frames += 1
