@@ -1,15 +1,16 @@
 """One probe round at a time over a fixed host list, for the CLI.
 
 A thin face over the resolver's own machinery: the same :class:`HostProber`
-per host (one connection kept and reused between ``--watch`` rounds) and
-the same round (:class:`topology._loop.ProbeLoop.round`: every host probed
-concurrently, one snapshot built with :func:`~topology.snapshot.build_snapshot`
-from the previous one, so a host once seen behind a higher timeline stays a
-stale primary).
+per host (one connection kept and reused between ``--watch`` rounds), every
+host probed concurrently as in the resolver's rounds, and one snapshot per
+round built by the same :func:`~topology.snapshot.build_snapshot` from the
+previous one (so a host once seen behind a higher timeline stays a stale
+primary).
 
 Timeouts: a round ends within about ``timeout`` (each probe is bounded by
 it, plus the prober's short grace); a safety deadline of ``timeout +
-ROUND_SLACK`` marks any host still unanswered as unknown rather than wait.
+ROUND_SLACK`` marks any host still unanswered as unknown (its probe is
+cancelled, which terminates its connection) rather than wait.
 :meth:`ProbeSession.close` closes every connection politely within
 ``close_timeout`` and terminates the rest. Not thread-safe; one round at a
 time.
@@ -21,14 +22,14 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from topology._loop import ProbeLoop
 from topology.hosts import ConnectOptions, HostAddress
-from topology.probe import HostProber, ProbeDriver
+from topology.probe import HostProber, ProbeDriver, ProbeResult
 from topology.snapshot import HostState, Snapshot, build_snapshot
 
 __all__ = ["ROUND_SLACK", "ProbeSession"]
 
 ROUND_SLACK = 1.0  # beyond the probe timeout: only a bug or a stalled event loop gets here
+_CANCEL_GRACE = 0.5  # a cancelled probe terminates its connection at once; this is ample
 
 
 class ProbeSession:
@@ -50,28 +51,28 @@ class ProbeSession:
             for address, opts in zip(hosts, options, strict=True)
         ]
         self.snapshot = Snapshot.empty(prober.host for prober in self.probers)
-        self._loop = ProbeLoop(
-            self.probers,
-            current=lambda: self.snapshot,
-            publish=self._publish,
-            fast=lambda: False,
-            early=lambda provisional: False,
-            interval=timeout,
-            fast_interval=timeout,
-        )
-
-    def _publish(self, snapshot: Snapshot, started: float) -> None:
-        self.snapshot = snapshot
+        self.rounds = 0
 
     async def round(self) -> Snapshot:
         """Probe every host once, concurrently; the new snapshot (also kept as ``snapshot``)."""
+        self.rounds += 1
+        tasks = [asyncio.ensure_future(prober.probe()) for prober in self.probers]
         try:
-            return await asyncio.wait_for(self._loop.round(), self.timeout + ROUND_SLACK)
-        except asyncio.TimeoutError:
-            previous = self.snapshot
-            unknown = [HostState(state.host) for state in previous.hosts]
-            self.snapshot = build_snapshot(unknown, previous, taken_at=time.time())
-            return self.snapshot
+            await asyncio.wait(tasks, timeout=self.timeout + ROUND_SLACK)
+        finally:
+            late = [task for task in tasks if not task.done()]
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=_CANCEL_GRACE)
+        items: list[ProbeResult | HostState] = [
+            task.result() if task.done() and not task.cancelled() else HostState(prober.host)
+            for task, prober in zip(tasks, self.probers, strict=True)
+        ]
+        self.snapshot = build_snapshot(
+            items, self.snapshot, round=self.rounds, taken_at=time.time()
+        )
+        return self.snapshot
 
     async def close(self) -> None:
         """Close every probe connection within about ``close_timeout`` seconds."""
