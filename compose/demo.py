@@ -19,6 +19,7 @@ Usage: ``python compose/demo.py`` (``make demo`` sets up the venv first).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
@@ -43,7 +44,9 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
+from compose.demo_failover import run_failover_demo  # noqa: E402
 from compose.pgserver import MissingBinariesError, PostgresNode  # noqa: E402
+from compose.replicated import ReplicatedCluster  # noqa: E402
 
 DEMO_TIMEOUT = 60.0
 DRIVER = "postgresql+asyncpg"
@@ -197,6 +200,8 @@ def main() -> int:
     """Start the server, run the demo, always stop the server; the exit code says how it went."""
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Role changes and engine swaps are logged at WARNING: show them, indented.
+    logging.basicConfig(format="      [%(name)s] %(message)s", level=logging.WARNING)
     node: PostgresNode | None = None
     try:
         node = PostgresNode.create("demo")
@@ -204,7 +209,14 @@ def main() -> int:
         node.init(password=secrets.token_urlsafe(18))
         node.start()
         ok = asyncio.run(asyncio.wait_for(run_demo(node), DEMO_TIMEOUT))
+        node.destroy()
         say()
+        say("Part two: following a failover")
+        say("Starting a throwaway primary and two streaming replicas ...")
+        with ReplicatedCluster.build(replicas=2) as cluster:
+            followed = asyncio.run(asyncio.wait_for(run_failover_demo(cluster, say), DEMO_TIMEOUT))
+        say()
+        ok = ok and followed
         say("Every request did what it should." if ok else "Something did not go as expected.")
         return 0 if ok else 1
     except MissingBinariesError as exc:
