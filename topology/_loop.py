@@ -41,11 +41,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class ProbeLoop:
     """Runs probe rounds for a list of probers and hands each snapshot to ``publish``.
 
-    ``publish(snapshot, round_started)`` is called on the event loop with
-    the new snapshot and the monotonic time its round started; it must not
-    block. ``current()`` returns the snapshot last published; ``fast()``
+    ``publish(snapshot, round_started, answered)`` is called on the event
+    loop with the new snapshot, the monotonic time its round started and
+    the hosts that answered in this round (the others' states are carried
+    over from the previous snapshot); it must not block. ``current()`` returns the snapshot last published; ``fast()``
     says whether to sleep ``fast_interval`` instead of ``interval``;
-    ``early(provisional)`` whether a mid-round snapshot is worth publishing
+    ``early(provisional, answered)`` whether a mid-round snapshot is worth publishing
     before the slower hosts answer (typically: it names a primary that the
     fast path does not offer yet).
     """
@@ -55,9 +56,9 @@ class ProbeLoop:
         probers: Sequence[HostProber],
         *,
         current: Callable[[], Snapshot],
-        publish: Callable[[Snapshot, float], None],
+        publish: Callable[[Snapshot, float, frozenset[str]], None],
         fast: Callable[[], bool],
-        early: Callable[[Snapshot], bool],
+        early: Callable[[Snapshot, frozenset[str]], bool],
         interval: float,
         fast_interval: float,
     ) -> None:
@@ -117,16 +118,18 @@ class ProbeLoop:
         for task, index in tasks.items():
             task.set_name(f"topology-probe-{self.probers[index].host}")
         pending = set(tasks)
+        answered: set[str] = set()
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     result = task.result()
                     items[tasks[task]] = result
+                    answered.add(result.host)
                     self.probes += 1
                     self.probe_failures += not result.ok
                 if pending:
-                    self._maybe_publish_early(items, number, started)
+                    self._maybe_publish_early(items, number, started, frozenset(answered))
         except asyncio.CancelledError:
             for task in pending:
                 task.cancel()
@@ -137,15 +140,19 @@ class ProbeLoop:
             items, self._current(), round=number, taken_at=time.time(), complete=True
         )
         self.last_round_duration = time.monotonic() - started
-        self._publish(snapshot, started)
+        self._publish(snapshot, started, frozenset(answered))
         return snapshot
 
     def _maybe_publish_early(
-        self, items: list[ProbeResult | HostState], number: int, started: float
+        self,
+        items: list[ProbeResult | HostState],
+        number: int,
+        started: float,
+        answered: frozenset[str],
     ) -> None:
         current = self._current()
         provisional = build_snapshot(
             items, current, round=number, taken_at=time.time(), complete=False
         )
-        if self._early(provisional):
-            self._publish(provisional, started)
+        if self._early(provisional, answered):
+            self._publish(provisional, started, answered)

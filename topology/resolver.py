@@ -148,7 +148,7 @@ class ClusterResolver:
             current=lambda: self._snapshot,
             publish=self._publish,
             fast=self._wants_fast,
-            early=lambda snapshot: snapshot.primary not in (None, self._primary_fast),
+            early=self._worth_publishing_early,
             interval=self.interval,
             fast_interval=self.fast_interval,
         )
@@ -244,8 +244,9 @@ class ClusterResolver:
             log.info(
                 "failure reported on %s: %s (%s)", host, classify(exc).words, type(exc).__name__
             )
-        self._suspects[host] = time.monotonic()
-        self._suspect_set = frozenset(self._suspects)
+        if host in self._names:  # an unknown host could never be cleared by a probe
+            self._suspects[host] = time.monotonic()
+            self._suspect_set = frozenset(self._suspects)
         if host == self._primary_fast:
             self._primary_fast = None
         if self.running:
@@ -255,13 +256,22 @@ class ClusterResolver:
         return self._snapshot.primary is None or bool(self._suspects)
 
     # --- publishing -----------------------------------------------------------------
-    def _publish(self, snapshot: Snapshot, round_started: float) -> None:
+    def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
+        # Only a primary that answered in this very round: a carried-over
+        # state may be the one a failure report just put in doubt.
+        primary = snapshot.primary
+        return primary is not None and primary in answered and primary != self._primary_fast
+
+    def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         old = self._snapshot
         self._snapshot = snapshot
         if snapshot.complete:
             self._last_round_at = snapshot.taken_at
         if self._suspects:
-            self._suspects = {h: t for h, t in self._suspects.items() if t >= round_started}
+            # A suspect is cleared by an answer from a probe started after the report.
+            self._suspects = {
+                h: t for h, t in self._suspects.items() if t >= round_started or h not in answered
+            }
             self._suspect_set = frozenset(self._suspects)
         primary = snapshot.primary
         self._primary_fast = None if primary in self._suspects else primary

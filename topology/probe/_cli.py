@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import logging
@@ -226,6 +227,10 @@ def _guarded(run: Callable[[], int], output: Output) -> int:
         return run()
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): end quietly
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), output.out.fileno())
+        return 0
     except Exception as exc:  # one scrubbed line instead of a traceback
         output.error(f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL

@@ -201,12 +201,10 @@ class HostProber:
         except asyncio.CancelledError:
             # Let the child clean up (a cancelled connect closes its socket)
             # before the caller's event loop may be closed.
-            self._abandon(task, conn)
-            await asyncio.wait((task,), timeout=_ABANDON_GRACE)
+            await self._abandon(task, conn)
             raise
         if not done:
-            self._abandon(task, conn)
-            await asyncio.wait((task,), timeout=_ABANDON_GRACE)
+            await self._abandon(task, conn)
             raise ProbeError(self.host, Reason.TIMED_OUT, f"no answer to {what} in time")
         try:
             return task.result()
@@ -217,13 +215,23 @@ class HostProber:
         except Exception as exc:
             raise self._error(exc) from None
 
-    def _abandon(self, task: asyncio.Task[Any], conn: ProbeConnection | None) -> None:
-        if conn is not None:
+    async def _abandon(self, task: asyncio.Task[Any], conn: ProbeConnection | None) -> None:
+        """Give up on ``task``: terminate its connection, then cancel it if still running.
+
+        Terminating first lets a pending read fail at once on its own; a
+        cancellation alone would make psycopg send a cancel request and wait
+        for a frozen server to answer it. Waits at most ``_ABANDON_GRACE``.
+        """
+        if conn is None:
+            task.cancel()
+        else:
             conn.terminate()
-        task.cancel()
-        if conn is not None and conn is self._conn:
-            self._conn = None
+            if conn is self._conn:
+                self._conn = None
             task.add_done_callback(lambda _: conn.release())
+            await asyncio.wait((task,), timeout=_ABANDON_GRACE / 2)
+            task.cancel()
+        await asyncio.wait((task,), timeout=_ABANDON_GRACE / 2)
 
     def _error(self, exc: BaseException) -> ProbeError:
         detail = redact(
