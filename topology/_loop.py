@@ -44,9 +44,10 @@ class ProbeLoop:
     ``publish(snapshot, round_started, answered)`` is called on the event
     loop with the new snapshot, the monotonic time its round started and
     the hosts that answered in this round (the others' states are carried
-    over from the previous snapshot); it must not block. ``current()`` returns the snapshot last published; ``fast()``
-    says whether to sleep ``fast_interval`` instead of ``interval``;
-    ``early(provisional, answered)`` whether a mid-round snapshot is worth publishing
+    over from the previous snapshot); it must not block. ``current()``
+    returns the snapshot last published; ``fast()`` says whether to sleep
+    ``fast_interval`` instead of ``interval``; ``early(provisional,
+    answered)`` whether a mid-round snapshot is worth publishing
     before the slower hosts answer (typically: it names a primary that the
     fast path does not offer yet).
     """
