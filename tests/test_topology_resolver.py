@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import threading
 import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -106,6 +107,26 @@ async def test_first_call_starts_then_answers_from_the_cache(
     assert stats.rounds >= 1
     assert stats.running
     assert stats.last_round_at is not None
+
+
+async def test_warm_resolver_calls_do_not_accumulate_memory(
+    pg_server: PostgresNode, make_cluster: MakeCluster
+) -> None:
+    cluster = make_cluster([pg_server.host], interval=60)
+    await cluster.start()
+    for _ in range(1000):  # warm up caches (e.g. the picker's eligible list)
+        await cluster.master()
+        await cluster.replica()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100_000):
+            await cluster.master()
+            await cluster.replica()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 16_384, grown
 
 
 async def test_close_stops_every_task_and_probe_connection(
