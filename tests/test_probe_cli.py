@@ -7,6 +7,7 @@ The pgpass matcher and the argument parsing are checked directly (pure).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -28,6 +29,7 @@ from compose.pgserver import free_port
 from compose.replicated import ReplicatedCluster
 from topology.probe import _pgpass
 from topology.probe._args import DEFAULT_MAX_LAG_BYTES, UsageError, parse_args, parse_lag
+from topology.probe._cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 1.0
@@ -331,6 +333,29 @@ def test_password_file(replicated: ReplicatedCluster, tmp_path: Path) -> None:
     assert run.code == 2
     assert "has group or world access" in run.err
     assert {h["reason"] for h in run.doc()["hosts"]} == {"authentication_failed"}
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_main_in_process_closes_everything(
+    replicated: ReplicatedCluster, black_hole: BlackHole, driver: str
+) -> None:
+    """The same entry point called in-process: nothing left open (warnings are errors here)."""
+    out, err = io.StringIO(), io.StringIO()
+    refused = f"127.0.0.1:{free_port()}"
+    args = [*replicated.hosts, refused, black_hole.host, "--timeout", "0.5", "--driver", driver]
+    code = main(args, cli_env(replicated), out, err, process_hooks=False)
+    assert code == 1, out.getvalue() + err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith(f"DEGRADED: primary {replicated.primary.host}; 2/2 replicas")
+    assert f"{refused} (connection refused), {black_hole.host} (timed out)" in lines[-1]
+    assert replicated.password not in out.getvalue() + err.getvalue()
+    # The probe connections were closed, not left behind (a backend exits a moment later).
+    deadline = time.monotonic() + 5
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'topology-probe'"
+    while replicated.value(replicated.primary, query) != 0:
+        assert time.monotonic() < deadline, "probe connection left open"
+        time.sleep(0.02)
 
 
 class _Lines:

@@ -122,7 +122,9 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 def _document_line(snapshot: Snapshot, args: Arguments, changes: Sequence[LoggedChange]) -> str:
     verdict = judge(snapshot, args.lag)
     doc = document(snapshot, verdict, args.lag, at=time.time(), changes=changes)
-    return json.dumps(doc, separators=(",", ":") if args.watch else (", ", ": "))
+    if args.watch is not None:  # one object per line
+        return json.dumps(doc, separators=(",", ":"))
+    return json.dumps(doc, indent=2)
 
 
 def _report(snapshot: Snapshot, args: Arguments, output: Output) -> int:
@@ -137,7 +139,7 @@ def _report(snapshot: Snapshot, args: Arguments, output: Output) -> int:
 
 
 def _frame(
-    snapshot: Snapshot, args: Arguments, target: Target, screen: Screen, log: Sequence[str]
+    snapshot: Snapshot, args: Arguments, screen: Screen, log: Sequence[LoggedChange]
 ) -> list[str]:
     header = (
         f"{PROG} every {args.watch:g}s  timeout {args.timeout:g}s  {args.driver}  "
@@ -147,25 +149,22 @@ def _frame(
     room = max(screen.height() - len(lines) - 2, 3) if screen.tty else len(log)
     shown = list(log)[-room:] if room else []
     lines.append("role changes:" if shown else "role changes: none yet")
-    lines.extend(f"  {entry}" for entry in shown)
+    lines.extend(f"  {entry.line()}" for entry in shown)
     return lines
 
 
-async def _watch(session: ProbeSession, args: Arguments, target: Target, output: Output) -> int:
+async def _watch(session: ProbeSession, args: Arguments, output: Output) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     screen = Screen(output.out, output.write)
-    log: list[str] = []
 
-    def show(snapshot: Snapshot, changes: list[LoggedChange]) -> None:
+    def show(snapshot: Snapshot, changes: list[LoggedChange], log: Sequence[LoggedChange]) -> None:
         if args.json:
             output.line(_document_line(snapshot, args, changes))
-            return
-        log.extend(change.line() for change in changes)
-        del log[:-50]
-        screen.show(_frame(snapshot, args, target, screen, log))
+        else:
+            screen.show(_frame(snapshot, args, screen, log))
 
     assert args.watch is not None
     try:
@@ -180,7 +179,7 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
     session = ProbeSession(target.hosts, target.options, args.driver, timeout=args.timeout)
     try:
         if args.watch is not None:
-            return await _watch(session, args, target, output)
+            return await _watch(session, args, output)
         return _report(await session.round(), args, output)
     finally:
         await session.close()
@@ -202,13 +201,21 @@ def main(
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    *,
+    process_hooks: bool = True,
 ) -> int:
-    """Run the CLI; returns the exit status (see ``--help``). Never raises but SystemExit."""
+    """Run the CLI; returns the exit status (see ``--help``). Never raises but SystemExit.
+
+    ``process_hooks`` installs the process-wide parts (a scrubbing logging
+    handler, a silent ``sys.unraisablehook``); turn it off to call ``main``
+    from inside another program, such as a test.
+    """
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
     secrets = [env.get("PGPASSWORD", "")] + [_url_password(arg) for arg in argv]
     output = Output(out or sys.stdout, err or sys.stderr, secrets)
-    _quiet_logging(output)
+    if process_hooks:
+        _quiet_logging(output)
     try:
         args = parse_args(argv)
         _check_driver(args.driver)

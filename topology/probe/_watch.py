@@ -19,7 +19,7 @@ import contextlib
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from topology.probe._render import LoggedChange
@@ -28,7 +28,7 @@ from topology.snapshot import HostState, Role, Snapshot, role_changes
 
 __all__ = ["LOG_LINES", "ChangeLog", "Screen", "watch"]
 
-LOG_LINES = 20  # changes kept under the table
+LOG_LINES = 50  # changes kept for the screen (a terminal shows those that fit)
 _HOME_CLEAR = "\x1b[H\x1b[J"  # cursor to the top-left corner, clear to the end of the screen
 _CANCEL_GRACE = 1.0
 
@@ -87,9 +87,13 @@ async def watch(
     session: ProbeSession,
     interval: float,
     stop: asyncio.Event,
-    show: Callable[[Snapshot, list[LoggedChange]], None],
+    show: Callable[[Snapshot, list[LoggedChange], Sequence[LoggedChange]], None],
 ) -> None:
-    """Run rounds until ``stop`` is set; hand each snapshot and its changes to ``show``."""
+    """Run rounds until ``stop`` is set.
+
+    ``show(snapshot, changes, log)`` gets each snapshot, the role changes it
+    brought and the log of recent changes (newest last).
+    """
     log = ChangeLog()
     while not stop.is_set():
         started = time.monotonic()
@@ -104,5 +108,5 @@ async def watch(
             await asyncio.wait((probe,), timeout=_CANCEL_GRACE)
             return
         snapshot = probe.result()
-        show(snapshot, log.update(snapshot, time.time()))
+        show(snapshot, log.update(snapshot, time.time()), log.entries)
         await _wait(stop, interval - (time.monotonic() - started))
