@@ -3,6 +3,8 @@
 * The Starlette and pure ASGI example apps run in-process with their
   lifespan driven as a server drives it, on ``pg_server``, once per driver;
   what a request stored is read back over a separate autocommit connection.
+* The cluster example follows a real failover on ``replicated``: the
+  primary is stopped and a replica promoted while the app serves requests.
 * The quickstart is followed *as written*: its shell commands are read from
   ``docs/quickstart.md`` and run (``devserver.py`` starts its own throwaway
   PostgreSQL, uvicorn serves ``quickstart_app``), and every ``$ curl`` line
@@ -27,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import asgi_app
+import cluster_app
 import httpx
 import psycopg
 import pytest
 import starlette_app
 
 from compose.pgserver import free_port
+from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect
+from topology import ClusterResolver
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "docs" / "quickstart.md"
@@ -135,6 +140,47 @@ async def test_asgi_example_passes_other_scopes_through(db: DBConnect) -> None:
     await asyncio.wait_for(app({"type": "websocket", "path": "/"}, receive, send), DEADLINE)
     assert sent == []
     assert db.engine is None  # no session, no engine
+
+
+# --- a cluster and a failover -------------------------------------------------
+
+
+@pytest.mark.cluster
+async def test_cluster_example_follows_a_failover(replicated: ReplicatedCluster) -> None:
+    old = replicated.primary
+    new = replicated.replicas[0]
+    replicated.query(old, "drop table if exists cluster_event")
+    cluster = ClusterResolver.from_url(replicated.url(), wait_timeout=10)
+    async with running(cluster_app.create_app(cluster)) as client:
+        written = await client.post("/events", params={"text": "before"})
+        assert written.status_code == 200
+        assert written.json()["host"] == old.host
+        shape = (await client.get("/topology")).json()
+        assert shape["primary"] == old.host
+        assert sorted(shape["replicas"]) == sorted(node.host for node in replicated.replicas)
+        await asyncio.to_thread(replicated.wait_caught_up)
+        read = (await client.get("/events")).json()
+        assert read["texts"] == ["before"]
+        assert read["host"] in shape["replicas"]
+
+        await asyncio.to_thread(replicated.stop, old)  # its port refuses from now on
+        await asyncio.to_thread(replicated.promote, new)
+        statuses = []
+        for _ in range(100):
+            answer = await asyncio.wait_for(
+                client.post("/events", params={"text": "after"}), DEADLINE
+            )
+            statuses.append(answer.status_code)
+            if answer.status_code == 200:
+                break
+            await asyncio.sleep(0.05)  # the client honours Retry-After, quickly
+        # Before the new primary took over, only 503s: retryable, nothing stored.
+        assert statuses[-1] == 200
+        assert set(statuses[:-1]) <= {503}, statuses
+        assert answer.json()["host"] == new.host
+    assert not cluster.running  # the lifespan closed it
+    stored = [text for (text,) in replicated.query(new, "select text from cluster_event")]
+    assert stored == ["before", "after"]
 
 
 # --- the quickstart, as written ------------------------------------------------
