@@ -68,6 +68,11 @@ LIBPQ = 'connection failed: connection to server at "10.0.0.1", port 5432 failed
         (OSError(LIBPQ + 'FATAL:  database "nodb" does not exist'), Reason.DATABASE_DOES_NOT_EXIST),
         (OSError("server does not support SSL, but SSL was required"), Reason.TLS_REFUSED),
         (OSError("server closed the connection unexpectedly"), Reason.CONNECTION_LOST),
+        (
+            asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
+            Reason.READ_ONLY,
+        ),
+        (OSError("cannot execute UPDATE in a read-only transaction"), Reason.READ_ONLY),
         (ConfigurationError("bad"), Reason.CONFIGURATION),
         (RuntimeError("something else"), Reason.UNEXPECTED),
     ],
@@ -80,6 +85,9 @@ def test_classify_follows_the_cause_chain() -> None:
     outer = RuntimeError("wrapped")
     outer.__cause__ = ConnectionRefusedError(111, "refused")
     assert classify(outer) is Reason.CONNECTION_REFUSED
+    wrapper = RuntimeError("(sqlalchemy.dbapi.Error) wrapped")
+    wrapper.orig = ConnectionResetError()  # type: ignore[attr-defined]
+    assert classify(wrapper) is Reason.CONNECTION_LOST
     looped = RuntimeError("a")
     looped.__context__ = RuntimeError("b")
     looped.__context__.__context__ = looped  # a cycle must not recurse forever

@@ -3,7 +3,9 @@
 Both are awaitable callables returning a host string. Their fast path
 reads the cluster's published state (a few attribute reads, no lock, no
 allocation besides the coroutine) while the snapshot is fresh; otherwise
-they fall back to the cluster's bounded wait (``wait_timeout``).
+they fall back to a bounded wait (``wait_timeout``): :func:`wait_primary`
+and :func:`wait_replica` start the cluster if needed and wait for new
+snapshots, never touching the network themselves.
 
 Each also offers ``report_failure(host, exc)`` (delegating to the cluster)
 and ``add_listener(callback)``: ``callback(host)`` runs synchronously on the
@@ -20,12 +22,13 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from topology.errors import NoReplicaError
+from topology.errors import NoPrimaryError, NoReplicaError, ProbeError
+from topology.snapshot import Role
 
 if TYPE_CHECKING:
     from topology.resolver import ClusterResolver
 
-__all__ = ["MasterResolver", "ReplicaResolver"]
+__all__ = ["MasterResolver", "ReplicaResolver", "wait_primary", "wait_replica"]
 
 
 class MasterResolver:
@@ -44,7 +47,7 @@ class MasterResolver:
         host = cluster._primary_fast
         if host is not None and cluster._fresh_until > monotonic():
             return host
-        return await cluster._wait_primary()
+        return await wait_primary(cluster)
 
     @property
     def cluster(self) -> ClusterResolver:
@@ -84,7 +87,7 @@ class ReplicaResolver:
                 return cluster.picker.pick(cluster._snapshot, cluster._suspect_set)
             except NoReplicaError:
                 pass
-        return await cluster._wait_replica()
+        return await wait_replica(cluster)
 
     @property
     def cluster(self) -> ClusterResolver:
@@ -100,3 +103,58 @@ class ReplicaResolver:
 
     def __repr__(self) -> str:
         return f"<replica resolver of {self._cluster!r}>"
+
+
+# --- the slow paths: bounded waits for a usable snapshot ---------------------------
+async def wait_primary(cluster: ClusterResolver) -> str:
+    """Wait up to ``wait_timeout`` for a fresh, unsuspected primary; else NoPrimaryError."""
+    deadline = monotonic() + cluster.wait_timeout
+    await cluster._ensure_started(deadline)
+    while True:
+        host = cluster._primary_fast
+        if host is not None and cluster._fresh_until > monotonic():
+            return host
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            raise no_primary(cluster)
+        if not cluster.running:
+            await cluster._ensure_started(deadline)
+        await cluster._next_publication(remaining)
+
+
+async def wait_replica(cluster: ClusterResolver) -> str:
+    """Pick a replica; wait (up to ``wait_timeout``) only while no host is usable at all."""
+    deadline = monotonic() + cluster.wait_timeout
+    await cluster._ensure_started(deadline)
+    while True:
+        snapshot = cluster._snapshot
+        if cluster._fresh_until > monotonic():
+            try:
+                return cluster.picker.pick(snapshot, cluster._suspect_set)
+            except NoReplicaError:
+                usable = snapshot.replicas or (
+                    snapshot.primary is not None and snapshot.primary not in cluster._suspect_set
+                )
+                if usable or monotonic() >= deadline:
+                    raise
+        elif monotonic() >= deadline:
+            raise NoReplicaError("no fresh snapshot", snapshot.causes())
+        if not cluster.running:
+            await cluster._ensure_started(deadline)
+        await cluster._next_publication(deadline - monotonic())
+
+
+def no_primary(cluster: ClusterResolver) -> NoPrimaryError:
+    """The error for "no primary", with every host's reason from the latest snapshot."""
+    snapshot = cluster._snapshot
+    causes: dict[str, str | BaseException] = {}
+    for state in snapshot.hosts:
+        if state.role is Role.DOWN and isinstance(state.error, ProbeError):
+            causes[state.host] = state.error
+        elif state.role is Role.PRIMARY and state.host in cluster._suspect_set:
+            causes[state.host] = "primary, reported failing and not confirmed since"
+        else:
+            causes[state.host] = state.describe(snapshot.max_timeline)
+    return NoPrimaryError(
+        f"no primary among {len(causes)} hosts after {cluster.wait_timeout:g} s", causes
+    )

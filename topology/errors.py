@@ -54,6 +54,7 @@ class Reason(str, enum.Enum):
     TLS_REFUSED = "tls_refused"
     TLS_FAILED = "tls_failed"
     CONNECTION_LOST = "connection_lost"
+    READ_ONLY = "read_only"
     PERMISSION_DENIED = "permission_denied"
     CONFIGURATION = "configuration"
     UNEXPECTED = "unexpected"
@@ -91,6 +92,7 @@ _WORDS = {
     Reason.TLS_REFUSED: "TLS refused by the server",
     Reason.TLS_FAILED: "TLS handshake or certificate failed",
     Reason.CONNECTION_LOST: "connection lost",
+    Reason.READ_ONLY: "read-only (a standby or a demoted primary)",
     Reason.PERMISSION_DENIED: "permission denied",
     Reason.CONFIGURATION: "bad configuration",
     Reason.UNEXPECTED: "unexpected error",
@@ -187,6 +189,7 @@ _SQLSTATES = {
     "57P01": Reason.SHUTTING_DOWN,  # admin_shutdown
     "57P02": Reason.SHUTTING_DOWN,  # crash_shutdown
     "42501": Reason.PERMISSION_DENIED,  # insufficient_privilege
+    "25006": Reason.READ_ONLY,  # read_only_sql_transaction
     "08P01": Reason.CONNECTION_LOST,  # protocol_violation
     "08006": Reason.CONNECTION_LOST,  # connection_failure
     "08003": Reason.CONNECTION_LOST,  # connection_does_not_exist
@@ -221,6 +224,7 @@ _MESSAGES: tuple[tuple[str, Reason], ...] = (
     ("timed out", Reason.TIMED_OUT),
     ("certificate", Reason.TLS_FAILED),
     ("ssl", Reason.TLS_FAILED),
+    ("read-only transaction", Reason.READ_ONLY),
     ("server closed the connection", Reason.CONNECTION_LOST),
     ("connection was closed", Reason.CONNECTION_LOST),
     ("connection is closed", Reason.CONNECTION_LOST),
@@ -262,8 +266,8 @@ def classify(exc: BaseException, _depth: int = 0) -> Reason:
     Looks at the SQLSTATE first, then at the exception type, then at the
     message (libpq reports connection failures as text). For a
     ``57P03 cannot_connect_now`` the message tells starting up from
-    shutting down. ``Multiple exceptions`` OSErrors (one per address) are
-    classified by their first recognisable part.
+    shutting down. Wrapped exceptions are followed: ``__cause__``,
+    ``__context__`` and SQLAlchemy's ``orig`` (a few levels at most).
     """
     code = _sqlstate(exc)
     message = str(exc).lower()
@@ -284,8 +288,8 @@ def classify(exc: BaseException, _depth: int = 0) -> Reason:
     for fragment, reason in _MESSAGES:
         if fragment in message:
             return reason
-    for inner in (exc.__cause__, exc.__context__):
-        if inner is not None and inner is not exc and _depth < 5:
+    for inner in (getattr(exc, "orig", None), exc.__cause__, exc.__context__):
+        if isinstance(inner, BaseException) and inner is not exc and _depth < 5:
             reason = classify(inner, _depth + 1)
             if reason is not Reason.UNEXPECTED:
                 return reason

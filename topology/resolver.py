@@ -41,15 +41,12 @@ from topology._notify import Callbacks, log_changes, significant
 from topology._resolvers import MasterResolver, ReplicaResolver
 from topology.errors import (
     ConfigurationError,
-    NoPrimaryError,
-    NoReplicaError,
-    ProbeError,
     classify,
 )
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.picker import ReplicaPicker, Strategy
 from topology.probe import HostProber, ProbeDriver, get_driver
-from topology.snapshot import Role, Snapshot
+from topology.snapshot import Snapshot
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
@@ -318,55 +315,6 @@ class ClusterResolver:
         if self._published is None:
             self._published = asyncio.get_running_loop().create_future()
         await asyncio.wait((self._published,), timeout=max(timeout, 0.0))
-
-    # --- waiting for a primary (the slow path of master()) --------------------------------
-    async def _wait_primary(self) -> str:
-        deadline = time.monotonic() + self.wait_timeout
-        await self._ensure_started(deadline)
-        while True:
-            host = self._primary_fast
-            if host is not None and self._fresh_until > time.monotonic():
-                return host
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._no_primary()
-            if not self.running:
-                await self._ensure_started(deadline)
-            await self._next_publication(remaining)
-
-    async def _wait_replica(self) -> str:
-        deadline = time.monotonic() + self.wait_timeout
-        await self._ensure_started(deadline)
-        while True:
-            snapshot = self._snapshot
-            if self._fresh_until > time.monotonic():
-                try:
-                    return self.picker.pick(snapshot, self._suspect_set)
-                except NoReplicaError:
-                    usable = snapshot.replicas or (
-                        snapshot.primary is not None and snapshot.primary not in self._suspects
-                    )
-                    if usable or time.monotonic() >= deadline:
-                        raise
-            elif time.monotonic() >= deadline:
-                raise NoReplicaError("no fresh snapshot", snapshot.causes())
-            if not self.running:
-                await self._ensure_started(deadline)
-            await self._next_publication(deadline - time.monotonic())
-
-    def _no_primary(self) -> NoPrimaryError:
-        snapshot = self._snapshot
-        causes: dict[str, str | BaseException] = {}
-        for state in snapshot.hosts:
-            if state.role is Role.DOWN and isinstance(state.error, ProbeError):
-                causes[state.host] = state.error
-            elif state.role is Role.PRIMARY and state.host in self._suspects:
-                causes[state.host] = "primary, reported failing and not confirmed since"
-            else:
-                causes[state.host] = state.describe(snapshot.max_timeline)
-        return NoPrimaryError(
-            f"no primary among {len(causes)} hosts after {self.wait_timeout:g} s", causes
-        )
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
