@@ -1,0 +1,168 @@
+"""One drill scenario from start to verdict: poller, clients, workload, fault, checks.
+
+:func:`run_scenario` runs on the caller's event loop and returns the raw
+:class:`ScenarioData` (every request, the poller's transitions, the marks,
+the rows found afterwards, the leaks); :mod:`compose._drill_metrics` turns
+it into numbers. Everything it starts (poller, clients, workload tasks) is
+stopped in ``finally`` blocks, each within a bounded time, even when the
+fault fails. The cluster itself is left as the fault left it: heal it
+between scenarios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from compose._cluster_config import SUPERUSER
+from compose._cluster_core import Cluster
+from compose._drill_clients import BaselineClient, OursClient, engine_kwargs
+from compose._drill_poller import Poller, Transition
+from compose._drill_scenarios import ACTIONS, Fault, FaultOptions, Marks
+from compose._drill_verify import (
+    create_table,
+    delete_rows,
+    leaked_tasks,
+    server_sessions,
+    stored_rows,
+)
+from compose._drill_workload import Request, Workload
+
+
+@dataclass(frozen=True)
+class DrillSettings:
+    """How hard and how long to drill. Seconds everywhere.
+
+    ``duration``: workload time per scenario (at least ``settle`` more after
+    the fault ran its course); ``pre_fault``: steady state before the fault;
+    ``deadline``: each request's own bound; ``connect_timeout``: both
+    clients' connect timeout; ``synchronous``: run Patroni's synchronous mode.
+    """
+
+    duration: float = 6.0
+    writers: int = 4
+    readers: int = 2
+    deadline: float = 3.0
+    connect_timeout: float = 2.0
+    pause: float = 0.01
+    pre_fault: float = 1.0
+    settle: float = 1.5
+    synchronous: bool = True
+    database: str = "postgres"
+    fault: FaultOptions = field(default_factory=FaultOptions)
+
+
+@dataclass
+class ScenarioData:
+    """Everything a scenario observed; times are ``time.monotonic()`` seconds."""
+
+    name: str
+    run: str
+    settings: DrillSettings
+    hosts: list[str]
+    requests: list[Request]
+    transitions: list[Transition]
+    marks: Marks
+    fault: Fault | None
+    error: str | None
+    final_primary: str | None
+    stored: set[tuple[str, int, int]] | None
+    checked_out: dict[str, int]
+    leaked_tasks: list[str]
+    server_sessions: dict[str, dict[str, int] | None]
+
+
+async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> ScenarioData:
+    """Run scenario ``name`` against ``cluster`` with both clients side by side."""
+    action = ACTIONS[name]
+    hosts = cluster.hosts()
+    creds: dict[str, Any] = {
+        "user": SUPERUSER, "password": cluster.secrets.superuser, "database": settings.database,
+    }  # fmt: skip
+    run = f"{name}-{uuid.uuid4().hex[:8]}"
+    tasks_before = set(asyncio.all_tasks())
+    poller = Poller(hosts, **creds)
+    await poller.start()
+    marks: Marks = Marks()
+    fault: Fault | None = None
+    error: str | None = None
+    final: Transition | None = None
+    stored: set[tuple[str, int, int]] | None = None
+    checked_out: dict[str, int] = {}
+    requests: list[Request] = []
+    try:
+        first = await poller.wait_writable(30.0)
+        if first is None:
+            raise RuntimeError(f"no member of {hosts} accepts writes")
+        await create_table(first.host, creds)
+        ours, baseline = _clients(hosts, creds, run, settings)
+        workload = Workload(
+            [ours, baseline], writers=settings.writers, readers=settings.readers,
+            deadline=settings.deadline, pause=settings.pause,
+        )  # fmt: skip
+        requests = workload.requests
+        try:
+            await ours.start()
+            marks.add("start", "workload started")
+            workload.start()
+            fault, error = await _inject(action, cluster, marks, settings)
+        finally:
+            await workload.stop()
+            marks.add("stop", "workload stopped")
+            checked_out = {"ours": ours.checked_out(), "baseline": baseline.checked_out()}
+            await ours.close()
+            await baseline.close()
+        final = await poller.wait_writable(60.0)
+        stored = None if final is None else await stored_rows(final.host, creds, run)
+    finally:
+        await poller.stop()
+    tasks = await leaked_tasks(tasks_before)
+    sessions = await server_sessions(hosts, creds, f"drill-{run}-")
+    if final is not None:
+        await delete_rows(final.host, creds, run)
+    return ScenarioData(
+        name=name, run=run, settings=settings, hosts=hosts, requests=requests,
+        transitions=poller.transitions, marks=marks, fault=fault, error=error,
+        final_primary=None if final is None else final.host, stored=stored,
+        checked_out=checked_out, leaked_tasks=tasks, server_sessions=sessions,
+    )  # fmt: skip
+
+
+def _clients(
+    hosts: list[str], creds: dict[str, Any], run: str, settings: DrillSettings
+) -> tuple[OursClient, BaselineClient]:
+    pool = max(settings.writers, settings.readers, 1)
+    common = {**creds, "run": run, "deadline": settings.deadline}
+    ours = OursClient(
+        hosts, **common,
+        engine_settings=engine_kwargs(
+            f"drill-{run}-ours", pool_size=pool, connect_timeout=settings.connect_timeout
+        ),
+    )  # fmt: skip
+    baseline = BaselineClient(
+        hosts, **common,
+        engine_settings=engine_kwargs(
+            f"drill-{run}-baseline", pool_size=pool, connect_timeout=settings.connect_timeout
+        ),
+    )  # fmt: skip
+    return ours, baseline
+
+
+async def _inject(
+    action: Any, cluster: Cluster, marks: Marks, settings: DrillSettings
+) -> tuple[Fault | None, str | None]:
+    """Steady state, the fault, then the rest of the duration (at least ``settle``)."""
+    started = time.monotonic()
+    await asyncio.sleep(settings.pre_fault)
+    fault, error = None, None
+    try:
+        fault = await action(cluster, marks, settings.fault)
+    except Exception as exc:  # the drill still reports what the clients saw
+        error = f"{type(exc).__name__}: {exc}"
+        marks.add("error", error)
+    remaining = started + settings.duration - time.monotonic()
+    await asyncio.sleep(max(remaining, settings.settle))
+    return fault, error
