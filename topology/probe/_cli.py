@@ -145,7 +145,8 @@ def _frame(
         f"{PROG} every {args.watch:g}s  timeout {args.timeout:g}s  {args.driver}  "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}  (Ctrl-C to quit)"
     )
-    lines = [header, "", *table(snapshot, args.lag), summary(judge(snapshot, args.lag)), ""]
+    verdict = summary(judge(snapshot, args.lag))
+    lines = [header, "", *table(snapshot, args.lag), *screen.wrap(verdict), ""]
     room = max(screen.height() - len(lines) - 2, 3) if screen.tty else len(log)
     shown = list(log)[-room:] if room else []
     lines.append("role changes:" if shown else "role changes: none yet")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from topology.errors import Reason
 from topology.snapshot import HostState, Role, RoleChange, Snapshot
 
 __all__ = [
@@ -161,12 +162,22 @@ def format_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def note(state: HostState, snapshot: Snapshot, limit: LagLimit) -> str:
-    """The last column: why a host is down, stale or lagging, in words."""
+# Reasons whose words say all: the driver's text ("[Errno 111] Connect call
+# failed ('127.0.0.1', 5432)") only repeats them, so the table leaves it out.
+_SELF_EXPLAINED = frozenset({Reason.CONNECTION_REFUSED, Reason.NAME_NOT_RESOLVED})
+
+
+def note(state: HostState, snapshot: Snapshot, limit: LagLimit, *, full: bool = False) -> str:
+    """The last column: why a host is down, stale or lagging, in words.
+
+    ``full`` keeps the driver's (password-free) message even where the
+    reason's words already say it all (for JSON).
+    """
     if state.role is Role.DOWN and state.error is not None:
         error = state.error
         words = error.reason.words
-        if error.detail and error.detail.lower() != words:
+        terse = error.reason in _SELF_EXPLAINED and not full
+        if error.detail and error.detail.lower() != words and not terse:
             return f"{words}: {error.detail}"
         return words
     if state.role is Role.UNKNOWN:
@@ -246,7 +257,7 @@ def _host_json(state: HostState, snapshot: Snapshot, limit: LagLimit) -> dict[st
         "lagging": limit.exceeded(state),
         "reason": None if error is None else error.reason.value,
         "reason_text": None if error is None else error.reason.words,
-        "detail": note(state, snapshot, limit) or None,
+        "detail": note(state, snapshot, limit, full=True) or None,
         "checked_at": None if state.checked_at is None else iso_time(state.checked_at),
     }
 

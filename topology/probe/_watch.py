@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -68,8 +69,15 @@ class Screen:
     def height(self) -> int:
         return shutil.get_terminal_size((100, 40)).lines
 
+    def wrap(self, text: str) -> list[str]:
+        """``text`` as lines that fit a terminal's width (one line elsewhere)."""
+        if not self.tty:
+            return [text]
+        width = shutil.get_terminal_size((100, 40)).columns
+        return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
+
     def show(self, lines: list[str]) -> None:
-        if self.tty:  # cut to the width: a wrapped line would scroll the redraw away
+        if self.tty:  # cut to the width: a line the terminal wraps would scroll the redraw away
             width = shutil.get_terminal_size((100, 40)).columns
             self._write(_HOME_CLEAR + "\n".join(line[:width] for line in lines) + "\n")
         else:
