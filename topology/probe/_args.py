@@ -167,7 +167,8 @@ def _parser() -> _Parser:
         const=str(DEFAULT_WATCH),
         default=None,
         metavar="SECONDS",
-        help=f"probe again every SECONDS (default {DEFAULT_WATCH}) until Ctrl-C",
+        help=f"probe again every SECONDS (default {DEFAULT_WATCH}; a round lasting longer, up to "
+        "--timeout, delays the next) until Ctrl-C",
     )
     return parser
 
