@@ -1,0 +1,202 @@
+"""Benchmark 4: how fast each client writes to the new primary after a promotion.
+
+One promotion at a time on the replicated cluster: the primary is stopped
+(its port refuses) or frozen (SIGSTOP: connections hang), a replica is
+promoted, and the old primary is rejoined (pg_rewind) for the next round.
+Each client writes in a loop (one transaction at a time, a 1 ms pause, a
+request deadline of ``REQUEST_DEADLINE``) from before the fault until its
+first commit on the new primary, or until ``cap`` seconds after the
+promotion.
+
+"Follow time" = that first successful commit minus the moment the new
+primary accepts writes, as seen by an independent subprocess
+(:mod:`compose.bench._writable`, plain psycopg) on the same monotonic clock.
+
+Ours runs alone in its promotions; with a stopped primary each baseline
+also runs alone in its own promotions; with a frozen one the baselines
+(which mostly hang until the cap) share their promotions, fewer of them.
+Promotions alternate between ours and the baselines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from compose.bench import _stats as st
+from compose.bench._env import Env, writable_poller
+from compose.bench._follow_clients import AsyncpgMultiHost, Ours, Polling, Upstream
+
+REQUEST_DEADLINE = 3.0
+PAUSE = 0.001
+Client = Any
+
+
+async def drive(client: Client, new_port: int, done: asyncio.Event, log: list[float]) -> None:
+    """Write until a commit lands on ``new_port``; record when (monotonic)."""
+    while not done.is_set():
+        try:
+            port = await asyncio.wait_for(client.write(), REQUEST_DEADLINE)
+            if port == new_port:
+                log.append(time.monotonic())
+                return
+        except Exception:  # the baseline's own errors: retry like an app would
+            pass
+        await asyncio.sleep(PAUSE)
+
+
+async def promotion(
+    env: Env, makers: list[Callable[[], Client]], fault: str, cap: float
+) -> dict[str, float | None]:
+    """One fault + promotion + rejoin; returns each client's follow time (None: not within cap)."""
+    cluster = env.cluster
+    old, new = cluster.primary, cluster.replicas[0]
+    clients = [make() for make in makers]
+    for client in clients:
+        await client.start()
+        await asyncio.wait_for(client.write(), 10)  # warm: pool and cache
+    done = asyncio.Event()
+    logs: dict[str, list[float]] = {c.name: [] for c in clients}
+    tasks = [asyncio.create_task(drive(c, new.port, done, logs[c.name])) for c in clients]
+    result: dict[str, float | None] = {}
+    try:
+        async with writable_poller(new, env.password, 30) as writable_at:
+            await asyncio.sleep(0.05)
+            if fault == "stopped":
+                await asyncio.to_thread(cluster.stop, old, "immediate")
+            else:
+                await asyncio.to_thread(cluster.freeze, old)
+            await asyncio.to_thread(cluster.promote, new)
+            t0 = await writable_at()
+        if t0 is None:
+            raise RuntimeError(f"{new.name} never accepted writes")
+        await asyncio.wait(tasks, timeout=max(t0 + cap - time.monotonic(), 0.0))
+        for client in clients:
+            log = logs[client.name]
+            result[client.name] = log[0] - t0 if log else None
+    finally:
+        done.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1)
+        if fault == "frozen":
+            await asyncio.to_thread(cluster.kill, old)  # its sockets close: nothing hangs on
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 5)
+        await asyncio.to_thread(cluster.rejoin, old)
+    return result
+
+
+def summarise(times: list[float | None], cap: float) -> dict[str, Any]:
+    followed = [t for t in times if t is not None]
+    censored = [t if t is not None else float("inf") for t in times]
+    s = st.summary(censored, 1000)
+    return {
+        "n": len(times),
+        "followed": len(followed),
+        "median_ms": s["median"] if s["median"] != float("inf") else None,
+        "p99_ms": s["p99"] if s["p99"] != float("inf") else None,
+        "max_ms": s["max"] if s["max"] != float("inf") else None,
+        "min_ms": s["min"],
+        "p25_ms": s["p25"] if s["p25"] != float("inf") else None,
+        "p75_ms": s["p75"] if s["p75"] != float("inf") else None,
+        "cap_s": cap,
+        "samples_ms": [None if t is None else t * 1000 for t in times],
+    }
+
+
+def _cell(value: float | None, cap: float) -> str:
+    return f"> {cap:g} s" if value is None else st.fmt(value, 1)
+
+
+async def run(env: Env) -> dict[str, Any]:
+    quick = env.quick
+    n = 1 if quick else 30
+    n_frozen_base = 1 if quick else 10
+    cap = 3.0 if quick else 8.0
+    poll_interval = 0.5 if quick else 5.0
+    await asyncio.to_thread(
+        env.cluster.query,
+        env.cluster.primary,
+        "create table if not exists bench_follow (id bigserial primary key, port int)",
+    )
+    baselines: list[Callable[[], Client]] = [
+        lambda: AsyncpgMultiHost(env),
+        lambda: Upstream(env),
+        lambda: Polling(env, poll_interval),
+    ]
+    times: dict[tuple[str, str], list[float | None]] = {}
+    for fault in ("stopped", "frozen"):
+        for i in range(n):
+            groups: list[list[Callable[[], Client]]] = [[lambda: Ours(env)]]
+            if fault == "stopped":
+                groups += [[b] for b in baselines]
+            elif i < n_frozen_base:
+                groups.append(baselines)
+            for group in groups:
+                for name, t in (await promotion(env, group, fault, cap)).items():
+                    times.setdefault((fault, name), []).append(t)
+            env.log(
+                f"follow {fault} #{i + 1}: "
+                + ", ".join(
+                    f"{name}={'-' if v[-1] is None else f'{v[-1] * 1000:.0f}ms'}"
+                    for (f, name), v in times.items()
+                    if f == fault
+                )
+            )
+    data = {f"{fault}/{name}": summarise(v, cap) for (fault, name), v in times.items()}
+    rows = []
+    for (fault, name), _ in times.items():
+        d = data[f"{fault}/{name}"]
+        rows.append(
+            [
+                fault,
+                name,
+                f"{d['followed']}/{d['n']}",
+                _cell(d["median_ms"], cap),
+                _cell(d["p99_ms"], cap),
+                _cell(d["max_ms"], cap),
+            ]
+        )
+    stopped, frozen = data["stopped/ours"], data["frozen/ours"]
+    limit_frozen = (1.0 + 0.5) * 1000
+    ok = stopped["followed"] == stopped["n"]
+    return {
+        "name": "follow",
+        "title": "4. Follow time after a promotion (first commit on the new primary)",
+        "columns": ["old primary", "client", "followed", "median ms", "p99 ms", "max ms"],
+        "rows": rows,
+        "verdicts": [
+            {
+                "target": "stopped: median < 25 ms",
+                "value": stopped["median_ms"],
+                "met": ok and stopped["median_ms"] is not None and stopped["median_ms"] < 25,
+            },
+            {
+                "target": "stopped: p99 < 100 ms",
+                "value": stopped["p99_ms"],
+                "met": ok and stopped["p99_ms"] is not None and stopped["p99_ms"] < 100,
+            },
+            {
+                "target": "frozen: p99 within probe timeout + 0.5 s (1.5 s)",
+                "value": frozen["p99_ms"],
+                "met": frozen["p99_ms"] is not None and frozen["p99_ms"] <= limit_frozen,
+            },
+        ],
+        "data": data,
+        "plot": "performance-follow.png",
+        "notes": (
+            f"{n} promotions per fault for ours and (stopped) for each baseline alone;"
+            f" {n_frozen_base} frozen promotions for the baselines together. Follow time from the"
+            " new primary's first accepted write (independent psycopg poller, 0.5 ms steps) to"
+            " the client's first commit there. Each client retries every request after a 1 ms"
+            f" pause, with a {REQUEST_DEADLINE:g} s deadline per request; a client that has not"
+            f" followed {cap:g} s after the promotion counts as '> {cap:g} s'. Ours: library"
+            " defaults (interval 1 s, probe timeout 1 s, fast interval 20 ms). Polling interval"
+            f" of the third baseline: {poll_interval:g} s. Engines: pool 5, connect timeout 2 s."
+        ),
+    }

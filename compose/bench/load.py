@@ -1,0 +1,5 @@
+"""placeholder"""
+
+
+async def run(env):
+    raise NotImplementedError

@@ -1,0 +1,147 @@
+"""Writes the results: ``performance.md`` (tables), ``performance.json``, and the plots.
+
+The JSON holds every benchmark's table, verdicts and raw summaries; its
+numbers are finite (a client that never followed is ``null``, never
+infinity). The plots are drawn with matplotlib's Agg backend (no display).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+SUMMARY = """\
+# Performance
+
+Written by `make bench` (`python -m compose.bench`{flag}); do not edit by hand.
+Each benchmark runs our code and its baseline alternately in the same process
+run and repeats them; **ratios and orders of magnitude are what we quote**:
+absolute times are context only (a shared {machine} machine, Python {python},
+PostgreSQL 15 on loopback, {date}; the run took {seconds} s).
+
+## Targets
+
+| target | measured | met |
+| --- | --- | --- |
+"""
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _measured(value: Any) -> str:
+    if value is None:
+        return "not reached"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def table(columns: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    out = [SUMMARY.format(flag=" --quick" if meta["quick"] else "", **meta)]
+    for result in results:
+        for verdict in result.get("verdicts", []):
+            met = "yes" if verdict["met"] else "**no**"
+            out.append(f"| {verdict['target']} | {_measured(verdict['value'])} | {met} |\n")
+        if "error" in result:
+            out.append(f"| {result['name']} | failed: {result['error']} | **no** |\n")
+    for result in results:
+        out.append(f"\n## {result['title']}\n\n")
+        if "error" in result:
+            out.append(f"Failed: `{result['error']}`\n")
+            continue
+        out.append(table(result["columns"], result["rows"]))
+        if result.get("notes"):
+            out.append(f"\n{result['notes']} ({result['seconds']} s)\n")
+        if result.get("plot"):
+            out.append(f"\n![{result['name']}]({result['plot']})\n")
+    return "".join(out)
+
+
+def write_report(results: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
+    for result in results:
+        plotter = PLOTS.get(result["name"])
+        if plotter is not None and "error" not in result:
+            plotter(result, out / result["plot"])
+    (out / "performance.md").write_text(markdown(results, meta))
+    doc = {"meta": meta, "benchmarks": {r["name"]: _finite(r) for r in results}}
+    (out / "performance.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+def plot_probe(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = result["data"]["cells"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    for ax, (label, key) in zip(
+        axes,
+        [
+            ("ours (concurrent round)", "ours_s"),
+            ("asyncpg multi-host", "asyncpg_s"),
+            ("psycopg multi-host", "psycopg_s"),
+        ],
+        strict=True,
+    ):
+        for dead_label, pick in (
+            ("0 dead", lambda c: c["dead"] == 0),
+            ("1 dead", lambda c: c["dead"] == 1),
+            ("a third dead", lambda c: c["dead"] == c["hosts"] // 3),
+        ):
+            pts = sorted((c["hosts"], c[key]["median"]) for c in cells if pick(c))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=dead_label)
+        ax.set_title(label)
+        ax.set_xlabel("hosts")
+        ax.set_yscale("symlog", linthresh=0.01)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("seconds to find the primary")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_follow(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for ax, fault in zip(axes, ("stopped", "frozen"), strict=True):
+        for key, data in result["data"].items():
+            if not key.startswith(fault + "/"):
+                continue
+            cap_ms = data["cap_s"] * 1000
+            xs = sorted(cap_ms * 1.5 if v is None else max(v, 0.1) for v in data["samples_ms"])
+            ys = [(i + 1) / len(xs) for i in range(len(xs))]
+            ax.step(xs, ys, where="post", label=key.split("/", 1)[1])
+        ax.set_xscale("log")
+        ax.set_xlabel("follow time, ms (log; right of the cap = never)")
+        ax.set_title(f"old primary {fault}")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("fraction of promotions")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+PLOTS = {"probe_round": plot_probe, "follow": plot_follow}

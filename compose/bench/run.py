@@ -1,0 +1,100 @@
+"""The benchmark runner: ``python -m compose.bench [--quick] [--only NAME ...] [--out DIR]``.
+
+Builds one replicated cluster (a primary and two streaming replicas on
+loopback, via :class:`compose.replicated.ReplicatedCluster`), runs the
+benchmarks in order on one event loop, and writes ``performance.md``,
+``performance.json`` and the plots into ``--out`` (default ``docs/``). The
+cluster is destroyed (every server stopped by PID) whatever happens. A
+benchmark that fails is reported as failed in the output and makes the
+exit status 1; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `compose` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from compose.bench import follow, hotpath, load, probe_round, resolver_cost, steady
+from compose.bench._env import ROOT, Env
+from compose.bench.report import write_report
+from compose.replicated import ReplicatedCluster
+
+BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
+    "hotpath": hotpath.run,
+    "resolver": resolver_cost.run,
+    "probe_round": probe_round.run,
+    "follow": follow.run,
+    "steady": steady.run,
+    "load": load.run,
+}
+
+
+async def run_all(env: Env, names: Sequence[str]) -> list[dict[str, Any]]:
+    results = []
+    for name in names:
+        started = time.monotonic()
+        env.log(f"== {name}")
+        try:
+            result = await BENCHMARKS[name](env)
+        except Exception as exc:
+            traceback.print_exc()
+            result = {
+                "name": name,
+                "title": name,
+                "error": f"{type(exc).__name__}: {exc}",
+                "columns": [],
+                "rows": [],
+                "verdicts": [],
+                "data": {},
+            }
+        result["seconds"] = round(time.monotonic() - started, 1)
+        results.append(result)
+        if env.cluster.reset() != "repaired":  # the next benchmark starts healthy
+            env.log("cluster rebuilt")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the benchmarks; write docs/performance.*")
+    parser.add_argument("--quick", action="store_true", help="tiny counts: proves they work")
+    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), help="a subset")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="output directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # library warnings on failover are expected
+    names = args.only or list(BENCHMARKS)
+    started = time.monotonic()
+    with ReplicatedCluster.build(replicas=2, prefix="bench") as cluster:
+        env = Env(cluster, args.quick, log=lambda s: print(s, flush=True))
+        results = asyncio.run(run_all(env, names))
+    meta = {
+        "quick": args.quick,
+        "seconds": round(time.monotonic() - started, 1),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {_cpus()} CPUs",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(results, meta, args.out)
+    print(f"wrote {args.out / 'performance.md'} in {meta['seconds']} s")
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
