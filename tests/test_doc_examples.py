@@ -5,6 +5,8 @@
   what a request stored is read back over a separate autocommit connection.
 * The cluster example follows a real failover on ``replicated``: the
   primary is stopped and a replica promoted while the app serves requests.
+* ``docs/examples/test_notes_app.py``, the testing guide's template for an
+  app's own tests, is run by pytest as a reader would run it, on ``pg_server``.
 * The quickstart is followed *as written*: its shell commands are read from
   ``docs/quickstart.md`` and run (``devserver.py`` starts its own throwaway
   PostgreSQL, uvicorn serves ``quickstart_app``), and every ``$ curl`` line
@@ -35,13 +37,14 @@ import psycopg
 import pytest
 import starlette_app
 
-from compose.pgserver import free_port
+from compose.pgserver import PostgresNode, free_port
 from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect
 from topology import ClusterResolver
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "docs" / "quickstart.md"
+SUITE = "docs/examples/test_notes_app.py"  # the testing guide's template suite
 Admin = psycopg.Connection[Any]
 ASGIApp = Callable[..., Any]
 DEADLINE = 30.0  # every wait on a server or an app in this module
@@ -140,6 +143,24 @@ async def test_asgi_example_passes_other_scopes_through(db: DBConnect) -> None:
     await asyncio.wait_for(app({"type": "websocket", "path": "/"}, receive, send), DEADLINE)
     assert sent == []
     assert db.engine is None  # no session, no engine
+
+
+# --- the testing guide's test suite -------------------------------------------
+
+
+def test_the_testing_guide_suite_passes(pg_server: PostgresNode) -> None:
+    env = {**os.environ, "DATABASE_URL": pg_server.url("postgresql+asyncpg")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:cov", SUITE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.match(r"^4 passed in ", summary), summary
 
 
 # --- a cluster and a failover -------------------------------------------------
