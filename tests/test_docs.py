@@ -16,6 +16,7 @@ exists or a page left out of the navigation fails it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -149,6 +150,18 @@ def test_compile_only_blocks_say_why() -> None:
     for block in WRITTEN:
         if block.compile_only is not None:
             assert len(block.compile_only) > 10, f"{block.name}: say why it cannot run"
+
+
+@pytest.mark.parametrize("package", ["ctxdb", "topology"])
+def test_every_public_name_is_in_the_api_reference(package: str) -> None:
+    """A name added to ``__all__`` must get a ``::: package.name`` line on its API page."""
+    public = importlib.import_module(package).__all__
+    page = (DOCS / f"api-{package}.md").read_text()
+    documented = set(re.findall(rf"^::: {package}\.(\w+)$", page, re.M))
+    missing = sorted(set(public) - documented)
+    assert not missing, f"add to docs/api-{package}.md: " + ", ".join(
+        f"::: {package}.{name}" for name in missing
+    )
 
 
 def build(site: Path, config: Path = ROOT / "mkdocs.yml") -> subprocess.CompletedProcess[str]:
