@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Patroni's venv: readable by the unprivileged server user, so never under /root.
 PATRONI_VENV ?= /opt/ctxdb-patroni
 
-.PHONY: demo test lint typecheck unit pg-binaries cluster-deps clean docs
+.PHONY: demo test lint typecheck unit pg-binaries cluster-deps clean docs bench
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ test: $(VENV)/.installed pg-binaries cluster-deps lint
 # the warnings from that count. tests/test_docs.py builds it too.
 docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The benchmarks (not part of `make test`; tests/test_bench.py runs them once in
+# --quick mode): writes docs/performance.md, docs/performance.json and the plots.
+bench: $(VENV)/.installed pg-binaries
+	$(PY) -m compose.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov site

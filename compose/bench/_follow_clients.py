@@ -49,11 +49,11 @@ def host_url(env: Env, target: str | None, **query: str | list[str]) -> URL:
     )
 
 
-def engine_for(env: Env, url: URL, app: str, **more: Any) -> AsyncEngine:
-    return create_async_engine(url, **env.engine_kwargs(app, pool_size=5, **more))
+def engine_for(env: Env, url: URL, app: str, pool_size: int = 5, **more: Any) -> AsyncEngine:
+    return create_async_engine(url, **env.engine_kwargs(app, pool_size=pool_size, **more))
 
 
-async def who_is_primary(env: Env, hosts: list[str]) -> str | None:
+async def who_is_primary(env: Env, hosts: list[str], app: str = "bench-who") -> str | None:
     """Each host in turn, a new connection each: the first not in recovery."""
     for host in hosts:
         address, port = host.split(":")
@@ -65,6 +65,7 @@ async def who_is_primary(env: Env, hosts: list[str]) -> str | None:
                 password=env.password,
                 database="postgres",
                 timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": app},
             )
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
             continue
@@ -157,10 +158,13 @@ class Upstream:
 class Polling:
     name = "5 s polling"
 
-    def __init__(self, env: Env, interval: float) -> None:
+    def __init__(
+        self, env: Env, interval: float, hosts: list[str] | None = None, app: str = "bench-poll"
+    ) -> None:
         self.env = env
+        self.app = app
         self.interval = interval
-        self.hosts = list(env.cluster.hosts)
+        self.hosts = list(hosts or env.cluster.hosts)
         self.engines = {
             h: engine_for(env, host_url(env, h), "bench-follow-poll", pool_pre_ping=True)
             for h in self.hosts
@@ -178,7 +182,7 @@ class Polling:
             return False
 
     async def _is_primary(self, host: str) -> bool:
-        return await who_is_primary(self.env, [host]) == host
+        return await who_is_primary(self.env, [host], self.app) == host
 
     async def poll(self) -> None:
         found = await asyncio.gather(*(self._check(h) for h in self.hosts))

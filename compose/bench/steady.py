@@ -1,5 +1,148 @@
-"""placeholder"""
+"""Benchmark 5: what the background loop costs when nothing happens (10 hosts, 1 s).
+
+Ours: ``ClusterResolver`` on 10 hosts (the three servers plus seven TCP
+forwarders to the replicas, see :mod:`compose.bench._forward`) at the
+default 1 s interval. Baseline: a go-hasql-style poller at the same 1 s
+interval that opens a new connection per host per check.
+
+Measured over a window of ``window`` seconds, alternating ours and the
+baseline, with nothing else running in this process:
+
+- probe connections per host: backends in ``pg_stat_activity`` with the
+  prober's application_name, summed over the servers, divided by 10;
+- connections opened per host per interval and queries per host per
+  interval: the servers' own logs (``log_connections`` and
+  ``log_statement = all`` switched on for the window only), lines from
+  that application_name counted and divided by hosts x intervals;
+- CPU share: ``time.process_time()`` of this process over the window
+  divided by the window (the forwarders run in a process of their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from compose.bench import _stats as st
+from compose.bench._env import (
+    Env,
+    count_activity,
+    forwarders,
+    log_lines_since,
+    log_size,
+    set_logging,
+)
+from compose.bench._follow_clients import Polling
+
+HOSTS = 10
+INTERVAL = 1.0
 
 
-async def run(env):
-    raise NotImplementedError
+async def window(env: Env, seconds: float, app: str, marker: str) -> dict[str, float]:
+    """Measure one window; ``marker`` is a text of the probe query as logged."""
+    nodes = env.cluster.nodes
+    await asyncio.sleep(1.2)  # warm: connections open, first rounds done
+    offsets = {n.name: log_size(n) for n in nodes}
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    conns = sum([await asyncio.to_thread(count_activity, n, env.cluster, app) for n in nodes])
+    opened = queries = 0
+    for node in nodes:
+        lines = await asyncio.to_thread(log_lines_since, node, offsets[node.name])
+        opened += sum(
+            "connection authorized" in ln and f"application_name={app}" in ln for ln in lines
+        )
+        queries += sum(marker in ln for ln in lines)
+    intervals = wall / INTERVAL
+    return {
+        "connections_per_host": conns / HOSTS,
+        "opened_per_host_per_interval": opened / HOSTS / intervals,
+        "queries_per_host_per_interval": queries / HOSTS / intervals,
+        "cpu_share_percent": 100 * cpu / wall,
+    }
+
+
+async def run(env: Env) -> dict[str, Any]:
+    cluster = env.cluster
+    seconds = 2.0 if env.quick else 10.0
+    reps = 1 if env.quick else 3
+    replicas = [n.port for n in cluster.replicas]
+    results: dict[str, list[dict[str, float]]] = {"ours": [], "poll": []}
+    for node in cluster.nodes:
+        await asyncio.to_thread(
+            set_logging, cluster, node, log_statement="all", log_connections="on"
+        )
+    try:
+        with forwarders([replicas[i % 2] for i in range(HOSTS - 3)]) as extra:
+            hosts = cluster.hosts + [f"127.0.0.1:{p}" for p in extra]
+            for _ in range(reps):
+                resolver, _master = env.ours(hosts, app="bench-steady", interval=INTERVAL)
+                async with resolver:
+                    probes0 = resolver.stats().probes
+                    r = await window(env, seconds, "bench-steady-probe", "SELECT r.rec,")
+                    results["ours"].append(r)
+                    r["probes_by_stats"] = (resolver.stats().probes - probes0) / HOSTS
+                poll = Polling(env, INTERVAL, hosts, app="bench-steady-poll")
+                await poll.start()
+                try:
+                    results["poll"].append(
+                        await window(
+                            env, seconds, "bench-steady-poll", "SELECT pg_is_in_recovery()"
+                        )
+                    )
+                finally:
+                    await poll.close()
+    finally:
+        for node in cluster.nodes:
+            await asyncio.to_thread(
+                set_logging, cluster, node, log_statement=None, log_connections=None
+            )
+    keys = [
+        "connections_per_host",
+        "opened_per_host_per_interval",
+        "queries_per_host_per_interval",
+        "cpu_share_percent",
+    ]
+    med = {who: {k: st.median([r[k] for r in rs]) for k in keys} for who, rs in results.items()}
+    labels = [
+        "probe connections open per host",
+        "connections opened per host per interval",
+        "probe queries per host per interval (server log)",
+        "CPU share of this process, %",
+    ]
+    rows = [
+        [label, st.fmt(med["ours"][k], 2), st.fmt(med["poll"][k], 2)]
+        for label, k in zip(labels, keys, strict=True)
+    ]
+    o = med["ours"]
+    env.log(f"steady: ours {o}, poll {med['poll']}")
+    return {
+        "name": "steady",
+        "title": "5. Steady-state cost of the background loop (10 hosts, 1 s interval)",
+        "columns": ["per host, per 1 s interval", "ours", "new connection per check (hasql-like)"],
+        "rows": rows,
+        "verdicts": [
+            {
+                "target": "probe connections per host = 1",
+                "value": o["connections_per_host"],
+                "met": abs(o["connections_per_host"] - 1) < 0.05,
+            },
+            {
+                "target": "probe queries per host per interval = 1",
+                "value": o["queries_per_host_per_interval"],
+                "met": 0.8 <= o["queries_per_host_per_interval"] <= 1.2,
+            },
+        ],
+        "data": {"median": med, "windows": results, "window_s": seconds},
+        "notes": (
+            f"{reps} alternated windows of {seconds:g} s each. Ten hosts: the three servers and"
+            " seven TCP forwarders (another process) to the replicas. Counts come from the"
+            " servers: pg_stat_activity and their logs (log_connections, log_statement = all,"
+            " switched on for the benchmark only); a round may straddle a window's edge, so"
+            " per-interval counts can differ from 1 by a fraction of a round. CPU share:"
+            " time.process_time() of this process over the window (the event loop runs nothing"
+            " else meanwhile)."
+        ),
+    }
