@@ -548,3 +548,35 @@ def test_arguments() -> None:
     assert parse_lag(["100"]).max_bytes == 100
     with pytest.raises(UsageError):
         parse_lag(["5 parsecs"])
+
+
+@pytest.mark.cluster
+def test_watch_follows_a_promotion_past_a_frozen_primary(replicated: ReplicatedCluster) -> None:
+    """A frozen (SIGSTOP) primary holds back only its own row, not the new primary's."""
+    old, new = replicated.primary, replicated.replicas[0]
+    proc = _watch(replicated, "--timeout", "8")  # the frozen host's probe waits 8 s
+    lines = _Lines(proc)
+    try:
+        lines.wait_for(lambda line: line.startswith("HEALTHY: primary"), 15)
+        replicated.freeze(old)
+        replicated.promote(new)
+        lines.wait_for(lambda line: f"{new.host}  replica -> primary" in line, 15)
+        lines.wait_for(lambda line: line.startswith(f"DEGRADED: primary {new.host}"), 15)
+        # Its last answer said primary: it may show as stale for a moment, then as unknown.
+        lines.wait_for(lambda line: f"{old.host}  " in line and "-> unknown" in line, 15)
+        # All seen while the frozen host's probe still waits (it times out after 8 s).
+        assert not any("timed out" in line for line in lines.seen), "".join(lines.seen)
+        proc.send_signal(signal.SIGINT)  # with that probe in flight: still a clean exit
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        lines.drain()
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert "Traceback" not in err
+    assert replicated.password not in err + "".join(lines.seen)

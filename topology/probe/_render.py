@@ -181,7 +181,7 @@ def note(state: HostState, snapshot: Snapshot, limit: LagLimit, *, full: bool = 
             return f"{words}: {error.detail}"
         return words
     if state.role is Role.UNKNOWN:
-        return "no answer within the run's deadline"
+        return "no answer yet"
     if state.role is Role.STALE_PRIMARY:
         return (
             f"split brain: writable on timeline {state.timeline}, "

@@ -7,10 +7,20 @@ round built by the same :func:`~topology.snapshot.build_snapshot` from the
 previous one (so a host once seen behind a higher timeline stays a stale
 primary).
 
-Timeouts: a round ends within about ``timeout`` (each probe is bounded by
-it, plus the prober's short grace); a safety deadline of ``timeout +
-ROUND_SLACK`` marks any host still unanswered as unknown (its probe is
-cancelled, which terminates its connection) rather than wait.
+Two ways to probe:
+
+- :meth:`ProbeSession.round` probes every host once, concurrently. It ends
+  within about ``timeout`` (each probe is bounded by it, plus the prober's
+  short grace); a safety deadline of ``timeout + ROUND_SLACK`` marks any
+  host still unanswered as unknown (its probe is cancelled, which
+  terminates its connection) rather than wait.
+- :meth:`ProbeSession.follow` (for ``--watch``) probes each host on its own,
+  at every tick of a shared clock (``start + k * interval``), until
+  cancelled; :meth:`ProbeSession.take` builds a snapshot from the latest
+  answer of every host at any time. A frozen or black-holed host then
+  delays only its own row (unknown once its probe waits too long, down when
+  it times out), never the others': a promoted replica shows up at the next
+  tick. A host whose probe outlasts a tick skips that tick.
 :meth:`ProbeSession.close` closes every connection politely within
 ``close_timeout`` and terminates the rest. Not thread-safe; one round at a
 time.
@@ -19,6 +29,7 @@ time.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 
@@ -52,6 +63,8 @@ class ProbeSession:
         ]
         self.snapshot = Snapshot.empty(prober.host for prober in self.probers)
         self.rounds = 0
+        self._latest: dict[int, ProbeResult] = {}
+        self._inflight: dict[int, float] = {}  # host index -> loop time its probe started
 
     async def round(self) -> Snapshot:
         """Probe every host once, concurrently; the new snapshot (also kept as ``snapshot``)."""
@@ -65,10 +78,54 @@ class ProbeSession:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=_CANCEL_GRACE)
-        items: list[ProbeResult | HostState] = [
-            task.result() if task.done() and not task.cancelled() else HostState(prober.host)
-            for task, prober in zip(tasks, self.probers, strict=True)
-        ]
+        items: list[ProbeResult | HostState] = []
+        for index, (task, prober) in enumerate(zip(tasks, self.probers, strict=True)):
+            if task.done() and not task.cancelled():
+                items.append(task.result())
+                self._latest[index] = task.result()  # what follow() starts from
+            else:
+                items.append(HostState(prober.host))
+        self.snapshot = build_snapshot(
+            items, self.snapshot, round=self.rounds, taken_at=time.time()
+        )
+        return self.snapshot
+
+    async def follow(self, start: float, interval: float) -> None:
+        """Probe every host at each tick ``start + k * interval`` (loop time) until cancelled.
+
+        Cancelling it cancels the probes in flight, which terminate their connections.
+        """
+        loops = [self._follow(index, start, interval) for index in range(len(self.probers))]
+        await asyncio.gather(*loops)
+
+    async def _follow(self, index: int, start: float, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(start - loop.time(), 0.0))
+        while True:
+            self._inflight[index] = loop.time()
+            self._latest[index] = await self.probers[index].probe()
+            del self._inflight[index]
+            elapsed = loop.time() - start
+            next_tick = start + (math.floor(elapsed / interval) + 1) * interval
+            await asyncio.sleep(max(next_tick - loop.time(), 0.0))
+
+    def take(self, patience: float) -> Snapshot:
+        """A snapshot of every host's latest answer (its previous state while none came yet).
+
+        A host that was up but whose probe has now been waiting for more than
+        ``patience`` seconds is shown as unknown: a frozen primary must not
+        look like a primary (or a split brain) until its probe times out.
+        """
+        self.rounds += 1
+        now = asyncio.get_running_loop().time()
+        items: list[ProbeResult | HostState] = []
+        for index, state in enumerate(self.snapshot.hosts):
+            latest = self._latest.get(index)
+            waiting = now - self._inflight.get(index, now)
+            if latest is not None and latest.ok and waiting > patience:
+                items.append(HostState(state.host))
+            else:
+                items.append(latest or state)
         self.snapshot = build_snapshot(
             items, self.snapshot, round=self.rounds, taken_at=time.time()
         )

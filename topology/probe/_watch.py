@@ -6,10 +6,12 @@ separated by a blank line, so the output stays a readable record. Below
 the table and the summary, a log of role changes with their times (the
 newest last) keeps what the redraw would otherwise erase.
 
-Timing and cancellation: a round lasts about one probe timeout; the next
-starts ``interval`` seconds after the previous one started (at once if the
-round took longer). Setting ``stop`` ends the watch within the probers'
-grace period, also in the middle of a round.
+Timing and cancellation: the first frame comes after one full round
+(about one probe timeout at worst); then every host is probed at every
+tick, ``interval`` seconds apart, each on its own, and a frame is drawn
+shortly after each tick. A frozen or black-holed host only holds back its
+own row. Setting ``stop`` ends the watch within the probers' grace period,
+also in the middle of a probe.
 """
 
 from __future__ import annotations
@@ -25,19 +27,33 @@ from typing import TextIO
 
 from topology.probe._render import LoggedChange
 from topology.probe._session import ProbeSession
-from topology.snapshot import HostState, Role, Snapshot, role_changes
+from topology.snapshot import HostState, Role, RoleChange, Snapshot
 
 __all__ = ["LOG_LINES", "ChangeLog", "Screen", "watch"]
 
 LOG_LINES = 50  # changes kept for the screen (a terminal shows those that fit)
 _HOME_CLEAR = "\x1b[H\x1b[J"  # cursor to the top-left corner, clear to the end of the screen
 _CANCEL_GRACE = 1.0
+_SETTLE = 0.1  # after a tick, before drawing: time for healthy hosts to answer
 
 
 def _reason(state: HostState | None) -> str | None:
     if state is not None and state.role is Role.DOWN and state.error is not None:
         return state.error.reason.words
     return None
+
+
+def _changes(old: Snapshot | None, new: Snapshot) -> list[RoleChange]:
+    # Unlike role_changes(), "unknown -> x" counts: here unknown means a host
+    # that stopped answering, not one not probed yet (the first frame follows a
+    # full round).
+    if old is None:
+        return []
+    return [
+        RoleChange(state.host, before.role, state.role)
+        for state in new.hosts
+        if (before := old.get(state.host)) is not None and before.role is not state.role
+    ]
 
 
 class ChangeLog:
@@ -51,7 +67,7 @@ class ChangeLog:
         """Record and return the changes since the previous snapshot."""
         new = [
             LoggedChange(at, change, _reason(snapshot.get(change.host)))
-            for change in role_changes(self._previous, snapshot)
+            for change in _changes(self._previous, snapshot)
         ]
         self.entries.extend(new)
         self._previous = snapshot
@@ -91,30 +107,57 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
             await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def _first_round(session: ProbeSession, stop: asyncio.Event) -> Snapshot | None:
+    """One full round (every host answers or times out); None when stopped meanwhile."""
+    probe = asyncio.ensure_future(session.round())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((probe, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not probe.done():  # the probers terminate their connections when cancelled
+        probe.cancel()
+        await asyncio.wait((probe,), timeout=_CANCEL_GRACE)
+        return None
+    return probe.result()
+
+
 async def watch(
     session: ProbeSession,
     interval: float,
     stop: asyncio.Event,
     show: Callable[[Snapshot, list[LoggedChange], Sequence[LoggedChange]], None],
 ) -> None:
-    """Run rounds until ``stop`` is set.
+    """Show a frame after a first full round, then one per tick, until ``stop`` is set.
 
-    ``show(snapshot, changes, log)`` gets each snapshot, the role changes it
-    brought and the log of recent changes (newest last).
+    Hosts are probed at every tick (``interval``), each on its own (see
+    :meth:`ProbeSession.follow`); a frame is drawn ``_SETTLE`` after each
+    tick, when the healthy hosts have answered, from every host's latest
+    answer. ``show(snapshot, changes, log)`` gets the snapshot, the role
+    changes since the previous frame and the log of recent changes.
     """
     log = ChangeLog()
-    while not stop.is_set():
-        started = time.monotonic()
-        probe = asyncio.ensure_future(session.round())
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait((probe, stopper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if not probe.done():  # stopped in mid-round: the probers terminate their connections
-            probe.cancel()
-            await asyncio.wait((probe,), timeout=_CANCEL_GRACE)
-            return
-        snapshot = probe.result()
-        show(snapshot, log.update(snapshot, time.time()), log.entries)
-        await _wait(stop, interval - (time.monotonic() - started))
+    snapshot = await _first_round(session, stop)
+    if snapshot is None:
+        return
+    show(snapshot, log.update(snapshot, time.time()), log.entries)
+    loop = asyncio.get_running_loop()
+    start = loop.time() + interval
+    settle = min(_SETTLE, interval / 4)
+    follower = asyncio.ensure_future(session.follow(start, interval))
+    try:
+        tick = start
+        while not stop.is_set():
+            await _wait(stop, tick + settle - loop.time())
+            if stop.is_set():
+                break
+            if follower.done():  # a probe raised (a bug): report it rather than freeze
+                follower.result()
+            snapshot = session.take(patience=interval)
+            show(snapshot, log.update(snapshot, time.time()), log.entries)
+            tick += interval
+            while tick + settle < loop.time():  # fell behind (a slow terminal): stay on the grid
+                tick += interval
+    finally:
+        follower.cancel()
+        await asyncio.wait((follower,), timeout=_CANCEL_GRACE)
