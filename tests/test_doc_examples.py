@@ -11,6 +11,10 @@
   ``docs/quickstart.md`` and run (``devserver.py`` starts its own throwaway
   PostgreSQL, uvicorn serves ``quickstart_app``), and every ``$ curl`` line
   of the page is replayed over real HTTP and must print what the page says.
+* The other shell commands of the pages run too: the guides' uvicorn lines
+  serve their apps over real HTTP, and the migration guide's rename command
+  is run on a scratch directory. (``make demo`` and ``make test``, the
+  README's commands, are CI itself and ``tests/test_demo.py``.)
 """
 
 from __future__ import annotations
@@ -207,11 +211,11 @@ async def test_cluster_example_follows_a_failover(replicated: ReplicatedCluster)
 # --- the quickstart, as written ------------------------------------------------
 
 
-def quickstart_command(prefix: str) -> list[str]:
-    """The quickstart's shell line starting with ``prefix``, as argv for this interpreter."""
-    lines = [line.strip() for line in QUICKSTART.read_text().splitlines()]
+def quickstart_command(prefix: str, page: Path = QUICKSTART) -> list[str]:
+    """The page's shell line starting with ``prefix``, as argv for this interpreter."""
+    lines = [line.strip() for line in page.read_text().splitlines()]
     found = [line for line in lines if line.startswith(prefix)]
-    assert len(found) == 1, f"the quickstart should say {prefix!r} exactly once"
+    assert len(found) == 1, f"{page.name} should say {prefix!r} exactly once"
     argv = shlex.split(found[0], comments=True)
     program = argv.pop(0)
     if program == ".venv/bin/python":
@@ -316,3 +320,48 @@ def test_quickstart_as_written() -> None:
                 assert response.text == expected, (argv, response.status_code)
     # SIGTERM made devserver.py stop its server and delete its data.
     wait_for_line(server_output, r"^stopped$")
+
+
+# --- the other shell commands of the pages -------------------------------------
+
+
+@pytest.mark.parametrize("page", ["starlette.md", "asgi.md"])
+def test_guide_serves_its_app_as_written(page: str, pg_server: PostgresNode) -> None:
+    """The guide's uvicorn line serves its example app (``app_from_env``) over real HTTP."""
+    serve = quickstart_command(".venv/bin/uvicorn ", ROOT / "docs" / page)
+    port = free_port()
+    serve[serve.index("--port") + 1] = str(port)
+    env = {**os.environ, "DATABASE_URL": pg_server.url("postgresql+asyncpg")}
+    base = f"http://127.0.0.1:{port}"
+    with background(serve, env):
+        wait_until_serving(base)
+        note = f"from-{page}"
+        created = httpx.post(f"{base}/notes", params={"text": note}, timeout=DEADLINE)
+        assert created.status_code < 300
+        assert note in httpx.get(f"{base}/notes", timeout=DEADLINE).json()
+
+
+def test_migration_rename_command(tmp_path: Path) -> None:
+    """The migration guide's grep | sed line renames the imports and touches nothing else."""
+    page = (ROOT / "docs" / "migration.md").read_text()
+    (block,) = re.findall(r"```sh\n(grep -rl context_async_sqlalchemy.*?)```", page, re.S)
+    app = tmp_path / "app.py"
+    app.write_text(
+        "from context_async_sqlalchemy import db_session\nimport context_async_sqlalchemy\n"
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("context_async_sqlalchemy stays in a non-Python file\n")
+    subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, check=True, timeout=60)
+    assert app.read_text() == "from ctxdb import db_session\nimport ctxdb\n"
+    assert notes.read_text().startswith("context_async_sqlalchemy")
+
+
+@pytest.mark.cluster
+async def test_cluster_example_from_env(
+    replicated: ReplicatedCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTER_URL", replicated.url())
+    async with running(cluster_app.app_from_env()) as client:
+        written = await client.post("/events", params={"text": "from-env"})
+        assert written.status_code == 200
+        assert written.json()["host"] == replicated.primary.host
