@@ -32,6 +32,7 @@ from ._lifecycle import (
     reset_db_session_ctx,
     rollback_all_sessions,
 )
+from ._websocket import run_websocket
 
 __all__ = ["ASGIApp", "ASGIHTTPDBSessionMiddleware", "Message", "Receive", "Scope", "Send"]
 
@@ -49,9 +50,10 @@ _COMMIT_FAILED_BODY = b"Internal Server Error"
 class ASGIHTTPDBSessionMiddleware:
     """Open a session context per HTTP request; commit or roll back; close.
 
-    ``before_commit(session)`` runs before each session's commit. Non-HTTP
-    scopes (websocket, lifespan) pass through untouched, as do requests
-    that already run inside a context (tests that set one up themselves).
+    ``before_commit(session)`` runs before each session's commit. A
+    websocket connection gets one context for its whole life, committed at
+    every message (see ``ctxdb._websocket``); other scopes (lifespan) pass
+    through untouched, as do requests that already run inside a context.
     """
 
     def __init__(self, app: ASGIApp, before_commit: BeforeCommitCallback | None = None) -> None:
@@ -59,6 +61,9 @@ class ASGIHTTPDBSessionMiddleware:
         self._before_commit = before_commit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not is_context_initiated():
+            await run_websocket(self.app, self._before_commit, scope, receive, send)
+            return
         if scope["type"] != "http" or is_context_initiated():
             await self.app(scope, receive, send)
             return
