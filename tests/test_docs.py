@@ -196,6 +196,7 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     with (docs / "index.md").open("a") as page:
         page.write("\n[a page that does not exist](no-such-page.md)\n")
     config["docs_dir"] = str(docs)
+    config["hooks"] = [str(ROOT / hook) for hook in config.get("hooks", [])]
     config["plugins"][1]["mkdocstrings"]["handlers"]["python"]["paths"] = [str(ROOT)]
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
     result = build(tmp_path / "site", tmp_path / "mkdocs.yml")
