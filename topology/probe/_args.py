@@ -167,8 +167,8 @@ def _parser() -> _Parser:
         const=str(DEFAULT_WATCH),
         default=None,
         metavar="SECONDS",
-        help=f"probe again every SECONDS (default {DEFAULT_WATCH}; a round lasting longer, up to "
-        "--timeout, delays the next) until Ctrl-C",
+        help=f"probe every host again every SECONDS (default {DEFAULT_WATCH}) and redraw, "
+        "until Ctrl-C; a slow host holds back only its own row",
     )
     return parser
 
