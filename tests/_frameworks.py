@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,12 +49,29 @@ async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
             await asyncio.wait((task,), timeout=DEADLINE)
 
 
+@dataclass
+class Exchange:
+    """One request driven by hand: what the app sent, what the probe saw, what it raised."""
+
+    sent: list[Message] = field(default_factory=list)
+    seen: list[Any] = field(default_factory=list)
+    error: BaseException | None = None
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+
 async def http_by_hand(
     app: Any, method: str, path: str, probe: Probe, query: bytes = b""
-) -> tuple[list[Message], list[Any]]:
-    """One request; returns the messages sent and what ``probe()`` saw at each of them."""
-    sent: list[Message] = []
-    seen: list[Any] = []
+) -> Exchange:
+    """One request; records the messages sent and what ``probe()`` saw at each of them.
+
+    An exception the app raises *after* it started a response is kept in
+    ``error``, as a server would log it; one raised before is raised here.
+    """
+    exchange = Exchange()
+    sent, seen = exchange.sent, exchange.seen
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -83,8 +101,13 @@ async def http_by_hand(
         sent.append(message)
         seen.append(await asyncio.to_thread(probe))
 
-    await asyncio.wait_for(app(scope, receive, send), DEADLINE)
-    return sent, seen
+    try:
+        await asyncio.wait_for(app(scope, receive, send), DEADLINE)
+    except Exception as exc:
+        if not sent:
+            raise
+        exchange.error = exc
+    return exchange
 
 
 class Socket:
@@ -153,3 +176,49 @@ class Socket:
         """Wait for the app to return; raises what it raised."""
         assert self.task is not None
         await asyncio.wait_for(self.task, DEADLINE)
+
+
+def cluster_and_master(replicated: Any) -> tuple[Any, Any]:
+    """A ClusterResolver on ``replicated`` and ``DBConnect(resolver=cluster.master)``.
+
+    Neither is started: the app's lifespan helper starts and closes them.
+    """
+    from ctxdb import DBConnect
+    from topology import ClusterResolver
+
+    cluster = ClusterResolver(
+        replicated.hosts,
+        user="postgres",
+        password=replicated.password,
+        database="postgres",
+        interval=0.5,
+        probe_timeout=1.0,
+        wait_timeout=10.0,
+    )
+    master = DBConnect(
+        resolver=cluster.master,
+        url="postgresql+asyncpg://postgres:@/postgres",
+        engine_kwargs={
+            "connect_args": {"password": replicated.password, "timeout": 2},
+            "pool_timeout": 10,
+        },
+    )
+    return cluster, master
+
+
+async def post_until_stored(
+    post: Callable[[], Any], ok: int = 201, attempts: int = 200
+) -> tuple[Any, list[int]]:
+    """POST until the app answers ``ok``, the way a client retries a 5xx during a failover.
+
+    Returns the last answer and every status seen; each attempt is bounded.
+    """
+    statuses: list[int] = []
+    for _ in range(attempts):
+        answer = await asyncio.wait_for(post(), DEADLINE)
+        status = answer.status_code if hasattr(answer, "status_code") else answer.status
+        statuses.append(status)
+        if status == ok:
+            return answer, statuses
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never stored: {statuses[-10:]}")
