@@ -29,7 +29,7 @@ from compose.pgserver import free_port
 from compose.replicated import ReplicatedCluster
 from topology.probe import _pgpass
 from topology.probe._args import DEFAULT_MAX_LAG_BYTES, UsageError, parse_args, parse_lag
-from topology.probe._cli import main
+from topology.probe._cli import Output, main
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 1.0
@@ -580,3 +580,19 @@ def test_watch_follows_a_promotion_past_a_frozen_primary(replicated: ReplicatedC
         proc.stderr.close()
     assert "Traceback" not in err
     assert replicated.password not in err + "".join(lines.seen)
+
+
+def test_output_scrubs_passwords_in_every_shape() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    output = Output(out, err, ['s3:cr"et/'])
+    output.line('raw s3:cr"et/ json "s3:cr\\"et/" url s3%3Acr%22et%2F')
+    output.line("postgresql://u:other@pw@h1,h2/db host=h password='x y' password=abc")
+    output.error('boom: s3:cr"et/\nsecond line')
+    text = out.getvalue() + err.getvalue()
+    assert "s3:cr" not in text
+    assert "s3%3A" not in text
+    assert "other@pw" not in text
+    assert "x y" not in text
+    assert "abc" not in text
+    assert "second line" not in err.getvalue()  # errors are one line
+    assert out.getvalue().count("***") == 6

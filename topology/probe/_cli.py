@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TextIO
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from topology.errors import ConfigurationError, redact
 from topology.probe._args import Arguments, UsageError, parse_args
@@ -43,7 +43,8 @@ EXIT_USAGE = 64  # sysexits.h EX_USAGE
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 PROG = "topology.probe"
-_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*:)[^@\s]*@")
+# user:password@ up to the last "@" of the authority, as parse_url reads it.
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*:)[^/?#\s]*@")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -53,7 +54,14 @@ class Output:
     def __init__(self, out: TextIO, err: TextIO, secrets: Iterable[str] = ()) -> None:
         self.out = out
         self.err = err
-        self.secrets: set[str] = {s for s in secrets if s}
+        self.secrets: set[str] = set()
+        self.add_secrets(secrets)
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Scrub these from now on, also as they look escaped in JSON or quoted in a URL."""
+        for secret in secrets:
+            if secret:
+                self.secrets.update({secret, json.dumps(secret)[1:-1], quote(secret, safe="")})
 
     def scrub(self, text: str) -> str:
         text = _URL_PASSWORD.sub(r"\1***@", text)
@@ -85,7 +93,8 @@ class _ScrubbingFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            message += f" ({type(exc).__name__}: {str(exc).strip().splitlines()[-1:] or ''})"
+            last = (str(exc).strip().splitlines() or [""])[-1]
+            message += f" ({type(exc).__name__}: {last})"
         return self.output.scrub(f"{PROG}: {record.name}: {message}".replace("\n", " "))
 
 
@@ -188,8 +197,9 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
 
 def _url_password(arg: str) -> str:
     """The password in a URL-shaped argument (to scrub it before anything is parsed)."""
-    match = re.search(r"://[^/?#@\s:]*:([^@\s]*)@", arg)
-    return unquote(match.group(1)) if match else ""
+    authority = re.split(r"[/?#]", arg.partition("://")[2], maxsplit=1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    return unquote(userinfo.partition(":")[2]) if at else ""
 
 
 def _check_driver(name: str) -> None:
@@ -223,7 +233,7 @@ def main(
         target = resolve_target(
             args.hosts, args.url, env, user=args.user, database=args.dbname, warn=output.error
         )
-        output.secrets.update(target.secrets)
+        output.add_secrets(target.secrets)
     except (UsageError, ConfigurationError) as exc:
         output.error(f"{exc} (see --help)")
         return EXIT_USAGE
