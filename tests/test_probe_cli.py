@@ -328,6 +328,14 @@ def test_password_file(replicated: ReplicatedCluster, tmp_path: Path) -> None:
     env = clean_env(PGUSER="postgres", PGPASSFILE=str(passfile))
     run = run_cli(*replicated.hosts, env=env, secrets=[replicated.password, "not-this-one"])
     assert run.code == 0, run.out + run.err
+    home = tmp_path / "home"  # without PGPASSFILE: ~/.pgpass
+    home.mkdir()
+    (home / ".pgpass").write_text(passfile.read_text())
+    (home / ".pgpass").chmod(0o600)
+    run = run_cli(
+        *replicated.hosts, env=clean_env(PGUSER="postgres", HOME=str(home)), secrets=[escaped]
+    )
+    assert run.code == 0, run.out + run.err
     passfile.chmod(0o644)  # libpq ignores a password file others can read
     run = run_cli(*replicated.hosts, "--json", env=env, secrets=[replicated.password])
     assert run.code == 2
@@ -356,6 +364,20 @@ def test_main_in_process_closes_everything(
     while replicated.value(replicated.primary, query) != 0:
         assert time.monotonic() < deadline, "probe connection left open"
         time.sleep(0.02)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_tls_refused_by_a_server_without_tls(replicated: ReplicatedCluster, driver: str) -> None:
+    env = cli_env(replicated, PGSSLMODE="require")  # the test cluster runs with ssl = off
+    run = run_cli(
+        *replicated.hosts, "--json", "--driver", driver, env=env, secrets=[replicated.password]
+    )
+    assert run.code == 2, run.err
+    hosts = run.doc()["hosts"]
+    assert {(h["reason"], h["reason_text"]) for h in hosts} == {
+        ("tls_refused", "TLS refused by the server")
+    }
 
 
 class _Lines:
