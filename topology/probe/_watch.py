@@ -1,4 +1,4 @@
-"""``--watch``: probe rounds every few seconds, a screen redrawn in place, a change log.
+"""``--watch``: every host probed every few seconds, a screen redrawn in place, a change log.
 
 On a terminal each frame is drawn from the top-left corner over the last
 one (like ``top``); elsewhere (a pipe, a file) frames follow one another,
