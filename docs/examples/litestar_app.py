@@ -20,7 +20,9 @@ import os
 from collections.abc import Sequence
 
 from litestar import Litestar, WebSocket, get, post, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
+from litestar.params import FromQuery
 from sqlalchemy import Text, UniqueConstraint, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,7 +47,7 @@ class Note(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
-async def store(session: AsyncSession, text: str) -> dict[str, int]:
+async def store(session: NamedDependency[AsyncSession], text: str) -> dict[str, int]:
     """Insert a note; answer its id and the port of the server that took it."""
     note_id = await session.scalar(insert(Note).values(text=text).returning(Note.id))
     port = await session.scalar(select(func.inet_server_port()))
@@ -53,24 +55,24 @@ async def store(session: AsyncSession, text: str) -> dict[str, int]:
 
 
 @post("/notes", status_code=201)
-async def add_note(text: str, session: AsyncSession) -> dict[str, int]:
+async def add_note(text: FromQuery[str], session: NamedDependency[AsyncSession]) -> dict[str, int]:
     return await store(session, text)  # committed before the 201 leaves
 
 
 @post("/notes/rejected", status_code=201)
-async def add_rejected(text: str, session: AsyncSession) -> None:
+async def add_rejected(text: FromQuery[str], session: NamedDependency[AsyncSession]) -> None:
     await store(session, text)
     # Litestar turns this into a 409 response; the middleware sees the 409 and rolls back.
     raise HTTPException(status_code=409, detail="rejected: nothing stored")
 
 
 @get("/notes")
-async def list_notes(session: AsyncSession) -> list[str]:
+async def list_notes(session: NamedDependency[AsyncSession]) -> list[str]:
     return list(await session.scalars(select(Note.text).order_by(Note.id)))
 
 
 @websocket("/notes/ws")
-async def notes_socket(socket: WebSocket, session: AsyncSession) -> None:
+async def notes_socket(socket: WebSocket, session: NamedDependency[AsyncSession]) -> None:
     """Each text received is stored; the reply leaves only after it was committed."""
     await socket.accept()
     async for text in socket.iter_data(mode="text"):
