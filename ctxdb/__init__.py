@@ -37,6 +37,7 @@ from ._lifecycle import (
     rollback_all_sessions,
     run_in_new_ctx,
 )
+from ._ryw import PositionToken
 from .asgi import ASGIHTTPDBSessionMiddleware
 from .connect import DBConnect
 from .errors import (
@@ -72,6 +73,7 @@ __all__ = [
     "CtxDBError",
     "DBConnect",
     "NoHostError",
+    "PositionToken",
     "RetryableConnectionError",
     "SessionCloseError",
     "add_fastapi_http_db_session_middleware",

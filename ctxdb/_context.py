@@ -42,15 +42,19 @@ class SessionScope:
 
     ``pending`` holds the futures of sessions being created right now, so
     that concurrent ``db_session()`` calls in one context share one session.
+    ``commit_lsn`` is the WAL position of the context's last write (see
+    ``ctxdb._ryw``).
     Not thread-safe: a scope belongs to one event loop.
     """
 
-    __slots__ = ("closed", "pending", "sessions")
+    __slots__ = ("closed", "commit_lsn", "pending", "sessions")
 
     def __init__(self) -> None:
         self.sessions: dict[str, AsyncSession] = {}
         self.pending: dict[str, asyncio.Future[AsyncSession | None]] = {}
         self.closed = False
+        # The highest WAL position this context committed (read-your-writes).
+        self.commit_lsn: int | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
-from ._context import init_db_session_ctx, is_context_initiated
+from ._context import current_scope, init_db_session_ctx, is_context_initiated
 from ._lifecycle import (
     BeforeCommitCallback,
     auto_commit_by_status_code,
@@ -32,6 +32,7 @@ from ._lifecycle import (
     reset_db_session_ctx,
     rollback_all_sessions,
 )
+from ._ryw import PositionToken
 from ._websocket import run_websocket
 
 __all__ = ["ASGIApp", "ASGIHTTPDBSessionMiddleware", "Message", "Receive", "Scope", "Send"]
@@ -56,9 +57,15 @@ class ASGIHTTPDBSessionMiddleware:
     through untouched, as do requests that already run inside a context.
     """
 
-    def __init__(self, app: ASGIApp, before_commit: BeforeCommitCallback | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        before_commit: BeforeCommitCallback | None = None,
+        read_your_writes: PositionToken | None = None,
+    ) -> None:
         self.app = app
         self._before_commit = before_commit
+        self._positions = read_your_writes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not is_context_initiated():
@@ -68,8 +75,11 @@ class ASGIHTTPDBSessionMiddleware:
             await self.app(scope, receive, send)
             return
         token = init_db_session_ctx()
+        if self._positions is not None:
+            current_scope().commit_lsn = self._positions.from_headers(scope.get("headers", []))
         try:
-            await _Exchange(self.app, self._before_commit, send).run(scope, receive)
+            exchange = _Exchange(self.app, self._before_commit, send, self._positions)
+            await exchange.run(scope, receive)
         finally:
             await reset_db_session_ctx(token)
 
@@ -77,10 +87,17 @@ class ASGIHTTPDBSessionMiddleware:
 class _Exchange:
     """One request: intercepts the response start to settle the transaction first."""
 
-    def __init__(self, app: ASGIApp, before_commit: BeforeCommitCallback | None, send: Send):
+    def __init__(
+        self,
+        app: ASGIApp,
+        before_commit: BeforeCommitCallback | None,
+        send: Send,
+        positions: PositionToken | None = None,
+    ):
         self.app = app
         self.before_commit = before_commit
         self.send = send
+        self.positions = positions
         self.started = False
         self.replaced = False  # a failed commit turned the response into a 500
 
@@ -114,7 +131,18 @@ class _Exchange:
                 await rollback_all_sessions()
                 await self._send_500()
                 return
+            if self.positions is not None:
+                self._add_position(message)
         await self.send(message)
+
+    def _add_position(self, message: Message) -> None:
+        # After the commit: the position of this request's writes, if any.
+        lsn = current_scope().commit_lsn
+        if lsn is not None and self.positions is not None:
+            message["headers"] = [
+                *message.get("headers", []),
+                *self.positions.response_headers(lsn),
+            ]
 
     async def _send_500(self) -> None:
         self.replaced = True

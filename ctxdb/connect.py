@@ -26,9 +26,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ._context import _db_session_ctx
 from ._engine_slot import EngineSlot
 from ._failover import FailureReporter, install_failover_hooks
 from ._resolver import Resolver, engine_creator_from_url
+from ._ryw import format_lsn, track_writes
 from .errors import NoHostError
 
 __all__ = [
@@ -62,6 +64,14 @@ class DBConnect:
     swap itself never awaits; ``before_create_session_handler`` runs before
     every new session and may call ``change_host``.
 
+    Following hosts: with ``resolver=`` (see ``ctxdb._resolver`` for the
+    protocol) every new session asks the resolver for its host first, and
+    with ``url=`` (plus ``engine_kwargs``) no ``engine_creator`` is needed.
+    ``read_your_writes=True`` makes sessions record where their commits end
+    in the WAL; a replica DBConnect then serves that context only from a
+    replica that replayed it, waiting at most ``read_your_writes_wait``
+    seconds before it falls back to the primary (see ``ctxdb._ryw``).
+
     Example::
 
         master = DBConnect(
@@ -82,6 +92,8 @@ class DBConnect:
         url: str | None = None,
         engine_kwargs: dict[str, Any] | None = None,
         dispose_timeout: float = DEFAULT_DISPOSE_TIMEOUT,
+        read_your_writes: bool = False,
+        read_your_writes_wait: float = 0.05,
     ) -> None:
         if engine_creator is None:
             if url is None:
@@ -104,6 +116,11 @@ class DBConnect:
         # Non-exclusive resolvers (replica pickers): one live engine per host.
         self._by_host: dict[str, EngineSlot] = {}
         self._report: FailureReporter | None = getattr(resolver, "report_failure", None)
+        self._track_writes = read_your_writes
+        self._ryw_wait = read_your_writes_wait
+        self._at_least: Callable[[str, float], Awaitable[str]] | None = getattr(
+            resolver, "at_least", None
+        )
         self._unsubscribe: Callable[[], None] | None = None
         add_listener = getattr(resolver, "add_listener", None)
         if callable(add_listener):
@@ -221,7 +238,7 @@ class DBConnect:
     async def session_maker(self) -> async_sessionmaker[AsyncSession]:
         """The current sessionmaker, after running ``before_create_session_handler``."""
         if self._resolver is not None:
-            host = await self._resolver()
+            host = await self._resolve(self._resolver)
             if not self._exclusive:
                 return self._replica_slot(host).session_maker
             current = self._slot
@@ -241,6 +258,14 @@ class DBConnect:
             slot = self._swap(self._host, only_if_changed=True)
         return slot.session_maker
 
+    async def _resolve(self, resolver: Resolver) -> str:
+        if self._at_least is not None:
+            scope = _db_session_ctx.get()
+            if scope is not None and scope.commit_lsn is not None:
+                # This context wrote: only a replica that replayed it will do.
+                return await self._at_least(format_lsn(scope.commit_lsn), self._ryw_wait)
+        return await resolver()
+
     def _replica_slot(self, host: str) -> EngineSlot:
         slot = self._by_host.get(host)
         if slot is None:
@@ -251,7 +276,10 @@ class DBConnect:
     async def create_session(self) -> AsyncSession:
         """A new session on the current engine (no connection is opened yet)."""
         maker = await self.session_maker()
-        return maker()
+        session = maker()
+        if self._track_writes:
+            track_writes(session)
+        return session
 
     async def close(self, timeout: float | None = None) -> None:
         """Dispose of the current engine and wait for retired ones, within ``timeout``.

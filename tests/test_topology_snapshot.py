@@ -96,10 +96,19 @@ def test_replica_lag_without_a_primary_uses_its_own_receive_position() -> None:
         ]
     )
     assert snap.primary is None
-    assert snap["b"].lag_bytes is None
+    # Bytes are measured against the furthest replica; seconds against each
+    # replica's own received position.
+    assert snap["b"].lag_bytes == 0
     assert snap["b"].lag_seconds == 0.0
-    assert snap["c"].lag_bytes is None
+    assert snap["c"].lag_bytes == 0
     assert snap["c"].lag_seconds == pytest.approx(2.5)
+
+
+def test_a_lagging_replica_stays_lagging_when_the_primary_is_not_seen() -> None:
+    snap = build_snapshot([down("a"), replica("b", lsn=100), replica("c", lsn=40)])
+    assert snap.primary is None
+    assert snap["b"].lag_bytes == 0
+    assert snap["c"].lag_bytes == 60
 
 
 def test_unknown_replay_time_gives_unknown_lag_seconds() -> None:

@@ -12,6 +12,7 @@ The package never imports ctxdb (nor any web framework); ``cluster.master``
 and ``cluster.replica`` are plain awaitable resolvers any session layer can use.
 """
 
+from topology._caught_up import CaughtUpStats
 from topology._resolvers import MasterResolver, ReplicaResolver
 from topology.errors import (
     ConfigurationError,
@@ -36,6 +37,7 @@ from topology.resolver import ClusterResolver, ClusterStats
 from topology.snapshot import HostState, Role, Snapshot, build_snapshot
 
 __all__ = [
+    "CaughtUpStats",
     "ClusterResolver",
     "ClusterStats",
     "ConfigurationError",

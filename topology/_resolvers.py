@@ -22,6 +22,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from topology._caught_up import parse_lsn
 from topology.errors import NoPrimaryError, NoReplicaError, ProbeError
 from topology.snapshot import Role
 
@@ -96,6 +97,25 @@ class ReplicaResolver:
     def report_failure(self, host: str, exc: BaseException | None = None) -> None:
         """See :meth:`ClusterResolver.report_failure` (sync, never raises)."""
         self._cluster.report_failure(host, exc)
+
+    async def at_least(self, lsn: str | int, max_wait: float = 0.05) -> str:
+        """A replica that has replayed ``lsn``, else the primary; see ``topology._caught_up``.
+
+        Waits at most ``max_wait`` seconds for a replica to catch up (plus,
+        when it falls back, the primary's own resolution).
+        """
+        cluster = self._cluster
+        target = parse_lsn(lsn)
+        deadline = monotonic() + max_wait
+        finder = cluster._caught_up
+        candidates = cluster.picker.eligible(cluster._snapshot, cluster._suspect_set)
+        host = finder.from_snapshot(cluster._snapshot, candidates, target)
+        if host is None:
+            host = await finder.ask(candidates, target, deadline)
+        if host is not None:
+            return host
+        finder.stats.to_primary += 1
+        return await cluster.master()
 
     def add_listener(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
         """Call ``callback(favoured_host_or_None)`` on every change; returns unsubscribe."""

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from topology._caught_up import CaughtUpFinder, CaughtUpStats
 from topology._loop import ProbeLoop
 from topology._notify import Callbacks, log_changes, significant
 from topology._resolvers import MasterResolver, ReplicaResolver
@@ -162,6 +163,7 @@ class ClusterResolver:
         self._role_changes = 0
         self._failure_reports = 0
         self._last_round_at: float | None = None
+        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout)
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self)
 
@@ -193,6 +195,10 @@ class ClusterResolver:
     def snapshot(self) -> Snapshot:
         """The snapshot last published (never waits; ``round == 0`` before the first)."""
         return self._snapshot
+
+    def read_your_writes_stats(self) -> CaughtUpStats:
+        """How ``replica.at_least()`` served reads: from the snapshot, after waiting, or primary."""
+        return self._caught_up.stats
 
     def stats(self) -> ClusterStats:
         runner = self._loop_runner
@@ -374,7 +380,10 @@ class ClusterResolver:
         await self._master_listeners.cancel_tasks(0.1)
         await self._replica_listeners.cancel_tasks(0.1)
         remaining = max(deadline - time.monotonic(), 0.01)
-        await asyncio.gather(*(prober.close(remaining) for prober in self._probers))
+        await asyncio.gather(
+            self._caught_up.close(remaining),
+            *(prober.close(remaining) for prober in self._probers),
+        )
         await asyncio.sleep(0)  # transports closed above finish on the next iteration
         self._published = None
 

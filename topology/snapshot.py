@@ -193,14 +193,24 @@ def _lag_seconds(result: ProbeResult, caught_up: bool) -> float | None:
     return max((result.server_time - result.replay_timestamp).total_seconds(), 0.0)
 
 
-def _replica_state(seen: _Seen, primary: HostState | None) -> HostState:
+def _reference_lsn(primary: HostState | None, seen: Sequence[_Seen]) -> int | None:
+    """What replica lag is measured against: the primary's position, or, when no
+    primary answered, the furthest replica's (a lagging replica must not pass
+    for a caught-up one just because the primary could not be probed)."""
+    if primary is not None:
+        return primary.lsn
+    replayed = [s.state.lsn for s in seen if s.in_recovery and s.state.lsn is not None]
+    return max(replayed, default=None)
+
+
+def _replica_state(seen: _Seen, reference_lsn: int | None, has_primary: bool) -> HostState:
     result = seen.result
     if result is None:  # carried over from the previous snapshot: keep its lag
         return seen.state
     lag_bytes = None
-    if primary is not None and primary.lsn is not None and result.lsn is not None:
-        lag_bytes = max(primary.lsn - result.lsn, 0)
-    if lag_bytes is not None:
+    if reference_lsn is not None and result.lsn is not None:
+        lag_bytes = max(reference_lsn - result.lsn, 0)
+    if lag_bytes is not None and has_primary:
         caught_up = lag_bytes == 0
     else:
         caught_up = result.receive_lsn is not None and (result.lsn or 0) >= result.receive_lsn
@@ -230,6 +240,7 @@ def build_snapshot(
     primary_state = winner.state if winner is not None else None
     if primary_state is not None and primary_state.role is not Role.PRIMARY:
         primary_state = replace(primary_state, role=Role.PRIMARY, lag_bytes=None, lag_seconds=None)
+    reference_lsn = _reference_lsn(primary_state, seen)
     states: list[HostState] = []
     for s in seen:
         if s is winner:
@@ -238,7 +249,7 @@ def build_snapshot(
         elif s.claims_primary:
             states.append(replace(s.state, role=Role.STALE_PRIMARY))
         elif s.in_recovery:
-            states.append(_replica_state(s, primary_state))
+            states.append(_replica_state(s, reference_lsn, primary_state is not None))
         else:
             states.append(s.state)
     return Snapshot(

@@ -1,0 +1,118 @@
+"""Read-your-writes: find a replica that has replayed a given WAL position.
+
+``cluster.replica.at_least(lsn, max_wait)`` answers, in order:
+
+1. a qualifying replica whose replayed LSN in the current snapshot is
+   already at or past ``lsn`` (no network);
+2. otherwise a replica that, asked directly, has replayed it: the
+   candidates are polled concurrently on connections of their own (not the
+   background loop's) until ``max_wait`` runs out;
+3. otherwise the primary, which always has the write.
+
+``max_wait`` bounds the whole call (connects included), so a forged or
+far-future position can delay a read by at most ``max_wait``, never more,
+and never sends it to a host that is not a qualifying replica or the
+primary.
+
+Example::
+
+    host = await cluster.replica.at_least("0/3000148", max_wait=0.05)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from topology.errors import ConfigurationError
+from topology.hosts import ConnectOptions, parse_host
+from topology.probe import HostProber, ProbeDriver
+from topology.snapshot import Snapshot
+
+log = logging.getLogger("topology")
+
+POLL_EVERY = 0.005
+
+
+def parse_lsn(lsn: str | int) -> int:
+    """``"16/B374D848"`` -> bytes since 0/0; ints pass through."""
+    if isinstance(lsn, int):
+        if lsn < 0:
+            raise ConfigurationError(f"an LSN cannot be negative: {lsn}")
+        return lsn
+    high, sep, low = lsn.strip().partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return (int(high, 16) << 32) + int(low, 16)
+    except ValueError:
+        raise ConfigurationError(f"not a PostgreSQL LSN: {lsn!r}") from None
+
+
+def format_lsn(position: int) -> str:
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+
+@dataclass
+class CaughtUpStats:
+    """How reads after writes were served."""
+
+    from_snapshot: int = 0  # a replica was already known to be caught up
+    waited: int = 0  # a replica caught up while we asked
+    to_primary: int = 0  # none did within max_wait: the primary served
+
+
+class CaughtUpFinder:
+    """Direct LSN checks on replicas, on probe connections kept for this purpose."""
+
+    def __init__(self, options: ConnectOptions, driver: ProbeDriver, timeout: float) -> None:
+        self._options = options
+        self._driver = driver
+        self._timeout = timeout
+        self._probers: dict[str, HostProber] = {}
+        self.stats = CaughtUpStats()
+
+    def from_snapshot(
+        self, snapshot: Snapshot, candidates: Iterable[str], target: int
+    ) -> str | None:
+        for host in candidates:
+            lsn = snapshot[host].lsn
+            if lsn is not None and lsn >= target:
+                self.stats.from_snapshot += 1
+                return host
+        return None
+
+    async def ask(self, candidates: tuple[str, ...], target: int, deadline: float) -> str | None:
+        """Poll ``candidates`` until one has replayed ``target`` or ``deadline`` passes."""
+        while candidates:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            checks = {host: asyncio.ensure_future(self._replayed(host)) for host in candidates}
+            done, pending = await asyncio.wait(checks.values(), timeout=remaining)
+            for task in pending:
+                task.cancel()
+            for host, task in checks.items():
+                if task in done and not task.cancelled() and (task.result() or -1) >= target:
+                    self.stats.waited += 1
+                    return host
+            await asyncio.sleep(min(POLL_EVERY, max(deadline - time.monotonic(), 0)))
+        return None
+
+    async def _replayed(self, host: str) -> int | None:
+        prober = self._probers.get(host)
+        if prober is None:
+            # No retries: the caller polls again, within its own deadline.
+            prober = HostProber(
+                parse_host(host), self._options, self._driver, timeout=self._timeout, retries=0
+            )
+            self._probers[host] = prober
+        result = await prober.probe()
+        return result.lsn if result.in_recovery else None
+
+    async def close(self, timeout: float) -> None:
+        probers, self._probers = list(self._probers.values()), {}
+        await asyncio.gather(*(prober.close(timeout) for prober in probers))
