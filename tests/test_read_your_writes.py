@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from read_your_writes_app import build, make_app
 from sqlalchemy import text
 
 from compose.replicated import ReplicatedCluster
@@ -24,7 +25,6 @@ from ctxdb import (
     run_in_new_ctx,
 )
 from ctxdb._ryw import format_lsn, parse_lsn
-from ctxdb.asgi import Receive, Scope, Send
 from topology import ClusterResolver
 
 pytestmark = pytest.mark.cluster
@@ -119,6 +119,15 @@ async def test_both_replicas_paused_reads_go_to_the_primary(
     assert elapsed < 5  # bounded by max_wait, never an unbounded wait
 
 
+async def test_the_documented_wiring_builds(replicated: ReplicatedCluster) -> None:
+    example = build(replicated.hosts, replicated.password)
+    assert example.master is not example.replica
+    async with example.cluster:
+        assert await example.cluster.master() == replicated.primary.host
+    await example.master.close()
+    await example.replica.close()
+
+
 async def test_without_a_write_reads_behave_as_before(
     replicated: ReplicatedCluster, ryw: Any
 ) -> None:
@@ -135,19 +144,7 @@ async def test_without_a_write_reads_behave_as_before(
 
 
 def app_for(master: DBConnect, replica: DBConnect) -> ASGIHTTPDBSessionMiddleware:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "POST":
-            session = await db_session(master)
-            await session.execute(text("insert into ryw(v) values ('via-http')"))
-            body = b"written"
-        else:
-            session = await db_session(replica)
-            port = (await session.execute(text("select inet_server_port()"))).scalar_one()
-            body = str(port).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": body})
-
-    return ASGIHTTPDBSessionMiddleware(app, read_your_writes=PositionToken(SECRET))
+    return make_app(master, replica, SECRET)  # the documented example's app
 
 
 async def test_position_travels_to_the_next_request(
