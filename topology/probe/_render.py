@@ -190,7 +190,8 @@ def note(state: HostState, snapshot: Snapshot, limit: LagLimit, *, full: bool = 
     if limit.exceeded(state):
         return f"lagging (more than {limit.describe()})"
     if state.role is Role.REPLICA and snapshot.primary is None:
-        return "no primary to measure lag against"
+        # build_snapshot then measures lag against the furthest replica.
+        return "no primary: lag measured against the furthest replica"
     return ""
 
 
