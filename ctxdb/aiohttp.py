@@ -18,7 +18,8 @@ When the transaction is settled:
   ``WebSocketResponse``): aiohttp writes the status line inside
   ``prepare()``, so the hook settles the transaction right before the
   headers are written. A failed commit makes ``prepare()`` raise, nothing
-  was sent, and aiohttp answers 500. Work done *after* ``prepare()`` (while
+  was sent, and aiohttp answers 500 (if the handler catches that error,
+  the middleware still answers 500). Work done *after* ``prepare()`` (while
   streaming) is committed when the handler returns; if that late commit
   fails, the status is already out: the error is raised and aiohttp aborts
   the response (the client sees a truncated body, never a clean end);
@@ -42,6 +43,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
 
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 from aiohttp.typedefs import Handler, Middleware
 
 from ._context import init_db_session_ctx, is_context_initiated
@@ -151,7 +153,23 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
         return
     if not await exchange.settle(response.status):
         assert exchange.error is not None
+        _unprepare_writer(request)
         raise exchange.error
+
+
+def _unprepare_writer(request: web.Request) -> None:
+    """Undo what ``prepare()`` did to the connection's writer before it called the hook.
+
+    aiohttp sets the writer up for this response (chunked encoding,
+    compression) *before* the ``on_response_prepare`` hooks run; the 500 it
+    writes after the hook raised would inherit that and reach the client
+    garbled. Nothing was written yet, so resetting the two is enough.
+    """
+    writer = request.writer
+    if isinstance(writer, StreamWriter):
+        writer.chunked = False
+        if getattr(writer, "_compress", None) is not None:
+            writer._compress = None
 
 
 def cleanup_ctx(
