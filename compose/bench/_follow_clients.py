@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import asyncpg
@@ -85,6 +86,14 @@ class Ours:
     def __init__(self, env: Env) -> None:
         self.resolver: ClusterResolver
         self.resolver, self.master = env.ours(app="bench-follow-ours", pool_size=5)
+        # When the resolver first named each host primary: splits the follow time
+        # into "the resolver saw it" and "the first commit through a new engine".
+        self.published_at: dict[str, float] = {}
+        self.resolver.on_change(self._seen)
+
+    def _seen(self, old: Any, new: Any) -> None:
+        if new.primary is not None:
+            self.published_at.setdefault(new.primary, time.monotonic())
 
     async def start(self) -> None:
         await self.resolver.start()

@@ -79,6 +79,9 @@ async def promotion(
         for client in clients:
             log = logs[client.name]
             result[client.name] = log[0] - t0 if log else None
+            seen = getattr(client, "published_at", {}).get(new.host)
+            if seen is not None:
+                result[f"{client.name}: resolver names it"] = seen - t0
     finally:
         done.set()
         for task in tasks:
@@ -200,7 +203,10 @@ async def run(env: Env) -> dict[str, Any]:
             " the client's first commit there. Each client retries every request after a 1 ms"
             f" pause, with a {REQUEST_DEADLINE:g} s deadline per request; a client that has not"
             f" followed {cap:g} s after the promotion counts as '> {cap:g} s'. Ours: library"
-            " defaults (interval 1 s, probe timeout 1 s, fast interval 20 ms). Polling interval"
+            " defaults (interval 1 s, probe timeout 1 s, fast interval 20 ms); the row 'ours:"
+            " resolver names it' is when our resolver first published the new primary (same"
+            " clock), so the rest of ours' time is the first commit through a new engine (connect,"
+            " SQLAlchemy's first-connect initialisation, INSERT, COMMIT). Polling interval"
             f" of the third baseline: {poll_interval:g} s. Engines: pool 5, connect timeout 2 s."
         ),
     }

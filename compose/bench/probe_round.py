@@ -104,7 +104,7 @@ async def time_psycopg(env: Env, hosts: list[str]) -> tuple[float, bool]:
 async def run(env: Env) -> dict[str, Any]:
     cluster = env.cluster
     reps = 1 if env.quick else 3
-    rounds = 1 if env.quick else 6
+    rounds = 1 if env.quick else 4
     replicas = [n.port for n in cluster.replicas]
     extra_needed = 30 - 1 - len(replicas)
     rows: list[list[Any]] = []
