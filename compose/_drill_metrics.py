@@ -163,8 +163,18 @@ def _writes_metrics(
         "overran": sum(r.latency > data.settings.deadline + OVERRUN_SLACK for r in writes),
         "hung": sum(r.hung for r in writes),
         "errors": dict(Counter(r.error for r in writes if r.error).most_common()),
+        "error_examples": _examples(writes),
         "close_errors": dict(Counter(r.close_error for r in writes if r.close_error)),
     }
+
+
+def _examples(requests: list[Request]) -> dict[str, str]:
+    """One message per error class, as the application saw it."""
+    found: dict[str, str] = {}
+    for r in requests:
+        if r.error and r.error not in found:
+            found[r.error] = r.message
+    return found
 
 
 def data_end(data: ScenarioData) -> float:
@@ -183,6 +193,7 @@ def _reads_metrics(reads: list[Request], data: ScenarioData) -> dict[str, Any]:
         "max": _r(max(latencies, default=None)),
         "overran": sum(r.latency > data.settings.deadline + OVERRUN_SLACK for r in reads),
         "errors": dict(Counter(r.error for r in reads if r.error).most_common()),
+        "error_examples": _examples(reads),
     }
 
 

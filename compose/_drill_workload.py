@@ -45,6 +45,7 @@ class Request:
     error: str | None = None
     error_type: type[BaseException] | None = field(default=None, repr=False)
     close_error: str | None = None
+    message: str = ""
     port: int | None = None
     timeline: int | None = None
     sysid: int | None = None
@@ -67,6 +68,8 @@ class Request:
             return
         self.error = error_name(exc)
         self.error_type = type(exc)
+        # The first line only: SQLAlchemy appends the SQL and its parameters.
+        self.message = (str(exc).strip().splitlines() or [""])[0][:200]
         if self.kind == WRITE:
             self.outcome = UNKNOWN if self.phase == "commit" else FAILED
         else:
