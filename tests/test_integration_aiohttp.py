@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect, db_session
@@ -119,7 +120,14 @@ def paused_app(connect: DBConnect, proceed: asyncio.Event) -> web.Application:
         if "duplicate" in request.query:
             await session.execute(DUPLICATE)
         response = web.StreamResponse(status=int(request.query.get("status", "200")))
-        await response.prepare(request)  # the status line leaves here
+        if "compress" in request.query:
+            response.enable_compression()
+        try:
+            await response.prepare(request)  # the status line leaves here
+        except IntegrityError:
+            if "swallow" not in request.query:
+                raise
+            return response  # pretends all is well: the middleware still answers 500
         await asyncio.wait_for(proceed.wait(), DEADLINE)
         if "late" in request.query:  # work after the status went out
             await session.execute(INSERT, {"t": "late"})
@@ -150,15 +158,28 @@ async def test_prepared_response_commits_before_its_status(master: DBConnect, ta
     assert await all_returned(master)
 
 
-async def test_prepared_response_failed_commit_is_a_500(master: DBConnect, table: Admin) -> None:
+@pytest.mark.parametrize("how", ["raised", "swallowed", "compressed"])
+async def test_prepared_response_failed_commit_is_a_500(
+    master: DBConnect, table: Admin, how: str
+) -> None:
     proceed = asyncio.Event()
     proceed.set()
-    async with (
-        served(paused_app(master, proceed)) as client,
-        client.get("/stream", params={"t": "x", "duplicate": "1"}) as response,
-    ):
-        assert response.status == 500  # prepare() raised: nothing had been sent
-    assert stored(table) == []
+    params = {"t": "x", "duplicate": "1"}
+    if how == "swallowed":
+        params["swallow"] = "1"
+    if how == "compressed":
+        params["compress"] = "1"
+    async with served(paused_app(master, proceed)) as client:
+        async with client.get("/stream", params=params) as response:
+            assert response.status == 500  # prepare() raised: nothing had been sent
+            ours = how == "swallowed"  # else aiohttp's own 500 for the raised error
+            assert "Internal Server Error" in await response.text()
+            assert (await response.text() == "Internal Server Error") is ours
+        async with client.get("/stream", params={"t": "next"}) as response:
+            assert response.status == 200  # the server is fine
+            proceed.set()
+            assert await response.read() == b"body"
+    assert stored(table) == ["next"]
     assert await all_returned(master)
 
 

@@ -200,3 +200,22 @@ async def test_fastapi_websocket_route_through_the_middleware(
     await socket.finished()
     assert socket.seen == [[], ["one"], ["one", "two"]]
     assert master.checked_out() == 0
+
+
+async def test_late_commit_failure_is_raised_to_the_server(master: DBConnect, table: Any) -> None:
+    """Work done after the client left: nobody to close with 1011, so the server hears of it."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        assert (await receive())["type"] == "websocket.disconnect"
+        session = await db_session(master)
+        await session.execute(DUPLICATE)
+
+    socket = Socket(ASGIHTTPDBSessionMiddleware(app), "/", lambda: stored(table))
+    await socket.connect()
+    await socket.disconnect()
+    with pytest.raises(IntegrityError, match="deferred_unique_id"):
+        await socket.finished()
+    assert [m["type"] for m in socket.sent] == ["websocket.accept"]
+    assert master.checked_out() == 0
