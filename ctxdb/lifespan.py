@@ -82,25 +82,37 @@ class Lifecycle:
         self.grace = grace
 
     async def start(self) -> None:
-        """Start every resolver concurrently, within ``start_timeout``; raise if one fails."""
+        """Start every resolver concurrently, within ``start_timeout``; raise if one fails.
+
+        On failure, timeout or cancellation, the starts still running are
+        cancelled and everything is closed (within the close bound) before
+        the error is raised.
+        """
         if not self.resolvers:
             return
         tasks = [asyncio.ensure_future(resolver.start()) for resolver in self.resolvers]
-        done, pending = await asyncio.wait(tasks, timeout=self.start_timeout)
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=self.start_timeout)
+        except asyncio.CancelledError:
+            await self._abandon(tasks)
+            raise
         failure: BaseException | None = None
-        for task in pending:
-            task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=self.grace)
             failure = TimeoutError(
                 f"{len(pending)} resolver(s) not started within {self.start_timeout} s"
             )
         for task in done:
-            if failure is None and task.exception() is not None:
+            if failure is None and not task.cancelled() and task.exception() is not None:
                 failure = task.exception()
         if failure is not None:
-            await self.close()
+            await self._abandon(tasks)
             raise failure
+
+    async def _abandon(self, starts: Sequence[asyncio.Task[None]]) -> None:
+        for task in starts:
+            task.cancel()
+        await asyncio.wait(starts, timeout=self.grace)
+        await self.close()
 
     async def close(self) -> None:
         """Close every DBConnect and resolver concurrently; return within the bound.

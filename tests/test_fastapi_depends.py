@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import fastapi_depends_app
 import psycopg
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect, add_fastapi_http_db_session_middleware
 from ctxdb.fastapi import DBSession, db_session_dependency
-from tests._frameworks import cluster_and_master, http_by_hand, post_until_stored, serving
+from tests._frameworks import Socket, cluster_and_master, http_by_hand, post_until_stored, serving
 
 Admin = psycopg.Connection[Any]
 INSERT = text("insert into example(text) values (:t)")
@@ -188,3 +188,29 @@ async def test_example_app_follows_a_failover(replicated: ReplicatedCluster) -> 
     assert master.engine is None  # ... and the DBConnect
     rows = replicated.query(new, "select text from depends_note order by id")
     assert [t for (t,) in rows] == ["before", "after"]
+
+
+async def test_websocket_route_commits_when_the_endpoint_returns(
+    master: DBConnect, table: Admin
+) -> None:
+    """Documented: on a WebSocket route the dependency spans the connection."""
+    app = FastAPI()
+
+    @app.websocket("/notes")
+    async def notes_socket(
+        socket: WebSocket, session: Annotated[AsyncSession, DBSession(master)]
+    ) -> None:
+        await socket.accept()
+        async for body in socket.iter_text():
+            await session.execute(INSERT, {"t": body})
+            await socket.send_text("noted")
+
+    socket = Socket(app, "/notes", lambda: stored(table))
+    await socket.connect()
+    await socket.send_text("one")
+    assert (await socket.next())["text"] == "noted"
+    await socket.disconnect()
+    await socket.finished()
+    assert socket.seen == [[], []]  # nothing committed while the connection lived
+    assert stored(table) == ["one"]
+    assert master.checked_out() == 0

@@ -31,9 +31,11 @@ class Resolver:
     def __init__(self, hang_on: str = "", fail_on: str = "") -> None:
         self.hang_on, self.fail_on = hang_on, fail_on
         self.events: list[str] = []
+        self.acted = asyncio.Event()
 
     async def _act(self, what: str) -> None:
         self.events.append(what)
+        self.acted.set()
         if self.fail_on == what:
             raise RuntimeError(f"{what} failed")
         if self.hang_on == what:
@@ -135,3 +137,13 @@ async def test_shutdown_with_a_frozen_primary_is_bounded(
     finally:
         replicated.thaw(replicated.primary)
     assert not cluster.running
+
+
+async def test_cancelled_start_cancels_the_starts_and_closes(master: DBConnect) -> None:
+    stuck = Resolver(hang_on="start")
+    starting = asyncio.ensure_future(Lifecycle([master], [stuck], grace=0.5).start())
+    await asyncio.wait_for(stuck.acted.wait(), SLACK)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(starting, 2.0 + SLACK)
+    assert stuck.events == ["start", "close"]
