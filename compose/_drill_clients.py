@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from sqlalchemy import text
@@ -106,6 +107,11 @@ class OursClient:
         self.replica = DBConnect(
             resolver=self.cluster.replica, url=rendered, engine_kwargs=engine_settings
         )
+        # When the resolver's answer changed (monotonic time, new primary or None).
+        self.switches: list[tuple[float, str | None]] = []
+        self._unsubscribe = self.cluster.master.add_listener(
+            lambda host: self.switches.append((time.monotonic(), host))
+        )
 
     async def start(self) -> None:
         await self.cluster.start()
@@ -121,15 +127,15 @@ class OursClient:
         try:
             async with asyncio.timeout(self.deadline):
                 try:
-                    request.phase = "resolve"
+                    request.enter("resolve")
                     session = await db_session(self.master)
-                    request.phase = "execute"
+                    request.enter("execute")
                     row = (await session.execute(INSERT, params)).one()
-                    request.phase = "commit"
+                    request.enter("commit")
                     await auto_commit_by_status_code(200)  # what the middleware does
                     request.outcome = COMMITTED
                     request.landed(row)
-                    request.phase = "close"
+                    request.enter("close")
                 finally:
                     await reset_db_session_ctx(token)
         except Exception as exc:
@@ -141,13 +147,13 @@ class OursClient:
         try:
             async with asyncio.timeout(self.deadline):
                 try:
-                    request.phase = "resolve"
+                    request.enter("resolve")
                     session = await db_session(self.replica)
-                    request.phase = "execute"
+                    request.enter("execute")
                     row = (await session.execute(READ, params)).one()
                     request.outcome = OK
                     request.landed(row[:3])
-                    request.phase = "close"
+                    request.enter("close")
                 finally:
                     await reset_db_session_ctx(token)
         except Exception as exc:
@@ -157,6 +163,7 @@ class OursClient:
         return self.master.checked_out() + self.replica.checked_out()
 
     async def close(self, timeout: float = 5.0) -> None:
+        self._unsubscribe()
         await self.master.close(timeout)
         await self.replica.close(timeout)
         await self.cluster.close(timeout)
@@ -202,13 +209,13 @@ class BaselineClient:
         }
         try:
             async with asyncio.timeout(self.deadline), self._writer_sessions() as session:
-                request.phase = "execute"
+                request.enter("execute")
                 row = (await session.execute(INSERT, params)).one()
-                request.phase = "commit"
+                request.enter("commit")
                 await session.commit()
                 request.outcome = COMMITTED
                 request.landed(row)
-                request.phase = "close"
+                request.enter("close")
         except Exception as exc:
             request.fail(exc)
 
@@ -216,11 +223,11 @@ class BaselineClient:
         params = {"run": self.run, "client": self.name, "writer": request.worker}
         try:
             async with asyncio.timeout(self.deadline), self._reader_sessions() as session:
-                request.phase = "execute"
+                request.enter("execute")
                 row = (await session.execute(READ, params)).one()
                 request.outcome = OK
                 request.landed(row[:3])
-                request.phase = "close"
+                request.enter("close")
         except Exception as exc:
             request.fail(exc)
 

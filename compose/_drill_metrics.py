@@ -156,6 +156,8 @@ def _writes_metrics(
         "follow": _r(None if recovered is None or new is None else recovered.done_at - new.t),
         "first_failure": _r(bad[0].start - fault) if bad else None,
         "first_commit_on_new_primary": _r(recovered.done_at - fault) if recovered else None,
+        # Where the first request that committed on the new primary spent its time.
+        "first_commit_phases": None if recovered is None else _phases(recovered),
         "max_commit_gap": _r(max(b - a for a, b in pairwise(done)) if len(done) > 1 else None),
         "p50": _r(percentile(latencies, 50)),
         "p99": _r(percentile(latencies, 99)),
@@ -165,6 +167,25 @@ def _writes_metrics(
         "errors": dict(Counter(r.error for r in writes if r.error).most_common()),
         "error_examples": _examples(writes),
         "close_errors": dict(Counter(r.close_error for r in writes if r.close_error)),
+    }
+
+
+def _switched(data: ScenarioData, new: Transition | None, fault: float) -> float | None:
+    """When our resolver first named the new primary, relative to the poller's sight of it."""
+    if new is None:
+        return None
+    times = [t for t, host in data.resolver_switches if host == new.host and t >= fault]
+    return min(times) - new.t if times else None
+
+
+def _phases(request: Request) -> dict[str, float | None]:
+    marks = sorted(request.phases.items(), key=lambda item: item[1])
+    ends = [t for _, t in marks[1:]] + [request.done_at]
+    return {
+        "started_at": _r(request.start),
+        **{
+            name: _r(end - t) for (name, t), end in zip(marks, ends, strict=True) if name != "close"
+        },
     }
 
 
@@ -264,6 +285,17 @@ def scenario_metrics(data: ScenarioData) -> dict[str, Any]:
             for x in data.transitions
         ],
         "leaked_tasks": data.leaked_tasks,
+        # Our resolver's answer changing (to a host, or to None: no primary known).
+        "resolver_switches": [
+            {"t": _r(t - fault), "host": host} for t, host in data.resolver_switches
+        ],
+        "resolver_switched_to_new_primary": _r(_switched(data, new, fault)),
+        # How late the clients' shared event loop ran: large values mean the
+        # client process, not the library, was the bottleneck.
+        "client_loop_lag": {
+            "p99": _r(percentile(data.loop_lag, 99)),
+            "max": _r(max(data.loop_lag, default=None)),
+        },
         "clients": clients,
         "compared": compared,
     }

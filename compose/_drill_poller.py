@@ -12,6 +12,9 @@ timeline changes), each stamped with ``time.monotonic()`` taken when the
 answer arrived: the first ``primary`` transition of a member is the moment
 it was first seen accepting writes, to within one ``interval``.
 
+The poller runs on an event loop of its own in a thread, so a busy
+workload loop delays neither its polls nor its timestamps.
+
 Timeouts: connect and each poll are bounded by ``timeout``; a poll that
 times out terminates its connection (a frozen server never answers a polite
 close) and counts as ``hung``. ``stop()`` cancels the tasks and terminates
@@ -21,8 +24,9 @@ the connections; it never waits on a server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +55,15 @@ class Transition:
     timeline: int | None = None
 
 
+async def _until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> None:
+    """Wait until ``predicate()`` holds or ``timeout`` passed (state shared across threads)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 (no cross-thread Event)
+        await asyncio.sleep(step)
+
+
 class Poller:
-    """Polls every host; see the module docstring. Not thread-safe (one event loop)."""
+    """Polls every host; see the module docstring. Start and stop it from one event loop."""
 
     def __init__(
         self,
@@ -76,9 +87,10 @@ class Poller:
         self.timeout = timeout
         self.transitions: list[Transition] = []
         self.current: dict[str, Transition] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self._conns: dict[str, asyncpg.Connection] = {}
-        self._changed = asyncio.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return f"Poller({', '.join(self.hosts)}, {len(self.transitions)} transitions)"
@@ -86,26 +98,37 @@ class Poller:
     # --- lifecycle -----------------------------------------------------------
     async def start(self, timeout: float = 10.0) -> None:
         """Start polling; return once every host was polled once (or after ``timeout``)."""
-        self._tasks = [
+        self._thread = threading.Thread(target=self._thread_main, name="drill-poller", daemon=True)
+        self._thread.start()
+        await _until(lambda: len(self.current) >= len(self.hosts), timeout)
+
+    async def stop(self) -> None:
+        """Stop the polls and terminate every connection (never waits on a server)."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stopping.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 2 * self.timeout + 2)
+            self._thread = None
+
+    def _thread_main(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        tasks = [
             asyncio.create_task(self._poll_forever(host), name=f"drill-poller-{host}")
             for host in self.hosts
         ]
-        deadline = time.monotonic() + timeout
-        while len(self.current) < len(self.hosts) and time.monotonic() < deadline:
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-
-    async def stop(self) -> None:
-        """Cancel the polls and terminate every connection (never waits on a server)."""
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2 * self.timeout + 1)
-        self._tasks = []
-        for conn in self._conns.values():
-            conn.terminate()
-        self._conns.clear()
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=2 * self.timeout + 1)
+            for conn in self._conns.values():
+                conn.terminate()
+            self._conns.clear()
 
     # --- polling -------------------------------------------------------------
     async def _poll_forever(self, host: str) -> None:
@@ -115,9 +138,8 @@ class Poller:
             last = self.current.get(host)
             if last is None or (last.state, last.timeline) != (state, timeline):
                 transition = Transition(now, host, state, timeline)
-                self.current[host] = transition
                 self.transitions.append(transition)
-                self._changed.set()
+                self.current = {**self.current, host: transition}  # readers see whole dicts
             await asyncio.sleep(self.interval)
 
     async def _poll(self, host: str) -> tuple[str, int | None]:
@@ -152,57 +174,8 @@ class Poller:
         found = [t for t in self.current.values() if t.state == PRIMARY]
         return sorted(found, key=lambda t: -(t.timeline or 0))
 
-    async def wait_writable(self, timeout: float, *, after: float = 0.0) -> Transition | None:
-        """The first primary transition later than ``after``, waiting up to ``timeout``.
-
-        With ``after == 0`` any host currently writable will do.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            if after:
-                found = self.first_primary_after(after)
-            else:
-                current = self.writable()
-                found = current[0] if current else None
-            remaining = deadline - time.monotonic()
-            if found is not None or remaining <= 0:
-                return found
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-
-    def first_primary_after(
-        self, t: float, *, exclude: tuple[str, int | None] | None = None
-    ) -> Transition | None:
-        """The first transition to primary after ``t`` (optionally of another host/timeline)."""
-        for transition in self.transitions:
-            if transition.t <= t or transition.state != PRIMARY:
-                continue
-            if exclude is not None and (transition.host, transition.timeline) == exclude:
-                continue
-            return transition
-        return None
-
-    def primary_at(self, t: float) -> Transition | None:
-        """The writable host with the highest timeline as of monotonic ``t``."""
-        states: dict[str, Transition] = {}
-        for transition in self.transitions:
-            if transition.t > t:
-                break
-            states[transition.host] = transition
-        writable = [s for s in states.values() if s.state == PRIMARY]
-        return max(writable, key=lambda s: s.timeline or 0, default=None)
-
-    def max_timeline_before(self, t: float) -> int:
-        """The highest timeline seen accepting writes strictly before ``t``."""
-        return max(
-            (x.timeline or 0 for x in self.transitions if x.t < t and x.state == PRIMARY),
-            default=0,
-        )
-
-    def lost_after(self, host: str, t: float) -> Transition | None:
-        """The first transition of ``host`` out of primary after ``t``."""
-        for transition in self.transitions:
-            if transition.t > t and transition.host == host and transition.state != PRIMARY:
-                return transition
-        return None
+    async def wait_writable(self, timeout: float) -> Transition | None:
+        """A host that accepts writes now (highest timeline), waiting up to ``timeout``."""
+        await _until(lambda: bool(self.writable()), timeout)
+        found = self.writable()
+        return found[0] if found else None

@@ -18,7 +18,7 @@ from compose._drill_metrics import CLIENTS, COMPARED
 
 REQUIRED_SCENARIO_KEYS = (
     "scenario", "run", "error", "fault", "old_primary", "new_primary", "new_primary_writable",
-    "final_primary", "marks", "poller", "leaked_tasks", "clients", "compared",
+    "final_primary", "marks", "poller", "leaked_tasks", "client_loop_lag", "clients", "compared",
 )  # fmt: skip
 REQUIRED_WRITE_KEYS = (
     *(key for key, _, _ in COMPARED), "attempted", "unknown_stored", "phantom", "hung", "errors",
@@ -98,7 +98,11 @@ def scenario_table(s: dict[str, Any]) -> str:
             f"{c['writes']['phantom']}; left checked out: {c['checked_out_at_end']}, "
             f"server sessions: {left}"
         )
-    lines.append(f"  tasks left running: {', '.join(s['leaked_tasks']) or 'none'}")
+    lag = s["client_loop_lag"]
+    lines.append(
+        f"  tasks left running: {', '.join(s['leaked_tasks']) or 'none'}; client event loop "
+        f"late by p99 {_fmt(lag['p99'], 's')}, max {_fmt(lag['max'], 's')}"
+    )
     return "\n".join(lines)
 
 

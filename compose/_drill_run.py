@@ -29,7 +29,7 @@ from compose._drill_verify import (
     server_sessions,
     stored_rows,
 )
-from compose._drill_workload import Request, Workload
+from compose._drill_workload import LoopLag, Request, Workload
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class ScenarioData:
     checked_out: dict[str, int]
     leaked_tasks: list[str]
     server_sessions: dict[str, dict[str, int] | None]
+    loop_lag: list[float] = field(default_factory=list)
+    resolver_switches: list[tuple[float, str | None]] = field(default_factory=list)
 
 
 async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> ScenarioData:
@@ -93,6 +95,8 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
     stored: set[tuple[str, int, int]] | None = None
     checked_out: dict[str, int] = {}
     requests: list[Request] = []
+    lag = LoopLag()
+    switches: list[tuple[float, str | None]] = []
     try:
         first = await poller.wait_writable(30.0)
         if first is None:
@@ -103,7 +107,8 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
             [ours, baseline], writers=settings.writers, readers=settings.readers,
             deadline=settings.deadline, pause=settings.pause,
         )  # fmt: skip
-        requests = workload.requests
+        requests, switches = workload.requests, ours.switches
+        lag_task = asyncio.create_task(lag.run(), name="drill-loop-lag")
         try:
             await ours.start()
             marks.add("start", "workload started")
@@ -111,6 +116,7 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
             fault, error = await _inject(action, cluster, marks, settings)
         finally:
             await workload.stop()
+            lag_task.cancel()
             marks.add("stop", "workload stopped")
             checked_out = {"ours": ours.checked_out(), "baseline": baseline.checked_out()}
             await ours.close()
@@ -128,6 +134,7 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
         transitions=poller.transitions, marks=marks, fault=fault, error=error,
         final_primary=None if final is None else final.host, stored=stored,
         checked_out=checked_out, leaked_tasks=tasks, server_sessions=sessions,
+        loop_lag=lag.samples, resolver_switches=switches,
     )  # fmt: skip
 
 

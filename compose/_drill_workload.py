@@ -46,11 +46,18 @@ class Request:
     error_type: type[BaseException] | None = field(default=None, repr=False)
     close_error: str | None = None
     message: str = ""
+    # When each phase began (monotonic), e.g. {"resolve": t0, "execute": t1, "commit": t2}.
+    phases: dict[str, float] = field(default_factory=dict)
     port: int | None = None
     timeline: int | None = None
     sysid: int | None = None
     hung: bool = False
     done_at: float = 0.0  # when COMMIT (or the read) returned, before the cleanup
+
+    def enter(self, phase: str) -> None:
+        """Note that the request now enters ``phase`` (for the error and the timings)."""
+        self.phase = phase
+        self.phases[phase] = time.monotonic()
 
     @property
     def latency(self) -> float:
@@ -91,6 +98,24 @@ def error_name(exc: BaseException) -> str:
     if inner is not None and type(inner).__name__ != name:
         return f"{name}({type(inner).__name__})"
     return name
+
+
+class LoopLag:
+    """How late the workload's event loop wakes up: a busy client process shows here.
+
+    A task sleeps ``step`` seconds again and again and records by how much
+    each sleep overran. Cancel the task to stop it.
+    """
+
+    def __init__(self, step: float = 0.01) -> None:
+        self.step = step
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self.step)
+            self.samples.append(time.monotonic() - started - self.step)
 
 
 class Client(Protocol):
