@@ -58,6 +58,37 @@ def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
     return _READ_ONLY_TEXT in str(exc)
 
 
+_NETWORK_WORDS = (
+    "connection refused",
+    "timeout",
+    "timed out",
+    "could not connect",
+    "server closed the connection",
+    "no route to host",
+    "network is unreachable",
+    "connection reset",
+    "could not translate host name",
+    "name or service not known",
+)
+
+
+def connect_failed_on_network(exc: BaseException) -> bool:
+    """Whether a failed connect means the host is unreachable (not, say, a wrong password).
+
+    asyncpg raises ``OSError``/``TimeoutError``; psycopg wraps every connect
+    failure in ``OperationalError``, without a SQLSTATE when no server answered.
+    """
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):
+        return True
+    code = sqlstate_of(exc)
+    if code is not None:
+        return code in HOST_GONE_SQLSTATES
+    message = str(exc).lower()
+    if "authentication" in message or "does not exist" in message or "pg_hba" in message:
+        return False
+    return any(words in message for words in _NETWORK_WORDS)
+
+
 def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReporter | None) -> None:
     """Attach the error hooks to ``engine``, whose connections go to ``host``."""
     sync_engine = engine.sync_engine
@@ -83,9 +114,7 @@ def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReport
         try:
             return dialect.connect(*cargs, **cparams)
         except Exception as exc:
-            if not isinstance(exc, (OSError, asyncio.TimeoutError)) and (
-                sqlstate_of(exc) not in HOST_GONE_SQLSTATES
-            ):
+            if not connect_failed_on_network(exc):
                 raise  # wrong password, missing database...: not the host's state
             _report(report, host, exc)
             raise RetryableConnectionError(
