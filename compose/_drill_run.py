@@ -43,8 +43,8 @@ class DrillSettings:
     """
 
     duration: float = 6.0
-    writers: int = 4
-    readers: int = 2
+    writers: int = 2
+    readers: int = 1
     deadline: float = 3.0
     connect_timeout: float = 2.0
     pause: float = 0.01

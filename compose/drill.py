@@ -109,8 +109,8 @@ def prepare(cluster: Cluster, settings: DrillSettings, timeout: float = 120.0) -
     standby leaves no member allowed to take over (Patroni waits forever).
     """
     cluster.heal(timeout)
-    if cluster.synchronous != settings.synchronous:
-        cluster.set_synchronous(settings.synchronous, timeout)
+    # Always: an attached cluster's record may not say what was PATCHed since.
+    cluster.set_synchronous(settings.synchronous, timeout)
     wait_synchronous(cluster, settings.synchronous, timeout)
 
 
@@ -227,8 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a running cluster's multi-host URL (recorded in --state-dir)")
     p.add_argument("--state-dir", type=Path, help="a running cluster from compose/cluster.py up")
     p.add_argument("--duration", type=float, default=6.0, help="seconds of workload per scenario")
-    p.add_argument("--writers", type=int, default=4, help="writers per client")
-    p.add_argument("--readers", type=int, default=2, help="readers per client")
+    p.add_argument("--writers", type=int, default=2, help="writers per client")
+    p.add_argument("--readers", type=int, default=1, help="readers per client")
     p.add_argument("--deadline", type=float, default=3.0, help="seconds per request")
     p.add_argument("--fast", action="store_true", help="crash/freeze: delete the leader key")
     p.add_argument("--to", help="failover target member (default: a replica)")
