@@ -180,7 +180,7 @@ def _switched(data: ScenarioData, new: Transition | None, fault: float) -> float
 
 def _phases(request: Request) -> dict[str, float | None]:
     marks = sorted(request.phases.items(), key=lambda item: item[1])
-    ends = [t for _, t in marks[1:]] + [request.done_at]
+    ends = [t for _, t in marks[1:]] + ([request.done_at] if marks else [])
     return {
         "started_at": _r(request.start),
         **{
