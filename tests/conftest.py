@@ -1,2 +1,6 @@
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.ctxdb", "tests.fixtures.replicated",
-                  "tests.fixtures.patroni"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.ctxdb",
+    "tests.fixtures.replicated",
+    "tests.fixtures.patroni",
+]
