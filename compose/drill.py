@@ -14,9 +14,10 @@ writes. The report (terminal, ``--json``, ``--plot``) gives per scenario the
 write unavailability, the follow time, lost and stale writes, errors by
 class and latencies, ours beside the baseline. See docs/drills.md.
 
-Without ``--url`` / ``--state-dir`` the drill starts its own native Patroni
-cluster (compose/cluster.py) in a temporary directory on free ports and
-stops it at the end; with them it drives a running one and heals it after.
+Without ``--url`` / ``--state-dir`` / ``--docker`` the drill starts its own
+native Patroni cluster (compose/cluster.py) in a temporary directory on free
+ports and stops it at the end; with them it drives a running one (native,
+or Docker's through ``docker compose``) and heals it after.
 Patroni's synchronous mode is on during the drills unless ``--async``.
 
 Importable: :func:`run_drills` (blocking; heals between scenarios) and
@@ -191,6 +192,11 @@ def _free_base_port(first: int = 25400, last: int = 32000, step: int = 40) -> in
 @contextlib.contextmanager
 def _cluster(args: argparse.Namespace) -> Iterator[Cluster]:
     """The cluster named by the arguments, or a new one stopped afterwards."""
+    if args.docker:
+        from compose._drill_docker import attach_docker
+
+        yield attach_docker()
+        return
     if args.url or args.state_dir:
         state_dir = (args.state_dir or default_state_dir()).resolve()
         cluster = attach(state_dir)
@@ -226,6 +232,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"one or more of {', '.join(SCENARIOS)}, or all")  # fmt: skip
     p.add_argument("--url", help="a running cluster's multi-host URL (recorded in --state-dir)")
     p.add_argument("--state-dir", type=Path, help="a running cluster from compose/cluster.py up")
+    p.add_argument("--docker", action="store_true",
+                   help="the cluster of compose/docker-compose.yml, already up")  # fmt: skip
     p.add_argument("--duration", type=float, default=6.0, help="seconds of workload per scenario")
     p.add_argument("--writers", type=int, default=2, help="writers per client")
     p.add_argument("--readers", type=int, default=1, help="readers per client")
