@@ -111,11 +111,11 @@ def _key(r: Request) -> tuple[str, int, int]:
     return (r.client, r.worker, r.seq)
 
 
-def _writes_metrics(
-    writes: list[Request], data: ScenarioData, line: _Timeline, fault: float,
-    new: Transition | None,
-) -> dict[str, Any]:  # fmt: skip
-    stored = data.stored or set()
+def _recovery(
+    writes: list[Request], line: _Timeline, fault: float, new: Transition | None
+) -> tuple[list[Request], Request | None]:
+    """The writes that did not commit (from the fault on, by start), and the first
+    commit on the new primary."""
     committed = [r for r in writes if r.outcome == COMMITTED]
     bad = sorted((r for r in writes if r.outcome in (FAILED, UNKNOWN) and r.end >= fault),
                  key=lambda r: r.start)  # fmt: skip
@@ -132,7 +132,16 @@ def _writes_metrics(
     ):  # a restart: the same primary again; count only commits after the outage began
         since = bad[0].start if bad else new.t
         on_new = [r for r in on_new if r.start >= since]
-    recovered = on_new[0] if on_new else None
+    return bad, (on_new[0] if on_new else None)
+
+
+def _writes_metrics(
+    writes: list[Request], data: ScenarioData, line: _Timeline, fault: float,
+    new: Transition | None,
+) -> dict[str, Any]:  # fmt: skip
+    stored = data.stored or set()
+    committed = [r for r in writes if r.outcome == COMMITTED]
+    bad, recovered = _recovery(writes, line, fault, new)
     unavailability = None
     if not bad:
         unavailability = 0.0
