@@ -77,9 +77,20 @@ class ScenarioData:
     resolver_switches: list[tuple[float, str | None]] = field(default_factory=list)
 
 
+@dataclass
+class _Driven:
+    """What the clients saw while the fault ran (see :func:`_drive`)."""
+
+    fault: Fault | None = None
+    error: str | None = None
+    requests: list[Request] = field(default_factory=list)
+    checked_out: dict[str, int] = field(default_factory=dict)
+    loop_lag: list[float] = field(default_factory=list)
+    switches: list[tuple[float, str | None]] = field(default_factory=list)
+
+
 async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> ScenarioData:
     """Run scenario ``name`` against ``cluster`` with both clients side by side."""
-    action = ACTIONS[name]
     hosts = cluster.hosts()
     creds: dict[str, Any] = {
         "user": SUPERUSER, "password": cluster.secrets.superuser, "database": settings.database,
@@ -88,39 +99,16 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
     tasks_before = set(asyncio.all_tasks())
     poller = Poller(hosts, **creds)
     await poller.start()
-    marks: Marks = Marks()
-    fault: Fault | None = None
-    error: str | None = None
+    marks, driven = Marks(), _Driven()
     final: Transition | None = None
     stored: set[tuple[str, int, int]] | None = None
-    checked_out: dict[str, int] = {}
-    requests: list[Request] = []
-    lag = LoopLag()
-    switches: list[tuple[float, str | None]] = []
     try:
         first = await poller.wait_writable(30.0)
         if first is None:
             raise RuntimeError(f"no member of {hosts} accepts writes")
         await create_table(first.host, creds)
-        ours, baseline = _clients(hosts, creds, run, settings)
-        workload = Workload(
-            [ours, baseline], writers=settings.writers, readers=settings.readers,
-            deadline=settings.deadline, pause=settings.pause,
-        )  # fmt: skip
-        requests, switches = workload.requests, ours.switches
-        lag_task = asyncio.create_task(lag.run(), name="drill-loop-lag")
-        try:
-            await ours.start()
-            marks.add("start", "workload started")
-            workload.start()
-            fault, error = await _inject(action, cluster, marks, settings)
-        finally:
-            await workload.stop()
-            lag_task.cancel()
-            marks.add("stop", "workload stopped")
-            checked_out = {"ours": ours.checked_out(), "baseline": baseline.checked_out()}
-            await ours.close()
-            await baseline.close()
+        driven = await _drive(cluster, ACTIONS[name], _clients(hosts, creds, run, settings),
+                              marks, settings)  # fmt: skip
         final = await poller.wait_writable(60.0)
         stored = None if final is None else await stored_rows(final.host, creds, run)
     finally:
@@ -130,12 +118,40 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
     if final is not None:
         await delete_rows(final.host, creds, run)
     return ScenarioData(
-        name=name, run=run, settings=settings, hosts=hosts, requests=requests,
-        transitions=poller.transitions, marks=marks, fault=fault, error=error,
+        name=name, run=run, settings=settings, hosts=hosts, requests=driven.requests,
+        transitions=poller.transitions, marks=marks, fault=driven.fault, error=driven.error,
         final_primary=None if final is None else final.host, stored=stored,
-        checked_out=checked_out, leaked_tasks=tasks, server_sessions=sessions,
-        loop_lag=lag.samples, resolver_switches=switches,
+        checked_out=driven.checked_out, leaked_tasks=tasks, server_sessions=sessions,
+        loop_lag=driven.loop_lag, resolver_switches=driven.switches,
     )  # fmt: skip
+
+
+async def _drive(
+    cluster: Cluster, action: Any, clients: tuple[OursClient, BaselineClient], marks: Marks,
+    settings: DrillSettings,
+) -> _Driven:  # fmt: skip
+    """Load both clients, inject the fault, stop and close them (always, bounded)."""
+    ours, baseline = clients
+    workload = Workload(
+        [ours, baseline], writers=settings.writers, readers=settings.readers,
+        deadline=settings.deadline, pause=settings.pause,
+    )  # fmt: skip
+    lag = LoopLag()
+    driven = _Driven(requests=workload.requests, loop_lag=lag.samples, switches=ours.switches)
+    lag_task = asyncio.create_task(lag.run(), name="drill-loop-lag")
+    try:
+        await ours.start()
+        marks.add("start", "workload started")
+        workload.start()
+        driven.fault, driven.error = await _inject(action, cluster, marks, settings)
+    finally:
+        await workload.stop()
+        lag_task.cancel()
+        marks.add("stop", "workload stopped")
+        driven.checked_out = {"ours": ours.checked_out(), "baseline": baseline.checked_out()}
+        await ours.close()
+        await baseline.close()
+    return driven
 
 
 def _clients(
