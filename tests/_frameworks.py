@@ -183,27 +183,11 @@ def cluster_and_master(replicated: Any) -> tuple[Any, Any]:
 
     Neither is started: the app's lifespan helper starts and closes them.
     """
-    from ctxdb import DBConnect
-    from topology import ClusterResolver
+    from tests.fixtures.replicated import resolver_and_master
 
-    cluster = ClusterResolver(
-        replicated.hosts,
-        user="postgres",
-        password=replicated.password,
-        database="postgres",
-        interval=0.5,
-        probe_timeout=1.0,
-        wait_timeout=10.0,
+    return resolver_and_master(
+        replicated.hosts, replicated.password, engine_kwargs={"pool_timeout": 10}
     )
-    master = DBConnect(
-        resolver=cluster.master,
-        url="postgresql+asyncpg://postgres:@/postgres",
-        engine_kwargs={
-            "connect_args": {"password": replicated.password, "timeout": 2},
-            "pool_timeout": 10,
-        },
-    )
-    return cluster, master
 
 
 async def post_until_stored(

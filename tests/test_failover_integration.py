@@ -24,6 +24,7 @@ from ctxdb import (
     new_non_ctx_atomic_session,
     run_in_new_ctx,
 )
+from tests.fixtures.replicated import resolver_and_master
 from topology import ClusterResolver
 
 pytestmark = pytest.mark.cluster
@@ -67,24 +68,11 @@ async def write_until_ok(master: DBConnect, table: str, timeout: float = DEADLIN
 async def cluster_and_master(
     replicated: ReplicatedCluster,
 ) -> AsyncIterator[tuple[ClusterResolver, DBConnect]]:
-    cluster = ClusterResolver(
+    cluster, master = resolver_and_master(
         replicated.hosts,
-        user="postgres",
-        password=replicated.password,
-        database="postgres",
-        interval=0.5,
-        probe_timeout=1.0,
+        replicated.password,
         wait_timeout=DEADLINE,
-    )
-    master = DBConnect(
-        resolver=cluster.master,
-        url="postgresql+asyncpg://postgres:@/postgres",
-        engine_kwargs={
-            "connect_args": {"password": replicated.password, "timeout": 2},
-            "pool_size": 20,
-            "max_overflow": 20,
-            "pool_timeout": DEADLINE,
-        },
+        engine_kwargs={"pool_size": 20, "max_overflow": 20, "pool_timeout": DEADLINE},
     )
     async with cluster:
         try:
@@ -138,22 +126,10 @@ async def test_stale_cache_write_on_a_demoted_node_is_refused_and_reported(
 
 @pytest.fixture
 def replicated_hosts_slow(replicated: ReplicatedCluster) -> tuple[ClusterResolver, DBConnect]:
-    cluster = ClusterResolver(
-        replicated.hosts,
-        user="postgres",
-        password=replicated.password,
-        database="postgres",
-        interval=60,
-        stale_after=600,
-        probe_timeout=1.0,
-        wait_timeout=DEADLINE,
+    # A cache that goes stale on purpose: nothing but a failure report refreshes it.
+    return resolver_and_master(
+        replicated.hosts, replicated.password, interval=60, stale_after=600, wait_timeout=DEADLINE
     )
-    master = DBConnect(
-        resolver=cluster.master,
-        url="postgresql+asyncpg://postgres:@/postgres",
-        engine_kwargs={"connect_args": {"password": replicated.password, "timeout": 2}},
-    )
-    return cluster, master
 
 
 async def test_frozen_primary_is_escaped_within_the_probe_timeout(
@@ -265,19 +241,11 @@ async def test_reads_through_cluster_replica_spread_and_survive_a_lost_replica(
 
 @pytest.mark.parametrize("fault", ["switchover", "crash-leader-fast"])
 async def test_patroni_failover_is_followed(patroni_cluster: Any, fault: str) -> None:
-    cluster = ClusterResolver(
+    cluster, master = resolver_and_master(
         patroni_cluster.hosts,
+        patroni_cluster.password,
         user=patroni_cluster.superuser,
-        password=patroni_cluster.password,
-        database="postgres",
-        interval=0.5,
-        probe_timeout=1.0,
         wait_timeout=DEADLINE,
-    )
-    master = DBConnect(
-        resolver=cluster.master,
-        url="postgresql+asyncpg://postgres:@/postgres",
-        engine_kwargs={"connect_args": {"password": patroni_cluster.password, "timeout": 2}},
     )
     async with cluster:
         try:
