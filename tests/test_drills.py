@@ -122,7 +122,9 @@ def test_drill_command_line_writes_json_and_plot(
     ]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert patroni_cluster.cluster.secrets.superuser not in result.stdout + result.stderr
+    password = patroni_cluster.cluster.secrets.superuser
+    assert password not in result.stdout + result.stderr
+    assert password not in report.read_text()
     doc = json.loads(report.read_text())
     assert missing_keys(doc) == []
     assert [s["scenario"] for s in doc["scenarios"]] == ["switchover"]
