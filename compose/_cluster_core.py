@@ -24,6 +24,8 @@ from urllib.parse import quote
 from compose._cluster_config import SUPERUSER, Layout
 from compose._cluster_rest import ClusterError, etcd_delete, http_json, psql_value
 
+SYNC_STABLE = 1.5  # seconds the synchronous standby assignment must hold still
+
 STREAMING_ROLES = ("replica", "sync_standby", "quorum_standby")
 PASSWORD_ENV = "CTXDB_CLUSTER_PASSWORD"
 REPL_PASSWORD_ENV = "CTXDB_CLUSTER_REPL_PASSWORD"
@@ -294,7 +296,14 @@ class Cluster:
         return self.wait_healthy(timeout)
 
     def set_synchronous(self, enabled: bool, timeout: float = 30) -> None:
-        """Turn Patroni's synchronous_mode on or off (PATCH /config) and wait for it."""
+        """Turn Patroni's synchronous_mode on or off (PATCH /config) and wait until it holds.
+
+        Returns once Patroni's named synchronous standby and the leader's
+        ``pg_stat_replication`` agree (or neither has one) for
+        ``SYNC_STABLE`` seconds: PATCH answers earlier, and a leader that
+        crashes while Patroni still reassigns the standby leaves no member
+        allowed to take over.
+        """
         leader = self.leader()
         url = f"http://127.0.0.1:{self.layout.rest_port(leader.name)}/config"
         status, body = http_json(
@@ -304,6 +313,44 @@ class Cluster:
             raise ClusterError(f"PATCH /config refused: HTTP {status}: {body}")
         self.synchronous = enabled
         self.wait_healthy(timeout)
+        self.wait_synchronous(enabled, timeout)
+
+    def wait_synchronous(self, enabled: bool, timeout: float = 60.0) -> str | None:
+        """Wait until synchronous replication is ``enabled`` (or off) and stable; the standby."""
+        deadline = time.monotonic() + timeout
+        seen, since = None, 0.0
+        while time.monotonic() < deadline:
+            state = self._sync_state()
+            if state is not None and (state[1] is not None) == enabled:
+                if state != seen:
+                    seen, since = state, time.monotonic()
+                elif time.monotonic() - since >= SYNC_STABLE:
+                    return state[1]
+            else:
+                seen = None
+            time.sleep(0.1)
+        raise ClusterError(
+            f"synchronous mode {'on' if enabled else 'off'} not stable after {timeout}s"
+        )
+
+    def _sync_state(self) -> tuple[str, str | None] | None:
+        """(leader, synchronous standby or None) when Patroni and PostgreSQL agree, else None."""
+        try:
+            members = self.members()
+        except ClusterError:
+            return None
+        leaders = [m for m in members if m.is_leader]
+        named = [m.name for m in members if m.role == "sync_standby"]
+        if len(leaders) != 1 or len(named) > 1:
+            return None
+        acking = psql_value(
+            self.bin_dir, leaders[0].port, self.secrets.superuser,
+            "SELECT coalesce(string_agg(application_name, ','), '') FROM pg_stat_replication "
+            "WHERE sync_state = 'sync'", user=SUPERUSER, timeout=2.0,
+        )  # fmt: skip
+        if acking is None or acking != (named[0] if named else ""):
+            return None
+        return leaders[0].name, (named[0] if named else None)
 
     # --- lifecycle ---------------------------------------------------------------------
     def up(self, timeout: float = 90) -> Member:

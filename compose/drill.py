@@ -37,7 +37,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,9 @@ if __package__ in (None, ""):  # run as a script: make `compose` (and the packag
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compose import _cluster_procs as procs
-from compose._cluster_config import SUPERUSER, Layout
+from compose._cluster_config import Layout
 from compose._cluster_core import Cluster
-from compose._cluster_rest import ClusterError, psql_value
+from compose._cluster_rest import ClusterError
 from compose._drill_metrics import scenario_metrics
 from compose._drill_report import (
     document,
@@ -69,7 +68,6 @@ __all__ = [
     "prepare",
     "run_drills",
     "violations",
-    "wait_synchronous",
 ]
 
 
@@ -103,56 +101,11 @@ def run_drills(
 def prepare(cluster: Cluster, settings: DrillSettings, timeout: float = 120.0) -> None:
     """Heal the cluster and set Patroni's synchronous mode as the drill wants it.
 
-    Returns once the mode is in force and stable: a synchronous standby
-    named by Patroni *and* acknowledging on the leader (or none of either),
-    unchanged for ``_STABLE`` seconds. ``Cluster.set_synchronous`` returns
-    earlier than that, and a leader crashed while Patroni still assigns the
-    standby leaves no member allowed to take over (Patroni waits forever).
+    ``Cluster.set_synchronous`` returns once the mode is in force and stable.
     """
     cluster.heal(timeout)
     # Always: an attached cluster's record may not say what was PATCHed since.
     cluster.set_synchronous(settings.synchronous, timeout)
-    wait_synchronous(cluster, settings.synchronous, timeout)
-
-
-_STABLE = 1.5
-
-
-def wait_synchronous(cluster: Cluster, enabled: bool, timeout: float = 60.0) -> str | None:
-    """Wait until synchronous replication is ``enabled`` (or off) and stable; the standby."""
-    deadline = time.monotonic() + timeout
-    seen, since = None, 0.0
-    while time.monotonic() < deadline:
-        state = _sync_state(cluster)
-        if state is not None and (state[1] is not None) == enabled:
-            if state != seen:
-                seen, since = state, time.monotonic()
-            elif time.monotonic() - since >= _STABLE:
-                return state[1]
-        else:
-            seen = None
-        time.sleep(0.1)
-    raise ClusterError(f"synchronous mode {'on' if enabled else 'off'} not stable after {timeout}s")
-
-
-def _sync_state(cluster: Cluster) -> tuple[str, str | None] | None:
-    """(leader, synchronous standby or None) when Patroni and PostgreSQL agree, else None."""
-    try:
-        members = cluster.members()
-    except ClusterError:
-        return None
-    leaders = [m for m in members if m.is_leader]
-    named = [m.name for m in members if m.role == "sync_standby"]
-    if len(leaders) != 1 or len(named) > 1:
-        return None
-    acking = psql_value(
-        cluster.bin_dir, leaders[0].port, cluster.secrets.superuser,
-        "SELECT coalesce(string_agg(application_name, ','), '') FROM pg_stat_replication "
-        "WHERE sync_state = 'sync'", user=SUPERUSER, timeout=2.0,
-    )  # fmt: skip
-    if acking is None or acking != (named[0] if named else ""):
-        return None
-    return leaders[0].name, (named[0] if named else None)
 
 
 def violations(metrics: dict[str, Any], *, synchronous: bool) -> list[str]:
