@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from typing import Any
 
@@ -199,9 +200,12 @@ class Polling:
         self.current = primaries[0] if primaries else self.current
 
     async def _loop(self) -> None:
+        # A random phase: a failure falls anywhere in the polling period, as in
+        # production (a fixed phase would always measure the same delay).
+        await asyncio.sleep(random.uniform(0, self.interval))
         while True:
-            await asyncio.sleep(self.interval)
             await self.poll()
+            await asyncio.sleep(self.interval)
 
     async def start(self) -> None:
         await self.poll()

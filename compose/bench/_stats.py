@@ -17,6 +17,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(data) - 1) * q / 100
     low = math.floor(pos)
     high = min(low + 1, len(data) - 1)
+    if pos == low or data[low] == data[high]:
+        return data[low]
+    if math.isinf(data[high]):  # censored samples ("never"): past the last finite one
+        return data[high]
     return data[low] + (data[high] - data[low]) * (pos - low)
 
 

@@ -155,6 +155,17 @@ async def run(env: Env) -> dict[str, Any]:
                     if f == fault
                 )
             )
+    return result(times, cap, n, n_frozen_base, poll_interval)
+
+
+def result(
+    times: dict[tuple[str, str], list[float | None]],
+    cap: float,
+    n: int,
+    n_frozen_base: int,
+    poll_interval: float,
+) -> dict[str, Any]:
+    """The benchmark's table, verdicts and data from the follow times (seconds or None)."""
     data = {f"{fault}/{name}": summarise(v, cap) for (fault, name), v in times.items()}
     rows = []
     for (fault, name), _ in times.items():

@@ -19,12 +19,12 @@ Written by `make bench` (`python -m compose.bench`{flag}); do not edit by hand.
 Each benchmark runs our code and its baseline alternately in the same process
 run and repeats them; **ratios and orders of magnitude are what we quote**:
 absolute times are context only (a shared {machine} machine, Python {python},
-PostgreSQL 15 on loopback, {date}; the run took {seconds} s).
+PostgreSQL 15 on loopback, {date}; the run took {seconds} s).{rerun}
 
 ## Targets
 
-| target | measured | met |
-| --- | --- | --- |
+| # | target | measured | met |
+| --- | --- | --- | --- |
 """
 
 
@@ -38,12 +38,15 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _measured(value: Any) -> str:
+# The unit of a verdict's value, when the verdict does not name one.
+UNITS = {"hotpath": "x", "resolver": "x", "probe_round": "s", "follow": "ms"}
+
+
+def _measured(value: Any, unit: str = "") -> str:
     if value is None:
         return "not reached"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+    text = f"{value:,.4g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}" if unit else text
 
 
 def table(columns: list[str], rows: list[list[Any]]) -> str:
@@ -53,13 +56,23 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    out = [SUMMARY.format(flag=" --quick" if meta["quick"] else "", **meta)]
+    rerun = meta.get("rerun")
+    note = (
+        f"\nThe full run was on {meta.get('first_run')}; rerun alone later: {', '.join(rerun)}."
+        if rerun
+        else ""
+    )
+    fields = {k: v for k, v in meta.items() if k not in ("rerun", "first_run")}
+    out = [SUMMARY.format(flag=" --quick" if meta["quick"] else "", rerun=note, **fields)]
     for result in results:
+        number = result["title"].split(".", 1)[0] if "error" not in result else "-"
         for verdict in result.get("verdicts", []):
             met = "yes" if verdict["met"] else "**no**"
-            out.append(f"| {verdict['target']} | {_measured(verdict['value'])} | {met} |\n")
+            unit = verdict.get("unit", UNITS.get(result["name"], ""))
+            measured = _measured(verdict["value"], unit)
+            out.append(f"| {number} | {verdict['target']} | {measured} | {met} |\n")
         if "error" in result:
-            out.append(f"| {result['name']} | failed: {result['error']} | **no** |\n")
+            out.append(f"| {number} | {result['name']} | failed: {result['error']} | **no** |\n")
     for result in results:
         out.append(f"\n## {result['title']}\n\n")
         if "error" in result:
@@ -71,6 +84,12 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         if result.get("plot"):
             out.append(f"\n![{result['name']}]({result['plot']})\n")
     return "".join(out)
+
+
+def render(out: Path) -> None:
+    """Write performance.md again from performance.json (no benchmark runs)."""
+    doc = json.loads((out / "performance.json").read_text())
+    (out / "performance.md").write_text(markdown(list(doc["benchmarks"].values()), doc["meta"]))
 
 
 def write_report(results: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
@@ -105,11 +124,16 @@ def plot_probe(result: dict[str, Any], path: Path) -> None:
             ("1 dead", lambda c: c["dead"] == 1),
             ("a third dead", lambda c: c["dead"] == c["hosts"] // 3),
         ):
-            pts = sorted((c["hosts"], c[key]["median"]) for c in cells if pick(c))
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=dead_label)
-        ax.set_title(label)
+            found = key.replace("_s", "_found_primary")
+            pts = sorted(
+                (c["hosts"], c[key]["median"], c.get(found, True)) for c in cells if pick(c)
+            )
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], label=dead_label)
+            for x, y, ok in pts:  # an x: the connect failed, no primary found
+                ax.plot([x], [y], marker="o" if ok else "x", color=line.get_color(), ms=7)
+        ax.set_title(label + ("" if key == "ours_s" else "  (x = failed)"))
         ax.set_xlabel("hosts")
-        ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("seconds to find the primary")
     axes[0].legend()

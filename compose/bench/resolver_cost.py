@@ -97,6 +97,7 @@ async def run(env: Env) -> dict[str, Any]:
             {
                 "target": f"no allocation growth over {alloc_calls:,} calls (< 1 KiB)",
                 "value": float(growth),
+                "unit": "B",
                 "met": growth < 1024,
             },
         ],

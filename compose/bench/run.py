@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import platform
 import sys
@@ -27,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `compose` importable
 
 from compose.bench import follow, hotpath, load, probe_round, resolver_cost, steady
 from compose.bench._env import ROOT, Env
-from compose.bench.report import write_report
+from compose.bench.report import render, write_report
 from compose.replicated import ReplicatedCluster
 
 BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
@@ -70,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts: proves they work")
     parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), help="a subset")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="output directory")
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from .json")
     args = parser.parse_args(argv)
+    if args.render:
+        render(args.out)
+        return 0
     logging.basicConfig(level=logging.ERROR)  # library warnings on failover are expected
     names = args.only or list(BENCHMARKS)
     started = time.monotonic()
@@ -85,9 +90,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        results, meta = merge_previous(results, meta, args.out)
     write_report(results, meta, args.out)
     print(f"wrote {args.out / 'performance.md'} in {meta['seconds']} s")
     return 1 if any("error" in r for r in results) else 0
+
+
+def merge_previous(
+    results: list[dict[str, Any]], meta: dict[str, Any], out: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """With ``--only``: keep the other benchmarks of the previous run of the same mode."""
+    try:
+        previous = json.loads((out / "performance.json").read_text())
+    except (OSError, ValueError):
+        return results, meta
+    if previous.get("meta", {}).get("quick") != meta["quick"]:
+        return results, meta
+    fresh = {r["name"]: r for r in results}
+    merged = [fresh.get(name) or previous["benchmarks"].get(name) for name in BENCHMARKS]
+    kept = [r for r in merged if r is not None]
+    meta = {**meta, "seconds": round(sum(r.get("seconds", 0) for r in kept), 1)}
+    meta["rerun"] = sorted(set(previous["meta"].get("rerun", [])) | set(fresh))
+    meta["first_run"] = previous["meta"].get("first_run", previous["meta"].get("date"))
+    return kept, meta
 
 
 def _cpus() -> int:

@@ -1,0 +1,1 @@
+"""Minimal reproductions of what the benchmarks found (run each as a module)."""
