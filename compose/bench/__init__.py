@@ -6,5 +6,8 @@ loopback, runs each benchmark (one module each) and writes
 benchmark alternates our code and its baseline within one process run and
 repeats enough to report a median and a spread: ratios are what we quote,
 absolute times are context only (these machines are shared and noisy).
-``--quick`` runs tiny counts in seconds, to prove the benchmarks work (CI).
+``--quick`` runs tiny counts in seconds, to prove the benchmarks work (CI);
+``--only NAME`` reruns some and keeps the others' results; ``--render``
+rewrites the Markdown from the JSON. ``compose/bench/repro/`` holds minimal
+reproductions of what the benchmarks found (each runnable with ``-m``).
 """
