@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ._failover import TERMINATED
+from .errors import RetryableConnectionError
 
 logger = logging.getLogger("ctxdb")
 
@@ -49,7 +50,7 @@ class EngineSlot:
     pool, so a retired engine never keeps an idle connection to its host.
     """
 
-    __slots__ = ("active", "disposed", "engine", "host", "retired", "session_maker")
+    __slots__ = ("active", "disposed", "engine", "host", "refusing", "retired", "session_maker")
 
     def __init__(
         self, host: str, engine: AsyncEngine, session_maker: async_sessionmaker[AsyncSession]
@@ -60,6 +61,8 @@ class EngineSlot:
         self.active: set[ConnectionPoolEntry] = set()
         self.retired = False
         self.disposed = False
+        # Set once the host is no longer valid (cut): no connection is handed out.
+        self.refusing: str | None = None
         event.listen(engine.sync_engine, "checkout", self._on_checkout)
         event.listen(engine.sync_engine, "checkin", self._on_checkin)
 
@@ -72,6 +75,14 @@ class EngineSlot:
         return len(self.active)
 
     def _on_checkout(self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        if self.refusing is not None:
+            # A session made before the cut, only now getting its connection
+            # (it waited for the pool): it must not reach the old host.
+            raise RetryableConnectionError(
+                f"connection to {self.host} refused ({self.refusing}): nothing was sent; "
+                "it is safe to retry",
+                host=self.host,
+            )
         self.active.add(record)
 
     def _on_checkin(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -83,12 +94,13 @@ class EngineSlot:
         self.retired = True
 
     def terminate_active(self, reason: str) -> int:
-        """Cut every checked-out connection at once; return how many.
+        """Cut every checked-out connection at once, refuse any later checkout; return how many.
 
         For a host that is down, frozen or demoted: the requests waiting on
         those connections fail now (with ``reason`` in their error) instead
         of hanging until a TCP timeout. Never waits for the host.
         """
+        self.refusing = reason
         records = list(self.active)
         for record in records:
             record.info[TERMINATED] = reason

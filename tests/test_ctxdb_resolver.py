@@ -243,3 +243,38 @@ def test_framework_and_upstream_module_names_import() -> None:
 
     assert ctxdb.fastapi.fastapi_db_session_middleware is not None
     assert ctxdb.test_utils.set_test_context is not None
+
+
+async def test_sessions_queued_for_a_connection_never_reach_a_cut_host(
+    make_connect: Callable[..., DBConnect], table: Any, driver: str
+) -> None:
+    """Sessions made before the cut and waiting for the pool must not connect to the old host."""
+    old, new = f"queued-old-{driver}", f"queued-new-{driver}"
+    resolver = SwitchableResolver(old)
+    connect = make_connect(
+        old, resolver=resolver, engine_kwargs={"pool_size": 1, "max_overflow": 0}
+    )
+
+    async def holder() -> None:
+        session = await db_session(connect)
+        await session.execute(text("select pg_sleep(30)"))
+
+    async def queued(label: str) -> str:
+        session = await db_session(connect)
+        await session.execute(text("insert into example(text) values (:t)"), {"t": label})
+        name = await session.execute(text("select current_setting('application_name')"))
+        return str(name.scalar_one())
+
+    holding = asyncio.create_task(run_in_new_ctx(holder))
+    await wait_until(lambda: ("active", "select pg_sleep(30)") in backends(table, old))
+    waiting = [asyncio.create_task(run_in_new_ctx(queued, f"q{i}")) for i in range(2)]
+    await asyncio.sleep(0.1)  # both have their session and wait for the one connection
+    resolver.switch(new)
+    results = await asyncio.gather(holding, *waiting, return_exceptions=True)
+    assert all(isinstance(r, RetryableConnectionError) for r in results), results
+    assert table.execute("select count(*) from example").fetchone()[0] == 0
+    assert await run_in_new_ctx(queued, "after") == f"ctxdb-{new}"
+    table.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
+        (f"ctxdb-{old}",),
+    )
