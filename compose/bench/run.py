@@ -26,7 +26,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `compose` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from compose.bench import follow, hotpath, load, probe_round, resolver_cost, steady
+from compose.bench import follow, hotpath, load, probe_round, resolver_cost, ryw, steady
 from compose.bench._env import ROOT, Env
 from compose.bench.report import render, write_report
 from compose.replicated import ReplicatedCluster
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "follow": follow.run,
     "steady": steady.run,
     "load": load.run,
+    "ryw": ryw.run,
 }
 
 
