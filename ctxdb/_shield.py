@@ -29,9 +29,24 @@ def _spawn(closing: Awaitable[None], name: str) -> asyncio.Task[None]:
     return task
 
 
+def _close_now(session: AsyncSession) -> bool:
+    """Close at once, without a task, a session that holds no transaction.
+
+    Such a close does no I/O (it only forgets objects), so nothing can be
+    cancelled half-way; this spares the common case (a request whose commit
+    already released its connection) a task per session. A subclass that
+    overrides ``close`` always gets its own method.
+    """
+    if type(session).close is not AsyncSession.close or session.in_transaction():
+        return False
+    session.sync_session.close()
+    return True
+
+
 async def close_shielded(session: AsyncSession) -> None:
     """Close ``session``; the close completes even if the caller is cancelled."""
-    await asyncio.shield(_spawn(session.close(), "ctxdb-close-session"))
+    if not _close_now(session):
+        await asyncio.shield(_spawn(session.close(), "ctxdb-close-session"))
 
 
 async def close_all_shielded(
@@ -42,7 +57,11 @@ async def close_all_shielded(
     One failing close never stops the others. Cancellation of the caller is
     re-raised after the closes were started (they run to completion).
     """
-    tasks = {name: _spawn(session.close(), f"ctxdb-close-{name}") for name, session in sessions}
+    tasks = {
+        name: _spawn(session.close(), f"ctxdb-close-{name}")
+        for name, session in sessions
+        if not _close_now(session)
+    }
     if not tasks:
         return {}
     await asyncio.shield(asyncio.wait(tasks.values()))
