@@ -166,18 +166,18 @@ class PositionToken:
 
     def from_headers(self, headers: list[tuple[bytes, bytes]]) -> int | None:
         """The highest valid position in the request's header or cookie."""
-        found: list[int] = []
+        tokens: list[str] = []
         for name, value in headers:
             key = name.decode("latin-1").lower()
             if key == self.header:
-                found.append(self.load(value.decode("latin-1")) or -1)
+                tokens.append(value.decode("latin-1"))
             elif key == "cookie" and self.cookie:
                 for part in value.decode("latin-1").split(";"):
                     cookie_name, _, cookie_value = part.strip().partition("=")
                     if cookie_name == self.cookie:
-                        found.append(self.load(cookie_value) or -1)
-        best = max(found, default=-1)
-        return best if best >= 0 else None
+                        tokens.append(cookie_value)
+        positions = [lsn for lsn in map(self.load, tokens) if lsn is not None]
+        return max(positions, default=None)
 
     def response_headers(self, lsn: int) -> list[tuple[bytes, bytes]]:
         token = self.dump(lsn).encode("latin-1")

@@ -140,6 +140,11 @@ class DBConnect:
         self._host = host
 
     @property
+    def tracks_writes(self) -> bool:
+        """Whether sessions record their commits' WAL position (``read_your_writes``)."""
+        return self._track_writes
+
+    @property
     def engine(self) -> AsyncEngine | None:
         """The engine in use now, if one was built."""
         slot = self._slot

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._context import init_db_session_ctx, put_db_session_to_context, scope_sessions
 from ._lifecycle import commit_all_sessions, reset_db_session_ctx
+from ._ryw import track_writes
 from ._shield import close_shielded
 from .connect import DBConnect
 
@@ -87,6 +88,8 @@ async def put_savepoint_session_in_ctx(
         bind=await session.connection(), join_transaction_mode="create_savepoint"
     )
     savepoint_session.info[_TEST_OWNED] = True
+    if connection.tracks_writes:  # as the app's own sessions would
+        track_writes(savepoint_session)
     put_db_session_to_context(connection, savepoint_session)
     try:
         yield
