@@ -190,7 +190,9 @@ class DBConnect:
                 self.swaps += 1
         if old_slot is not None:
             self._retire(old_slot)
-        if old_host != host:
+        if old_host is None:
+            logger.debug("%r sends new sessions to %s", self, host)
+        elif old_host != host:
             logger.warning("%r now sends new sessions to %s (was %s)", self, host, old_host)
         return new_slot
 
