@@ -29,8 +29,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import starlette_app
 from compose.pgserver import PostgresNode, free_port
 from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect
+from tests._frameworks import serving
 from topology import ClusterResolver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,28 +55,9 @@ ASGIApp = Callable[..., Any]
 DEADLINE = 30.0  # every wait on a server or an app in this module
 
 
-@asynccontextmanager
-async def running(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+def running(app: ASGIApp) -> Any:
     """Run ``app``'s lifespan as a server would (startup, requests, shutdown); yield a client."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.ensure_future(app(scope, inbox.get, outbox.put))
-    try:
-        await inbox.put({"type": "lifespan.startup"})
-        started = await asyncio.wait_for(outbox.get(), DEADLINE)
-        assert started["type"] == "lifespan.startup.complete", started
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://docs") as client:
-            yield client
-        await inbox.put({"type": "lifespan.shutdown"})
-        stopped = await asyncio.wait_for(outbox.get(), DEADLINE)
-        assert stopped["type"] == "lifespan.shutdown.complete", stopped
-        await asyncio.wait_for(task, DEADLINE)
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.wait((task,), timeout=DEADLINE)
+    return serving(app)
 
 
 def texts(admin: Admin, table: str) -> list[str]:
