@@ -55,11 +55,6 @@ ASGIApp = Callable[..., Any]
 DEADLINE = 30.0  # every wait on a server or an app in this module
 
 
-def running(app: ASGIApp) -> Any:
-    """Run ``app``'s lifespan as a server would (startup, requests, shutdown); yield a client."""
-    return serving(app)
-
-
 def texts(admin: Admin, table: str) -> list[str]:
     """The texts of ``table`` as a separate connection sees them (committed rows only)."""
     return [str(text) for (text,) in admin.execute(f"select text from {table} order by id")]
@@ -75,7 +70,7 @@ def db(make_connect: Callable[..., DBConnect]) -> DBConnect:
 
 async def test_starlette_example(db: DBConnect, admin: Admin) -> None:
     admin.execute("drop table if exists starlette_note")
-    async with running(starlette_app.create_app(db)) as client:
+    async with serving(starlette_app.create_app(db)) as client:
         created = await client.post("/notes", params={"text": "hello"})
         assert created.status_code == 201
         assert texts(admin, "starlette_note") == ["hello"]
@@ -97,7 +92,7 @@ async def test_starlette_example(db: DBConnect, admin: Admin) -> None:
 
 async def test_asgi_example_commits_before_the_status_line(db: DBConnect, admin: Admin) -> None:
     admin.execute("drop table if exists asgi_note")
-    async with running(asgi_app.create_app(db)) as client:
+    async with serving(asgi_app.create_app(db)) as client:
         first = await client.post("/notes", params={"text": "once"})
         assert (first.status_code, first.json()) == (200, {"stored": "once"})
         assert texts(admin, "asgi_note") == ["once"]
@@ -158,7 +153,7 @@ async def test_cluster_example_follows_a_failover(replicated: ReplicatedCluster)
     new = replicated.replicas[0]
     replicated.query(old, "drop table if exists cluster_event")
     cluster = ClusterResolver.from_url(replicated.url(), wait_timeout=10)
-    async with running(cluster_app.create_app(cluster)) as client:
+    async with serving(cluster_app.create_app(cluster)) as client:
         written = await client.post("/events", params={"text": "before"})
         assert written.status_code == 200
         assert written.json()["host"] == old.host
@@ -343,7 +338,7 @@ async def test_cluster_example_from_env(
     replicated: ReplicatedCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLUSTER_URL", replicated.url())
-    async with running(cluster_app.app_from_env()) as client:
+    async with serving(cluster_app.app_from_env()) as client:
         written = await client.post("/events", params={"text": "from-env"})
         assert written.status_code == 200
         assert written.json()["host"] == replicated.primary.host
