@@ -53,7 +53,8 @@ def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
     """Whether this error says the host is no longer a usable primary."""
     if is_disconnect:
         return True
-    if sqlstate_of(exc) in HOST_GONE_SQLSTATES:
+    code = sqlstate_of(exc)
+    if code is not None and (code in HOST_GONE_SQLSTATES or code.startswith("08")):
         return True
     return _READ_ONLY_TEXT in str(exc)
 
@@ -81,8 +82,8 @@ def connect_failed_on_network(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, asyncio.TimeoutError)):
         return True
     code = sqlstate_of(exc)
-    if code is not None:
-        return code in HOST_GONE_SQLSTATES
+    if code is not None:  # class 08: connection exceptions (e.g. closed mid-handshake)
+        return code in HOST_GONE_SQLSTATES or code.startswith("08")
     message = str(exc).lower()
     if "authentication" in message or "does not exist" in message or "pg_hba" in message:
         return False

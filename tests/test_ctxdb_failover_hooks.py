@@ -89,6 +89,13 @@ def test_connect_failure_classification(message: str, network: bool) -> None:
     assert connect_failed_on_network(ConnectionRefusedError()) is True
 
 
+def test_a_connection_closed_mid_handshake_is_a_network_failure() -> None:
+    class ClosedMidway(Exception):  # asyncpg's ConnectionDoesNotExistError carries 08003
+        sqlstate = "08003"
+
+    assert connect_failed_on_network(ClosedMidway("connection was closed in the middle"))
+
+
 def test_error_classification_table() -> None:
     class Coded(Exception):
         def __init__(self, code: str) -> None:
