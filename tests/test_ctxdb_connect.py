@@ -17,15 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ctxdb import DBConnect, NoHostError, db_session, run_in_new_ctx
+from tests._waiting import eventually as wait_until
 from tests.fixtures.ctxdb import backends
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 async def test_host_and_lazy_engine(make_connect: Callable[..., DBConnect]) -> None:

@@ -8,7 +8,6 @@ Cluster operations block, so they run in a thread while the loop keeps going.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 import uuid
@@ -17,21 +16,12 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from compose.replicated import ReplicatedCluster
+from tests._waiting import eventually
 from topology import ClusterResolver, NoPrimaryError, ProbeError, Reason, Role
 
 pytestmark = pytest.mark.cluster
 
 MakeCluster = Callable[..., ClusterResolver]
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    for _ in itertools.count():
-        if check():
-            return
-        assert time.monotonic() < deadline, f"not true within {timeout} s"
-        await asyncio.sleep(0.01)
 
 
 def primary_timeline(cluster: ReplicatedCluster) -> int:

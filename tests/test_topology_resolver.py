@@ -7,7 +7,6 @@ on the replicated cluster in ``test_topology_failover.py``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 import tracemalloc
@@ -19,6 +18,7 @@ import pytest
 
 from compose.blackhole import BlackHole
 from compose.pgserver import PostgresNode, free_port
+from tests._waiting import eventually
 from topology import (
     ClusterResolver,
     ConfigurationError,
@@ -31,16 +31,6 @@ from topology import (
 pytestmark = pytest.mark.integration
 
 MakeCluster = Callable[..., ClusterResolver]
-
-
-async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    for _ in itertools.count():
-        if check():
-            return
-        assert time.monotonic() < deadline, f"not true within {timeout} s"
-        await asyncio.sleep(0.01)
 
 
 def backends(node: PostgresNode, application_name: str) -> int:
