@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compose.pgserver import ServerUser
+from compose.pgserver import ServerUser, port_is_free
 
 _PR_SET_PDEATHSIG = 1
 # Children this process spawned: kept so they are reaped (no zombie, no
@@ -215,18 +214,8 @@ def terminate(procs: Iterable[Proc], signum: int, timeout: float) -> None:
 
 
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
-    """True when a socket is bound to ``host:port`` (a listener, not TIME_WAIT leftovers).
-
-    The probe sets SO_REUSEADDR like PostgreSQL, etcd and Patroni do, so the
-    TIME_WAIT connections a stopped server leaves for a minute do not count.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+    """True when a socket listens on ``host:port`` (TIME_WAIT leftovers do not count)."""
+    return not port_is_free(port, host)
 
 
 def pid_alive(pid: int) -> bool:

@@ -206,3 +206,30 @@ async def post_until_stored(
             return answer, statuses
         await asyncio.sleep(0.05)
     raise AssertionError(f"never stored: {statuses[-10:]}")
+
+
+async def check_app_follows_failover(
+    replicated: Any, create_app: Callable[[Any, list[Any]], Any], table: str
+) -> tuple[Any, Any]:
+    """An example app (``create_app(master, [cluster])``, serving ``POST /notes``)
+    keeps storing notes through a stopped primary and a promotion.
+
+    Returns the cluster and master after the app's lifespan closed them.
+    """
+    old, new = replicated.primary, replicated.replicas[0]
+    replicated.query(old, f"drop table if exists {table}")
+    cluster, master = cluster_and_master(replicated)
+    async with serving(create_app(master, [cluster])) as client:
+        first = await client.post("/notes", params={"text": "before"})
+        assert (first.status_code, first.json()["port"]) == (201, old.port)
+
+        await asyncio.to_thread(replicated.stop, old, "immediate")
+        await asyncio.to_thread(replicated.promote, new)
+        answer, statuses = await post_until_stored(
+            lambda: client.post("/notes", params={"text": "after"})
+        )
+        assert answer.json()["port"] == new.port
+        assert set(statuses[:-1]) <= {500}, statuses  # nothing stored by those
+    rows = replicated.query(new, f"select text from {table} order by id")
+    assert [t for (t,) in rows] == ["before", "after"]
+    return cluster, master

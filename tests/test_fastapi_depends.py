@@ -9,7 +9,6 @@ exits *after* the response was sent (a failed commit there comes too late).
 
 # No `from __future__ import annotations`: FastAPI must evaluate the endpoints'
 # annotations, which name DBConnects local to each test.
-import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect, add_fastapi_http_db_session_middleware
 from ctxdb.fastapi import DBSession, db_session_dependency
-from tests._frameworks import Socket, cluster_and_master, http_by_hand, post_until_stored, serving
+from tests._frameworks import Socket, check_app_follows_failover, http_by_hand, serving
 
 Admin = psycopg.Connection[Any]
 INSERT = text("insert into example(text) values (:t)")
@@ -170,24 +169,11 @@ async def test_two_databases_share_one_context(
 
 @pytest.mark.cluster
 async def test_example_app_follows_a_failover(replicated: ReplicatedCluster) -> None:
-    old, new = replicated.primary, replicated.replicas[0]
-    replicated.query(old, "drop table if exists depends_note")
-    cluster, master = cluster_and_master(replicated)
-    async with serving(fastapi_depends_app.create_app(master, [cluster])) as client:
-        first = await client.post("/notes", params={"text": "before"})
-        assert (first.status_code, first.json()["port"]) == (201, old.port)
-
-        await asyncio.to_thread(replicated.stop, old, "immediate")
-        await asyncio.to_thread(replicated.promote, new)
-        answer, statuses = await post_until_stored(
-            lambda: client.post("/notes", params={"text": "after"})
-        )
-        assert answer.json()["port"] == new.port
-        assert set(statuses[:-1]) <= {500}, statuses  # nothing stored by those
+    cluster, master = await check_app_follows_failover(
+        replicated, fastapi_depends_app.create_app, "depends_note"
+    )
     assert not cluster.running  # db_lifespan closed the resolver ...
     assert master.engine is None  # ... and the DBConnect
-    rows = replicated.query(new, "select text from depends_note order by id")
-    assert [t for (t,) in rows] == ["before", "after"]
 
 
 async def test_websocket_route_commits_when_the_endpoint_returns(

@@ -11,7 +11,6 @@ failover through ``DBConnect(resolver=cluster.master)``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from compose.replicated import ReplicatedCluster
 from ctxdb import DBConnect
 from ctxdb.litestar import CtxDBPlugin, provide_db_session
-from tests._frameworks import Socket, cluster_and_master, http_by_hand, post_until_stored, serving
+from tests._frameworks import Socket, check_app_follows_failover, http_by_hand, serving
 
 Admin = psycopg.Connection[Any]
 INSERT = text("insert into example(text) values (:t)")
@@ -148,21 +147,8 @@ async def test_exceptions_roll_back_by_the_status_they_became(
 
 @pytest.mark.cluster
 async def test_example_app_follows_a_failover(replicated: ReplicatedCluster) -> None:
-    old, new = replicated.primary, replicated.replicas[0]
-    replicated.query(old, "drop table if exists litestar_note")
-    cluster, master = cluster_and_master(replicated)
-    async with serving(litestar_app.create_app(master, [cluster])) as client:
-        first = await client.post("/notes", params={"text": "before"})
-        assert (first.status_code, first.json()["port"]) == (201, old.port)
-
-        await asyncio.to_thread(replicated.stop, old, "immediate")
-        await asyncio.to_thread(replicated.promote, new)
-        answer, statuses = await post_until_stored(
-            lambda: client.post("/notes", params={"text": "after"})
-        )
-        assert answer.json()["port"] == new.port
-        assert set(statuses[:-1]) <= {500}, statuses
+    cluster, master = await check_app_follows_failover(
+        replicated, litestar_app.create_app, "litestar_note"
+    )
     assert not cluster.running  # the plugin's lifespan closed the resolver ...
     assert master.engine is None  # ... and the DBConnect
-    rows = replicated.query(new, "select text from litestar_note order by id")
-    assert [t for (t,) in rows] == ["before", "after"]
