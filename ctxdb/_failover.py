@@ -49,12 +49,17 @@ def sqlstate_of(exc: BaseException | None) -> str | None:
     return None
 
 
+def _host_gone_code(code: str) -> bool:
+    # Class 08 covers connection exceptions, e.g. a connection closed mid-handshake.
+    return code in HOST_GONE_SQLSTATES or code.startswith("08")
+
+
 def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
     """Whether this error says the host is no longer a usable primary."""
     if is_disconnect:
         return True
     code = sqlstate_of(exc)
-    if code is not None and (code in HOST_GONE_SQLSTATES or code.startswith("08")):
+    if code is not None and _host_gone_code(code):
         return True
     return _READ_ONLY_TEXT in str(exc)
 
@@ -82,8 +87,8 @@ def connect_failed_on_network(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, asyncio.TimeoutError)):
         return True
     code = sqlstate_of(exc)
-    if code is not None:  # class 08: connection exceptions (e.g. closed mid-handshake)
-        return code in HOST_GONE_SQLSTATES or code.startswith("08")
+    if code is not None:
+        return _host_gone_code(code)
     message = str(exc).lower()
     if "authentication" in message or "does not exist" in message or "pg_hba" in message:
         return False
