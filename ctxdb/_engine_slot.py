@@ -4,41 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from ._failover import TERMINATED
-from .errors import RetryableConnectionError
+from ._routing import HostRouter
 
 logger = logging.getLogger("ctxdb")
-
-
-def terminate_driver_connection(driver_connection: Any) -> None:
-    """Close a raw asyncpg or psycopg connection without a word to the server.
-
-    asyncpg's ``terminate()`` drops the transport and fails pending calls.
-    psycopg has no such call, so the socket is shut down underneath it: its
-    pending read wakes up with end-of-file and raises.
-    """
-    if driver_connection is None:
-        return
-    try:
-        terminate = getattr(driver_connection, "terminate", None)
-        if callable(terminate):
-            terminate()
-            return
-        pgconn = getattr(driver_connection, "pgconn", None)
-        if pgconn is not None and pgconn.socket >= 0:
-            with socket.fromfd(pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as dup:
-                dup.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-    except Exception:
-        logger.warning("could not terminate a connection", exc_info=True)
 
 
 class EngineSlot:
@@ -48,23 +22,41 @@ class EngineSlot:
     a connection checked back in is invalidated (SQLAlchemy closes it, with
     a bounded graceful close then a terminate) instead of going back to the
     pool, so a retired engine never keeps an idle connection to its host.
+    A slot with a ``router`` follows a resolver: its connections go to the
+    router's target, and a checkout of one to another host reconnects it.
     """
 
-    __slots__ = ("active", "disposed", "engine", "host", "refusing", "retired", "session_maker")
+    __slots__ = (
+        "active",
+        "disposed",
+        "engine",
+        "home",
+        "retired",
+        "router",
+        "session_maker",
+    )
 
     def __init__(
-        self, host: str, engine: AsyncEngine, session_maker: async_sessionmaker[AsyncSession]
+        self,
+        host: str,
+        engine: AsyncEngine,
+        session_maker: async_sessionmaker[AsyncSession],
+        router: HostRouter | None = None,
     ) -> None:
-        self.host = host
+        self.home = host
+        self.router = router
         self.engine = engine
         self.session_maker = session_maker
         self.active: set[ConnectionPoolEntry] = set()
         self.retired = False
         self.disposed = False
-        # Set once the host is no longer valid (cut): no connection is handed out.
-        self.refusing: str | None = None
         event.listen(engine.sync_engine, "checkout", self._on_checkout)
         event.listen(engine.sync_engine, "checkin", self._on_checkin)
+
+    @property
+    def host(self) -> str | None:
+        """Where new connections go: the host it was built for, or the router's target."""
+        return self.router.target if self.router is not None else self.home
 
     def __repr__(self) -> str:
         state = "retired" if self.retired else "current"
@@ -75,14 +67,8 @@ class EngineSlot:
         return len(self.active)
 
     def _on_checkout(self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        if self.refusing is not None:
-            # A session made before the cut, only now getting its connection
-            # (it waited for the pool): it must not reach the old host.
-            raise RetryableConnectionError(
-                f"connection to {self.host} refused ({self.refusing}): nothing was sent; "
-                "it is safe to retry",
-                host=self.host,
-            )
+        if self.router is not None:
+            self.router.check(record)  # a stale host: the pool reconnects this slot
         self.active.add(record)
 
     def _on_checkin(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -93,20 +79,6 @@ class EngineSlot:
     def retire(self) -> None:
         self.retired = True
 
-    def terminate_active(self, reason: str) -> int:
-        """Cut every checked-out connection at once, refuse any later checkout; return how many.
-
-        For a host that is down, frozen or demoted: the requests waiting on
-        those connections fail now (with ``reason`` in their error) instead
-        of hanging until a TCP timeout. Never waits for the host.
-        """
-        self.refusing = reason
-        records = list(self.active)
-        for record in records:
-            record.info[TERMINATED] = reason
-            terminate_driver_connection(record.driver_connection)
-        return len(records)
-
     async def dispose(self, timeout: float) -> None:
         """Close the idle pooled connections, within ``timeout`` seconds.
 
@@ -115,6 +87,8 @@ class EngineSlot:
         """
         try:
             await asyncio.wait_for(self.engine.dispose(), timeout)
+            if self.router is not None:
+                await asyncio.wait_for(self.router.close(), timeout)
         except asyncio.TimeoutError:
             logger.warning(
                 "disposing of the engine for %s timed out after %.1fs", self.host, timeout

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ HOST_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006"})
 _READ_ONLY_TEXT = "read-only transaction"
 _COMMITTING = "ctxdb_committing"
 TERMINATED = "ctxdb_terminated"
+# The host a routed connection reached (set by ctxdb._routing).
+HOST_TAG = "ctxdb_host"
 
 
 def sqlstate_of(exc: BaseException | None) -> str | None:
@@ -75,6 +78,11 @@ _NETWORK_WORDS = (
     "connection reset",
     "could not translate host name",
     "name or service not known",
+    # 57P03 in words: psycopg's connect errors carry no SQLSTATE.
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "the database system is not accepting connections",
 )
 
 
@@ -95,8 +103,16 @@ def connect_failed_on_network(exc: BaseException) -> bool:
     return any(words in message for words in _NETWORK_WORDS)
 
 
-def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReporter | None) -> None:
-    """Attach the error hooks to ``engine``, whose connections go to ``host``."""
+def install_failover_hooks(
+    engine: AsyncEngine, host: str, report: FailureReporter | None, *, routed: bool = False
+) -> None:
+    """Attach the error hooks to ``engine``, whose connections go to ``host``.
+
+    ``routed``: the engine's connections may go to other hosts (a
+    :class:`~ctxdb._routing.HostRouter` tags each one and makes the
+    connects itself), so a failure is attributed to the host its connection
+    is tagged with, and not reported at all when that is unknown.
+    """
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "handle_error")
@@ -110,25 +126,31 @@ def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReport
             return None
         if not context.is_pre_ping:
             context.is_disconnect = True
-        _report(report, host, original)
-        return _typed_error(context, host)
+        info = _connection_info(context)
+        where = info.get(HOST_TAG) or (None if routed else host)
+        # A connection we cut ourselves says nothing new about its host.
+        if where is not None and TERMINATED not in info:
+            report_to(report, where, original)
+        return _typed_error(context, where or host, info)
 
-    @event.listens_for(sync_engine, "do_connect")
-    def on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
-        # Connect failures bypass handle_error unless the driver wraps them
-        # in a DBAPI error (asyncpg does not): catch them here.
-        try:
-            return dialect.connect(*cargs, **cparams)
-        except Exception as exc:
-            if not connect_failed_on_network(exc):
-                raise  # wrong password, missing database...: not the host's state
-            _report(report, host, exc)
-            raise RetryableConnectionError(
-                f"could not connect to {host} ({_describe(exc)}): nothing was sent; "
-                "it is safe to retry",
-                host=host,
-                orig=exc,
-            ) from exc
+    if not routed:
+
+        @event.listens_for(sync_engine, "do_connect")
+        def on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+            # Connect failures bypass handle_error unless the driver wraps them
+            # in a DBAPI error (asyncpg does not): catch them here.
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except Exception as exc:
+                if not connect_failed_on_network(exc):
+                    raise  # wrong password, missing database...: not the host's state
+                report_to(report, host, exc)
+                raise RetryableConnectionError(
+                    f"could not connect to {host} ({describe(exc)}): nothing was sent; "
+                    "it is safe to retry",
+                    host=host,
+                    orig=exc,
+                ) from exc
 
     @event.listens_for(sync_engine, "commit")
     def on_commit(conn: Any) -> None:
@@ -139,26 +161,40 @@ def install_failover_hooks(engine: AsyncEngine, host: str, report: FailureReport
         conn.info[_COMMITTING] = False
 
 
-def _report(report: FailureReporter | None, host: str, exc: BaseException) -> None:
-    if report is None:
+def report_to(reporter: FailureReporter | None, host: str, exc: BaseException) -> None:
+    """Tell ``reporter`` that ``host`` failed; a reporter that raises is logged, never raised."""
+    if reporter is None:
         return
     try:
-        report(host, exc)
+        reporter(host, exc)
     except Exception:  # a reporter must never turn one error into two
         logger.exception("report_failure(%s) raised", host)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An error's text, or its type's name when it has none."""
     return str(exc).strip() or type(exc).__name__
 
 
-def _typed_error(context: ExceptionContext, host: str) -> BaseException | None:
+def _connection_info(context: ExceptionContext) -> dict[str, Any]:
+    """The failing connection's ``info`` (its pool record's), or {} when there is none."""
+    connection = context.connection
+    if connection is None or connection.invalidated:
+        return {}
+    try:
+        return dict(connection.info)
+    except Exception:  # closed under us: nothing to learn from it
+        return {}
+
+
+def _typed_error(
+    context: ExceptionContext, host: str, info: dict[str, Any]
+) -> BaseException | None:
     connection = context.connection
     if connection is None or context.is_pre_ping:
         return None
-    info = connection.info if not connection.invalidated else {}
     committing = bool(info.get(_COMMITTING)) and context.statement is None
-    why = info.get(TERMINATED) or _describe(context.original_exception)
+    why = info.get(TERMINATED) or describe(context.original_exception)
     cls = CommitOutcomeUnknownError if committing else RetryableConnectionError
     what = (
         "the COMMIT may or may not have been stored"
@@ -172,3 +208,27 @@ def _typed_error(context: ExceptionContext, host: str) -> BaseException | None:
         params=context.parameters,
         orig=context.original_exception,
     )
+
+
+def terminate_driver_connection(driver_connection: Any) -> None:
+    """Close a raw asyncpg or psycopg connection without a word to the server.
+
+    asyncpg's ``terminate()`` drops the transport and fails pending calls.
+    psycopg has no such call, so the socket is shut down underneath it: its
+    pending read wakes up with end-of-file and raises. Never waits, never raises.
+    """
+    if driver_connection is None:
+        return
+    try:
+        terminate = getattr(driver_connection, "terminate", None)
+        if callable(terminate):
+            terminate()
+            return
+        pgconn = getattr(driver_connection, "pgconn", None)
+        if pgconn is not None and pgconn.socket >= 0:
+            with socket.fromfd(pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+    except Exception:
+        logger.warning("could not terminate a connection", exc_info=True)

@@ -30,6 +30,7 @@ from ._context import _db_session_ctx
 from ._engine_slot import EngineSlot
 from ._failover import FailureReporter, install_failover_hooks
 from ._resolver import Resolver, engine_creator_from_url
+from ._routing import HostRouter
 from ._ryw import format_lsn, track_writes
 from .errors import NoHostError
 
@@ -47,6 +48,7 @@ SessionMakerCreatorFunc = Callable[[AsyncEngine], async_sessionmaker[AsyncSessio
 AsyncFunc = Callable[["DBConnect"], Awaitable[None]]
 
 DEFAULT_DISPOSE_TIMEOUT = 5.0
+DEFAULT_FAILOVER_WAIT = 5.0
 
 
 def default_session_maker_creator(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -94,6 +96,8 @@ class DBConnect:
         dispose_timeout: float = DEFAULT_DISPOSE_TIMEOUT,
         read_your_writes: bool = False,
         read_your_writes_wait: float = 0.05,
+        failover_wait: float = DEFAULT_FAILOVER_WAIT,
+        warm_up: bool = True,
     ) -> None:
         if engine_creator is None:
             if url is None:
@@ -113,6 +117,11 @@ class DBConnect:
         self.terminated = 0
         self._resolver = resolver
         self._exclusive = bool(getattr(resolver, "exclusive", True))
+        # An exclusive resolver (a primary): one engine whose connections follow it.
+        self._routed = resolver is not None and self._exclusive
+        self._failover_wait = failover_wait
+        self._warm_up = warm_up
+        self._warming: set[asyncio.Task[None]] = set()
         # Non-exclusive resolvers (replica pickers): one live engine per host.
         self._by_host: dict[str, EngineSlot] = {}
         self._report: FailureReporter | None = getattr(resolver, "report_failure", None)
@@ -198,8 +207,18 @@ class DBConnect:
 
     def _build(self, host: str) -> EngineSlot:
         engine = self._engine_creator(host)
-        install_failover_hooks(engine, host, self._on_engine_failure)
-        return EngineSlot(host, engine, self._session_maker_creator(engine))
+        router = None
+        if self._routed:
+            router = HostRouter(
+                engine,
+                host,
+                build=self._engine_creator,
+                follow=self._follow,
+                report=self._report,
+                wait=self._failover_wait,
+            )
+        install_failover_hooks(engine, host, self._on_engine_failure, routed=router is not None)
+        return EngineSlot(host, engine, self._session_maker_creator(engine), router)
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
         if not self._exclusive:
@@ -211,22 +230,53 @@ class DBConnect:
 
     def _on_resolver_change(self, host: str | None) -> None:
         """The resolver's answer changed: act now, not at the next session."""
-        current = self._slot
-        if not self._exclusive or current is None or host == current.host:
-            return
-        if host is None:
-            with self._swap_lock:
-                self._slot = None
-            self._retire(current)
-        else:
-            self._swap(host, only_if_changed=True)
-        self._cut(current)
+        if self._exclusive:
+            self._retarget(host)
 
-    def _cut(self, slot: EngineSlot) -> None:
-        count = slot.terminate_active(f"{slot.host} is no longer the resolved host")
-        if count:
-            self.terminated += count
-            logger.warning("cut %d connection(s) still checked out to %s", count, slot.host)
+    async def _follow(self) -> str:
+        """The resolver's host now, with this DBConnect moved there (for routed connects)."""
+        assert self._resolver is not None
+        host = await self._resolver()
+        self._retarget(host)
+        return host
+
+    def _retarget(self, host: str | None) -> None:
+        """Send new connections to ``host`` and cut every connection to the previous one.
+
+        Sessions that have not sent anything yet, including those queued for
+        the pool, reconnect to ``host`` at checkout; those mid-transaction on
+        the old host fail at once with a typed error. Never waits.
+        """
+        slot = self._slot
+        router = slot.router if slot is not None else None
+        if router is None or router.target == host:
+            return
+        old = router.target
+        live = router.live(old) if old is not None else 0
+        cut = router.move(host, f"{old} is no longer the resolved host")
+        self._host = host
+        self.swaps += host is not None
+        if cut:
+            self.terminated += cut
+            logger.warning("cut %d connection(s) still open to %s", cut, old)
+        logger.warning("%r now sends new sessions to %s (was %s)", self, host, old)
+        if host is not None and self._warm_up:
+            self._warm(router, live)
+
+    def _warm(self, router: HostRouter, wanted: int) -> None:
+        """Open connections to the new host in the background: as many as the old one had."""
+        size = getattr(router.engine.sync_engine.pool, "size", None)
+        limit = size() if callable(size) else wanted
+        count = max(1, min(wanted, limit))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(
+            router.warm(count, self._failover_wait), name=f"ctxdb-warm-{router.target}"
+        )
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     def _retire(self, slot: EngineSlot) -> None:
         slot.retire()
@@ -248,11 +298,10 @@ class DBConnect:
             host = await self._resolve(self._resolver)
             if not self._exclusive:
                 return self._replica_slot(host).session_maker
-            current = self._slot
-            if current is None or current.host != host:
+            if self._slot is None:
                 self._swap(host, only_if_changed=True)
-                if current is not None:
-                    self._cut(current)
+            else:
+                self._retarget(host)
         if self._before_create_session_handler is not None:
             await self._before_create_session_handler(self)
         slot = self._slot
@@ -297,6 +346,8 @@ class DBConnect:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        for task in list(self._warming):
+            task.cancel()
         with self._swap_lock:
             slots = {self._slot, *self._by_host.values()} - {None}
             self._slot = None

@@ -7,8 +7,8 @@ being probed, a provisional snapshot (``complete=False``) is published at once: 
 old primary must not delay the switch to its promoted replica by a whole
 probe timeout. The complete snapshot follows when the round ends.
 
-Between rounds the loop sleeps ``interval`` seconds, or ``fast_interval``
-while the owner says so (no primary known, a failure reported); ``wake()``
+Between rounds the loop sleeps as long as the owner's ``pause()`` says
+(``interval``, ``fast_interval`` or a burst: see :mod:`topology._pace`); ``wake()``
 starts the next round at once. Wake-ups coalesce: any number of them during
 a round cause exactly one more round (single flight).
 
@@ -45,8 +45,8 @@ class ProbeLoop:
     loop with the new snapshot, the monotonic time its round started and
     the hosts that answered in this round (the others' states are carried
     over from the previous snapshot); it must not block. ``current()``
-    returns the snapshot last published; ``fast()`` says whether to sleep
-    ``fast_interval`` instead of ``interval``; ``early(provisional,
+    returns the snapshot last published; ``pause()`` how many seconds to
+    sleep before the next round; ``early(provisional,
     answered)`` whether a mid-round snapshot is worth publishing
     before the slower hosts answer (typically: it names a primary that the
     fast path does not offer yet).
@@ -58,18 +58,14 @@ class ProbeLoop:
         *,
         current: Callable[[], Snapshot],
         publish: Callable[[Snapshot, float, frozenset[str]], None],
-        fast: Callable[[], bool],
+        pause: Callable[[], float],
         early: Callable[[Snapshot, frozenset[str]], bool],
-        interval: float,
-        fast_interval: float,
     ) -> None:
         self.probers = tuple(probers)
         self._current = current
         self._publish = publish
-        self._fast = fast
+        self._pause = pause
         self._early = early
-        self.interval = interval
-        self.fast_interval = fast_interval
         self.rounds = 0
         self.probes = 0
         self.probe_failures = 0
@@ -93,7 +89,7 @@ class ProbeLoop:
             except Exception:
                 log.exception("probe round failed; the loop goes on")
             if not self._wake_requested:
-                await self._sleep(self.fast_interval if self._fast() else self.interval)
+                await self._sleep(self._pause())
 
     async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()

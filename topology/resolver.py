@@ -39,6 +39,7 @@ from typing import Any
 from topology._caught_up import CaughtUpFinder, CaughtUpStats
 from topology._loop import ProbeLoop
 from topology._notify import Callbacks, log_changes, significant
+from topology._pace import Pace
 from topology._resolvers import MasterResolver, ReplicaResolver
 from topology.errors import (
     ConfigurationError,
@@ -78,7 +79,9 @@ class ClusterResolver:
     ``sslcert``, ``sslkey``, ``connect_timeout``, ``application_name``).
 
     Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
-    no primary is known or after a failure report; ``probe_timeout`` bounds
+    no primary is known or after a failure report, and ``burst_interval``
+    (jittered) for the first ``burst_window`` seconds of such an episode
+    (0 disables the burst; see :mod:`topology._pace`); ``probe_timeout`` bounds
     each host's probe (connect + query + retries); ``wait_timeout`` bounds
     how long a resolver call waits for a primary; a snapshot older than
     ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
@@ -96,6 +99,8 @@ class ClusterResolver:
         driver: str | ProbeDriver = "asyncpg",
         interval: float = 1.0,
         fast_interval: float = 0.02,
+        burst_interval: float = 0.005,
+        burst_window: float = 1.0,
         probe_timeout: float = 1.0,
         wait_timeout: float = 5.0,
         retries: int = 2,
@@ -109,6 +114,7 @@ class ClusterResolver:
         for name, value in (
             ("interval", interval),
             ("fast_interval", fast_interval),
+            ("burst_interval", burst_interval),
             ("probe_timeout", probe_timeout),
             ("wait_timeout", wait_timeout),
         ):
@@ -119,6 +125,12 @@ class ClusterResolver:
         self.driver = get_driver(driver)
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
+        self.pace = Pace(
+            interval=self.interval,
+            fast_interval=self.fast_interval,
+            burst_interval=float(burst_interval),
+            burst_window=max(float(burst_window), 0.0),
+        )
         self.probe_timeout = float(probe_timeout)
         self.wait_timeout = float(wait_timeout)
         self.stale_after = (
@@ -145,10 +157,8 @@ class ClusterResolver:
             self._probers,
             current=lambda: self._snapshot,
             publish=self._publish,
-            fast=self._wants_fast,
+            pause=self._pause,
             early=self._worth_publishing_early,
-            interval=self.interval,
-            fast_interval=self.fast_interval,
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -252,11 +262,12 @@ class ClusterResolver:
             self._suspect_set = frozenset(self._suspects)
         if host == self._primary_fast:
             self._primary_fast = None
+        self.pace.failing()
         if self.running:
             self._loop_runner.wake()
 
-    def _wants_fast(self) -> bool:
-        return self._snapshot.primary is None or bool(self._suspects)
+    def _pause(self) -> float:
+        return self.pace.pause(fast=self._snapshot.primary is None or bool(self._suspects))
 
     # --- publishing -----------------------------------------------------------------
     def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
@@ -278,6 +289,10 @@ class ClusterResolver:
             self._suspect_set = frozenset(self._suspects)
         primary = snapshot.primary
         self._primary_fast = None if primary in self._suspects else primary
+        if self._primary_fast is not None and not self._suspects:
+            self.pace.settled()
+        elif old.primary is not None and primary is None:
+            self.pace.failing()  # lost without a report (a frozen primary timed out)
         self._fresh_until = time.monotonic() + self.stale_after
         published, self._published = self._published, None
         if published is not None and not published.done():

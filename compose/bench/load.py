@@ -195,6 +195,21 @@ async def run(env: Env) -> dict[str, Any]:
                 "value": worst_opened,
                 "met": worst_opened <= POOL,
             },
+            {
+                "target": f"requests retried <= 2 x pool size ({2 * POOL})",
+                "value": med["ours"]["retried"],
+                "met": med["ours"]["retried"] <= 2 * POOL,
+            },
+            {
+                "target": "p50 latency <= the baseline's",
+                "value": med["ours"]["p50_ms"],
+                "met": med["ours"]["p50_ms"] <= med["baseline"]["p50_ms"],
+            },
+            {
+                "target": "batch time <= the baseline's",
+                "value": med["ours"]["batch_s"],
+                "met": med["ours"]["batch_s"] <= med["baseline"]["batch_s"],
+            },
         ],
         "data": {"median": med, "runs": runs},
         "notes": (

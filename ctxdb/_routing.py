@@ -1,0 +1,319 @@
+"""One pool that follows the primary: each new connection goes to the host named now.
+
+A ``DBConnect`` that follows an *exclusive* resolver (a primary) keeps one
+engine for its whole life. Its pool never holds a session to a stale host:
+
+* every connection is tagged with the host it reached (``record.info``);
+* ``move(host)`` changes where new connections go, terminates every
+  connection tagged with the old host (idle, checked out, being
+  pre-pinged) and wakes connects still in flight to it;
+* a checkout of a connection tagged with another host than the current one
+  raises ``DisconnectionError``, so SQLAlchemy's pool reconnects that slot,
+  to the current host. Sessions made before the move, and those queued
+  for the pool, therefore land on the new primary without an error: only
+  a request that had already sent something to the old host sees one;
+* a connect that fails on the network reports the failure, asks the
+  resolver for the next host, and connects there, within ``wait`` seconds.
+
+Connections to a host other than the engine's own are made by the creator
+of an engine that ``engine_creator(host)`` built for that host (and that
+never connects by itself), so per-host settings such as
+``connect_args`` apply; the pool, its size and its event listeners stay
+those of the one engine. The pool therefore bounds how many connections a
+failover opens: at most its size (plus overflow), never a second pool.
+
+Concurrency: everything runs on the engine's event loop; ``move`` never
+awaits and never waits for a host. A connect racing a move is cancelled at
+once (asyncpg and psycopg drop a half-open connection when cancelled).
+
+Example::
+
+    router = HostRouter(engine, "db1:5432", build=make_engine, follow=resolver, wait=5.0)
+    router.move("db2:5432")  # from a resolver listener: cut db1, reconnect to db2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only, greenlet_spawn
+
+from ._failover import (
+    HOST_TAG,
+    TERMINATED,
+    FailureReporter,
+    connect_failed_on_network,
+    describe,
+    report_to,
+    terminate_driver_connection,
+)
+from .errors import RetryableConnectionError
+
+__all__ = ["HOST_TAG", "HostRouter"]
+
+logger = logging.getLogger("ctxdb")
+
+# A resolver that keeps naming a host we cannot reach: ask again after this pause.
+_SAME_HOST_PAUSE = 0.02
+
+
+class _Moved(Exception):
+    """The target changed while a connect was in flight."""
+
+
+class HostRouter:
+    """Routes the new connections of one engine to ``target`` (see the module docstring).
+
+    ``build(host)`` makes an engine for ``host`` (used only for its creator);
+    ``follow()`` awaits the resolver's current host; ``wait`` bounds, in
+    seconds, how long one connect looks for a reachable host.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        host: str,
+        *,
+        build: Callable[[str], AsyncEngine],
+        follow: Callable[[], Awaitable[str]],
+        report: FailureReporter | None,
+        wait: float,
+    ) -> None:
+        self.engine = engine
+        self.home = host
+        self.target: str | None = host
+        self._build = build
+        self._follow = follow
+        self._report = report
+        self._wait = wait
+        self._blueprints: dict[str, AsyncEngine] = {}
+        self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
+        self._moved: asyncio.Future[None] | None = None
+        self.moves = 0
+        event.listen(engine.sync_engine, "do_connect", self._do_connect)
+
+    def __repr__(self) -> str:
+        return f"<HostRouter target={self.target!r} live={self.live()}>"
+
+    def live(self, host: str | None = None) -> int:
+        """Connections open now (to ``host`` only, when given)."""
+        return sum(1 for record in self._records if _open_to(record, host))
+
+    # --- moving -----------------------------------------------------------------
+    def move(self, host: str | None, reason: str) -> int:
+        """Send new connections to ``host`` (None: wait for the resolver); cut the old host.
+
+        Returns how many connections to the old host were terminated. Never
+        waits: requests using them fail now, typed by the failover hooks.
+        """
+        old, self.target = self.target, host
+        if old == host:
+            return 0
+        self.moves += 1
+        moved, self._moved = self._moved, None
+        if moved is not None and not moved.done():
+            moved.set_result(None)
+        if old is None:
+            return 0
+        cut = 0
+        for record in list(self._records):
+            if _open_to(record, old):
+                record.info[TERMINATED] = reason
+                terminate_driver_connection(record.driver_connection)
+                cut += 1
+        return cut
+
+    def check(self, record: ConnectionPoolEntry) -> None:
+        """At checkout: reconnect a connection to another host, or one known to be closed.
+
+        Raising ``DisconnectionError`` makes SQLAlchemy's pool invalidate
+        the connection and open a new one in the same slot (through
+        ``do_connect``, so to the target), before the session sends anything.
+        """
+        tag = record.info.get(HOST_TAG)
+        if tag != self.target or TERMINATED in record.info:
+            raise sa_exc.DisconnectionError(
+                f"connection to {tag} is stale (new connections go to {self.target})"
+            )
+        if _known_closed(record.driver_connection):
+            # The server closed it while it sat in the pool (asyncpg notices
+            # at once): sending a statement on it would only fail.
+            raise sa_exc.DisconnectionError(f"connection to {tag} was closed by the server")
+
+    # --- connecting ---------------------------------------------------------------
+    def _do_connect(
+        self, dialect: Any, record: ConnectionPoolEntry | None, cargs: Any, cparams: Any
+    ) -> Any:
+        deadline = time.monotonic() + self._wait
+        unreachable: str | None = None
+        last_error: BaseException | None = None
+        while True:
+            host = self.target
+            if host is None or host == unreachable:
+                host = await_only(self._next_host(unreachable, last_error, deadline))
+            try:
+                connection = await_only(self._open(host, dialect, record, cargs, cparams))
+            except _Moved:
+                continue
+            except Exception as error:
+                if not connect_failed_on_network(error):
+                    raise  # a wrong password, a missing database: not the host's state
+                report_to(self._report, host, error)
+                if time.monotonic() >= deadline:
+                    raise _unreachable(host, error, self._wait) from error
+                unreachable, last_error = host, error
+                continue
+            if host != self.target:  # moved as the connect finished
+                terminate_driver_connection(getattr(connection, "driver_connection", connection))
+                continue
+            if record is not None:
+                record.info[HOST_TAG] = host
+                record.info.pop(TERMINATED, None)
+                self._records.add(record)
+            return connection
+
+    async def _next_host(
+        self, unreachable: str | None, error: BaseException | None, deadline: float
+    ) -> str:
+        """The resolver's answer now; after a short pause when it names ``unreachable`` again."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _unreachable(unreachable or "the primary", error, self._wait)
+        try:
+            host = await asyncio.wait_for(self._follow(), remaining)
+        except Exception as exc:
+            where = unreachable or "any host"
+            raise RetryableConnectionError(
+                f"could not connect to {where} and no other host was named within "
+                f"{self._wait:g} s ({describe(exc)}): nothing was sent; it is safe to retry",
+                host=unreachable,
+                orig=exc,
+            ) from exc
+        if host == unreachable:
+            await asyncio.sleep(min(_SAME_HOST_PAUSE, max(deadline - time.monotonic(), 0.0)))
+        return host
+
+    async def _open(
+        self, host: str, dialect: Any, record: ConnectionPoolEntry | None, cargs: Any, cparams: Any
+    ) -> Any:
+        """Connect to ``host``; raise ``_Moved`` as soon as the target changes meanwhile."""
+        if host == self.home:
+            attempt = asyncio.ensure_future(greenlet_spawn(dialect.connect, *cargs, **cparams))
+        else:
+            creator = self._creator_for(host)
+            attempt = asyncio.ensure_future(greenlet_spawn(creator, record))
+        loop = asyncio.get_running_loop()
+        if self._moved is None or self._moved.done():
+            self._moved = loop.create_future()
+        try:
+            await asyncio.wait((attempt, self._moved), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled: the connection, if any, has no owner
+            _abandon(attempt)
+            raise
+        if attempt.done():
+            return attempt.result()
+        _abandon(attempt)
+        raise _Moved
+
+    def _creator_for(self, host: str) -> Callable[[Any], Any]:
+        blueprint = self._blueprints.get(host)
+        if blueprint is None:
+            blueprint = self._blueprints[host] = self._build(host)
+        return blueprint.sync_engine.pool._invoke_creator
+
+    async def warm(self, count: int, timeout: float) -> None:
+        """Open up to ``count`` pooled connections to the target, within ``timeout`` seconds.
+
+        Connections are checked out together, so each opens its own; they go
+        back to the pool at once. Failures are logged at DEBUG: a request
+        that needs a connection will open it and see the error itself.
+        """
+
+        async def one() -> None:
+            async with self.engine.connect():
+                pass
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                logger.debug("warming %s failed: %s", self.target, describe(error))
+
+    async def close(self) -> None:
+        """Dispose of the engines built for their creators (they pool nothing)."""
+        blueprints, self._blueprints = list(self._blueprints.values()), {}
+        for blueprint in blueprints:
+            await blueprint.dispose()
+
+
+def _open_to(record: ConnectionPoolEntry, host: str | None) -> bool:
+    if record.driver_connection is None:
+        return False
+    return host is None or record.info.get(HOST_TAG) == host
+
+
+def _known_closed(driver_connection: Any) -> bool:
+    """Whether an idle connection is known to be closed, without a round trip.
+
+    asyncpg reads its socket all the time and knows at once. psycopg reads
+    only when asked, so its socket is polled (no wait): an idle connection
+    has nothing to read unless the server closed it or said why it will.
+    """
+    is_closed = getattr(driver_connection, "is_closed", None)  # asyncpg
+    if callable(is_closed):
+        return bool(is_closed())
+    if getattr(driver_connection, "closed", False) is True:  # psycopg
+        return True
+    pgconn = getattr(driver_connection, "pgconn", None)
+    if pgconn is None:
+        return False
+    try:
+        fd = pgconn.socket  # raises once libpq has dropped the socket
+        if hasattr(select, "poll"):  # select() fails on descriptors over FD_SETSIZE
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except Exception:
+        return True
+
+
+def _abandon(attempt: asyncio.Future[Any]) -> None:
+    """Give up a connect: cancel it, and terminate whatever it opens or opened."""
+    if attempt.done():
+        _drop_late_connection(attempt)
+    else:
+        attempt.cancel()
+        attempt.add_done_callback(_drop_late_connection)
+
+
+def _drop_late_connection(attempt: asyncio.Future[Any]) -> None:
+    """A connect nobody waits for any more: close what it opened, consume its error."""
+    if attempt.cancelled():
+        return
+    if attempt.exception() is None:
+        connection = attempt.result()
+        terminate_driver_connection(getattr(connection, "driver_connection", connection))
+
+
+def _unreachable(host: str, error: BaseException | None, wait: float) -> RetryableConnectionError:
+    why = describe(error) if error is not None else "no answer"
+    return RetryableConnectionError(
+        f"could not connect to {host} ({why}) and found no other host within {wait:g} s: "
+        "nothing was sent; it is safe to retry",
+        host=host,
+        orig=error,
+    )

@@ -1,0 +1,80 @@
+"""How long the probe loop sleeps between rounds: healthy, failing over, or bursting.
+
+Three speeds:
+
+* ``interval`` while a primary is known and nobody reported it failing;
+* ``fast_interval`` while no primary is known or a failure report is not
+  yet cleared;
+* ``burst_interval`` (jittered by +-50 %) during the first
+  ``burst_window`` seconds of such an episode: a promotion is seen within
+  a few milliseconds of the new primary accepting writes, not within half
+  a ``fast_interval`` on average.
+
+An *episode* starts with the first failure report, or with a round that
+finds no primary where there was one, and ends when a primary is known
+again with no report pending. Reports during an episode never extend its
+burst: a flood of failing requests cannot keep a process probing at burst
+speed. So the extra probe rounds one process makes per failover are at most
+``burst_window / (burst_interval / 2)`` (each probing every host once).
+
+Not thread-safe: used from the event loop that runs the probe loop.
+
+Example::
+
+    pace = Pace(interval=1.0, fast_interval=0.02, burst_interval=0.005, burst_window=1.0)
+    pace.failing(now=time.monotonic())
+    await asyncio.sleep(pace.pause(fast=True))  # ~5 ms, for the first second
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+__all__ = ["Pace"]
+
+
+class Pace:
+    """The sleep between probe rounds (see the module docstring)."""
+
+    __slots__ = ("burst_interval", "burst_window", "episode_started", "fast_interval", "interval")
+
+    def __init__(
+        self, *, interval: float, fast_interval: float, burst_interval: float, burst_window: float
+    ) -> None:
+        self.interval = interval
+        self.fast_interval = fast_interval
+        self.burst_interval = min(burst_interval, fast_interval)
+        self.burst_window = burst_window
+        self.episode_started: float | None = None
+
+    def failing(self, now: float | None = None) -> None:
+        """A failure was reported or the primary was lost: start an episode, once."""
+        if self.episode_started is None:
+            self.episode_started = time.monotonic() if now is None else now
+
+    def settled(self) -> None:
+        """A primary is known and no report is pending: the episode is over."""
+        self.episode_started = None
+
+    def bursting(self, now: float | None = None) -> bool:
+        started = self.episode_started
+        if started is None:
+            return False
+        return (time.monotonic() if now is None else now) - started < self.burst_window
+
+    def pause(self, *, fast: bool) -> float:
+        """Seconds to sleep before the next round; ``fast``: the owner wants news soon."""
+        if not fast:
+            return self.interval
+        if self.bursting():
+            return self.burst_interval * random.uniform(0.5, 1.5)
+        return self.fast_interval
+
+    def worst_case_extra_rounds(self) -> int:
+        """Rounds per episode beyond those at ``fast_interval``, at the shortest jitter."""
+        if self.burst_window <= 0:
+            return 0
+        at_burst = self.burst_window / (self.burst_interval / 2)
+        at_fast = self.burst_window / self.fast_interval
+        return max(0, int(at_burst - at_fast))
