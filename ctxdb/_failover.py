@@ -36,6 +36,7 @@ FailureReporter = Callable[[str, BaseException], None]
 # admin_shutdown, crash_shutdown, cannot_connect_now, read_only_sql_transaction
 HOST_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006"})
 _READ_ONLY_TEXT = "read-only transaction"
+_CLOSED_WORDS = ("connection is closed", "the connection is lost")
 _COMMITTING = "ctxdb_committing"
 TERMINATED = "ctxdb_terminated"
 # The host a routed connection reached (set by ctxdb._routing).
@@ -64,7 +65,9 @@ def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
     code = sqlstate_of(exc)
     if code is not None and _host_gone_code(code):
         return True
-    return _READ_ONLY_TEXT in str(exc)
+    text = str(exc)
+    # psycopg says so in words where SQLAlchemy does not see a disconnect.
+    return _READ_ONLY_TEXT in text or any(words in text for words in _CLOSED_WORDS)
 
 
 _NETWORK_WORDS = (
@@ -104,15 +107,20 @@ def connect_failed_on_network(exc: BaseException) -> bool:
 
 
 def install_failover_hooks(
-    engine: AsyncEngine, host: str, report: FailureReporter | None, *, routed: bool = False
+    engine: AsyncEngine,
+    host: str,
+    report: FailureReporter | None,
+    *,
+    target: Callable[[], str | None] | None = None,
 ) -> None:
     """Attach the error hooks to ``engine``, whose connections go to ``host``.
 
-    ``routed``: the engine's connections may go to other hosts (a
-    :class:`~ctxdb._routing.HostRouter` tags each one and makes the
-    connects itself), so a failure is attributed to the host its connection
-    is tagged with, and not reported at all when that is unknown.
+    ``target``: the engine is routed (a :class:`~ctxdb._routing.HostRouter`
+    sends its connections to ``target()`` and makes the connects itself), so
+    a failure is attributed to the host its connection is tagged with, and
+    not reported at all when that is unknown.
     """
+    routed = target is not None
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "handle_error")
@@ -127,11 +135,12 @@ def install_failover_hooks(
         if not context.is_pre_ping:
             context.is_disconnect = True
         info = _connection_info(context)
-        where = info.get(HOST_TAG) or (None if routed else host)
+        where = info.get(HOST_TAG) or (None if target is not None else host)
         # A connection we cut ourselves says nothing new about its host.
         if where is not None and TERMINATED not in info:
             report_to(report, where, original)
-        return _typed_error(context, where or host, info)
+        named = where or (target() if target is not None else None) or host
+        return _typed_error(context, named, info)
 
     if not routed:
 
@@ -190,9 +199,17 @@ def _connection_info(context: ExceptionContext) -> dict[str, Any]:
 def _typed_error(
     context: ExceptionContext, host: str, info: dict[str, Any]
 ) -> BaseException | None:
-    connection = context.connection
-    if connection is None or context.is_pre_ping:
+    if context.is_pre_ping:
         return None
+    if context.connection is None:
+        # Getting a connection failed (a pooled one found closed while being
+        # set up, say): no statement of this transaction was sent.
+        return RetryableConnectionError(
+            f"could not get a connection to {host} "
+            f"({describe(context.original_exception)}): nothing was sent; it is safe to retry",
+            host=host,
+            orig=context.original_exception,
+        )
     committing = bool(info.get(_COMMITTING)) and context.statement is None
     why = info.get(TERMINATED) or describe(context.original_exception)
     cls = CommitOutcomeUnknownError if committing else RetryableConnectionError

@@ -12,6 +12,10 @@ that can be called and awaited to get a host string (``"host:port"``,
     ``callback(host_or_None)`` is called (synchronously, from the event
     loop) when the resolver's answer changes, so DBConnect can swap engines
     before the next session asks.
+``candidates() -> Collection[str]``
+    the hosts that may become the answer next (a primary resolver: its
+    replicas). A primary-following DBConnect keeps one spare connection
+    open to each, so the first session after a promotion needs no connect.
 ``exclusive: bool``
     ``True`` (the default for resolvers that do not say) means only the
     host last returned is valid, like a primary: a new answer retires the

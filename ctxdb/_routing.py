@@ -13,7 +13,10 @@ engine for its whole life. Its pool never holds a session to a stale host:
   for the pool, therefore land on the new primary without an error: only
   a request that had already sent something to the old host sees one;
 * a connect that fails on the network reports the failure, asks the
-  resolver for the next host, and connects there, within ``wait`` seconds.
+  resolver for the next host, and connects there, within ``wait`` seconds;
+* ``keep_spares(hosts)`` holds one idle connection to each host that may be
+  promoted (not in the pool): a connect to that host takes it, so the
+  first session after a promotion pays no connect.
 
 Connections to a host other than the engine's own are made by the creator
 of an engine that ``engine_creator(host)`` built for that host (and that
@@ -35,11 +38,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import select
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy import event
@@ -99,6 +104,8 @@ class HostRouter:
         self._blueprints: dict[str, AsyncEngine] = {}
         self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         self._moved: asyncio.Future[None] | None = None
+        self._spares: dict[str, Any] = {}  # host -> an idle DBAPI connection, not pooled
+        self._opening: dict[str, asyncio.Task[None]] = {}
         self.moves = 0
         event.listen(engine.sync_engine, "do_connect", self._do_connect)
 
@@ -161,26 +168,71 @@ class HostRouter:
             host = self.target
             if host is None or host == unreachable:
                 host = await_only(self._next_host(unreachable, last_error, deadline))
-            try:
-                connection = await_only(self._open(host, dialect, record, cargs, cparams))
-            except _Moved:
-                continue
-            except Exception as error:
-                if not connect_failed_on_network(error):
-                    raise  # a wrong password, a missing database: not the host's state
-                report_to(self._report, host, error)
-                if time.monotonic() >= deadline:
-                    raise _unreachable(host, error, self._wait) from error
-                unreachable, last_error = host, error
-                continue
+            connection = self._take_spare(host)
+            if connection is None:
+                try:
+                    connection = await_only(self._open(host, dialect, record, cargs, cparams))
+                except _Moved:
+                    continue
+                except Exception as error:
+                    if not connect_failed_on_network(error):
+                        raise  # a wrong password, a missing database: not the host's state
+                    report_to(self._report, host, error)
+                    if time.monotonic() >= deadline:
+                        raise _unreachable(host, error, self._wait) from error
+                    unreachable, last_error = host, error
+                    continue
             if host != self.target:  # moved as the connect finished
-                terminate_driver_connection(getattr(connection, "driver_connection", connection))
+                _terminate_dbapi(connection)
                 continue
             if record is not None:
                 record.info[HOST_TAG] = host
                 record.info.pop(TERMINATED, None)
                 self._records.add(record)
             return connection
+
+    # --- spares: one idle connection to each host that may be promoted -----------
+    def keep_spares(self, hosts: Iterable[str]) -> None:
+        """Keep one idle connection open to each of ``hosts`` (never the target).
+
+        Opened in the background, each within ``wait`` seconds; a failure is
+        logged at DEBUG and tried again at the next call. Spares to hosts no
+        longer listed are terminated. A connect to a host with a spare takes
+        the spare instead: a standby's session stays open through its
+        promotion, and can write once it is over.
+        """
+        wanted = {host for host in hosts if host != self.target}
+        # The target's spare stays until a connect takes it: it was a
+        # candidate a moment ago, and its promotion is what just happened.
+        for host in [h for h in self._spares if h not in wanted and h != self.target]:
+            _terminate_dbapi(self._spares.pop(host))
+        loop = asyncio.get_running_loop()
+        for host in wanted - self._spares.keys() - self._opening.keys():
+            task = loop.create_task(self._open_spare(host), name=f"ctxdb-spare-{host}")
+            self._opening[host] = task
+            task.add_done_callback(functools.partial(self._opened, host))
+
+    async def _open_spare(self, host: str) -> None:
+        try:
+            creator = self._creator_for(host)
+            connection = await asyncio.wait_for(greenlet_spawn(creator, None), self._wait)
+        except Exception as error:
+            logger.debug("no spare connection to %s: %s", host, describe(error))
+            return
+        if host == self.target or host in self._spares:
+            _terminate_dbapi(connection)
+        else:
+            self._spares[host] = connection
+
+    def _opened(self, host: str, task: asyncio.Task[None]) -> None:
+        self._opening.pop(host, None)
+
+    def _take_spare(self, host: str) -> Any:
+        connection = self._spares.pop(host, None)
+        if connection is not None and _known_closed(_driver_of(connection)):
+            _terminate_dbapi(connection)
+            return None
+        return connection
 
     async def _next_host(
         self, unreachable: str | None, error: BaseException | None, deadline: float
@@ -253,7 +305,15 @@ class HostRouter:
                 logger.debug("warming %s failed: %s", self.target, describe(error))
 
     async def close(self) -> None:
-        """Dispose of the engines built for their creators (they pool nothing)."""
+        """Drop the spares and dispose of the engines built for their creators."""
+        opening = list(self._opening.values())
+        for task in opening:
+            task.cancel()
+        if opening:
+            await asyncio.wait(opening, timeout=self._wait)
+        for connection in self._spares.values():
+            _terminate_dbapi(connection)
+        self._spares.clear()
         blueprints, self._blueprints = list(self._blueprints.values()), {}
         for blueprint in blueprints:
             await blueprint.dispose()
@@ -305,8 +365,26 @@ def _drop_late_connection(attempt: asyncio.Future[Any]) -> None:
     if attempt.cancelled():
         return
     if attempt.exception() is None:
-        connection = attempt.result()
-        terminate_driver_connection(getattr(connection, "driver_connection", connection))
+        _terminate_dbapi(attempt.result())
+
+
+def _driver_of(connection: Any) -> Any:
+    return getattr(connection, "driver_connection", connection)
+
+
+def _terminate_dbapi(connection: Any) -> None:
+    """Close a connection nobody uses (a spare, a late connect) without a round trip.
+
+    psycopg's connection is finished too (its socket was shut down first, so
+    nothing waits on the server): only a connection no task reads from may
+    lose its file descriptor like this.
+    """
+    driver = _driver_of(connection)
+    terminate_driver_connection(driver)
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is not None:
+        with contextlib.suppress(Exception):  # already finished
+            pgconn.finish()
 
 
 def _unreachable(host: str, error: BaseException | None, wait: float) -> RetryableConnectionError:

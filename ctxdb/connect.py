@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -98,6 +98,7 @@ class DBConnect:
         read_your_writes_wait: float = 0.05,
         failover_wait: float = DEFAULT_FAILOVER_WAIT,
         warm_up: bool = True,
+        spares: bool = True,
     ) -> None:
         if engine_creator is None:
             if url is None:
@@ -121,6 +122,10 @@ class DBConnect:
         self._routed = resolver is not None and self._exclusive
         self._failover_wait = failover_wait
         self._warm_up = warm_up
+        candidates = getattr(resolver, "candidates", None)
+        self._candidates: Callable[[], Iterable[str]] | None = (
+            candidates if spares and callable(candidates) else None
+        )
         self._warming: set[asyncio.Task[None]] = set()
         # Non-exclusive resolvers (replica pickers): one live engine per host.
         self._by_host: dict[str, EngineSlot] = {}
@@ -217,7 +222,12 @@ class DBConnect:
                 report=self._report,
                 wait=self._failover_wait,
             )
-        install_failover_hooks(engine, host, self._on_engine_failure, routed=router is not None)
+        install_failover_hooks(
+            engine,
+            host,
+            self._on_engine_failure,
+            target=(lambda: router.target) if router is not None else None,
+        )
         return EngineSlot(host, engine, self._session_maker_creator(engine), router)
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
@@ -262,12 +272,29 @@ class DBConnect:
         logger.warning("%r now sends new sessions to %s (was %s)", self, host, old)
         if host is not None and self._warm_up:
             self._warm(router, live)
+        self._keep_spares(router)
+
+    def _keep_spares(self, router: HostRouter) -> None:
+        if self._candidates is None:
+            return
+        try:
+            router.keep_spares(self._candidates())
+        except Exception:  # a resolver's bug must not break the session that got here
+            logger.warning("%r: could not refresh the spare connections", self, exc_info=True)
 
     def _warm(self, router: HostRouter, wanted: int) -> None:
-        """Open connections to the new host in the background: as many as the old one had."""
-        size = getattr(router.engine.sync_engine.pool, "size", None)
+        """Open connections to the new host in the background: as many as the old one had.
+
+        Slots already being (re)connected by waiting sessions count against it,
+        so a warm-up never competes with a request for the first connections.
+        """
+        pool = router.engine.sync_engine.pool
+        size = getattr(pool, "size", None)
         limit = size() if callable(size) else wanted
-        count = max(1, min(wanted, limit))
+        busy = getattr(pool, "checkedout", None)
+        count = min(wanted, limit) - (busy() if callable(busy) else 0)
+        if count <= 0:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -299,7 +326,9 @@ class DBConnect:
             if not self._exclusive:
                 return self._replica_slot(host).session_maker
             if self._slot is None:
-                self._swap(host, only_if_changed=True)
+                built = self._swap(host, only_if_changed=True)
+                if built.router is not None:
+                    self._keep_spares(built.router)
             else:
                 self._retarget(host)
         if self._before_create_session_handler is not None:

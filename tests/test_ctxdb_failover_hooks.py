@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from compose.pgserver import PostgresNode
@@ -54,6 +54,28 @@ async def test_refused_connect_is_retryable_and_reported(driver: str) -> None:
         assert "secret-pw" not in str(raised.value)
         assert reports.seen
         assert reports.seen[0][0] == reports.host
+    finally:
+        await connect.close()
+
+
+async def test_a_connection_closed_while_being_set_up_is_retryable(
+    pg_server: PostgresNode, driver: str
+) -> None:
+    """Getting a connection failed before any statement: typed, naming the host."""
+    engine = create_async_engine(pg_server.url(DRIVERS[driver]))
+    dbapi = engine.dialect.loaded_dbapi
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def closed_under_us(dbapi_connection: Any, record: Any) -> None:
+        raise dbapi.InterfaceError("connection is closed")
+
+    connect = DBConnect(engine_creator=lambda host: engine, host=pg_server.host)
+    try:
+        with pytest.raises(RetryableConnectionError, match="nothing was sent") as raised:
+            async with new_non_ctx_session(connect) as session:
+                await session.execute(text("select 1"))
+        assert raised.value.host == pg_server.host
+        assert pg_server.password not in str(raised.value)
     finally:
         await connect.close()
 

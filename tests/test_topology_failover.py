@@ -231,3 +231,22 @@ async def test_paused_replay_excludes_the_replica_past_the_lag_bound_until_resum
         await eventually(lambda: lag() <= bound)
         await eventually(lambda: cluster.picker.eligible(cluster.snapshot()) != (healthy.host,))
         assert {await cluster.replica() for _ in range(4)} == {lagging.host, healthy.host}
+
+
+async def test_a_frozen_primary_never_holds_back_the_news_of_a_promotion(
+    replicated: ReplicatedCluster, make_cluster: MakeCluster
+) -> None:
+    """The frozen primary's probe hangs for the whole (long) probe timeout; the promoted
+    replica is named anyway, since a round during a failover does not wait for it."""
+    cluster = make_cluster(probe_timeout=30.0, wait_timeout=10.0)
+    old, new = replicated.primary, replicated.replicas[0]
+    assert await cluster.master() == old.host
+    replicated.freeze(old)
+    try:
+        cluster.report_failure(old.host, TimeoutError("statement hung"))
+        await asyncio.sleep(0.1)  # a round is now waiting on the frozen host
+        await asyncio.to_thread(replicated.promote, new)
+        assert await cluster.master() == new.host  # within wait_timeout, not probe_timeout
+        assert cluster.snapshot().primary == new.host
+    finally:
+        replicated.thaw(old)

@@ -12,9 +12,15 @@ Between rounds the loop sleeps as long as the owner's ``pause()`` says
 starts the next round at once. Wake-ups coalesce: any number of them during
 a round cause exactly one more round (single flight).
 
-Cancellation: cancelling the loop task cancels the probes of the round in
-flight, which terminate their connections; the task then ends within the
-probe grace period. The loop survives any other exception (logged).
+While the owner is in a hurry (a failover under way), probes make a single
+attempt (the loop itself retries every few milliseconds) and a round waits
+at most ``patience`` seconds: a frozen or black-holed host keeps its probe
+running across rounds, counted when it ends, instead of holding every
+other host's news for a whole probe timeout.
+
+Cancellation: cancelling the loop task cancels the probes in flight, which
+terminate their connections; the task then ends within the probe grace
+period. The loop survives any other exception (logged).
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ class ProbeLoop:
     the hosts that answered in this round (the others' states are carried
     over from the previous snapshot); it must not block. ``current()``
     returns the snapshot last published; ``pause()`` how many seconds to
-    sleep before the next round; ``early(provisional,
+    sleep before the next round; ``hurry()`` whether a failover is under way
+    (probes without retries, rounds that do not wait for slow hosts beyond
+    ``patience`` seconds); ``early(provisional,
     answered)`` whether a mid-round snapshot is worth publishing
     before the slower hosts answer (typically: it names a primary that the
     fast path does not offer yet).
@@ -59,13 +67,19 @@ class ProbeLoop:
         current: Callable[[], Snapshot],
         publish: Callable[[Snapshot, float, frozenset[str]], None],
         pause: Callable[[], float],
+        hurry: Callable[[], bool],
         early: Callable[[Snapshot, frozenset[str]], bool],
+        patience: float,
     ) -> None:
         self.probers = tuple(probers)
         self._current = current
         self._publish = publish
         self._pause = pause
+        self._hurry = hurry
         self._early = early
+        self.patience = patience
+        # Probes still running, by host index: a slow host is never probed twice at once.
+        self._inflight: dict[int, asyncio.Task[ProbeResult]] = {}
         self.rounds = 0
         self.probes = 0
         self.probe_failures = 0
@@ -102,43 +116,77 @@ class ProbeLoop:
             self._sleeper = None
 
     async def round(self) -> Snapshot:
-        """Probe every host once, concurrently, and publish; returns the complete snapshot."""
+        """Probe every host once, concurrently, and publish; returns the round's snapshot.
+
+        In a hurry (see the module docstring) probes make one attempt each,
+        and the round ends ``patience`` seconds in even if slow hosts have
+        not answered: their probes go on and count in a later round.
+        """
         self._wake_requested = False
         started = time.monotonic()
         self.rounds += 1
         number = self.rounds
         items: list[ProbeResult | HostState] = list(self._current().hosts)
-        tasks = {
-            asyncio.ensure_future(prober.probe()): index
-            for index, prober in enumerate(self.probers)
-        }
-        for task, index in tasks.items():
-            task.set_name(f"topology-probe-{self.probers[index].host}")
+        hurry = self._hurry()
+        tasks, carried = self._launch(hurry)
         pending = set(tasks)
         answered: set[str] = set()
+        limit = started + self.patience if hurry else None
         try:
             while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                timeout = None if limit is None else max(limit - time.monotonic(), 0.0)
+                done, pending = await asyncio.wait(
+                    pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    break  # only slow hosts left: carried over to the next round
                 for task in done:
+                    index = tasks[task]
+                    del self._inflight[index]
                     result = task.result()
-                    items[tasks[task]] = result
-                    answered.add(result.host)
+                    items[index] = result
+                    # A probe started before this round may predate a failure report:
+                    # its answer updates the state but clears no suspicion.
+                    if task not in carried:
+                        answered.add(result.host)
                     self.probes += 1
                     self.probe_failures += not result.ok
                 if pending:
                     self._maybe_publish_early(items, number, started, frozenset(answered))
         except asyncio.CancelledError:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=_CANCEL_GRACE)
+            await self._cancel_inflight()
             raise
         snapshot = build_snapshot(
-            items, self._current(), round=number, taken_at=time.time(), complete=True
+            items, self._current(), round=number, taken_at=time.time(), complete=not pending
         )
         self.last_round_duration = time.monotonic() - started
         self._publish(snapshot, started, frozenset(answered))
         return snapshot
+
+    def _launch(
+        self, hurry: bool
+    ) -> tuple[dict[asyncio.Task[ProbeResult], int], set[asyncio.Task[ProbeResult]]]:
+        """A probe task per host: new ones, and those still running from earlier rounds."""
+        tasks: dict[asyncio.Task[ProbeResult], int] = {}
+        carried: set[asyncio.Task[ProbeResult]] = set()
+        for index, prober in enumerate(self.probers):
+            task = self._inflight.get(index)
+            if task is None:
+                task = asyncio.ensure_future(prober.probe(retries=0 if hurry else None))
+                task.set_name(f"topology-probe-{prober.host}")
+                self._inflight[index] = task
+            else:
+                carried.add(task)
+            tasks[task] = index
+        return tasks, carried
+
+    async def _cancel_inflight(self) -> None:
+        inflight = list(self._inflight.values())
+        self._inflight.clear()
+        for task in inflight:
+            task.cancel()
+        if inflight:
+            await asyncio.wait(inflight, timeout=_CANCEL_GRACE)
 
     def _maybe_publish_early(
         self,

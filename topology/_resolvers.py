@@ -62,6 +62,11 @@ class MasterResolver:
         """Call ``callback(new_primary_or_None)`` on every change; returns unsubscribe."""
         return self._cluster._master_listeners.add(callback)
 
+    def candidates(self) -> tuple[str, ...]:
+        """Hosts that may be promoted next: the replicas of the latest snapshot, unsuspected."""
+        cluster = self._cluster
+        return tuple(h for h in cluster._snapshot.replicas if h not in cluster._suspect_set)
+
     def __repr__(self) -> str:
         return f"<master resolver of {self._cluster!r}>"
 

@@ -158,7 +158,9 @@ class ClusterResolver:
             current=lambda: self._snapshot,
             publish=self._publish,
             pause=self._pause,
+            hurry=self._wants_news,
             early=self._worth_publishing_early,
+            patience=2 * self.fast_interval,
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -266,8 +268,11 @@ class ClusterResolver:
         if self.running:
             self._loop_runner.wake()
 
+    def _wants_news(self) -> bool:
+        return self._snapshot.primary is None or bool(self._suspects)
+
     def _pause(self) -> float:
-        return self.pace.pause(fast=self._snapshot.primary is None or bool(self._suspects))
+        return self.pace.pause(fast=self._wants_news())
 
     # --- publishing -----------------------------------------------------------------
     def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:

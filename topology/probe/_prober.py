@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
@@ -56,6 +56,18 @@ class _StopAtDeadline(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
+
+
+class _StopAfter(stop_base):
+    """Stop after ``attempts``, plus one when a pooled connection was just found dead."""
+
+    def __init__(self, attempts: int, reused_lost: Callable[[], bool]) -> None:
+        self.attempts = attempts
+        self.reused_lost = reused_lost
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        extra = 1 if retry_state.attempt_number == 1 and self.reused_lost() else 0
+        return retry_state.attempt_number >= self.attempts + extra
 
 
 class HostProber:
@@ -106,14 +118,21 @@ class HostProber:
         """True while a permanent failure keeps this host from being contacted."""
         return time.monotonic() < self._held_until
 
-    async def probe(self) -> ProbeResult:
-        """Probe once (with bounded retries); never raises except on cancellation."""
+    async def probe(self, retries: int | None = None) -> ProbeResult:
+        """Probe once (with bounded retries); never raises except on cancellation.
+
+        ``retries`` overrides the prober's own count for this probe (0: one
+        attempt, as the probe loop asks during a failover, when it probes
+        again within milliseconds anyway). A pooled connection found dead is
+        always replaced once at once, whatever the count.
+        """
         if self.held and self._last_failure is not None:
             return self._last_failure
         deadline = time.monotonic() + self.timeout
         attempts = 0
+        allowed = (self.retries if retries is None else retries) + 1
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1) | _StopAtDeadline(deadline),
+            stop=_StopAfter(allowed, lambda: self._reused_lost) | _StopAtDeadline(deadline),
             wait=self._wait,
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, ProbeError) and exc.reason.retryable
