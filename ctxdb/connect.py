@@ -69,6 +69,13 @@ class DBConnect:
     Following hosts: with ``resolver=`` (see ``ctxdb._resolver`` for the
     protocol) every new session asks the resolver for its host first, and
     with ``url=`` (plus ``engine_kwargs``) no ``engine_creator`` is needed.
+    An exclusive resolver (a primary) gets one engine whose connections
+    follow it (``ctxdb._routing``): when the answer changes, every connection
+    to the old host is cut, sessions that sent nothing reconnect to the new
+    one, a connect refused by a lost host asks the resolver again for at most
+    ``failover_wait`` seconds, ``warm_up`` opens as many connections to the
+    new host as the old one had, and ``spares`` keeps one idle connection to
+    each of the resolver's ``candidates()``. ``swaps`` counts changes of host.
     ``read_your_writes=True`` makes sessions record where their commits end
     in the WAL; a replica DBConnect then serves that context only from a
     replica that replayed it, waiting at most ``read_your_writes_wait``
@@ -189,6 +196,7 @@ class DBConnect:
         self._swap(host, only_if_changed=True)
 
     def _swap(self, host: str, *, only_if_changed: bool) -> EngineSlot:
+        """Build an engine for ``host`` and make it current; retire the previous one."""
         if not host:
             raise NoHostError("DBConnect needs a non-empty host")
         current = self._slot

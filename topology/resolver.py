@@ -100,7 +100,7 @@ class ClusterResolver:
         interval: float = 1.0,
         fast_interval: float = 0.02,
         burst_interval: float = 0.005,
-        burst_window: float = 1.0,
+        burst_window: float = 3.0,
         probe_timeout: float = 1.0,
         wait_timeout: float = 5.0,
         retries: int = 2,
