@@ -17,6 +17,7 @@ exists or a page left out of the navigation fails it.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from compose.bench import readme as readme_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -202,3 +205,10 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     result = build(tmp_path / "site", tmp_path / "mkdocs.yml")
     assert result.returncode != 0
     assert "no-such-page.md" in result.stderr
+
+
+def test_the_readme_figures_are_those_of_the_benchmark_artifact() -> None:
+    """Every failover figure in the README is rendered from docs/performance.json."""
+    readme = (ROOT / "README.md").read_text()
+    doc = json.loads((ROOT / "docs" / "performance.json").read_text())
+    assert readme_figures.block_of(readme) == readme_figures.figures(doc)

@@ -48,7 +48,8 @@ class ProbeLoop:
     """Runs probe rounds for a list of probers and hands each snapshot to ``publish``.
 
     ``publish(snapshot, round_started, answered)`` is called on the event
-    loop with the new snapshot, the monotonic time its round started and
+    loop with the new snapshot, the monotonic time the oldest probe that
+    answered started (the round's start, unless a slow probe carried over) and
     the hosts that answered in this round (the others' states are carried
     over from the previous snapshot); it must not block. ``current()``
     returns the snapshot last published; ``pause()`` how many seconds to
@@ -80,6 +81,7 @@ class ProbeLoop:
         self.patience = patience
         # Probes still running, by host index: a slow host is never probed twice at once.
         self._inflight: dict[int, asyncio.Task[ProbeResult]] = {}
+        self._started_at: dict[int, float] = {}
         self.rounds = 0
         self.probes = 0
         self.probe_failures = 0
@@ -103,7 +105,9 @@ class ProbeLoop:
             except Exception:
                 log.exception("probe round failed; the loop goes on")
             if not self._wake_requested:
-                await self._sleep(self._pause())
+                # Fixed rate: a round slowed down by one host (a replica busy
+                # being promoted) is followed by the next one at once.
+                await self._sleep(max(self._pause() - (self.last_round_duration or 0.0), 0.0))
 
     async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -128,9 +132,12 @@ class ProbeLoop:
         number = self.rounds
         items: list[ProbeResult | HostState] = list(self._current().hosts)
         hurry = self._hurry()
-        tasks, carried = self._launch(hurry)
+        tasks = self._launch(hurry)
         pending = set(tasks)
         answered: set[str] = set()
+        # The start of the oldest probe that answered: a failure reported
+        # after it is not cleared by this round (see ``publish``).
+        oldest = started
         limit = started + self.patience if hurry else None
         try:
             while pending:
@@ -145,14 +152,12 @@ class ProbeLoop:
                     del self._inflight[index]
                     result = task.result()
                     items[index] = result
-                    # A probe started before this round may predate a failure report:
-                    # its answer updates the state but clears no suspicion.
-                    if task not in carried:
-                        answered.add(result.host)
+                    answered.add(result.host)
+                    oldest = min(oldest, self._started_at.pop(index, started))
                     self.probes += 1
                     self.probe_failures += not result.ok
                 if pending:
-                    self._maybe_publish_early(items, number, started, frozenset(answered))
+                    self._maybe_publish_early(items, number, oldest, frozenset(answered))
         except asyncio.CancelledError:
             await self._cancel_inflight()
             raise
@@ -160,29 +165,26 @@ class ProbeLoop:
             items, self._current(), round=number, taken_at=time.time(), complete=not pending
         )
         self.last_round_duration = time.monotonic() - started
-        self._publish(snapshot, started, frozenset(answered))
+        self._publish(snapshot, oldest, frozenset(answered))
         return snapshot
 
-    def _launch(
-        self, hurry: bool
-    ) -> tuple[dict[asyncio.Task[ProbeResult], int], set[asyncio.Task[ProbeResult]]]:
+    def _launch(self, hurry: bool) -> dict[asyncio.Task[ProbeResult], int]:
         """A probe task per host: new ones, and those still running from earlier rounds."""
         tasks: dict[asyncio.Task[ProbeResult], int] = {}
-        carried: set[asyncio.Task[ProbeResult]] = set()
         for index, prober in enumerate(self.probers):
             task = self._inflight.get(index)
             if task is None:
                 task = asyncio.ensure_future(prober.probe(retries=0 if hurry else None))
                 task.set_name(f"topology-probe-{prober.host}")
                 self._inflight[index] = task
-            else:
-                carried.add(task)
+                self._started_at[index] = time.monotonic()
             tasks[task] = index
-        return tasks, carried
+        return tasks
 
     async def _cancel_inflight(self) -> None:
         inflight = list(self._inflight.values())
         self._inflight.clear()
+        self._started_at.clear()
         for task in inflight:
             task.cancel()
         if inflight:

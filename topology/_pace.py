@@ -21,9 +21,9 @@ Not thread-safe: used from the event loop that runs the probe loop.
 
 Example::
 
-    pace = Pace(interval=1.0, fast_interval=0.02, burst_interval=0.005, burst_window=3.0)
+    pace = Pace(interval=1.0, fast_interval=0.02, burst_interval=0.002, burst_window=3.0)
     pace.failing(now=time.monotonic())
-    await asyncio.sleep(pace.pause(fast=True))  # ~5 ms, for the first 3 s
+    await asyncio.sleep(pace.pause(fast=True))  # ~2 ms, for the first 3 s
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class ClusterResolver:
         driver: str | ProbeDriver = "asyncpg",
         interval: float = 1.0,
         fast_interval: float = 0.02,
-        burst_interval: float = 0.005,
+        burst_interval: float = 0.002,
         burst_window: float = 3.0,
         probe_timeout: float = 1.0,
         wait_timeout: float = 5.0,
@@ -160,7 +160,7 @@ class ClusterResolver:
             pause=self._pause,
             hurry=self._wants_news,
             early=self._worth_publishing_early,
-            patience=2 * self.fast_interval,
+            patience=self.fast_interval,
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False

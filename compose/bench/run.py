@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `compose` importable
 
 from compose.bench import follow, hotpath, load, probe_round, resolver_cost, ryw, steady
 from compose.bench._env import ROOT, Env
+from compose.bench.readme import rewrite as rewrite_readme
 from compose.bench.report import render, write_report
 from compose.replicated import ReplicatedCluster
 
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         render(args.out)
+        _readme_figures(args.out, quick=False)
         return 0
     logging.basicConfig(level=logging.ERROR)  # library warnings on failover are expected
     names = args.only or list(BENCHMARKS)
@@ -94,8 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         results, meta = merge_previous(results, meta, args.out)
     write_report(results, meta, args.out)
+    _readme_figures(args.out, quick=args.quick)
     print(f"wrote {args.out / 'performance.md'} in {meta['seconds']} s")
     return 1 if any("error" in r for r in results) else 0
+
+
+def _readme_figures(out: Path, *, quick: bool) -> None:
+    """A full run into docs/ also renders the README's figures from its JSON."""
+    if not quick and out.resolve() == (ROOT / "docs").resolve():
+        rewrite_readme(ROOT / "README.md", out / "performance.json")
 
 
 def merge_previous(
