@@ -46,7 +46,9 @@ def closed_port() -> int:
 async def test_refused_connect_is_retryable_and_reported(driver: str) -> None:
     reports = Reports()
     reports.host = f"127.0.0.1:{closed_port()}"
-    connect = DBConnect(resolver=reports, url=f"{DRIVERS[driver]}://u:secret-pw@/db")
+    connect = DBConnect(
+        resolver=reports, url=f"{DRIVERS[driver]}://u:secret-pw@/db", failover_wait=0.5
+    )
     try:
         with pytest.raises(RetryableConnectionError, match="could not connect") as raised:
             async with new_non_ctx_session(connect) as session:
