@@ -250,3 +250,26 @@ async def test_a_frozen_primary_never_holds_back_the_news_of_a_promotion(
         assert cluster.snapshot().primary == new.host
     finally:
         replicated.thaw(old)
+
+
+async def test_a_frozen_primary_is_suspected_without_any_failure_report(
+    replicated: ReplicatedCluster, make_cluster: MakeCluster
+) -> None:
+    """Nothing fails on a frozen host, so nobody reports it. Once its probe has taken a
+    quarter of the probe timeout, the resolver stops offering it (here: no replica is
+    promoted, so master() says there is no primary) long before the probe gives up."""
+    cluster = make_cluster(interval=0.2, probe_timeout=8.0, wait_timeout=0.2)
+    old = replicated.primary
+    assert await cluster.master() == old.host
+    replicated.freeze(old)
+    try:
+        deadline = time.monotonic() + 6.0  # the probe itself only gives up after 8 s
+        while True:
+            try:
+                await cluster.master()
+            except NoPrimaryError:
+                break
+            assert time.monotonic() < deadline, "the frozen primary was still offered"
+            await asyncio.sleep(0.05)
+    finally:
+        replicated.thaw(old)

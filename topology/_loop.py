@@ -14,9 +14,10 @@ a round cause exactly one more round (single flight).
 
 While the owner is in a hurry (a failover under way), probes make a single
 attempt (the loop itself retries every few milliseconds) and a round waits
-at most ``patience`` seconds: a frozen or black-holed host keeps its probe
-running across rounds, counted when it ends, instead of holding every
-other host's news for a whole probe timeout.
+at most ``patience`` seconds, otherwise ``slow_after``: a frozen or
+black-holed host keeps its probe running across rounds, counted when it
+ends, instead of holding every other host's news for a whole probe
+timeout, and the owner hears of it (a frozen primary is a failure).
 
 Cancellation: cancelling the loop task cancels the probes in flight, which
 terminate their connections; the task then ends within the probe grace
@@ -55,7 +56,8 @@ class ProbeLoop:
     returns the snapshot last published; ``pause()`` how many seconds to
     sleep before the next round; ``hurry()`` whether a failover is under way
     (probes without retries, rounds that do not wait for slow hosts beyond
-    ``patience`` seconds); ``early(provisional,
+    ``patience`` seconds; otherwise ``slow_after``); ``straggling(hosts)`` is
+    told which hosts a round stopped waiting for; ``early(provisional,
     answered)`` whether a mid-round snapshot is worth publishing
     before the slower hosts answer (typically: it names a primary that the
     fast path does not offer yet).
@@ -70,7 +72,9 @@ class ProbeLoop:
         pause: Callable[[], float],
         hurry: Callable[[], bool],
         early: Callable[[Snapshot, frozenset[str]], bool],
+        straggling: Callable[[frozenset[str]], None],
         patience: float,
+        slow_after: float,
     ) -> None:
         self.probers = tuple(probers)
         self._current = current
@@ -78,7 +82,9 @@ class ProbeLoop:
         self._pause = pause
         self._hurry = hurry
         self._early = early
+        self._straggling = straggling
         self.patience = patience
+        self.slow_after = slow_after
         # Probes still running, by host index: a slow host is never probed twice at once.
         self._inflight: dict[int, asyncio.Task[ProbeResult]] = {}
         self._started_at: dict[int, float] = {}
@@ -123,8 +129,9 @@ class ProbeLoop:
         """Probe every host once, concurrently, and publish; returns the round's snapshot.
 
         In a hurry (see the module docstring) probes make one attempt each,
-        and the round ends ``patience`` seconds in even if slow hosts have
-        not answered: their probes go on and count in a later round.
+        and the round ends ``patience`` seconds in (else ``slow_after``) even
+        if slow hosts have not answered: their probes go on and count in a
+        later round.
         """
         self._wake_requested = False
         started = time.monotonic()
@@ -138,7 +145,7 @@ class ProbeLoop:
         # The start of the oldest probe that answered: a failure reported
         # after it is not cleared by this round (see ``publish``).
         oldest = started
-        limit = started + self.patience if hurry else None
+        limit: float | None = started + (self.patience if hurry else self.slow_after)
         try:
             while pending:
                 timeout = None if limit is None else max(limit - time.monotonic(), 0.0)
@@ -146,7 +153,10 @@ class ProbeLoop:
                     pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
-                    break  # only slow hosts left: carried over to the next round
+                    self._straggling(frozenset(self.probers[tasks[t]].host for t in pending))
+                    if hurry or self._hurry():
+                        break  # their probes carry over to a later round
+                    limit = None  # healthy otherwise: a complete round, as usual
                 for task in done:
                     index = tasks[task]
                     del self._inflight[index]

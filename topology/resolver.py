@@ -160,7 +160,9 @@ class ClusterResolver:
             pause=self._pause,
             hurry=self._wants_news,
             early=self._worth_publishing_early,
+            straggling=self._straggling,
             patience=self.fast_interval,
+            slow_after=self.probe_timeout / 4,
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -267,6 +269,15 @@ class ClusterResolver:
         self.pace.failing()
         if self.running:
             self._loop_runner.wake()
+
+    def _straggling(self, hosts: frozenset[str]) -> None:
+        # A primary that has not answered within a quarter of the probe timeout
+        # is treated as failing (a frozen host fails nothing by itself):
+        # sessions stop going to it and the loop looks for a promotion.
+        primary = self._snapshot.primary
+        if primary is not None and primary in hosts and primary not in self._suspects:
+            log.info("primary %s is slow to answer its probe: looking for another", primary)
+            self._failure(primary, None)
 
     def _wants_news(self) -> bool:
         return self._snapshot.primary is None or bool(self._suspects)
