@@ -45,6 +45,9 @@ async def run(env: Env) -> dict[str, Any]:
     env.cluster.query(
         env.cluster.primary, "create table if not exists bench_ryw (id serial primary key, v int)"
     )
+    # After the load benchmark's failover a rejoined replica may still be replaying:
+    # every replica must know the table before a read can miss a row, not the table.
+    env.cluster.wait_caught_up()
     resolver = ClusterResolver(
         env.cluster.hosts, user="postgres", password=env.password, database="postgres"
     )
