@@ -42,11 +42,13 @@ async def one_request(master: DBConnect, replica: DBConnect, value: int) -> tupl
 async def run(env: Env) -> dict[str, Any]:
     requests = 40 if env.quick else 400
     blocks = 4 if env.quick else 10
+    # After the load benchmark's failover a rejoined replica may still be replaying,
+    # or not streaming yet: heal the cluster (a rebuild loses tables, so create it
+    # after), then every replica must know the table before a read can miss a row.
+    env.cluster.reset()
     env.cluster.query(
         env.cluster.primary, "create table if not exists bench_ryw (id serial primary key, v int)"
     )
-    # After the load benchmark's failover a rejoined replica may still be replaying:
-    # every replica must know the table before a read can miss a row, not the table.
     env.cluster.wait_caught_up()
     resolver = ClusterResolver(
         env.cluster.hosts, user="postgres", password=env.password, database="postgres"
