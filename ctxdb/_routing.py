@@ -103,6 +103,8 @@ class HostRouter:
         self._wait = wait
         self._blueprints: dict[str, AsyncEngine] = {}
         self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
+        # Connected, not yet handed out: SQLAlchemy's connect hooks may still run.
+        self._initializing: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         self._moved: asyncio.Future[None] | None = None
         self._spares: dict[str, Any] = {}  # host -> an idle DBAPI connection, not pooled
         self._opening: dict[str, asyncio.Task[None]] = {}
@@ -136,6 +138,11 @@ class HostRouter:
         for record in list(self._records):
             if _open_to(record, old):
                 record.info[TERMINATED] = reason
+                if record in self._initializing:
+                    # SQLAlchemy is still setting it up (its own connect hooks): a
+                    # cut there would surface as a raw driver error; the check at
+                    # its checkout reconnects it instead, before anything is sent.
+                    continue
                 terminate_driver_connection(record.driver_connection)
                 cut += 1
         return cut
@@ -147,6 +154,7 @@ class HostRouter:
         the connection and open a new one in the same slot (through
         ``do_connect``, so to the target), before the session sends anything.
         """
+        self._initializing.discard(record)
         tag = record.info.get(HOST_TAG)
         if tag != self.target or TERMINATED in record.info:
             raise sa_exc.DisconnectionError(
@@ -189,6 +197,7 @@ class HostRouter:
                 record.info[HOST_TAG] = host
                 record.info.pop(TERMINATED, None)
                 self._records.add(record)
+                self._initializing.add(record)
             return connection
 
     # --- spares: one idle connection to each host that may be promoted -----------
