@@ -108,7 +108,6 @@ class HostRouter:
         self._moved: asyncio.Future[None] | None = None
         self._spares: dict[str, Any] = {}  # host -> an idle DBAPI connection, not pooled
         self._opening: dict[str, asyncio.Task[None]] = {}
-        self.moves = 0
         event.listen(engine.sync_engine, "do_connect", self._do_connect)
 
     def __repr__(self) -> str:
@@ -128,7 +127,6 @@ class HostRouter:
         old, self.target = self.target, host
         if old == host:
             return 0
-        self.moves += 1
         moved, self._moved = self._moved, None
         if moved is not None and not moved.done():
             moved.set_result(None)

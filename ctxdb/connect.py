@@ -248,8 +248,7 @@ class DBConnect:
 
     def _on_resolver_change(self, host: str | None) -> None:
         """The resolver's answer changed: act now, not at the next session."""
-        if self._exclusive:
-            self._retarget(host)
+        self._retarget(host)  # a no-op unless this DBConnect routes to a primary
 
     async def _follow(self) -> str:
         """The resolver's host now, with this DBConnect moved there (for routed connects)."""
