@@ -158,7 +158,7 @@ class ClusterResolver:
             current=lambda: self._snapshot,
             publish=self._publish,
             pause=self._pause,
-            hurry=self._wants_news,
+            hurry=self._in_episode,
             early=self._worth_publishing_early,
             straggling=self._straggling,
             patience=self.fast_interval,
@@ -281,6 +281,10 @@ class ClusterResolver:
 
     def _wants_news(self) -> bool:
         return self._snapshot.primary is None or bool(self._suspects)
+
+    def _in_episode(self) -> bool:
+        # A failover under way, not a start-up: only then may rounds skip slow hosts.
+        return self.pace.episode_started is not None and self._wants_news()
 
     def _pause(self) -> float:
         return self.pace.pause(fast=self._wants_news())
