@@ -3,9 +3,11 @@
 With ``DBConnect(..., read_your_writes=True)`` (the primary), every session
 notes whether its transaction wrote anything (an INSERT/UPDATE/DELETE, an
 ORM flush, or a text statement that is not a plain read). After such a
-transaction commits, one query on the same primary
-(``pg_current_wal_lsn()``, in autocommit) gives a WAL position at or past
-the end of the commit record; the context keeps the highest one.
+transaction commits, one query on the connection that committed
+(``pg_current_wal_insert_lsn()``, in autocommit, before the session
+releases it) gives a WAL position at or past the end of the commit record;
+the context keeps the highest one. No second connection is taken from the
+pool, so a full pool never stalls a commit.
 
 A replica ``DBConnect`` whose resolver offers ``at_least(lsn, max_wait)``
 (``topology``'s ``cluster.replica`` does) then only serves that context
@@ -43,7 +45,11 @@ __all__ = ["PositionToken", "format_lsn", "parse_lsn", "track_writes"]
 logger = logging.getLogger("ctxdb")
 
 _WROTE = "ctxdb_wrote"
-_POSITION_QUERY = "select pg_current_wal_lsn()::text"
+_CONNECTION = "ctxdb_connection"
+# The insert position, not pg_current_wal_lsn() (the write position): with
+# synchronous_commit off, the commit record may not be written yet, and a
+# replica that replayed up to the write position would still miss it.
+_POSITION_QUERY = "select pg_current_wal_insert_lsn()::text"
 _READ_ONLY_KEYWORDS = frozenset({"select", "show", "explain", "values", "table", "fetch"})
 
 
@@ -65,6 +71,7 @@ def format_lsn(position: int) -> str:
 def track_writes(session: AsyncSession) -> None:
     """Make ``session`` record its commits' WAL position in the current context."""
     sync_session = session.sync_session
+    event.listen(sync_session, "after_begin", _on_begin)
     event.listen(sync_session, "do_orm_execute", _on_execute)
     event.listen(sync_session, "after_flush", _on_flush)
     event.listen(sync_session, "after_commit", _on_commit)
@@ -90,25 +97,28 @@ def _on_flush(session: Session, flush_context: Any) -> None:
     session.info[_WROTE] = True
 
 
+def _on_begin(session: Session, transaction: Any, connection: Connection) -> None:
+    # The connection that will carry the commit: the position is read on it,
+    # so recording a position never needs a second connection from the pool.
+    session.info[_CONNECTION] = connection
+
+
 def _on_rollback(session: Session) -> None:
     session.info.pop(_WROTE, None)
+    session.info.pop(_CONNECTION, None)
 
 
 def _on_commit(session: Session) -> None:
-    # Runs inside SQLAlchemy's greenlet: the sync engine API is usable here.
-    if not session.info.pop(_WROTE, False):
+    # Runs inside SQLAlchemy's greenlet, after the commit and before the
+    # session releases its connection: the sync Connection API is usable here.
+    connection = session.info.pop(_CONNECTION, None)
+    if not session.info.pop(_WROTE, False) or connection is None:
         return
     scope = _db_session_ctx.get()
     if scope is None:
         return
     try:
-        bind = session.get_bind()
-        if isinstance(bind, Connection):  # a session joined to a test's connection
-            position = bind.exec_driver_sql(_POSITION_QUERY).scalar()
-        else:
-            with bind.connect() as conn:
-                autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
-                position = autocommit.exec_driver_sql(_POSITION_QUERY).scalar()
+        position = _read_position(session, connection)
     except Exception:
         # The commit itself succeeded; only the position is unknown. Reads in
         # this context then behave as without read-your-writes.
@@ -117,6 +127,20 @@ def _on_commit(session: Session) -> None:
     lsn = parse_lsn(str(position))
     if scope.commit_lsn is None or lsn > scope.commit_lsn:
         scope.commit_lsn = lsn
+
+
+def _read_position(session: Session, connection: Connection) -> object:
+    """The WAL insert position, read on the connection that just committed.
+
+    A session joined to a caller's ``Connection`` (a test's outer
+    transaction) reads inside that transaction. Otherwise the connection,
+    idle between the commit and its release, switches to autocommit for the
+    one query, so no BEGIN/ROLLBACK is added; the pool's reset on release
+    restores its isolation level.
+    """
+    if not isinstance(session.get_bind(), Connection) and not connection.in_transaction():
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection.exec_driver_sql(_POSITION_QUERY).scalar()
 
 
 class PositionToken:

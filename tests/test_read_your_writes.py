@@ -7,6 +7,7 @@ land and what they see.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +25,7 @@ from ctxdb import (
     db_session,
     run_in_new_ctx,
 )
+from ctxdb._context import current_scope
 from ctxdb._ryw import format_lsn, parse_lsn
 from topology import ClusterResolver
 
@@ -195,3 +197,44 @@ def test_a_token_signed_with_another_secret_is_rejected() -> None:
     assert PositionToken(SECRET).load(PositionToken(SECRET).dump(123)) == 123
     with pytest.raises(ValueError, match="secret"):
         PositionToken("")
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+@pytest.mark.parametrize("pre_ping", [False, True], ids=["no-pre-ping", "pre-ping"])
+async def test_a_full_pool_neither_stalls_nor_loses_positions(
+    replicated: ReplicatedCluster, ryw: Any, driver: str, pre_ping: bool
+) -> None:
+    """30 requests write then read through pools of 3: the position needs no 4th connection."""
+    cluster, _, _ = ryw
+    timeout_key = "timeout" if driver == "asyncpg" else "connect_timeout"
+    kwargs: dict[str, Any] = {
+        "url": f"postgresql+{driver}://postgres@/postgres",
+        "engine_kwargs": {
+            "connect_args": {"password": replicated.password, timeout_key: 2},
+            "pool_size": 3,
+            "max_overflow": 0,
+            "pool_timeout": 3,
+            "pool_pre_ping": pre_ping,
+        },
+    }
+    master = DBConnect(resolver=cluster.master, read_your_writes=True, **kwargs)
+    replica = DBConnect(resolver=cluster.replica, read_your_writes_wait=1.0, **kwargs)
+
+    async def request(value: str) -> tuple[int | None, bool]:
+        session = await db_session(master)
+        await session.execute(text("insert into ryw(v) values (:v)"), {"v": value})
+        await session.commit()
+        position = current_scope().commit_lsn
+        seen = await (await db_session(replica)).execute(
+            text("select count(*) from ryw where v = :v"), {"v": value}
+        )
+        return position, seen.scalar_one() == 1
+
+    try:
+        values = [f"{driver}-{pre_ping}-{n}-{time.monotonic_ns()}" for n in range(30)]
+        results = await asyncio.gather(*(run_in_new_ctx(request, v) for v in values))
+    finally:
+        await master.close()
+        await replica.close()
+    assert all(position is not None for position, _ in results)  # no position lost
+    assert all(seen for _, seen in results)  # every read saw its own write

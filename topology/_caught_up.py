@@ -66,13 +66,21 @@ class CaughtUpStats:
 
 
 class CaughtUpFinder:
-    """Direct LSN checks on replicas, on probe connections kept for this purpose."""
+    """Direct LSN checks on replicas, on probe connections kept for this purpose.
+
+    Checks are single-flight per host: any number of concurrent ``ask``
+    calls (every request that just wrote, under load) share the one check in
+    flight on each replica, whose prober owns one connection. A caller that
+    gives up stops waiting for the check but leaves it running to its own
+    probe timeout, for the callers still waiting.
+    """
 
     def __init__(self, options: ConnectOptions, driver: ProbeDriver, timeout: float) -> None:
         self._options = options
         self._driver = driver
         self._timeout = timeout
         self._probers: dict[str, HostProber] = {}
+        self._checks: dict[str, asyncio.Task[int | None]] = {}
         self.stats = CaughtUpStats()
 
     def from_snapshot(
@@ -91,16 +99,21 @@ class CaughtUpFinder:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            checks = {host: asyncio.ensure_future(self._replayed(host)) for host in candidates}
-            done, pending = await asyncio.wait(checks.values(), timeout=remaining)
-            for task in pending:
-                task.cancel()
+            checks = {host: self._check(host) for host in candidates}
+            done, _ = await asyncio.wait(checks.values(), timeout=remaining)
             for host, task in checks.items():
                 if task in done and not task.cancelled() and (task.result() or -1) >= target:
                     self.stats.waited += 1
                     return host
             await asyncio.sleep(min(POLL_EVERY, max(deadline - time.monotonic(), 0)))
         return None
+
+    def _check(self, host: str) -> asyncio.Task[int | None]:
+        task = self._checks.get(host)
+        if task is None or task.done():
+            task = asyncio.create_task(self._replayed(host), name=f"topology-caught-up {host}")
+            self._checks[host] = task
+        return task
 
     async def _replayed(self, host: str) -> int | None:
         prober = self._probers.get(host)
@@ -114,5 +127,9 @@ class CaughtUpFinder:
         return result.lsn if result.in_recovery else None
 
     async def close(self, timeout: float) -> None:
+        checks, self._checks = list(self._checks.values()), {}
+        for task in checks:
+            task.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
         probers, self._probers = list(self._probers.values()), {}
         await asyncio.gather(*(prober.close(timeout) for prober in probers))
