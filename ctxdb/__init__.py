@@ -37,7 +37,7 @@ from ._lifecycle import (
     rollback_all_sessions,
     run_in_new_ctx,
 )
-from ._ryw import PositionToken
+from ._token import Position, PositionToken
 from .asgi import ASGIHTTPDBSessionMiddleware
 from .connect import DBConnect
 from .errors import (
@@ -73,6 +73,7 @@ __all__ = [
     "CtxDBError",
     "DBConnect",
     "NoHostError",
+    "Position",
     "PositionToken",
     "RetryableConnectionError",
     "SessionCloseError",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Union
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ._token import Position
 from .errors import ContextAlreadyInitiatedError, ContextClosedError, ContextNotInitiatedError
 
 if TYPE_CHECKING:
@@ -42,19 +43,23 @@ class SessionScope:
 
     ``pending`` holds the futures of sessions being created right now, so
     that concurrent ``db_session()`` calls in one context share one session.
-    ``commit_lsn`` is the WAL position of the context's last write (see
-    ``ctxdb._ryw``).
+    ``position`` is where the context's last write ends in the WAL, with
+    its cluster (see ``ctxdb._ryw``); ``commit_lsn`` is its LSN alone.
     Not thread-safe: a scope belongs to one event loop.
     """
 
-    __slots__ = ("closed", "commit_lsn", "pending", "sessions")
+    __slots__ = ("closed", "pending", "position", "sessions")
 
     def __init__(self) -> None:
         self.sessions: dict[str, AsyncSession] = {}
         self.pending: dict[str, asyncio.Future[AsyncSession | None]] = {}
         self.closed = False
         # The highest WAL position this context committed (read-your-writes).
-        self.commit_lsn: int | None = None
+        self.position: Position | None = None
+
+    @property
+    def commit_lsn(self) -> int | None:
+        return None if self.position is None else self.position.lsn
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

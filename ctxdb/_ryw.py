@@ -13,11 +13,9 @@ A replica ``DBConnect`` whose resolver offers ``at_least(lsn, max_wait)``
 (``topology``'s ``cluster.replica`` does) then only serves that context
 from a replica that has replayed the position, or from the primary.
 
-Across requests the position travels in a signed token (``PositionToken``):
-the middleware reads it from a header or cookie on the way in and sets it
-on the way out. A token whose signature or form is wrong is ignored: it
-can neither make a request wait (``max_wait`` bounds every wait anyway)
-nor choose a host.
+The position carries the cluster's ``system_identifier``, so a replica
+resolver can ignore a position from another (or a re-initialised) cluster.
+Across requests it travels in a signed, expiring token (``ctxdb._token``).
 
 Example::
 
@@ -28,9 +26,9 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -39,8 +37,17 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql.elements import TextClause
 
 from ._context import _db_session_ctx
+from ._lsn import format_lsn, parse_lsn
+from ._token import Position, PositionToken
 
-__all__ = ["PositionToken", "format_lsn", "parse_lsn", "track_writes"]
+__all__ = [
+    "Position",
+    "PositionToken",
+    "after_write_resolver",
+    "format_lsn",
+    "parse_lsn",
+    "track_writes",
+]
 
 logger = logging.getLogger("ctxdb")
 
@@ -49,23 +56,12 @@ _CONNECTION = "ctxdb_connection"
 # The insert position, not pg_current_wal_lsn() (the write position): with
 # synchronous_commit off, the commit record may not be written yet, and a
 # replica that replayed up to the write position would still miss it.
-_POSITION_QUERY = "select pg_current_wal_insert_lsn()::text"
+# The cluster's identifier binds the position to this cluster (see _token).
+_POSITION_QUERY = (
+    "select pg_current_wal_insert_lsn()::text, "
+    "(select system_identifier::text from pg_control_system())"
+)
 _READ_ONLY_KEYWORDS = frozenset({"select", "show", "explain", "values", "table", "fetch"})
-
-
-def parse_lsn(text: str) -> int:
-    """``"16/B374D848"`` -> bytes since 0/0; ``ValueError`` if it is not one."""
-    high, sep, low = text.strip().partition("/")
-    try:
-        if not sep or not high or not low or len(high) > 8 or len(low) > 8:
-            raise ValueError
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        raise ValueError(f"not a PostgreSQL LSN: {text!r}") from None
-
-
-def format_lsn(position: int) -> str:
-    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
 
 
 def track_writes(session: AsyncSession) -> None:
@@ -124,12 +120,10 @@ def _on_commit(session: Session) -> None:
         # this context then behave as without read-your-writes.
         logger.warning("could not read the WAL position after a commit", exc_info=True)
         return
-    lsn = parse_lsn(str(position))
-    if scope.commit_lsn is None or lsn > scope.commit_lsn:
-        scope.commit_lsn = lsn
+    scope.position = position.after(scope.position)
 
 
-def _read_position(session: Session, connection: Connection) -> object:
+def _read_position(session: Session, connection: Connection) -> Position:
     """The WAL insert position, read on the connection that just committed.
 
     A session joined to a caller's ``Connection`` (a test's outer
@@ -140,76 +134,35 @@ def _read_position(session: Session, connection: Connection) -> object:
     """
     if not isinstance(session.get_bind(), Connection) and not connection.in_transaction():
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-    return connection.exec_driver_sql(_POSITION_QUERY).scalar()
+    lsn, system_identifier = connection.exec_driver_sql(_POSITION_QUERY).one()
+    return Position(parse_lsn(str(lsn)), int(system_identifier))
 
 
-class PositionToken:
-    """A signed, tamper-evident carrier of a WAL position between requests.
+def after_write_resolver(
+    resolver: object, max_wait: float
+) -> Callable[[Position], Awaitable[str]] | None:
+    """How to find a host for a context that wrote, or None if ``resolver`` cannot.
 
-    ``header`` (request and response) and ``cookie`` (``None`` to disable)
-    name where it travels. The token is ``<lsn>.<signature>``; it reveals
-    the position (not a secret) but cannot be forged without ``secret``.
+    A resolver offers ``at_least(lsn, max_wait)``; one whose ``at_least``
+    also takes ``system_identifier`` is told the position's cluster, so it
+    can ignore a position from another or a re-initialised cluster.
+    ``max_wait`` bounds the wait for a replica to catch up (the resolver
+    enforces it).
     """
+    at_least = getattr(resolver, "at_least", None)
+    if not callable(at_least):
+        return None
+    try:
+        knows_cluster = "system_identifier" in inspect.signature(at_least).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        knows_cluster = False
 
-    def __init__(
-        self,
-        secret: str | bytes,
-        header: str = "x-db-position",
-        cookie: str | None = "db_position",
-        cookie_max_age: int = 300,
-    ) -> None:
-        if not secret:
-            raise ValueError("PositionToken needs a non-empty secret")
-        self._key = secret.encode() if isinstance(secret, str) else secret
-        self.header = header.lower()
-        self.cookie = cookie
-        self.cookie_max_age = cookie_max_age
+    async def resolve(position: Position) -> str:
+        lsn = format_lsn(position.lsn)
+        if knows_cluster and position.system_identifier is not None:
+            host: str = await at_least(lsn, max_wait, system_identifier=position.system_identifier)
+        else:
+            host = await at_least(lsn, max_wait)
+        return host
 
-    def __repr__(self) -> str:
-        return f"PositionToken(header={self.header!r}, cookie={self.cookie!r})"
-
-    def _sign(self, lsn_text: str) -> str:
-        return hmac.new(self._key, lsn_text.encode(), hashlib.sha256).hexdigest()[:32]
-
-    def dump(self, lsn: int) -> str:
-        text = format_lsn(lsn)
-        return f"{text}.{self._sign(text)}"
-
-    def load(self, token: str) -> int | None:
-        """The position in ``token``, or ``None`` if it is malformed or forged."""
-        text, sep, signature = token.strip().partition(".")
-        if not sep or len(token) > 80:
-            return None
-        if not hmac.compare_digest(signature.encode(), self._sign(text).encode()):
-            logger.debug("ignored a position token with a bad signature")
-            return None
-        try:
-            return parse_lsn(text)
-        except ValueError:
-            return None
-
-    def from_headers(self, headers: list[tuple[bytes, bytes]]) -> int | None:
-        """The highest valid position in the request's header or cookie."""
-        tokens: list[str] = []
-        for name, value in headers:
-            key = name.decode("latin-1").lower()
-            if key == self.header:
-                tokens.append(value.decode("latin-1"))
-            elif key == "cookie" and self.cookie:
-                for part in value.decode("latin-1").split(";"):
-                    cookie_name, _, cookie_value = part.strip().partition("=")
-                    if cookie_name == self.cookie:
-                        tokens.append(cookie_value)
-        positions = [lsn for lsn in map(self.load, tokens) if lsn is not None]
-        return max(positions, default=None)
-
-    def response_headers(self, lsn: int) -> list[tuple[bytes, bytes]]:
-        token = self.dump(lsn).encode("latin-1")
-        headers = [(self.header.encode("latin-1"), token)]
-        if self.cookie:
-            cookie = (
-                f"{self.cookie}={token.decode()}; Max-Age={self.cookie_max_age}; Path=/; "
-                "HttpOnly; SameSite=Lax"
-            )
-            headers.append((b"set-cookie", cookie.encode("latin-1")))
-        return headers
+    return resolve

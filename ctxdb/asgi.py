@@ -32,7 +32,7 @@ from ._lifecycle import (
     reset_db_session_ctx,
     rollback_all_sessions,
 )
-from ._ryw import PositionToken
+from ._token import PositionToken
 from ._websocket import run_websocket
 
 __all__ = ["ASGIApp", "ASGIHTTPDBSessionMiddleware", "Message", "Receive", "Scope", "Send"]
@@ -76,7 +76,7 @@ class ASGIHTTPDBSessionMiddleware:
             return
         token = init_db_session_ctx()
         if self._positions is not None:
-            current_scope().commit_lsn = self._positions.from_headers(scope.get("headers", []))
+            current_scope().position = self._positions.from_headers(scope.get("headers", []))
         try:
             exchange = _Exchange(self.app, self._before_commit, send, self._positions)
             await exchange.run(scope, receive)
@@ -137,11 +137,11 @@ class _Exchange:
 
     def _add_position(self, message: Message) -> None:
         # After the commit: the position of this request's writes, if any.
-        lsn = current_scope().commit_lsn
-        if lsn is not None and self.positions is not None:
+        position = current_scope().position
+        if position is not None and self.positions is not None:
             message["headers"] = [
                 *message.get("headers", []),
-                *self.positions.response_headers(lsn),
+                *self.positions.response_headers(position),
             ]
 
     async def _send_500(self) -> None:

@@ -31,7 +31,7 @@ from ._engine_slot import EngineSlot
 from ._failover import FailureReporter, install_failover_hooks
 from ._resolver import Resolver, engine_creator_from_url
 from ._routing import HostRouter
-from ._ryw import format_lsn, track_writes
+from ._ryw import after_write_resolver, track_writes
 from .errors import NoHostError
 
 __all__ = [
@@ -138,10 +138,7 @@ class DBConnect:
         self._by_host: dict[str, EngineSlot] = {}
         self._report: FailureReporter | None = getattr(resolver, "report_failure", None)
         self._track_writes = read_your_writes
-        self._ryw_wait = read_your_writes_wait
-        self._at_least: Callable[[str, float], Awaitable[str]] | None = getattr(
-            resolver, "at_least", None
-        )
+        self._after_write = after_write_resolver(resolver, read_your_writes_wait)
         self._unsubscribe: Callable[[], None] | None = None
         add_listener = getattr(resolver, "add_listener", None)
         if callable(add_listener):
@@ -351,11 +348,11 @@ class DBConnect:
         return slot.session_maker
 
     async def _resolve(self, resolver: Resolver) -> str:
-        if self._at_least is not None:
+        if self._after_write is not None:
             scope = _db_session_ctx.get()
-            if scope is not None and scope.commit_lsn is not None:
+            if scope is not None and scope.position is not None:
                 # This context wrote: only a replica that replayed it will do.
-                return await self._at_least(format_lsn(scope.commit_lsn), self._ryw_wait)
+                return await self._after_write(scope.position)
         return await resolver()
 
     def _replica_slot(self, host: str) -> EngineSlot:

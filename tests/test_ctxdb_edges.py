@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ctxdb import (
     ContextClosedError,
     DBConnect,
-    PositionToken,
     SessionCloseError,
     close_all_sessions,
     db_session,
@@ -22,9 +21,9 @@ from ctxdb import (
     reset_db_session_ctx,
     rollback_all_sessions,
     rollback_session,
+    run_in_new_ctx,
 )
 from ctxdb._context import SessionScope, current_scope
-from ctxdb._ryw import parse_lsn
 
 INSERT = text("insert into example(text) values ('x')")
 
@@ -86,25 +85,6 @@ async def test_context_reset_while_a_session_is_made(
     assert "open" in repr(SessionScope())
 
 
-def test_position_tokens() -> None:
-    tokens = PositionToken(b"bytes-secret", cookie=None)
-    assert "cookie=None" in repr(tokens)
-    assert tokens.load(tokens.dump(0)) == 0  # the very first position is a position
-    forged_text = "ZZ/1"
-    signed_garbage = f"{forged_text}.{tokens._sign(forged_text)}"
-    assert tokens.load(signed_garbage) is None  # signed, but not an LSN
-    assert [name for name, _ in tokens.response_headers(5)] == [b"x-db-position"]
-    with_cookie = PositionToken("s")
-    low, high = with_cookie.dump(parse_lsn("0/10")), with_cookie.dump(parse_lsn("1/0"))
-    headers = [
-        (b"cookie", f"other=1; db_position={high}; x=y".encode()),
-        (b"X-DB-Position", low.encode()),
-        (b"x-db-position", b"garbage"),
-    ]
-    assert with_cookie.from_headers(headers) == parse_lsn("1/0")
-    assert with_cookie.from_headers([]) is None
-
-
 async def test_savepoint_joined_session_records_a_position(
     make_connect: Callable[..., DBConnect], table: Any
 ) -> None:
@@ -119,5 +99,60 @@ async def test_savepoint_joined_session_records_a_position(
         session = await db_session(connect)
         await session.execute(INSERT)
         await session.commit()
-        assert current_scope().commit_lsn is not None
+        position = current_scope().position
+        assert position is not None
+        assert (
+            position.system_identifier
+            == table.execute("select system_identifier from pg_control_system()").fetchone()[0]
+        )
     assert table.execute("select count(*) from example").fetchone()[0] == 0
+
+
+class RecordingReplicas:
+    """A replica resolver whose ``at_least`` may or may not take the position's cluster."""
+
+    exclusive = False
+
+    def __init__(self, knows_cluster: bool) -> None:
+        self.asked: list[tuple[str, int | None]] = []
+        if not knows_cluster:
+            self.at_least = self._at_least_lsn_only  # type: ignore[method-assign]
+
+    async def __call__(self) -> str:
+        return "replica"
+
+    async def at_least(
+        self, lsn: str, max_wait: float, system_identifier: int | None = None
+    ) -> str:
+        self.asked.append((lsn, system_identifier))
+        return "replica"
+
+    async def _at_least_lsn_only(self, lsn: str, max_wait: float) -> str:
+        self.asked.append((lsn, None))
+        return "replica"
+
+
+@pytest.mark.parametrize("knows_cluster", [True, False])
+async def test_a_replica_resolver_is_told_the_cluster_of_the_position(
+    make_connect: Callable[..., DBConnect], table: Any, knows_cluster: bool
+) -> None:
+    master = make_connect("edge-ryw-master", read_your_writes=True)
+    probe = make_connect("edge-ryw-probe")
+    replicas = RecordingReplicas(knows_cluster)
+    replica = DBConnect(resolver=replicas, engine_creator=probe._engine_creator)
+
+    async def write_then_read() -> int:
+        session = await db_session(master)
+        await session.execute(INSERT)
+        await session.commit()
+        reader = await db_session(replica)
+        return int((await reader.execute(text("select 1"))).scalar_one())
+
+    try:
+        assert await run_in_new_ctx(write_then_read) == 1
+    finally:
+        await replica.close()
+    cluster = table.execute("select system_identifier from pg_control_system()").fetchone()[0]
+    [(lsn, asked_cluster)] = replicas.asked
+    assert "/" in lsn
+    assert asked_cluster == (cluster if knows_cluster else None)

@@ -121,13 +121,29 @@ async def test_both_replicas_paused_reads_go_to_the_primary(
     assert elapsed < 5  # bounded by max_wait, never an unbounded wait
 
 
-async def test_the_documented_wiring_builds(replicated: ReplicatedCluster) -> None:
+async def test_the_documented_wiring_builds(
+    replicated: ReplicatedCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_POSITION_SECRET", "a-secret-of-32-random-characters")
     example = build(replicated.hosts, replicated.password)
     assert example.master is not example.replica
     async with example.cluster:
         assert await example.cluster.master() == replicated.primary.host
     await example.master.close()
     await example.replica.close()
+
+
+@pytest.mark.parametrize("secret", [None, "", "short"])
+def test_the_documented_wiring_refuses_a_missing_or_weak_secret(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None
+) -> None:
+    if secret is None:
+        monkeypatch.delenv("DB_POSITION_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("DB_POSITION_SECRET", secret)
+    with pytest.raises(RuntimeError, match="DB_POSITION_SECRET") as raised:
+        build(["127.0.0.1:1"], "pw")
+    assert "change-me" not in str(raised.value)
 
 
 async def test_without_a_write_reads_behave_as_before(

@@ -40,8 +40,18 @@ def build(hosts: list[str], password: str, *, max_wait: float = 0.05) -> ReadYou
     # Replicas serve a context that wrote only once they replayed its position.
     replica = DBConnect(resolver=cluster.replica, read_your_writes_wait=max_wait, **engines)
 
-    secret = os.environ.get("DB_POSITION_SECRET", "change-me")
-    return ReadYourWrites(cluster, master, replica, make_app(master, replica, secret))
+    return ReadYourWrites(cluster, master, replica, make_app(master, replica, position_secret()))
+
+
+def position_secret() -> str:
+    """The token secret, from the environment: there is no safe default to fall back to."""
+    secret = os.environ.get("DB_POSITION_SECRET", "")
+    if len(secret) < 16:
+        raise RuntimeError(
+            "DB_POSITION_SECRET must hold a random secret of at least 16 characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return secret
 
 
 # --8<-- [end:build]
@@ -63,5 +73,5 @@ def make_app(master: DBConnect, replica: DBConnect, secret: str) -> ASGIHTTPDBSe
         await send({"type": "http.response.body", "body": body})
 
     # The position travels to the next request in a signed header and cookie.
-    positions = PositionToken(secret, header="x-db-position", cookie="db_position")
+    positions = PositionToken(secret, header="x-db-position", cookie="db_position", max_age=300)
     return ASGIHTTPDBSessionMiddleware(app, read_your_writes=positions)
