@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from compose.pgserver import free_port
-from ctxdb import DBConnect, new_non_ctx_session
+from ctxdb import ConnectionLostError, DBConnect, new_non_ctx_session
 from tests.fixtures.tls import CERT_USER, TLSServer
 from topology import ClusterResolver
 
@@ -66,9 +66,11 @@ async def test_verify_full_engine_checks_the_servers_name(
     # The certificate names localhost, not 127.0.0.1: verify-full refuses, verify-ca does not.
     wrong = DBConnect(url=url(tls_server, driver, "x", **verify_full(tls_server)),
                       host=f"127.0.0.1:{port}", engine_kwargs=ENGINE_KWARGS)  # fmt: skip
-    with pytest.raises(Exception, match="127.0.0.1") as info:
+    with pytest.raises(Exception, match=r"127\.0\.0\.1") as info:
         await fetch(wrong, TLS_ROW)
     assert "match" in str(info.value).lower() or "not valid" in str(info.value).lower()
+    # Final, like a wrong password: not a lost host to report and retry.
+    assert not isinstance(info.value, ConnectionLostError), info.value
     ca_only = verify_full(tls_server, sslmode="verify-ca")
     db = DBConnect(url=url(tls_server, driver, "x", **ca_only), host=f"127.0.0.1:{port}")
     assert (await fetch(db, TLS_ROW))[0] is True
@@ -96,8 +98,9 @@ async def test_no_key_password_or_password_is_ever_shown(
     wrong = f"wrong-{uuid.uuid4().hex}"
     db = DBConnect(url=url(tls_server, driver, "x", **client_cert(tls_server, wrong)),
                    host=f"localhost:{tls_server.port}")  # fmt: skip
-    with pytest.raises(Exception, match="key|decrypt|SSL") as info:
+    with pytest.raises(Exception, match=r"key|decrypt|SSL") as info:
         await fetch(db, TLS_ROW)
+    assert not isinstance(info.value, ConnectionLostError), info.value
     engine = db._engine_creator(f"localhost:{tls_server.port}")
     try:
         texts = [repr(db), repr(engine), str(engine.url), repr(engine.url), str(info.value),
@@ -125,7 +128,7 @@ async def test_target_session_attrs_is_checked_by_the_driver(
     if ok:
         assert await fetch(db, "SELECT pg_is_in_recovery()") == (False,)
     else:
-        with pytest.raises(Exception, match="standby|hot standby|not in recovery|in recovery"):
+        with pytest.raises(Exception, match=r"standby"):
             await fetch(db, "SELECT 1")
 
 

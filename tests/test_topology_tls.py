@@ -7,6 +7,8 @@ a client certificate whose key is encrypted.
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 
 import pytest
@@ -21,6 +23,7 @@ from topology import (
     probe_once,
 )
 from topology.probe import ProbeResult
+from topology.probe._cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +173,19 @@ async def test_cluster_from_url_probes_over_tls(tls_server: TLSServer, driver: s
         assert row == (True, 1)  # the probe connection itself is encrypted
     finally:
         await cluster.close()
+
+
+def test_probe_cli_takes_the_key_password_from_the_url_and_never_prints_it(
+    tls_server: TLSServer, driver: str
+) -> None:
+    params = (
+        f"sslmode=verify-full&sslrootcert={tls_server.ca}&sslcert={tls_server.client_cert}"
+        f"&sslkey={tls_server.client_key}&sslpassword={tls_server.key_password}"
+    )
+    url = f"postgresql://{CERT_USER}@localhost:{tls_server.port}/postgres?{params}"
+    out, err = io.StringIO(), io.StringIO()
+    code = main([url, "--json", "--driver", driver], {}, out, err, process_hooks=False)
+    doc = json.loads(out.getvalue())
+    assert [h["role"] for h in doc["hosts"]] == ["primary"], out.getvalue() + err.getvalue()
+    assert code == 0
+    assert tls_server.key_password not in out.getvalue() + err.getvalue()
