@@ -29,6 +29,7 @@ at once (when the DBConnect is made), never holding a password.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import urlencode
 
@@ -95,6 +96,8 @@ def _for_asyncpg(url: URL) -> tuple[URL, dict[str, Any]]:
         # asyncpg merges a query-only DSN with the host, port and user given
         # as keywords, and builds the SSL context from it at every connect.
         args["dsn"] = "postgresql://?" + urlencode(dsn)
+        if "sslcert" in dsn or "sslkey" in dsn:
+            args["async_creator_fn"] = _connect_explaining_key_errors
     timeout = _single(url, "connect_timeout")
     if timeout is not None:
         try:
@@ -105,6 +108,22 @@ def _for_asyncpg(url: URL) -> tuple[URL, dict[str, Any]]:
             args["timeout"] = seconds
     dropped = (*_ASYNCPG_DSN, "channel_binding", "connect_timeout")
     return url.difference_update_query(dropped), args
+
+
+async def _connect_explaining_key_errors(*args: Any, **kwargs: Any) -> Any:
+    """asyncpg.connect, with OpenSSL's bare "PEM lib" turned into words a person can act on."""
+    import asyncpg  # type: ignore[import-untyped]  # only engines that use it get here
+
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except ssl.SSLError as exc:
+        if "PEM lib" not in str(exc):
+            raise
+        raise ssl.SSLError(
+            exc.errno,
+            "could not load the client certificate or key (sslcert, sslkey): a wrong or "
+            f"missing sslpassword for an encrypted key, or not a PEM file ({exc})",
+        ) from exc
 
 
 def engine_url(url: str, connect_args: dict[str, Any] | None = None) -> tuple[URL, dict[str, Any]]:

@@ -21,6 +21,7 @@ def test_asyncpg_gets_the_libpq_settings_as_a_query_only_dsn() -> None:
         "target_session_attrs": "read-write",  # an asyncpg keyword
         "prepared_statement_cache_size": "0",  # a dialect option
     }
+    assert args.pop("async_creator_fn").__name__ == "_connect_explaining_key_errors"
     assert args == {
         "dsn": "postgresql://?sslmode=verify-full&sslrootcert=%2Fca.pem&sslcert=%2Fc.pem"
         "&sslkey=%2Fk.pem&sslpassword=kp&sslcrl=%2Fcrl"

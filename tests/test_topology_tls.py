@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 
 import pytest
@@ -117,6 +118,9 @@ async def test_a_wrong_key_password_fails_without_showing_it(
     result = await probe(tls_server, "localhost", opts, driver)
     assert result.error is not None
     assert result.error.permanent, result.error
+    assert re.search(
+        r"could not load (the )?(client certificate or )?(private )?key", str(result.error)
+    )
     for text in (str(result.error), repr(result.error), repr(opts), repr(result)):
         assert wrong not in text
         assert tls_server.key_password not in text

@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -120,17 +121,26 @@ class AsyncpgDriver:
             key: value for key in _LIBPQ_SETTINGS if (value := getattr(options, key)) is not None
         }
         settings = {"application_name": options.application_name or "topology-probe"}
-        conn = await asyncpg.connect(
-            dsn=f"postgresql://?{urlencode(dsn)}" if dsn else None,
-            host=address.host,
-            port=address.port,
-            user=options.user,
-            password=options.password,
-            database=options.database,
-            timeout=max(timeout, 0.001),
-            server_settings=settings,
-            command_timeout=None,
-        )
+        try:
+            conn = await asyncpg.connect(
+                dsn=f"postgresql://?{urlencode(dsn)}" if dsn else None,
+                host=address.host,
+                port=address.port,
+                user=options.user,
+                password=options.password,
+                database=options.database,
+                timeout=max(timeout, 0.001),
+                server_settings=settings,
+                command_timeout=None,
+            )
+        except ssl.SSLError as exc:
+            if "PEM lib" not in str(exc):  # OpenSSL's only words for a key it cannot load
+                raise
+            raise ssl.SSLError(
+                exc.errno,
+                "could not load the client certificate or key (sslcert, sslkey): a wrong or "
+                f"missing sslpassword for an encrypted key, or not a PEM file ({exc})",
+            ) from exc
         return _AsyncpgConnection(conn)
 
 
