@@ -193,3 +193,12 @@ def test_probe_cli_takes_the_key_password_from_the_url_and_never_prints_it(
     assert [h["role"] for h in doc["hosts"]] == ["primary"], out.getvalue() + err.getvalue()
     assert code == 0
     assert tls_server.key_password not in out.getvalue() + err.getvalue()
+
+
+def test_settings_topology_cannot_honour_are_refused_with_a_way_out() -> None:
+    with pytest.raises(ConfigurationError, match=r"cluster\.master"):
+        ClusterResolver("127.0.0.1:5432", target_session_attrs="read-write")
+    with pytest.raises(ConfigurationError, match=r"ConnectOptions\(options=\.\.\.\)"):
+        ClusterResolver("127.0.0.1:5432", options="-c statement_timeout=5s")  # type: ignore[arg-type]
+    libpq = ClusterResolver("127.0.0.1:5432", options=ConnectOptions(options="-c x.y=1"))
+    assert libpq.options.options == "-c x.y=1"
