@@ -174,3 +174,17 @@ async def test_one_url_for_the_probes_and_the_engines(tls_server: TLSServer, dri
         assert row == (True, True)  # the probe's connection is encrypted too
     finally:
         await cluster.close()
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+async def test_engines_check_the_revocation_list(
+    tls_server: TLSServer, driver: str, revoked: bool
+) -> None:
+    crl = tls_server.crl_revoked if revoked else tls_server.crl_empty
+    params = verify_full(tls_server, sslcrl=str(crl))
+    db = DBConnect(url=url(tls_server, driver, "x", **params), host=f"localhost:{tls_server.port}")
+    if not revoked:
+        assert (await fetch(db, TLS_ROW))[0] is True
+    else:
+        with pytest.raises(Exception, match="revoked|certificate verify failed"):
+            await fetch(db, TLS_ROW)

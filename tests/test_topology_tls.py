@@ -202,3 +202,21 @@ def test_settings_topology_cannot_honour_are_refused_with_a_way_out() -> None:
         ClusterResolver("127.0.0.1:5432", options="-c statement_timeout=5s")  # type: ignore[arg-type]
     libpq = ClusterResolver("127.0.0.1:5432", options=ConnectOptions(options="-c x.y=1"))
     assert libpq.options.options == "-c x.y=1"
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+async def test_probe_checks_the_revocation_list(
+    tls_server: TLSServer, driver: str, revoked: bool
+) -> None:
+    crl = tls_server.crl_revoked if revoked else tls_server.crl_empty
+    opts = options(
+        tls_server, sslmode="verify-full", sslrootcert=str(tls_server.ca), sslcrl=str(crl)
+    )
+    result = await probe(tls_server, "localhost", opts, driver)
+    if not revoked:
+        assert result.ok, result.error
+    else:
+        assert result.error is not None
+        assert result.error.reason is Reason.TLS_FAILED, result.error
+        # libpq says no more than "certificate verify failed"; the empty list passes above.
+        assert re.search("revoked|certificate verify failed", result.error.detail), result.error
