@@ -186,5 +186,5 @@ async def test_engines_check_the_revocation_list(
     if not revoked:
         assert (await fetch(db, TLS_ROW))[0] is True
     else:
-        with pytest.raises(Exception, match="revoked|certificate verify failed"):
+        with pytest.raises(Exception, match=r"revoked|certificate verify failed"):
             await fetch(db, TLS_ROW)
