@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -89,12 +90,18 @@ _NETWORK_WORDS = (
 )
 
 
+# TLS errors that mean the connection was cut during the handshake, not refused.
+_TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
 def connect_failed_on_network(exc: BaseException) -> bool:
     """Whether a failed connect means the host is unreachable (not, say, a wrong password).
 
     asyncpg raises ``OSError``/``TimeoutError``; psycopg wraps every connect
     failure in ``OperationalError``, without a SQLSTATE when no server answered.
     """
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, _TLS_CUT):
+        return False  # a certificate or key refused (asyncpg): configuration, not a lost host
     if isinstance(exc, (OSError, asyncio.TimeoutError)):
         return True
     code = sqlstate_of(exc)

@@ -36,8 +36,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ._engine_url import engine_url
 
 __all__ = ["Resolver", "engine_creator_from_url", "split_host"]
 
@@ -63,9 +64,15 @@ def split_host(host: str) -> tuple[str, int | None]:
 def engine_creator_from_url(
     url: str, engine_kwargs: dict[str, Any] | None = None
 ) -> Callable[[str], AsyncEngine]:
-    """An ``engine_creator`` that puts each host into ``url`` (host and port)."""
-    base = make_url(url)  # validates now, not at the first request
+    """An ``engine_creator`` that puts each host into ``url`` (host and port).
+
+    ``url`` may be a libpq multi-host URL with libpq's connection parameters
+    (TLS, ``options``...), for asyncpg as for psycopg: see ``ctxdb._engine_url``.
+    """
     kwargs = dict(engine_kwargs or {})
+    base, connect_args = engine_url(url, kwargs.pop("connect_args", None))
+    if connect_args:
+        kwargs["connect_args"] = connect_args
 
     def create(host: str) -> AsyncEngine:
         address, port = split_host(host)

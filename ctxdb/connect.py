@@ -68,7 +68,10 @@ class DBConnect:
 
     Following hosts: with ``resolver=`` (see ``ctxdb._resolver`` for the
     protocol) every new session asks the resolver for its host first, and
-    with ``url=`` (plus ``engine_kwargs``) no ``engine_creator`` is needed.
+    with ``url=`` (plus ``engine_kwargs``) no ``engine_creator`` is needed;
+    that URL may be the cluster's libpq multi-host URL, whose TLS settings,
+    ``options`` and other libpq parameters reach asyncpg and psycopg engines
+    alike (``ctxdb._engine_url``; ``sslpassword`` never shows in a repr).
     An exclusive resolver (a primary) gets one engine whose connections
     follow it (``ctxdb._routing``): when the answer changes, every connection
     to the old host is cut, sessions that sent nothing reconnect to the new

@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.ctxdb",
     "tests.fixtures.replicated",
     "tests.fixtures.patroni",
+    "tests.fixtures.tls",
 ]

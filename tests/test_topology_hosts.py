@@ -130,7 +130,9 @@ def test_parse_host_lists_rejects(hosts: str, ports: str | None, message: str) -
         ),
         (
             "postgresql://u@h1/db?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem"
-            "&sslkey=/k.pem&connect_timeout=3&application_name=svc&target_session_attrs=read-write",
+            "&sslkey=/k.pem&connect_timeout=3&application_name=svc&target_session_attrs=any"
+            "&sslpassword=kp&sslcrl=/crl.pem&options=-c%20statement_timeout%3D5s"
+            "&channel_binding=require",
             (H("h1"),),
             ConnectOptions(
                 user="u",
@@ -141,7 +143,11 @@ def test_parse_host_lists_rejects(hosts: str, ports: str | None, message: str) -
                 sslkey="/k.pem",
                 connect_timeout=3.0,
                 application_name="svc",
-                target_session_attrs="read-write",
+                target_session_attrs="any",
+                sslpassword="kp",
+                sslcrl="/crl.pem",
+                options="-c statement_timeout=5s",
+                channel_binding="require",
             ),
         ),
         (
@@ -184,6 +190,15 @@ def test_parse_url(url: str, hosts: tuple[HostAddress, ...], options: ConnectOpt
         ("postgresql://u:hunter2@h1/db?connect_timeout=soon", "invalid connect_timeout"),
         ("postgresql://u:hunter2@h1/db?connect_timeout=-1", "invalid connect_timeout"),
         ("postgresql://u:hunter2@h1/db?target_session_attrs=x", "invalid target_session_attrs"),
+        (
+            "postgresql://u:hunter2@h1/db?target_session_attrs=read-write",
+            "target_session_attrs=read-write is not used by topology.*cluster.master",
+        ),
+        (
+            "postgresql://u:hunter2@h1/db?target_session_attrs=standby",
+            "target_session_attrs=standby is not used by topology.*cluster.replica",
+        ),
+        ("postgresql://u:hunter2@h1/db?channel_binding=always", "invalid channel_binding"),
         ("postgresql://u:hunter2@h1/db?host=a,b&port=1,2,3", "2 hosts but 3 ports"),
         ("postgresql://u:hunter2@[::1/db", "missing ']'"),
         ("postgresql://u:hunter2@%2Ftmp/db", "Unix-domain socket"),
@@ -202,3 +217,12 @@ def test_connect_options_repr_hides_the_password() -> None:
     assert options.replace(database="d").password == "hunter2"
     with pytest.raises(ConfigurationError, match="invalid sslmode"):
         options.replace(sslmode="maybe")
+
+
+def test_connect_options_repr_hides_the_key_password() -> None:
+    options = parse_url("postgresql://u:hunter2@h1/db?sslkey=/k.pem&sslpassword=swordfish")[1]
+    assert options.sslpassword == "swordfish"
+    assert options.extra == ()  # not kept aside where repr would show it
+    for text in (repr(options), str(options), repr(options.replace(database="d"))):
+        assert "swordfish" not in text
+        assert "hunter2" not in text

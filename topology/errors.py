@@ -222,6 +222,8 @@ _MESSAGES: tuple[tuple[str, Reason], ...] = (
     ("nodename nor servname", Reason.NAME_NOT_RESOLVED),
     ("timeout expired", Reason.TIMED_OUT),
     ("timed out", Reason.TIMED_OUT),
+    ("channel binding", Reason.AUTHENTICATION_FAILED),  # channel_binding=require unmet
+    ("private key", Reason.TLS_FAILED),  # libpq: a wrong sslpassword or an unreadable sslkey
     ("certificate", Reason.TLS_FAILED),
     ("ssl", Reason.TLS_FAILED),
     ("read-only transaction", Reason.READ_ONLY),

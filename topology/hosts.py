@@ -10,7 +10,9 @@ URLs follow libpq: ``postgresql://user:pw@h1:5432,h2,[::1]:5433/db?sslmode=requi
 (``postgres://`` and SQLAlchemy's ``postgresql+driver://`` are accepted too);
 ``host=`` / ``port=`` query parameters override the hosts of the authority,
 as in libpq. Known connection options are validated; other query
-parameters are kept in :attr:`ConnectOptions.extra` untouched.
+parameters are kept in :attr:`ConnectOptions.extra` untouched. The same URL
+can be given to ``ctxdb.DBConnect(url=...)``, which reads the same libpq
+parameters for its engines.
 
 Bad input raises :class:`~topology.errors.ConfigurationError` (a
 ``ValueError``) whose message names the bad part, never the password.
@@ -29,6 +31,7 @@ from urllib.parse import parse_qsl, unquote
 from topology.errors import ConfigurationError
 
 __all__ = [
+    "CHANNEL_BINDINGS",
     "DEFAULT_PORT",
     "SSLMODES",
     "TARGET_SESSION_ATTRS",
@@ -45,6 +48,7 @@ SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "ver
 TARGET_SESSION_ATTRS = frozenset(
     {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
 )
+CHANNEL_BINDINGS = frozenset({"disable", "prefer", "require"})
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
 _SCHEME = re.compile(r"^(?:postgres|postgresql)(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 
@@ -190,10 +194,18 @@ def parse_host_lists(hosts: str, ports: str | None = None) -> tuple[HostAddress,
 
 @dataclass(frozen=True)
 class ConnectOptions:
-    """Connection settings shared by the probes (and, through the user, the engines).
+    """Connection settings shared by the probes (and, through the same URL, the engines).
 
-    ``connect_timeout`` is in seconds (libpq's meaning; the probe timeout
-    still bounds every wait). ``password`` is left out of ``repr``.
+    libpq's meanings: ``connect_timeout`` is in seconds (the probe timeout
+    still bounds every wait); ``sslpassword`` decrypts the ``sslkey``;
+    ``sslcrl`` is a revocation list; ``options`` holds server settings
+    (``-c statement_timeout=5s``), sent at connect; ``channel_binding``
+    (psycopg only: asyncpg never binds channels). ``password`` and
+    ``sslpassword`` are left out of ``repr``.
+
+    ``target_session_attrs`` is refused unless ``any``: the probes connect
+    to every host whatever its role, and the roles are served by
+    ``cluster.master`` and ``cluster.replica`` instead.
     """
 
     user: str | None = None
@@ -207,17 +219,22 @@ class ConnectOptions:
     application_name: str | None = None
     target_session_attrs: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
+    sslpassword: str | None = field(default=None, repr=False)
+    sslcrl: str | None = None
+    options: str | None = None
+    channel_binding: str | None = None
 
     def __post_init__(self) -> None:
         if self.sslmode is not None and self.sslmode not in SSLMODES:
             raise ConfigurationError(
                 f"invalid sslmode {self.sslmode!r}: expected one of {', '.join(sorted(SSLMODES))}"
             )
-        attrs = self.target_session_attrs
-        if attrs is not None and attrs not in TARGET_SESSION_ATTRS:
+        _check_target_session_attrs(self.target_session_attrs)
+        binding = self.channel_binding
+        if binding is not None and binding not in CHANNEL_BINDINGS:
             raise ConfigurationError(
-                f"invalid target_session_attrs {attrs!r}: "
-                f"expected one of {', '.join(sorted(TARGET_SESSION_ATTRS))}"
+                f"invalid channel_binding {binding!r}: "
+                f"expected one of {', '.join(sorted(CHANNEL_BINDINGS))}"
             )
         timeout = self.connect_timeout
         if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
@@ -226,6 +243,21 @@ class ConnectOptions:
     def replace(self, **changes: object) -> ConnectOptions:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _check_target_session_attrs(attrs: str | None) -> None:
+    if attrs is not None and attrs not in TARGET_SESSION_ATTRS:
+        raise ConfigurationError(
+            f"invalid target_session_attrs {attrs!r}: "
+            f"expected one of {', '.join(sorted(TARGET_SESSION_ATTRS))}"
+        )
+    if attrs not in (None, "any"):
+        # Silently probing every host anyway would mislead: say where the role is chosen.
+        raise ConfigurationError(
+            f"target_session_attrs={attrs} is not used by topology, which probes every host: "
+            "take the primary from cluster.master (read-write, primary) and a replica from "
+            "cluster.replica (read-only, standby, prefer-standby), and leave it out of the URL"
+        )
 
 
 _OPTION_ALIASES = {"dbname": "database", "ssl": "sslmode"}

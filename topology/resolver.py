@@ -76,7 +76,8 @@ class ClusterResolver:
     strings or :class:`HostAddress`. ``options``: connection settings, with
     ``user`` / ``password`` / ``database`` and any other :class:`ConnectOptions`
     field given as keywords taking precedence (``sslmode``, ``sslrootcert``,
-    ``sslcert``, ``sslkey``, ``connect_timeout``, ``application_name``).
+    ``sslcert``, ``sslkey``, ``sslpassword``, ``sslcrl``, ``options``,
+    ``channel_binding``, ``connect_timeout``, ``application_name``).
 
     Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
     no primary is known or after a failure report, and ``burst_interval``
@@ -123,6 +124,9 @@ class ClusterResolver:
         self.hosts = parse_hosts(hosts)
         self.options = _merge_options(options, user, password, database, connect_options)
         self.driver = get_driver(driver)
+        check = getattr(self.driver, "check", None)
+        if callable(check):
+            check(self.options)  # a setting the driver cannot honour fails now, not per probe
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
         self.pace = Pace(
@@ -442,6 +446,11 @@ def _merge_options(
     database: str | None,
     extra: dict[str, Any],
 ) -> ConnectOptions:
+    if isinstance(options, str):
+        raise ConfigurationError(
+            "options= takes a ConnectOptions here: give libpq's options string in the URL "
+            "(?options=-c%20statement_timeout%3D5s) or as ConnectOptions(options=...)"
+        )
     base = options or ConnectOptions()
     changes: dict[str, Any] = dict(extra)
     for key, value in (("user", user), ("password", password), ("database", database)):

@@ -7,7 +7,7 @@ requests that lost their connection, or that found no primary in time, get
 a 503 with ``Retry-After`` instead of a 500: the typed errors say that
 nothing was stored (or, for a COMMIT in flight, that nobody knows)::
 
-    export CLUSTER_URL=postgresql://app:secret@10.0.0.1:5432,10.0.0.2:5432,10.0.0.3:5432/app
+    export CLUSTER_URL='postgresql://app:secret@10.0.0.1:5432,10.0.0.2:5432,10.0.0.3:5432/app?sslmode=verify-full&sslrootcert=/etc/ssl/db/ca.crt'
     .venv/bin/uvicorn --app-dir docs/examples --factory cluster_app:app_from_env
 """
 
@@ -60,13 +60,11 @@ def engine_url(cluster: ClusterResolver) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_app(cluster: ClusterResolver) -> FastAPI:
-    master = DBConnect(
-        resolver=cluster.master, url=engine_url(cluster), engine_kwargs=ENGINE_KWARGS
-    )
-    replica = DBConnect(
-        resolver=cluster.replica, url=engine_url(cluster), engine_kwargs=ENGINE_KWARGS
-    )
+def create_app(cluster: ClusterResolver, url: str | None = None) -> FastAPI:
+    """The app; ``url`` is the cluster's own URL, whose TLS settings the engines then share."""
+    url = url or engine_url(cluster)
+    master = DBConnect(resolver=cluster.master, url=url, engine_kwargs=ENGINE_KWARGS)
+    replica = DBConnect(resolver=cluster.replica, url=url, engine_kwargs=ENGINE_KWARGS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,5 +112,12 @@ def create_app(cluster: ClusterResolver) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The app on ``CLUSTER_URL``, a libpq multi-host URL."""
-    return create_app(ClusterResolver.from_url(os.environ["CLUSTER_URL"]))
+    """The app on ``CLUSTER_URL``, a libpq multi-host URL, given to the probes and the engines.
+
+    Its TLS settings (``?sslmode=verify-full&sslrootcert=...``) thus reach both.
+    The engines use asyncpg unless the URL names a driver (``postgresql+psycopg://``).
+    """
+    url = os.environ["CLUSTER_URL"]
+    scheme, _, rest = url.partition("://")
+    engines = url if "+" in scheme else f"postgresql+asyncpg://{rest}"
+    return create_app(ClusterResolver.from_url(url), engines)

@@ -40,8 +40,9 @@ hosts:
   User and database: -U / -d, the URL, PGUSER / PGDATABASE, else the OS user.
   Password: the URL, else PGPASSWORD, else the password file (PGPASSFILE or
   ~/.pgpass, mode 0600, matched per host as libpq does). It is never printed.
-  PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT, PGAPPNAME
-  apply as in libpq.
+  PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGSSLCRL, PGOPTIONS,
+  PGCHANNELBINDING, PGCONNECT_TIMEOUT, PGAPPNAME apply as in libpq; a URL's
+  sslpassword decrypts the key and is never printed either.
 
 exit status:
   0   healthy: one primary, every host up, no replica lagging

@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TextIO
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 from topology.errors import ConfigurationError, redact
 from topology.probe._args import Arguments, UsageError, parse_args
@@ -195,11 +195,17 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
         await session.close()
 
 
-def _url_password(arg: str) -> str:
-    """The password in a URL-shaped argument (to scrub it before anything is parsed)."""
+def _url_secrets(arg: str) -> list[str]:
+    """The password and sslpassword in a URL-shaped argument (scrubbed before any parsing)."""
     authority = re.split(r"[/?#]", arg.partition("://")[2], maxsplit=1)[0]
     userinfo, at, _ = authority.rpartition("@")
-    return unquote(userinfo.partition(":")[2]) if at else ""
+    found = [unquote(userinfo.partition(":")[2])] if at else []
+    query = arg.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == "sslpassword":
+            found.append(unquote_plus(value))
+    return found
 
 
 def _check_driver(name: str) -> None:
@@ -223,7 +229,7 @@ def main(
     """
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
-    secrets = [env.get("PGPASSWORD", "")] + [_url_password(arg) for arg in argv]
+    secrets = [env.get("PGPASSWORD", ""), *(s for arg in argv for s in _url_secrets(arg))]
     output = Output(out or sys.stdout, err or sys.stderr, secrets)
     if process_hooks:
         _quiet_logging(output)

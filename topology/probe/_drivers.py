@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -79,38 +80,67 @@ class _AsyncpgConnection:
         return bool(self._conn.is_closed())
 
 
+_LIBPQ_SETTINGS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcrl",
+    "options",
+)
+
+
 class AsyncpgDriver:
-    """asyncpg: TLS options go through a libpq-style DSN, which asyncpg parses like libpq."""
+    """asyncpg: TLS settings and ``options`` go through a query-only DSN, parsed like libpq.
+
+    asyncpg builds the SSL context from it (``verify-full`` checks the host
+    name, ``sslpassword`` decrypts the key) and sends ``options`` in the
+    startup packet. It never uses channel binding: :meth:`check` refuses
+    ``channel_binding=prefer/require``.
+    """
 
     name = "asyncpg"
+
+    def check(self, options: ConnectOptions) -> None:
+        """Raise :class:`ConfigurationError` for a setting asyncpg cannot honour."""
+        if options.channel_binding not in (None, "disable"):
+            raise ConfigurationError(
+                f"channel_binding={options.channel_binding} cannot be honoured by asyncpg, "
+                "which never uses channel binding: probe with driver='psycopg', "
+                "or set channel_binding=disable"
+            )
 
     async def connect(
         self, address: HostAddress, options: ConnectOptions, timeout: float
     ) -> ProbeConnection:
         import asyncpg  # type: ignore[import-untyped]
 
-        tls = {
-            key: value
-            for key, value in (
-                ("sslmode", options.sslmode),
-                ("sslrootcert", options.sslrootcert),
-                ("sslcert", options.sslcert),
-                ("sslkey", options.sslkey),
-            )
-            if value is not None
+        self.check(options)
+        dsn = {
+            key: value for key in _LIBPQ_SETTINGS if (value := getattr(options, key)) is not None
         }
         settings = {"application_name": options.application_name or "topology-probe"}
-        conn = await asyncpg.connect(
-            dsn=f"postgresql://?{urlencode(tls)}" if tls else None,
-            host=address.host,
-            port=address.port,
-            user=options.user,
-            password=options.password,
-            database=options.database,
-            timeout=max(timeout, 0.001),
-            server_settings=settings,
-            command_timeout=None,
-        )
+        try:
+            conn = await asyncpg.connect(
+                dsn=f"postgresql://?{urlencode(dsn)}" if dsn else None,
+                host=address.host,
+                port=address.port,
+                user=options.user,
+                password=options.password,
+                database=options.database,
+                timeout=max(timeout, 0.001),
+                server_settings=settings,
+                command_timeout=None,
+            )
+        except ssl.SSLError as exc:
+            if "PEM lib" not in str(exc):  # OpenSSL's only words for a key it cannot load
+                raise
+            raise ssl.SSLError(
+                exc.errno,
+                "could not load the client certificate or key (sslcert, sslkey): a wrong or "
+                f"missing sslpassword for an encrypted key, or not a PEM file ({exc})",
+            ) from exc
         return _AsyncpgConnection(conn)
 
 
@@ -146,10 +176,24 @@ class _PsycopgConnection:
         return bool(self._conn.closed)
 
 
+_PSYCOPG_PARAMS = (
+    "user",
+    "password",
+    *_LIBPQ_SETTINGS,
+    "channel_binding",
+)
+
+
 class PsycopgDriver:
-    """psycopg 3 (async), autocommit so a probe never leaves a transaction open."""
+    """psycopg 3 (async), autocommit so a probe never leaves a transaction open.
+
+    Every connection setting goes to libpq, which honours them all.
+    """
 
     name = "psycopg"
+
+    def check(self, options: ConnectOptions) -> None:
+        """libpq takes every setting of :class:`ConnectOptions`: nothing to refuse."""
 
     async def connect(
         self, address: HostAddress, options: ConnectOptions, timeout: float
@@ -163,7 +207,7 @@ class PsycopgDriver:
             # libpq's own minimum is 2 s; the caller's deadline is the real bound.
             "connect_timeout": max(2, math.ceil(timeout)),
         }
-        for key in ("user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey"):
+        for key in _PSYCOPG_PARAMS:
             value = getattr(options, key)
             if value is not None:
                 params[key] = value

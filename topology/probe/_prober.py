@@ -254,7 +254,8 @@ class HostProber:
 
     def _error(self, exc: BaseException) -> ProbeError:
         detail = redact(
-            str(exc).strip().splitlines()[0] if str(exc).strip() else "", [self.options.password]
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+            [self.options.password, self.options.sslpassword],
         )
         if not detail:
             detail = type(exc).__name__

@@ -3,10 +3,10 @@
 Sources, in libpq's order of precedence: the command line (host arguments or
 a URL, ``--user``, ``--dbname``), then the libpq environment (``PGHOST``,
 ``PGPORT``, ``PGUSER``, ``PGDATABASE``, ``PGPASSWORD``, ``PGPASSFILE``,
-``PGSSLMODE``, ``PGSSLROOTCERT``, ``PGSSLCERT``, ``PGSSLKEY``,
-``PGCONNECT_TIMEOUT``, ``PGAPPNAME``), then libpq's defaults (host
-``localhost``, port 5432, the operating-system user, a database named
-like the user). The password comes from the URL, else ``PGPASSWORD``, else
+``PGSSLMODE``, ``PGSSLROOTCERT``, ``PGSSLCERT``, ``PGSSLKEY``, ``PGSSLCRL``,
+``PGOPTIONS``, ``PGCHANNELBINDING``, ``PGCONNECT_TIMEOUT``, ``PGAPPNAME``), then
+libpq's defaults (host ``localhost``, port 5432, the operating-system user,
+a database named like the user). The password comes from the URL, else ``PGPASSWORD``, else
 the password file, looked up per host as libpq does.
 
 Pure apart from reading the password file; raises
@@ -39,6 +39,9 @@ _ENV_OPTIONS = (
     ("sslrootcert", "PGSSLROOTCERT"),
     ("sslcert", "PGSSLCERT"),
     ("sslkey", "PGSSLKEY"),
+    ("sslcrl", "PGSSLCRL"),
+    ("options", "PGOPTIONS"),
+    ("channel_binding", "PGCHANNELBINDING"),
     ("application_name", "PGAPPNAME"),
 )
 
@@ -47,7 +50,8 @@ _ENV_OPTIONS = (
 class Target:
     """Hosts to probe, the options for each (same order), and every secret in play.
 
-    ``secrets`` lists the passwords so that output can be scrubbed of them;
+    ``secrets`` lists the passwords (``sslpassword`` too) so that output can
+    be scrubbed of them;
     it is left out of ``repr``.
     """
 
@@ -126,12 +130,15 @@ def resolve_target(
     if options.application_name is None and "application_name" not in changes:
         changes["application_name"] = APPLICATION_NAME
     options = options.replace(**changes)
+    key_secret = (options.sslpassword,) if options.sslpassword else ()
     if options.password is not None:
-        return Target(addresses, (options,) * len(addresses), "URL", (options.password,))
+        secrets = (options.password, *key_secret)
+        return Target(addresses, (options,) * len(addresses), "URL", secrets)
     if env.get("PGPASSWORD"):
         password = env["PGPASSWORD"]
         shared = options.replace(password=password)
-        return Target(addresses, (shared,) * len(addresses), "PGPASSWORD", (password,))
+        secrets = (password, *key_secret)
+        return Target(addresses, (shared,) * len(addresses), "PGPASSWORD", secrets)
     passfile = dict(options.extra).get("passfile")
     path = _pgpass.default_path(env, passfile)
     per_host: list[ConnectOptions] = []
@@ -148,4 +155,5 @@ def resolve_target(
         )
         per_host.append(options if found is None else options.replace(password=found))
     secrets = tuple(sorted({o.password for o in per_host if o.password}))
-    return Target(addresses, tuple(per_host), "password file" if secrets else "none", secrets)
+    source = "password file" if secrets else "none"
+    return Target(addresses, tuple(per_host), source, secrets + key_secret)
