@@ -16,12 +16,16 @@ host list describes, round after round (pure; no I/O):
   the cluster's own hosts are down therefore never takes the cluster over
   (unless it is half the host list: pin the identifier to rule that out).
 
+Only a complete round (every host answered or failed) may learn or change
+the identifier: a provisional snapshot, published while slow hosts are still
+being probed, may hold just the one foreign host that answered first.
+
 Hosts that could not read their identifier (a revoked ``pg_control_system()``)
 neither count nor get excluded.
 
 Example::
 
-    identity = cluster_identity([("a", 7, True), ("b", 7, False)], None, None, 2)
+    identity = cluster_identity([("a", 7, True), ("b", 7, False)], None, None, 2, True)
     assert identity == Identity(7, changed=False)
 """
 
@@ -47,13 +51,15 @@ def cluster_identity(
     known: int | None,
     pinned: int | None,
     configured: int,
+    complete: bool,
 ) -> Identity:
     """Decide the identifier; ``answers`` are ``(host, identifier, claims_primary)``
     for the hosts that answered this round, in configured order; ``known`` is
-    the previous snapshot's identifier; ``configured`` the number of hosts."""
+    the previous snapshot's identifier; ``configured`` the number of hosts;
+    ``complete`` whether every host's answer of this round is in."""
     if pinned is not None:
         return Identity(pinned)
-    if not answers:
+    if not answers or not complete:
         return Identity(known)
     if known is None:
         counts = Counter(identifier for _, identifier, _ in answers)

@@ -316,9 +316,15 @@ class ClusterResolver:
     # --- publishing -----------------------------------------------------------------
     def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
         # Only a primary that answered in this very round: a carried-over
-        # state may be the one a failure report just put in doubt.
+        # state may be the one a failure report just put in doubt. Nor while
+        # the cluster's identity is still to be learned (a complete round
+        # does that): the host that answered first may belong to another one.
         primary = snapshot.primary
-        return primary is not None and primary in answered and primary != self._primary_fast
+        if primary is None or primary not in answered or primary == self._primary_fast:
+            return False
+        return snapshot.system_identifier is not None or all(
+            state.system_identifier is None for state in snapshot.hosts
+        )
 
     def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         old = self._snapshot

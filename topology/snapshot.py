@@ -331,7 +331,9 @@ def build_snapshot(
     """
     seen = [_seen(item) for item in items]
     known = previous.system_identifier if previous is not None else None
-    identity = cluster_identity(_identity_answers(seen), known, system_identifier, len(seen))
+    identity = cluster_identity(
+        _identity_answers(seen), known, system_identifier, len(seen), complete
+    )
     seen = [_judge_identity(s, identity.identifier) for s in seen]
     # A re-initialised cluster starts its timelines (and WAL positions) over.
     start_over = previous is None or identity.changed
