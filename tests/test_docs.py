@@ -114,7 +114,9 @@ def test_includes_name_example_files(block: Block) -> None:
 
 def test_every_example_file_is_exercised_by_a_test() -> None:
     """Each module under docs/examples/ is named by a test that imports or runs it."""
-    tests = "\n".join(p.read_text() for p in TESTS.rglob("*.py") if p.name != Path(__file__).name)
+    tests = "\n".join(
+        p.read_text() for p in TESTS.rglob("*.py") if p.name != Path(__file__).name
+    )
     for source in sorted(EXAMPLES.rglob("*.py")):
         top = source.relative_to(EXAMPLES).parts[0].removesuffix(".py")
         assert re.search(rf"\b{re.escape(top)}\b", tests), f"no test exercises {top}"
