@@ -112,9 +112,16 @@ class ReplicatedCluster:
             raise
         return cluster
 
-    def rebuild(self, timeout: float = 30) -> None:
-        """Throw all data away and start again from a fresh primary (nodes[0]) and clones."""
+    def rebuild(self, timeout: float = 30, *, new_identity: bool = False) -> None:
+        """Throw all data away and start again from a fresh primary (nodes[0]) and clones.
+
+        The primary is a copy of the first initdb, so the cluster keeps its
+        system identifier; ``new_identity`` runs initdb again instead (a new
+        identifier, as a real re-initialisation gives).
+        """
         started = time.monotonic()
+        if new_identity:
+            shutil.rmtree(self._template, ignore_errors=True)
         first = not self._template.exists()
         self._release_all()
         for node in self.nodes:

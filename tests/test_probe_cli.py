@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from compose.blackhole import BlackHole
-from compose.pgserver import free_port
+from compose.pgserver import PostgresNode, free_port
 from compose.replicated import ReplicatedCluster
 from topology.probe import _pgpass
 from topology.probe._args import DEFAULT_MAX_LAG_BYTES, UsageError, parse_args, parse_lag
@@ -43,6 +44,7 @@ HOST_KEYS = {
     "lag_bytes": (int, type(None)),
     "lag_seconds": (float, type(None)),
     "timeline": (int, type(None)),
+    "system_identifier": (str, type(None)),
     "lagging": bool,
     "reason": (str, type(None)),
     "reason_text": (str, type(None)),
@@ -61,6 +63,8 @@ DOC_KEYS = {
     "down": list,
     "stale_primaries": list,
     "max_timeline": (int, type(None)),
+    "system_identifier": (str, type(None)),
+    "foreign": list,
     "max_lag_bytes": (int, type(None)),
     "max_lag_seconds": (float, type(None)),
     "summary": str,
@@ -119,6 +123,10 @@ def run_cli(*args: str, env: Mapping[str, str], secrets: Sequence[str], timeout:
     return run
 
 
+def system_identifier(cluster: ReplicatedCluster) -> int:
+    return int(cluster.value(cluster.primary, "SELECT system_identifier FROM pg_control_system()"))
+
+
 def cli_env(cluster: ReplicatedCluster, **extra: str) -> dict[str, str]:
     return clean_env(PGUSER="postgres", PGPASSWORD=cluster.password, **extra)
 
@@ -136,7 +144,7 @@ def check_document(doc: dict[str, Any]) -> None:
         assert set(host) == set(HOST_KEYS), set(host) ^ set(HOST_KEYS)
         for key, kind in HOST_KEYS.items():
             assert isinstance(host[key], kind), (key, host[key])
-        assert host["role"] in {"primary", "replica", "stale_primary", "down", "unknown"}
+        assert host["role"] in {"primary", "replica", "stale_primary", "foreign", "down", "unknown"}
         assert (host["reason"] is None) == (host["role"] != "down")
     for change in doc["changes"]:
         assert set(change) == {"time", "host", "from", "to", "reason"}
@@ -205,6 +213,8 @@ def test_healthy_json_exit_0(replicated: ReplicatedCluster) -> None:
     assert doc["down"] == doc["lagging"] == doc["stale_primaries"] == doc["changes"] == []
     assert doc["max_lag_bytes"] == DEFAULT_MAX_LAG_BYTES
     assert doc["max_timeline"] == 1
+    assert doc["foreign"] == []
+    assert doc["system_identifier"] == str(system_identifier(replicated))
     by_host = {host["host"]: host for host in doc["hosts"]}
     assert [h["host"] for h in doc["hosts"]] == replicated.hosts
     primary = by_host[replicated.primary.host]
@@ -216,6 +226,40 @@ def test_healthy_json_exit_0(replicated: ReplicatedCluster) -> None:
         assert by_host[node.host]["role"] == "replica"
         assert by_host[node.host]["lag_bytes"] == 0
         assert by_host[node.host]["timeline"] == 1
+    assert {h["system_identifier"] for h in doc["hosts"]} == {doc["system_identifier"]}
+
+
+@pytest.mark.cluster
+def test_host_of_another_cluster_is_shown_not_split_brain(
+    replicated: ReplicatedCluster, pg_foreign: PostgresNode
+) -> None:
+    """A standalone primary listed first: reported as another cluster's, exit 1, not 2."""
+    with psycopg.connect(pg_foreign.conninfo()) as conn:
+        row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+    assert row is not None
+    theirs, ours = int(row[0]), system_identifier(replicated)
+    hosts = [pg_foreign.host, *replicated.hosts]
+    run = run_cli(*hosts, env=cli_env(replicated), secrets=[replicated.password])
+    assert run.code == 1, run.out + run.err
+    rows = run.rows()
+    assert rows[pg_foreign.host][0] == "foreign"
+    reason = f"belongs to another cluster: system identifier {theirs}, the cluster's is {ours}"
+    assert rows[pg_foreign.host][-1] == reason
+    assert rows[replicated.primary.host][0] == "primary"
+    summary = run.out.splitlines()[-1]
+    assert summary == (
+        f"DEGRADED: primary {replicated.primary.host}; 2/2 replicas healthy;"
+        f" other cluster: {pg_foreign.host}"
+    )
+    doc = run_cli(*hosts, "--json", env=cli_env(replicated), secrets=[]).doc()
+    assert doc["status"] == "degraded"
+    assert doc["foreign"] == [pg_foreign.host]
+    assert doc["stale_primaries"] == doc["down"] == []
+    assert doc["system_identifier"] == str(ours)
+    foreign = doc["hosts"][0]
+    assert foreign["role"] == "foreign"
+    assert foreign["system_identifier"] == str(theirs)
+    assert foreign["detail"] == reason
 
 
 @pytest.mark.cluster

@@ -75,6 +75,7 @@ class ProbeLoop:
         straggling: Callable[[frozenset[str]], None],
         patience: float,
         slow_after: float,
+        system_identifier: int | None = None,
     ) -> None:
         self.probers = tuple(probers)
         self._current = current
@@ -85,6 +86,7 @@ class ProbeLoop:
         self._straggling = straggling
         self.patience = patience
         self.slow_after = slow_after
+        self.system_identifier = system_identifier  # pinned cluster identity, if any
         # Probes still running, by host index: a slow host is never probed twice at once.
         self._inflight: dict[int, asyncio.Task[ProbeResult]] = {}
         self._started_at: dict[int, float] = {}
@@ -172,7 +174,12 @@ class ProbeLoop:
             await self._cancel_inflight()
             raise
         snapshot = build_snapshot(
-            items, self._current(), round=number, taken_at=time.time(), complete=not pending
+            items,
+            self._current(),
+            round=number,
+            taken_at=time.time(),
+            complete=not pending,
+            system_identifier=self.system_identifier,
         )
         self.last_round_duration = time.monotonic() - started
         self._publish(snapshot, oldest, frozenset(answered))
@@ -209,7 +216,12 @@ class ProbeLoop:
     ) -> None:
         current = self._current()
         provisional = build_snapshot(
-            items, current, round=number, taken_at=time.time(), complete=False
+            items,
+            current,
+            round=number,
+            taken_at=time.time(),
+            complete=False,
+            system_identifier=self.system_identifier,
         )
         if self._early(provisional, answered):
             self._publish(provisional, started, answered)

@@ -73,14 +73,31 @@ class Callbacks:
 
 
 def significant(old: Snapshot, new: Snapshot) -> bool:
-    """True when the primary or any host's role differs (lag and latency do not count)."""
-    if old.primary != new.primary:
+    """True when the primary, the cluster identity or any host's role differs
+    (lag and latency do not count)."""
+    if old.primary != new.primary or old.system_identifier != new.system_identifier:
         return True
     return any(a.role is not b.role for a, b in zip(old.hosts, new.hosts, strict=True))
 
 
+def _log_identity(old: Snapshot, new: Snapshot) -> None:
+    if old.system_identifier is not None and new.system_identifier != old.system_identifier:
+        log.warning(
+            "cluster re-initialised: system identifier %s -> %s; the highest-timeline rule"
+            " starts over (timeline %s)",
+            old.system_identifier,
+            new.system_identifier,
+            new.max_timeline,
+        )
+    for state in new.by_role(Role.FOREIGN):
+        before = old.get(state.host)
+        if before is None or before.role is not Role.FOREIGN:
+            log.warning("excluded host %s: %s", state.host, new.describe(state))
+
+
 def log_changes(old: Snapshot, new: Snapshot) -> int:
     """Log role changes (WARNING) and the first topology seen (INFO); returns the count."""
+    _log_identity(old, new)
     if old.round == 0:
         log.info(
             "topology discovered: primary %s, replicas %s",
@@ -99,6 +116,8 @@ def log_changes(old: Snapshot, new: Snapshot) -> int:
     changes = role_changes(old, new)
     for change in changes:
         state = new[change.host]
+        if change.new is Role.FOREIGN:
+            continue  # logged with its identifiers above
         if change.new is Role.DOWN:
             reason = state.error.reason.words if state.error is not None else "unknown"
             log.warning("lost host %s (was %s): %s", change.host, change.old.words, reason)

@@ -54,6 +54,11 @@ class MasterResolver:
     def cluster(self) -> ClusterResolver:
         return self._cluster
 
+    @property
+    def system_identifier(self) -> int | None:
+        """The cluster's identifier: see :attr:`ClusterResolver.system_identifier`."""
+        return self._cluster.system_identifier
+
     def report_failure(self, host: str, exc: BaseException | None = None) -> None:
         """See :meth:`ClusterResolver.report_failure` (sync, never raises)."""
         self._cluster.report_failure(host, exc)
@@ -98,6 +103,11 @@ class ReplicaResolver:
     @property
     def cluster(self) -> ClusterResolver:
         return self._cluster
+
+    @property
+    def system_identifier(self) -> int | None:
+        """The cluster's identifier: see :attr:`ClusterResolver.system_identifier`."""
+        return self._cluster.system_identifier
 
     def report_failure(self, host: str, exc: BaseException | None = None) -> None:
         """See :meth:`ClusterResolver.report_failure` (sync, never raises)."""
@@ -179,7 +189,7 @@ def no_primary(cluster: ClusterResolver) -> NoPrimaryError:
         elif state.role is Role.PRIMARY and state.host in cluster._suspect_set:
             causes[state.host] = "primary, reported failing and not confirmed since"
         else:
-            causes[state.host] = state.describe(snapshot.max_timeline)
+            causes[state.host] = snapshot.describe(state)
     return NoPrimaryError(
         f"no primary among {len(causes)} hosts after {cluster.wait_timeout:g} s", causes
     )

@@ -87,6 +87,13 @@ class ClusterResolver:
     how long a resolver call waits for a primary; a snapshot older than
     ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
     trusted by the fast path.
+
+    Identity: ``system_identifier`` pins the cluster (``SELECT
+    system_identifier FROM pg_control_system()`` on any member); a host
+    reporting another one is excluded as foreign. Without it the identifier
+    is learned from the hosts and kept, and adopted anew only when the whole
+    cluster was re-initialised (see :mod:`topology._identity`); read it as
+    :attr:`system_identifier`.
     """
 
     def __init__(
@@ -110,6 +117,7 @@ class ClusterResolver:
         max_lag_seconds: float | None = None,
         fallback_to_primary: bool = True,
         stale_after: float | None = None,
+        system_identifier: int | None = None,
         **connect_options: Any,
     ) -> None:
         for name, value in (
@@ -121,6 +129,12 @@ class ClusterResolver:
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
+        if system_identifier is not None and (
+            isinstance(system_identifier, bool) or not isinstance(system_identifier, int)
+        ):
+            raise ConfigurationError(
+                f"system_identifier must be an integer, not {type(system_identifier).__name__}"
+            )
         self.hosts = parse_hosts(hosts)
         self.options = _merge_options(options, user, password, database, connect_options)
         self.driver = get_driver(driver)
@@ -167,6 +181,7 @@ class ClusterResolver:
             straggling=self._straggling,
             patience=self.fast_interval,
             slow_after=self.probe_timeout / 4,
+            system_identifier=system_identifier,
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -213,6 +228,15 @@ class ClusterResolver:
     def snapshot(self) -> Snapshot:
         """The snapshot last published (never waits; ``round == 0`` before the first)."""
         return self._snapshot
+
+    @property
+    def system_identifier(self) -> int | None:
+        """The cluster's identifier (pinned, else learned; None before any host told it).
+
+        Changes only when the whole cluster was re-initialised, e.g. to tie a
+        read-your-writes position to the cluster it came from. Never waits.
+        """
+        return self._snapshot.system_identifier
 
     def read_your_writes_stats(self) -> CaughtUpStats:
         """How ``replica.at_least()`` served reads: from the snapshot, after waiting, or primary."""
@@ -296,9 +320,15 @@ class ClusterResolver:
     # --- publishing -----------------------------------------------------------------
     def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
         # Only a primary that answered in this very round: a carried-over
-        # state may be the one a failure report just put in doubt.
+        # state may be the one a failure report just put in doubt. Nor while
+        # the cluster's identity is still to be learned (a complete round
+        # does that): the host that answered first may belong to another one.
         primary = snapshot.primary
-        return primary is not None and primary in answered and primary != self._primary_fast
+        if primary is None or primary not in answered or primary == self._primary_fast:
+            return False
+        return snapshot.system_identifier is not None or all(
+            state.system_identifier is None for state in snapshot.hosts
+        )
 
     def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         old = self._snapshot

@@ -27,9 +27,9 @@ _LAG = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 DESCRIPTION = """\
 Probe every PostgreSQL host once (or every few seconds with --watch) and show
-its role (primary, replica, stale primary, down, unknown), round-trip latency,
-replication lag and timeline, or why it could not be probed. All hosts are
-probed concurrently: a run ends within about --timeout, however many hosts
+its role (primary, replica, stale primary, foreign, down, unknown), round-trip
+latency, replication lag and timeline, or why it could not be probed. All hosts
+are probed concurrently: a run ends within about --timeout, however many hosts
 are dead or black-holed."""
 
 EPILOG = """\

@@ -15,6 +15,11 @@ configuration errors) are never retried; the host is then held (not
 contacted again) for ``hold`` seconds, doubling up to ``max_hold``, and
 probes return the last failure meanwhile.
 
+Identity: the probe reads the host's system identifier too; a login that may
+not run ``pg_control_system()`` (revoked by an administrator) makes the
+prober log one WARNING and probe without it from then on (the result's
+``system_identifier`` is then None), rather than fail the host.
+
 Concurrency: one probe at a time per HostProber (the resolver's rounds never
 overlap); :meth:`terminate` may be called at any time.
 """
@@ -34,7 +39,12 @@ from tenacity.wait import wait_exponential
 from topology.errors import ConfigurationError, ProbeError, Reason, classify, redact
 from topology.hosts import ConnectOptions, HostAddress
 from topology.probe._drivers import ProbeConnection, ProbeDriver, get_driver
-from topology.probe._result import PROBE_QUERY, ProbeResult, result_from_row
+from topology.probe._result import (
+    ANONYMOUS_PROBE_QUERY,
+    PROBE_QUERY,
+    ProbeResult,
+    result_from_row,
+)
 
 __all__ = ["HostProber"]
 
@@ -104,6 +114,7 @@ class HostProber:
         self._hold_next = hold
         self._last_failure: ProbeResult | None = None
         self._reused_lost = False
+        self._query = PROBE_QUERY
 
     def __repr__(self) -> str:
         state = "connected" if self._conn is not None else "idle"
@@ -169,7 +180,7 @@ class HostProber:
         if conn is None:
             conn = await self._connect(deadline)
         try:
-            row, latency = await self._bounded(self._timed_fetch(conn), deadline, conn, "query")
+            row, latency = await self._fetch(conn, deadline)
         except ProbeError as error:
             self._drop()
             self._reused_lost = reused and error.reason is Reason.CONNECTION_LOST
@@ -188,9 +199,24 @@ class HostProber:
         )
         return result
 
+    async def _fetch(self, conn: ProbeConnection, deadline: float) -> tuple[Sequence[Any], float]:
+        try:
+            return await self._bounded(self._timed_fetch(conn), deadline, conn, "query")
+        except ProbeError as error:
+            if error.reason is not Reason.PERMISSION_DENIED or self._query is not PROBE_QUERY:
+                raise
+            log.warning(
+                "probe %s: this login may not read pg_control_system() (%s): the host's"
+                " system identifier stays unknown, so it is never excluded as foreign",
+                self.host,
+                error.detail,
+            )
+        self._query = ANONYMOUS_PROBE_QUERY  # an autocommit connection survives the error
+        return await self._bounded(self._timed_fetch(conn), deadline, conn, "query")
+
     async def _timed_fetch(self, conn: ProbeConnection) -> tuple[Sequence[Any], float]:
         start = time.perf_counter()
-        row = await conn.fetch_row(PROBE_QUERY)
+        row = await conn.fetch_row(self._query)
         return row, time.perf_counter() - start
 
     async def _connect(self, deadline: float) -> ProbeConnection:

@@ -114,6 +114,7 @@ class Verdict:
     lagging: tuple[str, ...]
     down: tuple[HostState, ...]
     stale_primaries: tuple[str, ...]
+    foreign: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -122,16 +123,18 @@ class Verdict:
 
 def judge(snapshot: Snapshot, limit: LagLimit) -> Verdict:
     """Exit-status rules: 2 without a primary or with a stale primary (split brain),
-    1 when any host is down or unknown or any replica lags, else 0."""
+    1 when any host is down, unknown or of another cluster, or any replica
+    lags, else 0."""
     replicas = snapshot.by_role(Role.REPLICA)
     lagging = tuple(s.host for s in replicas if limit.exceeded(s))
-    down = tuple(s for s in snapshot.hosts if not s.up)
+    foreign = snapshot.foreign
+    down = tuple(s for s in snapshot.hosts if not s.up and s.role is not Role.FOREIGN)
     stale = tuple(s.host for s in snapshot.by_role(Role.STALE_PRIMARY))
     if snapshot.primary is None:
         status = Status.NO_PRIMARY
     elif stale:
         status = Status.SPLIT_BRAIN
-    elif down or lagging:
+    elif down or lagging or foreign:
         status = Status.DEGRADED
     else:
         status = Status.HEALTHY
@@ -143,6 +146,7 @@ def judge(snapshot: Snapshot, limit: LagLimit) -> Verdict:
         lagging=lagging,
         down=down,
         stale_primaries=stale,
+        foreign=foreign,
     )
 
 
@@ -182,6 +186,8 @@ def note(state: HostState, snapshot: Snapshot, limit: LagLimit, *, full: bool = 
         return words
     if state.role is Role.UNKNOWN:
         return "no answer yet"
+    if state.role is Role.FOREIGN:
+        return snapshot.describe(state)
     if state.role is Role.STALE_PRIMARY:
         return (
             f"split brain: writable on timeline {state.timeline}, "
@@ -233,6 +239,8 @@ def summary(verdict: Verdict) -> str:
     parts.append(f"{len(verdict.healthy_replicas)}/{len(verdict.replicas)} replicas healthy")
     if verdict.stale_primaries:
         parts.append("stale primary: " + ", ".join(verdict.stale_primaries))
+    if verdict.foreign:
+        parts.append("other cluster: " + ", ".join(verdict.foreign))
     if verdict.down:
         parts.append("down: " + ", ".join(_down_words(state) for state in verdict.down))
     if verdict.lagging:
@@ -246,6 +254,11 @@ def _down_words(state: HostState) -> str:
     return f"{state.host} ({state.error.reason.words})"
 
 
+def _identifier(value: int | None) -> str | None:
+    # A string: a 64-bit identifier loses digits as a JSON number in JavaScript.
+    return None if value is None else str(value)
+
+
 def _host_json(state: HostState, snapshot: Snapshot, limit: LagLimit) -> dict[str, Any]:
     error = state.error
     return {
@@ -255,6 +268,7 @@ def _host_json(state: HostState, snapshot: Snapshot, limit: LagLimit) -> dict[st
         "lag_bytes": state.lag_bytes,
         "lag_seconds": None if state.lag_seconds is None else round(state.lag_seconds, 3),
         "timeline": state.timeline,
+        "system_identifier": _identifier(state.system_identifier),
         "lagging": limit.exceeded(state),
         "reason": None if error is None else error.reason.value,
         "reason_text": None if error is None else error.reason.words,
@@ -284,6 +298,8 @@ def document(
         "down": [state.host for state in verdict.down],
         "stale_primaries": list(verdict.stale_primaries),
         "max_timeline": snapshot.max_timeline or None,
+        "system_identifier": _identifier(snapshot.system_identifier),
+        "foreign": list(verdict.foreign),
         "max_lag_bytes": limit.max_bytes,
         "max_lag_seconds": limit.max_seconds,
         "summary": summary(verdict),

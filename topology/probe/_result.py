@@ -10,7 +10,7 @@ from typing import Any
 
 from topology.errors import ProbeError
 
-__all__ = ["PROBE_QUERY", "ProbeResult", "result_from_row"]
+__all__ = ["ANONYMOUS_PROBE_QUERY", "PROBE_QUERY", "ProbeResult", "result_from_row"]
 
 # One round trip. pg_is_in_recovery() is read once (a subquery with a volatile
 # target list is not flattened) so the CASE branches agree with it; branches
@@ -18,7 +18,12 @@ __all__ = ["PROBE_QUERY", "ProbeResult", "result_from_row"]
 # The primary's timeline comes from the name of its current WAL file (it moves
 # at promotion, before any checkpoint); a standby's is the walreceiver's
 # received_tli (NULL without pg_read_all_stats or while no receiver runs).
-PROBE_QUERY = """\
+# The system identifier (the same on every member of one cluster, new at each
+# initdb) comes from the control file. Any role may read it by default; where
+# an administrator revoked pg_control_system() the query fails as a whole
+# (privileges are checked when the plan starts, even in a CASE branch not
+# taken), so the prober then switches to ANONYMOUS_PROBE_QUERY.
+_QUERY = """\
 SELECT r.rec,
        (CASE WHEN r.rec THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)
            - '0/0'::pg_lsn,
@@ -27,8 +32,11 @@ SELECT r.rec,
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
        END,
        CASE WHEN r.rec THEN pg_last_xact_replay_timestamp() END,
-       now()
+       now(),
+       {identifier}
 FROM (SELECT pg_is_in_recovery() AS rec) r"""
+PROBE_QUERY = _QUERY.format(identifier="(SELECT c.system_identifier FROM pg_control_system() c)")
+ANONYMOUS_PROBE_QUERY = _QUERY.format(identifier="NULL::bigint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,9 @@ class ProbeResult:
     standby. ``latency`` is the probe query's round trip in seconds (connecting
     not included). ``checked_at`` is wall-clock time (``time.time()``) of the
     answer or of the failure; ``attempts`` counts tries within this probe.
+    ``system_identifier`` is the cluster identity from the host's control
+    file (``pg_control_system()``): equal on a primary and its streaming
+    replicas, new at each initdb; None when the login may not read it.
     """
 
     host: str
@@ -53,6 +64,7 @@ class ProbeResult:
     error: ProbeError | None = None
     checked_at: float = 0.0
     attempts: int = 0
+    system_identifier: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,7 +83,7 @@ def result_from_row(
     host: str, row: Sequence[Any], latency: float, checked_at: float, attempts: int
 ) -> ProbeResult:
     """Build a result from the row of :data:`PROBE_QUERY`."""
-    in_recovery, lsn, receive_lsn, timeline, replay_ts, now = row
+    in_recovery, lsn, receive_lsn, timeline, replay_ts, now, identifier = row
     return ProbeResult(
         host=host,
         in_recovery=bool(in_recovery),
@@ -83,4 +95,5 @@ def result_from_row(
         latency=latency,
         checked_at=checked_at,
         attempts=attempts,
+        system_identifier=_int(identifier),
     )

@@ -40,6 +40,8 @@ _SETTLE = 0.1  # after a tick, before drawing: time for healthy hosts to answer
 def _reason(state: HostState | None) -> str | None:
     if state is not None and state.role is Role.DOWN and state.error is not None:
         return state.error.reason.words
+    if state is not None and state.role is Role.FOREIGN:
+        return f"another cluster: system identifier {state.system_identifier}"
     return None
 
 
