@@ -21,6 +21,7 @@ from compose.replicated import ReplicatedCluster
 from ctxdb import (
     ASGIHTTPDBSessionMiddleware,
     DBConnect,
+    Position,
     PositionToken,
     db_session,
     run_in_new_ctx,
@@ -254,3 +255,26 @@ async def test_a_full_pool_neither_stalls_nor_loses_positions(
         await replica.close()
     assert all(position is not None for position, _ in results)  # no position lost
     assert all(seen for _, seen in results)  # every read saw its own write
+
+
+async def test_a_position_of_another_cluster_is_ignored(
+    replicated: ReplicatedCluster, ryw: Any
+) -> None:
+    """A far-future position sends reads to the primary, unless it is of another cluster."""
+    cluster, master, replica = ryw
+    ours = cluster.system_identifier
+    assert ours is not None
+    far_future = parse_lsn("FFFF/0")
+    signer = PositionToken(SECRET)
+    before = cluster.read_your_writes_stats()
+    transport = httpx.ASGITransport(app=app_for(master, replica))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        foreign = signer.dump(Position(far_future, ours + 1))
+        served_foreign = int((await client.get("/", headers={"x-db-position": foreign})).text)
+        own = signer.dump(Position(far_future, ours))
+        served_own = int((await client.get("/", headers={"x-db-position": own})).text)
+    after = cluster.read_your_writes_stats()
+    assert served_foreign in {node.port for node in replicated.replicas}
+    assert served_own == replicated.primary.port
+    assert after.other_cluster == before.other_cluster + 1
+    assert after.to_primary == before.to_primary + 1

@@ -63,6 +63,7 @@ class CaughtUpStats:
     from_snapshot: int = 0  # a replica was already known to be caught up
     waited: int = 0  # a replica caught up while we asked
     to_primary: int = 0  # none did within max_wait: the primary served
+    other_cluster: int = 0  # the position was of another cluster: ignored
 
 
 class CaughtUpFinder:

@@ -113,13 +113,22 @@ class ReplicaResolver:
         """See :meth:`ClusterResolver.report_failure` (sync, never raises)."""
         self._cluster.report_failure(host, exc)
 
-    async def at_least(self, lsn: str | int, max_wait: float = 0.05) -> str:
+    async def at_least(
+        self, lsn: str | int, max_wait: float = 0.05, system_identifier: int | None = None
+    ) -> str:
         """A replica that has replayed ``lsn``, else the primary; see ``topology._caught_up``.
 
         Waits at most ``max_wait`` seconds for a replica to catch up (plus,
-        when it falls back, the primary's own resolution).
+        when it falls back, the primary's own resolution). A position of
+        another cluster (``system_identifier`` given and not this cluster's,
+        e.g. written before the cluster was re-initialised) says nothing
+        about this cluster's WAL: it is ignored, and any replica serves.
         """
         cluster = self._cluster
+        known = cluster.system_identifier
+        if system_identifier is not None and known is not None and system_identifier != known:
+            cluster._caught_up.stats.other_cluster += 1
+            return await self()
         target = parse_lsn(lsn)
         deadline = monotonic() + max_wait
         finder = cluster._caught_up

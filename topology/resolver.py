@@ -28,6 +28,7 @@ called from any thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -239,8 +240,8 @@ class ClusterResolver:
         return self._snapshot.system_identifier
 
     def read_your_writes_stats(self) -> CaughtUpStats:
-        """How ``replica.at_least()`` served reads: from the snapshot, after waiting, or primary."""
-        return self._caught_up.stats
+        """How ``replica.at_least()`` served reads so far: a copy, later reads do not change it."""
+        return dataclasses.replace(self._caught_up.stats)
 
     def stats(self) -> ClusterStats:
         runner = self._loop_runner
