@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -44,18 +45,17 @@ logger = logging.getLogger("ctxdb")
 
 _WROTE = "ctxdb_wrote"
 _POSITION_QUERY = "select pg_current_wal_lsn()::text"
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 _READ_ONLY_KEYWORDS = frozenset({"select", "show", "explain", "values", "table", "fetch"})
 
 
 def parse_lsn(text: str) -> int:
     """``"16/B374D848"`` -> bytes since 0/0; ``ValueError`` if it is not one."""
-    high, sep, low = text.strip().partition("/")
-    try:
-        if not sep or not high or not low or len(high) > 8 or len(low) > 8:
-            raise ValueError
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        raise ValueError(f"not a PostgreSQL LSN: {text!r}") from None
+    # Hex digits only: int(..., 16) alone also takes a sign, '_' and blanks ("-1/0").
+    if not _LSN.fullmatch(text.strip()):
+        raise ValueError(f"not a PostgreSQL LSN: {text!r}")
+    high, _, low = text.strip().partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def format_lsn(position: int) -> str:
@@ -154,7 +154,7 @@ class PositionToken:
     def load(self, token: str) -> int | None:
         """The position in ``token``, or ``None`` if it is malformed or forged."""
         text, sep, signature = token.strip().partition(".")
-        if not sep or len(token) > 80:
+        if not sep or len(token) > 80 or not token.isascii():  # a real token is ASCII
             return None
         if not hmac.compare_digest(signature.encode(), self._sign(text).encode()):
             logger.debug("ignored a position token with a bad signature")

@@ -6,7 +6,7 @@ prints back to text that parses to the same hosts; generated valid lists round-t
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests._properties import ANY_TEXT, PROPERTY_SETTINGS
@@ -49,6 +49,12 @@ def _checked(address: HostAddress) -> HostAddress:
 
 @PROPERTY_SETTINGS
 @given(HOST_TEXT)
+# Found by these properties on the first parser: ValueError from int(), or a host that
+# is not one.
+@example("[::]:\u1369")
+@example("h:" + "9" * 4301)
+@example("::%\x1b")
+@example("h\n:5")
 def test_any_text_is_a_host_or_a_configuration_error(text: str) -> None:
     try:
         address = parse_host(text)
@@ -80,6 +86,8 @@ def test_any_host_list_is_hosts_or_a_configuration_error(spec: str | list[str]) 
     st.one_of(HOST_TEXT, st.lists(HOST_TEXT, max_size=4).map(",".join)),
     st.one_of(st.none(), PORTISH, st.lists(PORTISH, max_size=4).map(",".join)),
 )
+@example("0", "9" * 4301)
+@example("h1,h2", "\u00b2")
 def test_any_pghost_pgport_pair_is_hosts_or_a_configuration_error(
     hosts_text: str, ports_text: str | None
 ) -> None:
