@@ -7,20 +7,25 @@ error nor in the repr of what was parsed.
 
 from __future__ import annotations
 
+import io
+import os
 from urllib.parse import quote
 
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from compose.pgserver import free_port
 from tests._properties import ANY_TEXT, MARK, PROPERTY_SETTINGS, secret_strategy
 from tests.test_properties_hosts import HOST_TEXT, IPV4, IPV6, NAMES, PORTS
 from topology import ConfigurationError, ConnectOptions, HostAddress
 from topology.hosts import DEFAULT_PORT, parse_url
+from topology.probe._cli import main
 
 SCHEMES = st.sampled_from(
     ["postgresql://", "postgres://", "postgresql+asyncpg://", "POSTGRESQL://"]
 )
 USERS = st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z")
+REFUSED_PORT = free_port()
 QUERY_VALUES = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 
 
@@ -144,3 +149,24 @@ def test_a_password_in_the_query_never_shows(
     if ports is not None:
         query += f"&port={quote(ports, safe=',')}"
     _parsed(f"postgresql:///db?{query}")
+
+
+@settings(PROPERTY_SETTINGS, max_examples=40)
+@given(
+    st.one_of(st.just(""), USERS),
+    RAW_PASSWORDS,
+    st.sampled_from(["", "/db", "/db?sslmode=disable"]),
+)
+@example("u", f"{MARK}?{MARK}", "/db")
+@example("u", f"{MARK}#{MARK}", "")
+@example("u", f"{MARK}/{MARK}", "/db")  # found: printed in the usage error
+def test_the_probe_cli_never_prints_a_url_password(user: str, password: str, tail: str) -> None:
+    # Nothing listens on the port: the run ends at once with the host down.
+    url = f"postgresql://{user}:{password}@127.0.0.1:{REFUSED_PORT}{tail}"
+    out, err = io.StringIO(), io.StringIO()
+    env = {"HOME": "/nonexistent-home-for-property-tests", "PATH": os.environ.get("PATH", "")}
+    code = main([url, "--timeout", "0.5", "--json"], env, out, err, process_hooks=False)
+    assert code in (2, 64), err.getvalue()
+    text = out.getvalue() + err.getvalue()
+    assert MARK not in text
+    assert quote(MARK) not in text

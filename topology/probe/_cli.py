@@ -43,8 +43,9 @@ EXIT_USAGE = 64  # sysexits.h EX_USAGE
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 PROG = "topology.probe"
-# user:password@ up to the last "@" of the authority, as parse_url reads it.
-_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*:)[^/?#\s]*@")
+# user:password@ up to the last "@" before the first "/", as parse_url reads it (a
+# password may hold "?", "#" and "@").
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*:)[^/\s]*@")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -197,9 +198,12 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
 
 def _url_password(arg: str) -> str:
     """The password in a URL-shaped argument (to scrub it before anything is parsed)."""
-    authority = re.split(r"[/?#]", arg.partition("://")[2], maxsplit=1)[0]
-    userinfo, at, _ = authority.rpartition("@")
-    return unquote(userinfo.partition(":")[2]) if at else ""
+    head, _, tail = arg.partition("://")[2].partition("/")
+    userinfo, at, _ = head.rpartition("@")
+    if not at and "@" in tail:
+        # A '/' in the password (parse_url refuses it): scrub everything up to the last '@'.
+        userinfo = (head + "/" + tail).rpartition("@")[0]
+    return unquote(userinfo.partition(":")[2]) if userinfo else ""
 
 
 def _check_driver(name: str) -> None:
