@@ -196,8 +196,9 @@ def test_make_pins_patroni_and_installs_exactly_that_version() -> None:
     dockerfile = (REPO / "compose" / "Dockerfile").read_text()
     assert f"'patroni[etcd3]=={version}' psycopg2-binary=={psycopg2}" in dockerfile
     # cluster-deps is idempotent: it (re)installs only when the venv is not on the pin.
+    venv = Path(os.environ.get("CTXDB_PATRONI_VENV", "/opt/ctxdb-patroni"))
     made = subprocess.run(
-        ["make", "-s", "--no-print-directory", "cluster-deps"],
+        ["make", "-s", "--no-print-directory", "cluster-deps", f"PATRONI_VENV={venv}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -205,7 +206,6 @@ def test_make_pins_patroni_and_installs_exactly_that_version() -> None:
         check=False,
     )
     assert made.returncode == 0, made.stdout + made.stderr
-    venv = Path(os.environ.get("CTXDB_PATRONI_VENV", "/opt/ctxdb-patroni"))
     shown = subprocess.run(
         [str(venv / "bin" / "patroni"), "--version"],
         capture_output=True,
