@@ -137,11 +137,11 @@ def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _run(python: Path, code: str) -> subprocess.CompletedProcess[str]:
+def _run(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # -I: nothing from this checkout or PYTHONPATH may stand in for the installed packages.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     return subprocess.run(
-        [str(python), "-I", "-c", code],
+        [str(python), "-I", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -172,7 +172,7 @@ def test_the_wheel_installs_into_a_clean_venv_with_each_extra(
             "    assert 'site-packages' in package.__file__, package.__file__\n"
         )
     )
-    imported = _run(python, code)
+    imported = _run(python, "-c", code)
     assert imported.returncode == 0, imported.stderr
     shown = _pip(python, "show", DIST_NAME)
     assert shown.returncode == 0, shown.stderr
@@ -180,8 +180,12 @@ def test_the_wheel_installs_into_a_clean_venv_with_each_extra(
     assert f"Version: {VERSION}" in shown.stdout
     if extra is None:
         # The core pulls in no framework: ctxdb.fastapi needs the [fastapi] extra.
-        missing = _run(python, "import ctxdb.fastapi")
+        missing = _run(python, "-c", "import ctxdb.fastapi")
         assert "No module named 'fastapi'" in missing.stderr
+        # Without a driver the probe CLI names the install command of this distribution.
+        probe = _run(python, "-m", "topology.probe", "127.0.0.1")
+        assert probe.returncode == 64, probe.stderr
+        assert "pip install 'ctxdb-topology[asyncpg]'" in probe.stderr
 
 
 def _make_variable(name: str) -> str:

@@ -208,7 +208,9 @@ def _url_password(arg: str) -> str:
 
 def _check_driver(name: str) -> None:
     if importlib.util.find_spec(name) is None:
-        raise UsageError(f"the {name} driver is not installed (pip install {name})")
+        raise UsageError(
+            f"the {name} driver is not installed (pip install 'ctxdb-topology[{name}]')"
+        )
 
 
 def main(
