@@ -51,8 +51,8 @@ def missing_prerequisites(user: ServerUser) -> list[str]:
     if not patroni.is_file():
         missing.append(
             f"Patroni in {patroni.parent.parent} (readable by user {user.name}): "
-            f"/usr/bin/python3 -m venv {patroni.parent.parent} && "
-            f"{patroni.parent}/pip install 'patroni[etcd3]' psycopg2-binary"
+            f"make cluster-deps PATRONI_VENV={patroni.parent.parent} "
+            "(installs the pinned patroni[etcd3] there)"
         )
     elif not _runs_as(user, [str(patroni), "--version"]):
         missing.append(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["format_lsn", "parse_lsn"]
+
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 
 
 def parse_lsn(text: str) -> int:
     """``"16/B374D848"`` -> bytes since 0/0; ``ValueError`` if it is not one."""
-    high, sep, low = text.strip().partition("/")
-    try:
-        if not sep or not high or not low or len(high) > 8 or len(low) > 8:
-            raise ValueError
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        raise ValueError(f"not a PostgreSQL LSN: {text!r}") from None
+    # Hex digits only: int(..., 16) alone also takes a sign, '_' and blanks ("-1/0").
+    if not _LSN.fullmatch(text.strip()):
+        raise ValueError(f"not a PostgreSQL LSN: {text!r}")
+    high, _, low = text.strip().partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def format_lsn(position: int) -> str:

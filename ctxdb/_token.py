@@ -127,7 +127,7 @@ class PositionToken:
 
     def read(self, token: str) -> Position | None:
         """The position in ``token``, or ``None`` if it is malformed, forged or expired."""
-        if len(token) > _MAX_TOKEN_LENGTH:
+        if len(token) > _MAX_TOKEN_LENGTH or not token.isascii():  # a real token is ASCII
             return None
         payload, _, signature = token.strip().rpartition(".")
         parts = payload.split(".")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from topology.snapshot import Snapshot
 log = logging.getLogger("topology")
 
 POLL_EVERY = 0.005
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 
 
 def parse_lsn(lsn: str | int) -> int:
@@ -43,13 +45,11 @@ def parse_lsn(lsn: str | int) -> int:
         if lsn < 0:
             raise ConfigurationError(f"an LSN cannot be negative: {lsn}")
         return lsn
-    high, sep, low = lsn.strip().partition("/")
-    try:
-        if not sep:
-            raise ValueError
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        raise ConfigurationError(f"not a PostgreSQL LSN: {lsn!r}") from None
+    # Hex digits only: int(..., 16) alone also takes a sign, '_' and blanks ("-1/0").
+    if not isinstance(lsn, str) or not _LSN.fullmatch(lsn.strip()):
+        raise ConfigurationError(f"not a PostgreSQL LSN: {lsn!r}")
+    high, _, low = lsn.strip().partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def format_lsn(position: int) -> str:

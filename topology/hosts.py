@@ -9,7 +9,9 @@ duplicates are dropped, the first occurrence keeps its place.
 URLs follow libpq: ``postgresql://user:pw@h1:5432,h2,[::1]:5433/db?sslmode=require``
 (``postgres://`` and SQLAlchemy's ``postgresql+driver://`` are accepted too);
 ``host=`` / ``port=`` query parameters override the hosts of the authority,
-as in libpq. Known connection options are validated; other query
+as in libpq. The user and password end at the last ``@`` before the first
+``/``: a password may hold ``?``, ``#`` and ``@`` unescaped, but a ``/`` must
+be written ``%2F``. Known connection options are validated; other query
 parameters are kept in :attr:`ConnectOptions.extra` untouched. The same URL
 can be given to ``ctxdb.DBConnect(url=...)``, which reads the same libpq
 parameters for its engines.
@@ -49,6 +51,9 @@ TARGET_SESSION_ATTRS = frozenset(
     {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
 )
 CHANNEL_BINDINGS = frozenset({"disable", "prefer", "require"})
+# A quoted value in an error message: 'text' or "text", as repr() writes it.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
 _SCHEME = re.compile(r"^(?:postgres|postgresql)(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 
@@ -81,7 +86,9 @@ def _check_port(port: object, host: str) -> int:
 
 
 def _parse_port(text: str, host: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    # ASCII only: str.isdigit() also accepts "²" (int() refuses it) and other scripts'
+    # digits; five digits at most, since int() refuses strings past 4300 digits.
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 0 < int(text) < 65536:
         raise ConfigurationError(f"invalid port {text!r} for host {host!r}: expected 1-65535")
     return int(text)
 
@@ -91,14 +98,19 @@ def _check_name(name: str, original: str) -> str:
         raise ConfigurationError(
             f"Unix-domain socket {name!r} is not supported: give TCP hosts (name:port)"
         )
-    if not _HOSTNAME.match(name) or ".." in name:
+    if not _HOSTNAME.fullmatch(name) or ".." in name:  # match() would let "h\n" through
         raise ConfigurationError(f"invalid host name {original!r}")
     return name
 
 
 def _check_ipv6(address: str, original: str) -> str:
+    # ipaddress takes any text as a zone ("::1%<anything>"); an interface name or index
+    # is all a zone can be, and anything else would end up in logs and host lists.
+    _, percent, zone = address.partition("%")
     try:
         ipaddress.IPv6Address(address)
+        if percent and not _ZONE.fullmatch(zone):
+            raise ValueError(zone)
     except ValueError:
         raise ConfigurationError(f"invalid IPv6 address in {original!r}") from None
     return address
@@ -294,12 +306,27 @@ def parse_url(url: str) -> tuple[tuple[HostAddress, ...], ConnectOptions]:
             "a URL must start with postgresql:// or postgres:// (optionally postgresql+driver://)"
         )
     rest = url.split("://", 1)[1]
+    head, _, tail = rest.partition("/")
+    try:
+        return _parse_rest(rest)
+    except ConfigurationError as error:
+        if "@" in head or "@" not in tail:
+            raise
+        # No credentials before the first '/' but an '@' after it: an unescaped '/' in
+        # the password may have cut the URL there, so the message may quote a piece of
+        # the password as a host or a port. Keep the reason, drop every quoted value.
+        raise ConfigurationError(
+            f"{_QUOTED.sub('<...>', str(error))} (a '/' in a password must be written %2F)"
+        ) from None
+
+
+def _parse_rest(rest: str) -> tuple[tuple[HostAddress, ...], ConnectOptions]:
+    userinfo, rest = _split_credentials(rest)
     rest = rest.partition("#")[0]
     rest, _, query_text = rest.partition("?")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hostpart = authority.rpartition("@")
+    hostpart, slash, path = rest.partition("/")
     base: dict[str, object] = {}
-    if at:
+    if userinfo is not None:
         user, colon, password = userinfo.partition(":")
         if user:
             base["user"] = unquote(user)
@@ -321,6 +348,26 @@ def parse_url(url: str) -> tuple[tuple[HostAddress, ...], ConnectOptions]:
     if not hosts:
         raise ConfigurationError("the URL names no host: give at least one (h1:5432,h2)")
     return hosts, _options_from_query(query, base)
+
+
+def _split_credentials(rest: str) -> tuple[str | None, str]:
+    """``user:password`` (None without an ``@``) and what follows it in the URL.
+
+    As in libpq, the credentials end at an ``@`` before the first ``/``, so a
+    password may hold ``?`` and ``#`` unescaped; the last such ``@`` counts, so
+    it may hold ``@`` too. A ``/`` in it must be written ``%2F``: a path with an
+    ``@`` is refused, since the hosts would otherwise be read from the password.
+    """
+    head, slash, tail = rest.partition("/")
+    userinfo, at, hostpart = head.rpartition("@")
+    if at:
+        return userinfo, hostpart + slash + tail
+    if "@" in tail.partition("?")[0].partition("#")[0]:
+        raise ConfigurationError(
+            "the URL has an '@' after its first '/': write a '/' in the user name or "
+            "password as %2F (and an '@' in the database name as %40)"
+        )
+    return None, rest
 
 
 def _unquote_hosts(hostpart: str) -> list[str]:

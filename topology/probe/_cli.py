@@ -43,8 +43,9 @@ EXIT_USAGE = 64  # sysexits.h EX_USAGE
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 PROG = "topology.probe"
-# user:password@ up to the last "@" of the authority, as parse_url reads it.
-_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*:)[^/?#\s]*@")
+# user:password@ up to the last "@" before the first "/", as parse_url reads it (a
+# password may hold "?", "#" and "@").
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*:)[^/\s]*@")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -196,11 +197,20 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
 
 
 def _url_secrets(arg: str) -> list[str]:
-    """The password and sslpassword in a URL-shaped argument (scrubbed before any parsing)."""
-    authority = re.split(r"[/?#]", arg.partition("://")[2], maxsplit=1)[0]
-    userinfo, at, _ = authority.rpartition("@")
-    found = [unquote(userinfo.partition(":")[2])] if at else []
-    query = arg.partition("?")[2].partition("#")[0]
+    """The password and sslpassword in a URL-shaped argument (scrubbed before any parsing).
+
+    As in ``topology.hosts``: the credentials end at the last ``@`` before the
+    first ``/``; with a ``/`` in the password (which parse_url refuses),
+    everything up to the last ``@`` is scrubbed.
+    """
+    rest = arg.partition("://")[2]
+    head, _, tail = rest.partition("/")
+    userinfo, at, _ = head.rpartition("@")
+    if not at and "@" in tail:
+        userinfo = (head + "/" + tail).rpartition("@")[0]
+    found = [unquote(userinfo.partition(":")[2])] if userinfo else []
+    after_credentials = rest[len(userinfo) + 1 :] if userinfo else rest
+    query = after_credentials.partition("?")[2].partition("#")[0]
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
         if key == "sslpassword":
@@ -210,7 +220,9 @@ def _url_secrets(arg: str) -> list[str]:
 
 def _check_driver(name: str) -> None:
     if importlib.util.find_spec(name) is None:
-        raise UsageError(f"the {name} driver is not installed (pip install {name})")
+        raise UsageError(
+            f"the {name} driver is not installed (pip install 'ctxdb-topology[{name}]')"
+        )
 
 
 def main(
