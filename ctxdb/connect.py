@@ -358,8 +358,8 @@ class DBConnect:
         if slot is None:
             if not self._host:
                 raise NoHostError(
-                    "DBConnect: host is not set: pass host=..., call connect(host), or set "
-                    "a before_create_session_handler that calls change_host()"
+                    "DBConnect has no host (host is not set): pass host=..., call connect(host), "
+                    "or set a before_create_session_handler that calls change_host()"
                 )
             slot = self._swap(self._host, only_if_changed=True)
         return slot.session_maker
