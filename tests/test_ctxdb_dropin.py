@@ -348,6 +348,7 @@ def test_upstream_examples_and_tests_pass_after_the_documented_rename(
     assert left == [], "the documented rename left upstream's name in these files"
     report = tmp_path / "junit.xml"
     env = {**os.environ, "CTXDB_UPSTREAM_PG_URL": upstream_database}
+    env.pop("PYTEST_ADDOPTS", None)  # our options are not upstream's: run it as its CI does
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}"],
         cwd=tree,
