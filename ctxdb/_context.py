@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Union, overload
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -122,9 +122,33 @@ def get_db_session_from_context(connect: ConnectOrKey) -> AsyncSession | None:
     return current_scope().sessions.get(_key(connect))
 
 
-def put_db_session_to_context(connect: ConnectOrKey, session: AsyncSession) -> None:
-    """Make ``session`` the context's session for ``connect``."""
-    current_scope().sessions[_key(connect)] = session
+@overload
+def put_db_session_to_context(connection: ConnectOrKey, session: AsyncSession) -> None: ...
+@overload
+def put_db_session_to_context(*, connect: ConnectOrKey, session: AsyncSession) -> None: ...
+def put_db_session_to_context(
+    connection: ConnectOrKey | None = None,
+    session: AsyncSession | None = None,
+    *,
+    connect: ConnectOrKey | None = None,
+) -> None:
+    """Make ``session`` the context's session for ``connection`` (a DBConnect or its key).
+
+    ``connection`` is upstream's name for the first parameter; ``connect=``,
+    the name ctxdb used before, is accepted too (one of the two, not both).
+
+    Example::
+
+        put_db_session_to_context(master, session)
+    """
+    if connection is not None and connect is not None:
+        raise TypeError("put_db_session_to_context() got both connection= and connect=")
+    target = connection if connection is not None else connect
+    if target is None:
+        raise TypeError("put_db_session_to_context() needs a connection (a DBConnect or its key)")
+    if session is None:
+        raise TypeError("put_db_session_to_context() needs a session")
+    current_scope().sessions[_key(target)] = session
 
 
 def pop_db_session_from_context(connect: ConnectOrKey) -> AsyncSession | None:

@@ -50,8 +50,9 @@ class EngineSlot:
         self.active: set[ConnectionPoolEntry] = set()
         self.retired = False
         self.disposed = False
-        event.listen(engine.sync_engine, "checkout", self._on_checkout)
-        event.listen(engine.sync_engine, "checkin", self._on_checkin)
+        if isinstance(engine, AsyncEngine):  # not a test double standing in for one
+            event.listen(engine.sync_engine, "checkout", self._on_checkout)
+            event.listen(engine.sync_engine, "checkin", self._on_checkin)
 
     @property
     def host(self) -> str | None:

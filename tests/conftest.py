@@ -1,3 +1,5 @@
+collect_ignore = ["data"]  # vendored files; tests/test_ctxdb_dropin.py runs them
+
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.ctxdb",

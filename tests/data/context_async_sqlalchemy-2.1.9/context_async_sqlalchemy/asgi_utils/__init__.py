@@ -1,0 +1,5 @@
+from .middleware import ASGIHTTPDBSessionMiddleware
+
+__all__ = [
+    "ASGIHTTPDBSessionMiddleware",
+]

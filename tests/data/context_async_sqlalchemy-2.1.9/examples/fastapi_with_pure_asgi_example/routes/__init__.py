@@ -1,0 +1,3 @@
+"""
+A module that contains all the application handlers.
+"""

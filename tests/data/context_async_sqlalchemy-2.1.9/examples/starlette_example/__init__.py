@@ -1,0 +1,3 @@
+"""
+An example of how to use the library with Starlette
+"""
