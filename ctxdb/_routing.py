@@ -47,7 +47,6 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -108,7 +107,12 @@ class HostRouter:
         self._moved: asyncio.Future[None] | None = None
         self._spares: dict[str, Any] = {}  # host -> an idle DBAPI connection, not pooled
         self._opening: dict[str, asyncio.Task[None]] = {}
-        event.listen(engine.sync_engine, "do_connect", self._do_connect)
+        # The pool's creator, not the do_connect event: an engine made with
+        # creator= or async_creator= (an IAM token, a cloud connector) never
+        # fires do_connect, and its connections would go unrouted.
+        pool = engine.sync_engine.pool
+        self._home_creator = pool._invoke_creator
+        pool._creator = self._connect  # type: ignore[assignment]  # returns a DBAPI connection
 
     def __repr__(self) -> str:
         return f"<HostRouter target={self.target!r} live={self.live()}>"
@@ -150,7 +154,7 @@ class HostRouter:
 
         Raising ``DisconnectionError`` makes SQLAlchemy's pool invalidate
         the connection and open a new one in the same slot (through
-        ``do_connect``, so to the target), before the session sends anything.
+        its creator, so to the target), before the session sends anything.
         """
         self._initializing.discard(record)
         tag = record.info.get(HOST_TAG)
@@ -164,9 +168,8 @@ class HostRouter:
             raise sa_exc.DisconnectionError(f"connection to {tag} was closed by the server")
 
     # --- connecting ---------------------------------------------------------------
-    def _do_connect(
-        self, dialect: Any, record: ConnectionPoolEntry | None, cargs: Any, cparams: Any
-    ) -> Any:
+    def _connect(self, record: ConnectionPoolEntry) -> Any:
+        """The pool's creator: a connection to the target, found within ``wait`` seconds."""
         deadline = time.monotonic() + self._wait
         unreachable: str | None = None
         last_error: BaseException | None = None
@@ -177,7 +180,7 @@ class HostRouter:
             connection = self._take_spare(host)
             if connection is None:
                 try:
-                    connection = await_only(self._open(host, dialect, record, cargs, cparams))
+                    connection = await_only(self._open(host, record))
                 except _Moved:
                     continue
                 except Exception as error:
@@ -262,15 +265,10 @@ class HostRouter:
             await asyncio.sleep(min(_SAME_HOST_PAUSE, max(deadline - time.monotonic(), 0.0)))
         return host
 
-    async def _open(
-        self, host: str, dialect: Any, record: ConnectionPoolEntry | None, cargs: Any, cparams: Any
-    ) -> Any:
+    async def _open(self, host: str, record: ConnectionPoolEntry | None) -> Any:
         """Connect to ``host``; raise ``_Moved`` as soon as the target changes meanwhile."""
-        if host == self.home:
-            attempt = asyncio.ensure_future(greenlet_spawn(dialect.connect, *cargs, **cparams))
-        else:
-            creator = self._creator_for(host)
-            attempt = asyncio.ensure_future(greenlet_spawn(creator, record))
+        creator = self._home_creator if host == self.home else self._creator_for(host)
+        attempt = asyncio.ensure_future(greenlet_spawn(creator, record))
         loop = asyncio.get_running_loop()
         if self._moved is None or self._moved.done():
             self._moved = loop.create_future()

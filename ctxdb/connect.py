@@ -32,6 +32,7 @@ from ._failover import FailureReporter, install_failover_hooks
 from ._resolver import Resolver, engine_creator_from_url
 from ._routing import HostRouter
 from ._ryw import after_write_resolver, track_writes
+from ._setup_guard import guard_connection_setup
 from .errors import NoHostError
 
 __all__ = [
@@ -250,6 +251,8 @@ class DBConnect:
             self._on_engine_failure,
             target=(lambda: router.target) if router is not None else None,
         )
+        routed_wait = self._failover_wait if router is not None else 0.0
+        guard_connection_setup(engine, lambda: (router and router.target) or host, routed_wait)
         return EngineSlot(host, engine, self._session_maker_creator(engine), router)
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
