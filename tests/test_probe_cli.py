@@ -28,9 +28,9 @@ import pytest
 from compose.blackhole import BlackHole
 from compose.pgserver import PostgresNode, free_port
 from compose.replicated import ReplicatedCluster
-from topology.probe import _pgpass
-from topology.probe._args import DEFAULT_MAX_LAG_BYTES, UsageError, parse_args, parse_lag
-from topology.probe._cli import Output, main
+from topology.probe import pgpass
+from topology.probe.args import DEFAULT_MAX_LAG_BYTES, UsageError, parse_args, parse_lag
+from topology.probe.cli import Output, main
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 1.0
@@ -562,7 +562,7 @@ def test_environment_errors_are_usage_errors() -> None:
 
 
 def test_pgpass_matching() -> None:
-    match = _pgpass.match_line
+    match = pgpass.match_line
     assert match("h:5432:db:u:pw", "h", "5432", "db", "u") == "pw"
     assert match("h:5432:db:u:pw", "h", "5433", "db", "u") is None
     assert match("*:*:*:*:pw", "any", "1", "d", "x") == "pw"
@@ -583,18 +583,18 @@ def test_pgpass_lookup_first_match_and_permissions(tmp_path: Path) -> None:
     path.write_text("other:5432:db:u:no\nlocalhost:5432:db:u:first\n*:*:*:*:second\n")
     path.chmod(0o600)
     warnings: list[str] = []
-    assert _pgpass.lookup(path, "", 5432, "db", "u", warnings.append) == "first"
-    assert _pgpass.lookup(path, "h", 6000, "db", "u", warnings.append) == "second"
-    assert _pgpass.lookup(path, "h", 6000, "", "u", warnings.append) is None
-    assert _pgpass.lookup(tmp_path / "missing", "h", 1, "db", "u", warnings.append) is None
+    assert pgpass.lookup(path, "", 5432, "db", "u", warnings.append) == "first"
+    assert pgpass.lookup(path, "h", 6000, "db", "u", warnings.append) == "second"
+    assert pgpass.lookup(path, "h", 6000, "", "u", warnings.append) is None
+    assert pgpass.lookup(tmp_path / "missing", "h", 1, "db", "u", warnings.append) is None
     assert warnings == []
     path.chmod(0o640)
-    assert _pgpass.lookup(path, "h", 6000, "db", "u", warnings.append) is None
+    assert pgpass.lookup(path, "h", 6000, "db", "u", warnings.append) is None
     assert len(warnings) == 1
     assert "group or world access" in warnings[0]
-    assert _pgpass.default_path({"PGPASSFILE": str(path)}) == path
-    assert _pgpass.default_path({"HOME": "/x"}) == Path("/x/.pgpass")
-    assert _pgpass.default_path({"PGPASSFILE": "/a"}, passfile="/b") == Path("/b")
+    assert pgpass.default_path({"PGPASSFILE": str(path)}) == path
+    assert pgpass.default_path({"HOME": "/x"}) == Path("/x/.pgpass")
+    assert pgpass.default_path({"PGPASSFILE": "/a"}, passfile="/b") == Path("/b")
 
 
 def test_arguments() -> None:

@@ -1,4 +1,4 @@
-"""Properties of the password-file reader (topology.probe._pgpass), over generated input.
+"""Properties of the password-file reader (topology.probe.pgpass), over generated input.
 
 Any line or file gives a password or None, never an exception; an escaped entry
 reads back to its fields; the first matching line wins; and the warnings about an
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests._properties import ANY_TEXT, MARK, PROPERTY_SETTINGS, secret_strategy
-from topology.probe._pgpass import lookup, match_line, parse_line
+from topology.probe.pgpass import lookup, match_line, parse_line
 
 # libpq reads a line up to its newline and drops a trailing carriage return: no value
 # can hold either.

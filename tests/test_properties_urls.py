@@ -19,7 +19,7 @@ from tests._properties import ANY_TEXT, MARK, PROPERTY_SETTINGS, secret_strategy
 from tests.test_properties_hosts import HOST_TEXT, IPV4, IPV6, NAMES, PORTS
 from topology import ConfigurationError, ConnectOptions, HostAddress
 from topology.hosts import DEFAULT_PORT, parse_url
-from topology.probe._cli import main
+from topology.probe.cli import main
 
 SCHEMES = st.sampled_from(
     ["postgresql://", "postgres://", "postgresql+asyncpg://", "POSTGRESQL://"]

@@ -17,9 +17,8 @@ import pytest
 from compose.pgserver import PostgresNode
 from compose.replicated import ReplicatedCluster
 from tests._waiting import eventually
-from topology import ClusterResolver, ConfigurationError, Role
+from topology import ClusterResolver, ConfigurationError, HostProber, Role
 from topology.hosts import ConnectOptions, parse_host
-from topology.probe import HostProber
 
 pytestmark = pytest.mark.cluster
 

@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from compose.replicated import ReplicatedCluster
-from topology import Snapshot, build_snapshot
+from topology import HostProber, ProbeResult, Snapshot, build_snapshot
 from topology.hosts import ConnectOptions, parse_host
-from topology.probe import HostProber, ProbeResult
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""topology._pace: the sleep between probe rounds (pure logic)."""
+"""topology.pace: the sleep between probe rounds (pure logic)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from topology._pace import Pace
+from topology.pace import Pace
 
 
 def make(window: float = 1.0) -> Pace:

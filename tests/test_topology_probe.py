@@ -14,7 +14,8 @@ import pytest
 from compose.blackhole import BlackHole
 from compose.pgserver import PostgresNode, free_port
 from topology import ConnectOptions, HostAddress, HostProber, Reason, probe_once
-from topology.probe import PROBE_QUERY, get_driver
+from topology.drivers import get_driver
+from topology.result import PROBE_QUERY
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ from topology import (
     ConfigurationError,
     ConnectOptions,
     HostAddress,
+    ProbeResult,
     Reason,
     probe_once,
 )
-from topology.probe import ProbeResult
-from topology.probe._cli import main
+from topology.probe.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ The package never imports ctxdb (nor any web framework); ``cluster.master``
 and ``cluster.replica`` are plain awaitable resolvers any session layer can use.
 """
 
-from topology._caught_up import CaughtUpStats
-from topology._resolvers import MasterResolver, ReplicaResolver
+from topology.caught_up import CaughtUpStats
+from topology.cluster import ClusterResolver, ClusterStats
+from topology.drivers import ProbeDriver
 from topology.errors import (
     ConfigurationError,
     NoPrimaryError,
@@ -32,8 +33,9 @@ from topology.hosts import (
     parse_url,
 )
 from topology.picker import ReplicaPicker, Strategy
-from topology.probe import HostProber, ProbeDriver, ProbeResult, probe_once
-from topology.resolver import ClusterResolver, ClusterStats
+from topology.prober import HostProber, probe_once
+from topology.result import ProbeResult
+from topology.roles import MasterResolver, ReplicaResolver
 from topology.snapshot import HostState, Role, Snapshot, build_snapshot
 
 __all__ = [

@@ -30,7 +30,7 @@ Lag: ``lag_bytes`` is the primary's current WAL position minus the
 replica's replayed one (None while no primary is known); ``lag_seconds`` is
 0 when the replica has replayed the primary's position, otherwise how long
 ago the primary was first seen past the replica's position (see
-:mod:`topology._lag`: WAL without a commit on an idle primary does not make
+:mod:`topology.lag`: WAL without a commit on an idle primary does not make
 a caught-up replica look minutes behind), bounded by the replica's clock
 minus the commit time of the last replayed transaction; without a primary,
 0 when the replica replayed all it received, else that commit-time bound
@@ -44,9 +44,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from topology._identity import cluster_identity
-from topology._lag import Marks, advance, seconds_behind
 from topology.errors import ProbeError
-from topology.probe import ProbeResult
+from topology.lag import Marks, advance, seconds_behind
+from topology.result import ProbeResult
 
 __all__ = ["HostState", "Role", "RoleChange", "Snapshot", "build_snapshot", "role_changes"]
 
@@ -125,7 +125,7 @@ class Snapshot:
     complete: bool = True
     system_identifier: int | None = None
     pinned: bool = False  # system_identifier was given, not learned
-    # The primary's WAL positions over time, for lag_seconds (see topology._lag).
+    # The primary's WAL positions over time, for lag_seconds (see topology.lag).
     marks: Marks = field(default=(), repr=False, compare=False)
     _index: Mapping[str, HostState] = field(
         default_factory=dict, init=False, repr=False, compare=False

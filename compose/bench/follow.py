@@ -31,7 +31,7 @@ from compose.bench import _stats as st
 from compose.bench._env import Env, writable_poller
 from compose.bench._follow_clients import AsyncpgMultiHost, Ours, Polling, Upstream
 from topology import ClusterResolver
-from topology._pace import Pace
+from topology.pace import Pace
 
 REQUEST_DEADLINE = 3.0
 PAUSE = 0.001

@@ -1,21 +1,27 @@
-"""Probing hosts: one host, one query, one :class:`ProbeResult`.
+"""The diagnostics CLI: ``python -m topology.probe HOST...`` (see docs/probe-cli.md).
 
-:class:`HostProber` keeps one connection per host and bounds every probe by
-its timeout (see :mod:`topology.probe._prober`); :func:`probe_once` probes a
-list of hosts concurrently, once, for tools such as the diagnostics CLI.
-This is a package (not ``probe.py``) so that ``python -m topology.probe``
-can run a ``__main__`` module without importing this code twice.
+A thin face over the probe engine the cluster itself uses: it probes with
+:class:`topology.prober.HostProber` and judges with
+:func:`topology.snapshot.build_snapshot`, so what it prints is what a
+:class:`topology.ClusterResolver` would decide. Modules: :mod:`.cli` (the
+entry point, ``main(argv)``), :mod:`.args` (the command line), :mod:`.pgpass`
+(the password file), and private ones for the session, rendering and
+``--watch``.
+
+This is a package (not ``probe.py``) so that ``python -m topology.probe`` can
+run a ``__main__`` module without importing this code twice.
+
+The engine's names are re-exported here, where they lived before they moved
+to :mod:`topology.prober`, :mod:`topology.drivers` and :mod:`topology.result`,
+so ``from topology.probe import HostProber`` keeps working; new code imports
+them from ``topology``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
-
-from topology.hosts import ConnectOptions, HostAddress
-from topology.probe._drivers import DRIVERS, ProbeConnection, ProbeDriver, get_driver
-from topology.probe._prober import HostProber
-from topology.probe._result import PROBE_QUERY, ProbeResult
+from topology.drivers import DRIVERS, ProbeConnection, ProbeDriver, get_driver
+from topology.prober import HostProber, probe_once
+from topology.result import PROBE_QUERY, ProbeResult
 
 __all__ = [
     "DRIVERS",
@@ -27,26 +33,3 @@ __all__ = [
     "get_driver",
     "probe_once",
 ]
-
-
-async def probe_once(
-    hosts: Iterable[HostAddress],
-    options: ConnectOptions,
-    driver: str | ProbeDriver = "asyncpg",
-    *,
-    timeout: float = 1.0,
-    retries: int = 2,
-) -> list[ProbeResult]:
-    """Probe every host concurrently, once, and close the connections.
-
-    Returns one result per host, in order, within about ``timeout`` seconds
-    plus the bounded close (at most ``timeout`` more for a host that stops
-    answering between the probe and the close).
-    """
-    probers = [
-        HostProber(address, options, driver, timeout=timeout, retries=retries) for address in hosts
-    ]
-    try:
-        return list(await asyncio.gather(*(prober.probe() for prober in probers)))
-    finally:
-        await asyncio.gather(*(prober.close(timeout) for prober in probers))

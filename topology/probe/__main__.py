@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 
-from topology.probe._cli import main
+from topology.probe.cli import main
 
 
 def _exit(status: int) -> None:

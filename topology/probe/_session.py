@@ -33,8 +33,10 @@ import math
 import time
 from collections.abc import Sequence
 
+from topology.drivers import ProbeDriver
 from topology.hosts import ConnectOptions, HostAddress
-from topology.probe import HostProber, ProbeDriver, ProbeResult
+from topology.prober import HostProber
+from topology.result import ProbeResult
 from topology.snapshot import HostState, Snapshot, build_snapshot
 
 __all__ = ["ROUND_SLACK", "ProbeSession"]

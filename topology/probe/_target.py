@@ -29,7 +29,7 @@ from topology.hosts import (
     parse_hosts,
     parse_url,
 )
-from topology.probe import _pgpass
+from topology.probe import pgpass
 
 __all__ = ["Target", "resolve_target"]
 
@@ -140,7 +140,7 @@ def resolve_target(
         secrets = (password, *key_secret)
         return Target(addresses, (shared,) * len(addresses), "PGPASSWORD", secrets)
     passfile = dict(options.extra).get("passfile")
-    path = _pgpass.default_path(env, passfile)
+    path = pgpass.default_path(env, passfile)
     per_host: list[ConnectOptions] = []
     warnings: set[str] = set()
 
@@ -150,7 +150,7 @@ def resolve_target(
             warn(message)
 
     for address in addresses:
-        found = _pgpass.lookup(
+        found = pgpass.lookup(
             path, address.host, address.port, options.database, options.user, warn_once
         )
         per_host.append(options if found is None else options.replace(password=found))

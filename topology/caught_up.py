@@ -28,9 +28,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions, parse_host
-from topology.probe import HostProber, ProbeDriver
+from topology.prober import HostProber
 from topology.snapshot import Snapshot
 
 log = logging.getLogger("topology")

@@ -30,11 +30,11 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote, unquote_plus
 
 from topology.errors import ConfigurationError, redact
-from topology.probe._args import Arguments, UsageError, parse_args
 from topology.probe._render import LoggedChange, document, judge, summary, table
 from topology.probe._session import ProbeSession
 from topology.probe._target import Target, resolve_target
 from topology.probe._watch import Screen, watch
+from topology.probe.args import Arguments, UsageError, parse_args
 from topology.snapshot import Snapshot
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "Output", "main"]

@@ -1,9 +1,21 @@
-"""Callbacks and log lines for snapshot changes.
+"""Everything a cluster announces when it publishes a view: log lines and callbacks.
+
+:class:`Announcer` is the one place that decides what a new view means to
+the outside world: role changes are logged (WARNING) and passed to the
+``on_change`` callbacks; the role listeners (``cluster.master`` and
+``cluster.replica`` ``add_listener``) hear of every change of the host their
+resolver would answer.
 
 Callbacks run on the event loop, synchronously, in registration order; one
 that raises is logged and skipped, never breaking the loop or its peers.
 A callback returning an awaitable has it run in a tracked, named task
-(cancelled by :meth:`Callbacks.cancel_tasks`), so it cannot block the loop.
+(cancelled by :meth:`Announcer.cancel_tasks`), so it cannot block the loop.
+
+Example::
+
+    announcer = Announcer(picker)
+    announcer.listen(Role.PRIMARY, print)
+    announcer.announce(old_snapshot, new_view)  # prints the new primary if it changed
 """
 
 from __future__ import annotations
@@ -14,9 +26,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from topology.picker import ReplicaPicker
 from topology.snapshot import Role, Snapshot, role_changes
+from topology.view import ClusterView
 
-__all__ = ["Callbacks", "log_changes", "significant"]
+__all__ = ["Announcer", "Callbacks", "log_changes", "significant"]
 
 log = logging.getLogger("topology")
 
@@ -70,6 +84,48 @@ class Callbacks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+class Announcer:
+    """The log lines, ``on_change`` callbacks and role listeners of one cluster."""
+
+    def __init__(self, picker: ReplicaPicker) -> None:
+        self._picker = picker
+        self.on_change = Callbacks("on_change")
+        self._listeners = {
+            Role.PRIMARY: Callbacks("master listener"),
+            Role.REPLICA: Callbacks("replica listener"),
+        }
+        # The host each role's listeners last heard of: they hear only of changes.
+        self._told: dict[Role, str | None] = {Role.PRIMARY: None, Role.REPLICA: None}
+        self.role_changes = 0
+
+    def listen(self, role: Role, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(host)`` when ``role``'s answer changes; returns unsubscribe."""
+        listeners = self._listeners.get(role)
+        if listeners is None:
+            raise ValueError(f"no listeners for the role {role.words}: primary or replica only")
+        return listeners.add(callback)
+
+    def announce(self, old: Snapshot, view: ClusterView) -> None:
+        """Tell everyone what changed from ``old`` to the just-published ``view``."""
+        new = view.snapshot
+        if significant(old, new):
+            self.role_changes += log_changes(old, new)
+            self.on_change.call(old, new)
+        self._tell(Role.PRIMARY, new.primary)
+        self._tell(Role.REPLICA, self._picker.preferred(new, view.suspects))
+
+    def _tell(self, role: Role, host: str | None) -> None:
+        if host != self._told[role]:
+            self._told[role] = host
+            self._listeners[role].call(host)
+
+    async def cancel_tasks(self, timeout: float) -> None:
+        """Cancel the callbacks' tasks still running, waiting ``timeout`` s for each list."""
+        await self.on_change.cancel_tasks(timeout)
+        for listeners in self._listeners.values():
+            await listeners.cancel_tasks(timeout)
 
 
 def significant(old: Snapshot, new: Snapshot) -> bool:

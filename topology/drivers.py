@@ -7,7 +7,7 @@ a frozen or black-holed host. Neither driver is imported before it is used
 (both are optional dependencies).
 
 Timeouts: the drivers bound nothing themselves except where noted; the
-caller (:mod:`topology.probe._prober`) wraps every await in its deadline.
+caller (:mod:`topology.prober`) wraps every await in its deadline.
 """
 
 from __future__ import annotations

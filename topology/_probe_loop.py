@@ -1,4 +1,7 @@
-"""The background probe loop: rounds of concurrent probes, each publishing a snapshot.
+"""The SQL probe source: rounds of concurrent probes, each publishing a snapshot.
+
+:class:`ProbeLoop` is the :class:`topology.source.TopologySource` that
+:class:`topology.ClusterResolver` runs today.
 
 One round probes every host concurrently, so a round lasts about one probe
 timeout at worst, whatever the number of dead or black-holed hosts. When a
@@ -8,7 +11,7 @@ old primary must not delay the switch to its promoted replica by a whole
 probe timeout. The complete snapshot follows when the round ends.
 
 Between rounds the loop sleeps as long as the owner's ``pause()`` says
-(``interval``, ``fast_interval`` or a burst: see :mod:`topology._pace`); ``wake()``
+(``interval``, ``fast_interval`` or a burst: see :mod:`topology.pace`); ``wake()``
 starts the next round at once. Wake-ups coalesce: any number of them during
 a round cause exactly one more round (single flight).
 
@@ -31,7 +34,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from topology.probe import HostProber, ProbeResult
+from topology.prober import HostProber
+from topology.result import ProbeResult
 from topology.snapshot import HostState, Snapshot, build_snapshot
 
 __all__ = ["ProbeLoop"]
@@ -96,6 +100,15 @@ class ProbeLoop:
         self.last_round_duration: float | None = None
         self._wake_requested = False
         self._sleeper: asyncio.Future[None] | None = None
+
+    def terminate(self) -> None:
+        """Drop every probe connection now, e.g. when the loop that ran them is gone."""
+        for prober in self.probers:
+            prober.terminate()
+
+    async def close(self, timeout: float) -> None:
+        """Close every probe connection within ``timeout`` s (terminating the slow ones)."""
+        await asyncio.gather(*(prober.close(timeout) for prober in self.probers))
 
     def wake(self) -> None:
         """Start a round now, or right after the one in flight (coalesced). Never blocks."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from topology.probe._drivers import DRIVERS
+from topology.drivers import DRIVERS
 from topology.probe._render import LagLimit
 
 __all__ = ["DEFAULT_MAX_LAG_BYTES", "Arguments", "UsageError", "parse_args", "parse_lag"]

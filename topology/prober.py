@@ -1,5 +1,10 @@
 """Probe one host: one persistent connection, one query, one bounded result.
 
+The probe engine: :class:`HostProber` is what the cluster's background loop
+and the diagnostics CLI (:mod:`topology.probe`) both use; :func:`probe_once`
+probes a list of hosts once. The drivers are in :mod:`topology.drivers`, the
+query and its :class:`~topology.result.ProbeResult` in :mod:`topology.result`.
+
 Timeouts: :meth:`HostProber.probe` returns within ``timeout`` seconds plus a
 small grace (``_ABANDON_GRACE``), whatever the host does. Every await runs
 in a child task watched with that deadline; when the deadline passes, the
@@ -29,24 +34,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
+from topology.drivers import ProbeConnection, ProbeDriver, get_driver
 from topology.errors import ConfigurationError, ProbeError, Reason, classify, redact
 from topology.hosts import ConnectOptions, HostAddress
-from topology.probe._drivers import ProbeConnection, ProbeDriver, get_driver
-from topology.probe._result import (
+from topology.result import (
     ANONYMOUS_PROBE_QUERY,
     PROBE_QUERY,
     ProbeResult,
     result_from_row,
 )
 
-__all__ = ["HostProber"]
+__all__ = ["HostProber", "probe_once"]
 
 log = logging.getLogger("topology.probe")
 T = TypeVar("T")
@@ -316,3 +321,30 @@ class HostProber:
             task.cancel()
             await asyncio.wait((task,), timeout=_ABANDON_GRACE)
         conn.release()
+
+
+async def probe_once(
+    hosts: Iterable[HostAddress],
+    options: ConnectOptions,
+    driver: str | ProbeDriver = "asyncpg",
+    *,
+    timeout: float = 1.0,
+    retries: int = 2,
+) -> list[ProbeResult]:
+    """Probe every host concurrently, once, and close the connections.
+
+    Returns one result per host, in order, within about ``timeout`` seconds
+    plus the bounded close (at most ``timeout`` more for a host that stops
+    answering between the probe and the close).
+
+    Example::
+
+        results = await probe_once(parse_hosts("db1,db2"), ConnectOptions(user="app"))
+    """
+    probers = [
+        HostProber(address, options, driver, timeout=timeout, retries=retries) for address in hosts
+    ]
+    try:
+        return list(await asyncio.gather(*(prober.probe() for prober in probers)))
+    finally:
+        await asyncio.gather(*(prober.close(timeout) for prober in probers))

@@ -1,0 +1,62 @@
+"""Checking :class:`topology.ClusterResolver`'s keyword arguments, before anything runs.
+
+Pure and immediate: a bad setting raises :class:`ConfigurationError` from
+the constructor, naming the setting, never later from a probe round.
+
+Example::
+
+    check_seconds(interval=1.0, probe_timeout=0)  # ConfigurationError: probe_timeout ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from topology.errors import ConfigurationError
+from topology.hosts import ConnectOptions
+
+__all__ = ["check_identifier", "check_seconds", "merge_options"]
+
+
+def check_seconds(**durations: float) -> None:
+    """Every duration must be a number of seconds > 0 (a bool is no number here)."""
+    for name, value in durations.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
+
+
+def check_identifier(system_identifier: int | None) -> None:
+    """A pinned system identifier must be an int (as ``pg_control_system()`` gives it)."""
+    if system_identifier is not None and (
+        isinstance(system_identifier, bool) or not isinstance(system_identifier, int)
+    ):
+        raise ConfigurationError(
+            f"system_identifier must be an integer, not {type(system_identifier).__name__}"
+        )
+
+
+def merge_options(
+    options: ConnectOptions | None,
+    user: str | None,
+    password: str | None,
+    database: str | None,
+    extra: dict[str, Any],
+) -> ConnectOptions:
+    """``options`` with the keywords given on their own taking precedence."""
+    if isinstance(options, str):
+        raise ConfigurationError(
+            "options= takes a ConnectOptions here: give libpq's options string in the URL "
+            "(?options=-c%20statement_timeout%3D5s) or as ConnectOptions(options=...)"
+        )
+    base = options or ConnectOptions()
+    changes: dict[str, Any] = dict(extra)
+    for key, value in (("user", user), ("password", password), ("database", database)):
+        if value is not None:
+            changes[key] = value
+    if not changes:
+        return base
+    try:
+        return base.replace(**changes)
+    except TypeError:
+        unknown = sorted(set(changes) - set(ConnectOptions.__dataclass_fields__))
+        raise ConfigurationError(f"unknown connection option(s): {', '.join(unknown)}") from None

@@ -1,0 +1,412 @@
+"""ClusterResolver: follow the primary and the replicas of a PostgreSQL cluster.
+
+A topology source (:mod:`topology.source`; today the SQL probe loop,
+:mod:`topology._probe_loop`) probes every host each ``interval`` seconds and
+hands over an immutable :class:`Snapshot`; the cluster publishes it as one
+frozen :class:`~topology.view.ClusterView` (snapshot, fast-path primary,
+freshness deadline, suspects: one assignment) and :mod:`topology._announce`
+tells the logs, ``on_change`` callbacks and listeners. Readers just read the
+current view, they never lock and never wait on the network while it is
+fresh. ``cluster.master`` and ``cluster.replica`` (:mod:`topology.roles`) are
+resolvers that read the cluster only as a :class:`~topology.view.ViewSource`:
+awaitable callables returning a host string (``"host:port"``,
+``"[v6]:port"``), which also offer ``report_failure`` and ``add_listener``.
+
+Following a failover: ``report_failure(host, exc)`` (called by a session
+layer when a connection fails or a primary turns read-only) takes the host
+off the fast path, starts one immediate round (coalesced with any others)
+and keeps rounds at ``fast_interval`` until a primary is known again.
+``master()`` then waits for a snapshot with a primary, at most
+``wait_timeout`` seconds, and raises :class:`NoPrimaryError` with every
+host's reason. Listeners hear of every change of the resolved host, so
+engines can be swapped and connections to a demoted host terminated at once.
+
+Lifecycle: ``async with cluster`` or ``await cluster.start()`` /
+``await cluster.close()``; a resolver call before ``start()`` starts the
+cluster (once, however many callers). ``close(timeout)`` stops the loop and
+closes every probe connection within about ``timeout`` seconds (terminating
+those that do not close in time); the cluster may be started again, also on
+another event loop. Not thread-safe, except ``report_failure``, which may be
+called from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from topology._announce import Announcer
+from topology._probe_loop import ProbeLoop
+from topology._publisher import Publisher
+from topology._settings import check_identifier, check_seconds, merge_options
+from topology.caught_up import CaughtUpFinder, CaughtUpStats
+from topology.drivers import ProbeDriver, get_driver
+from topology.errors import ConfigurationError, classify
+from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
+from topology.pace import Pace
+from topology.picker import ReplicaPicker, Strategy
+from topology.prober import HostProber
+from topology.roles import MasterResolver, ReplicaResolver
+from topology.snapshot import Role, Snapshot
+from topology.source import TopologySource
+from topology.view import ClusterView
+
+__all__ = ["ClusterResolver", "ClusterStats"]
+
+log = logging.getLogger("topology")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStats:
+    """Counters since construction. Times: ``last_round_at`` wall-clock, durations seconds."""
+
+    rounds: int
+    probes: int
+    probe_failures: int
+    role_changes: int
+    failure_reports: int
+    last_round_at: float | None
+    last_round_duration: float | None
+    running: bool
+
+
+class ClusterResolver:
+    """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
+
+    ``hosts``: a comma-separated string or an iterable of ``host[:port]``
+    strings or :class:`HostAddress`. ``options``: connection settings, with
+    ``user`` / ``password`` / ``database`` and any other :class:`ConnectOptions`
+    field given as keywords taking precedence (``sslmode``, ``sslrootcert``,
+    ``sslcert``, ``sslkey``, ``sslpassword``, ``sslcrl``, ``options``,
+    ``channel_binding``, ``connect_timeout``, ``application_name``).
+
+    Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
+    no primary is known or after a failure report, and ``burst_interval``
+    (jittered) for the first ``burst_window`` seconds of such an episode
+    (0 disables the burst; see :mod:`topology.pace`); ``probe_timeout`` bounds
+    each host's probe (connect + query + retries); ``wait_timeout`` bounds
+    how long a resolver call waits for a primary; a snapshot older than
+    ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
+    trusted by the fast path.
+
+    Identity: ``system_identifier`` pins the cluster (``SELECT
+    system_identifier FROM pg_control_system()`` on any member); a host
+    reporting another one is excluded as foreign. Without it the identifier
+    is learned from the hosts and kept, and adopted anew only when the whole
+    cluster was re-initialised (see :mod:`topology._identity`); read it as
+    :attr:`system_identifier`.
+    """
+
+    def __init__(
+        self,
+        hosts: str | HostAddress | Iterable[str | HostAddress],
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        options: ConnectOptions | None = None,
+        driver: str | ProbeDriver = "asyncpg",
+        interval: float = 1.0,
+        fast_interval: float = 0.02,
+        burst_interval: float = 0.002,
+        burst_window: float = 3.0,
+        probe_timeout: float = 1.0,
+        wait_timeout: float = 5.0,
+        retries: int = 2,
+        replica_strategy: str | Strategy = Strategy.ROUND_ROBIN,
+        max_lag_bytes: int | None = None,
+        max_lag_seconds: float | None = None,
+        fallback_to_primary: bool = True,
+        stale_after: float | None = None,
+        system_identifier: int | None = None,
+        **connect_options: Any,
+    ) -> None:
+        check_seconds(
+            interval=interval,
+            fast_interval=fast_interval,
+            burst_interval=burst_interval,
+            probe_timeout=probe_timeout,
+            wait_timeout=wait_timeout,
+        )
+        check_identifier(system_identifier)
+        self.hosts = parse_hosts(hosts)
+        self.options = merge_options(options, user, password, database, connect_options)
+        self.driver = get_driver(driver)
+        check = getattr(self.driver, "check", None)
+        if callable(check):
+            check(self.options)  # a setting the driver cannot honour fails now, not per probe
+        self.interval = float(interval)
+        self.fast_interval = float(fast_interval)
+        self.pace = Pace(
+            interval=self.interval,
+            fast_interval=self.fast_interval,
+            burst_interval=float(burst_interval),
+            burst_window=max(float(burst_window), 0.0),
+        )
+        self.probe_timeout = float(probe_timeout)
+        self.wait_timeout = float(wait_timeout)
+        self.stale_after = (
+            float(stale_after) if stale_after else 3 * self.interval + 2 * self.probe_timeout
+        )
+        self.picker = ReplicaPicker(
+            replica_strategy,
+            max_lag_bytes=max_lag_bytes,
+            max_lag_seconds=max_lag_seconds,
+            fallback_to_primary=fallback_to_primary,
+        )
+        probers = [
+            HostProber(address, self.options, self.driver, timeout=probe_timeout, retries=retries)
+            for address in self.hosts
+        ]
+        self._names = tuple(prober.host for prober in probers)
+        self._announcer = Announcer(self.picker)
+        # Everything readers see, replaced as a whole (see topology.view).
+        self._publisher = publisher = Publisher(
+            self._names, self.pace, self._announcer, self.stale_after
+        )
+        self._source: TopologySource = ProbeLoop(
+            probers,
+            current=lambda: publisher.view.snapshot,
+            publish=publisher.publish,
+            pause=publisher.pause,
+            hurry=publisher.in_episode,
+            early=publisher.worth_publishing_early,
+            straggling=self._straggling,
+            patience=self.fast_interval,
+            slow_after=self.probe_timeout / 4,
+            system_identifier=system_identifier,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._failure_reports = 0
+        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout)
+        self.master = MasterResolver(self)
+        self.replica = ReplicaResolver(self, self.picker, self._caught_up)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> ClusterResolver:
+        """Build from a libpq multi-host URL (``postgresql://u:pw@h1:5432,h2/db?sslmode=...``).
+
+        ``kwargs`` are the constructor's keywords; explicit ones win over the URL.
+        """
+        hosts, options = parse_url(url)
+        base = kwargs.pop("options", None)
+        if base is not None:
+            raise ConfigurationError("from_url takes its options from the URL: pass keywords")
+        return cls(hosts, options=options, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"ClusterResolver({','.join(self._names)}, driver={self.driver.name}, "
+            f"primary={self.view.snapshot.primary}, {state})"
+        )
+
+    # --- reading ---------------------------------------------------------------
+    @property
+    def view(self) -> ClusterView:
+        """The view last published (see :mod:`topology.view`); never waits."""
+        return self._publisher.view
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot last published (never waits; ``round == 0`` before the first)."""
+        return self.view.snapshot
+
+    @property
+    def system_identifier(self) -> int | None:
+        """The cluster's identifier (pinned, else learned; None before any host told it).
+
+        Changes only when the whole cluster was re-initialised, e.g. to tie a
+        read-your-writes position to the cluster it came from. Never waits.
+        """
+        return self.view.snapshot.system_identifier
+
+    def read_your_writes_stats(self) -> CaughtUpStats:
+        """How ``replica.at_least()`` served reads so far: a copy, later reads do not change it."""
+        return dataclasses.replace(self._caught_up.stats)
+
+    def stats(self) -> ClusterStats:
+        source = self._source
+        return ClusterStats(
+            rounds=source.rounds,
+            probes=source.probes,
+            probe_failures=source.probe_failures,
+            role_changes=self._announcer.role_changes,
+            failure_reports=self._failure_reports,
+            last_round_at=self._publisher.last_round_at,
+            last_round_duration=source.last_round_duration,
+            running=self.running,
+        )
+
+    def on_change(self, callback: Callable[[Snapshot, Snapshot], object]) -> Callable[[], None]:
+        """Call ``callback(old, new)`` when the primary or a role changes; returns unsubscribe.
+
+        Runs on the event loop right after publication; it must not block (an
+        awaitable result runs in a tracked task). Exceptions are logged.
+        """
+        return self._announcer.on_change.add(callback)
+
+    def listen(self, role: Role, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(host)`` when ``role``'s resolver would answer another host.
+
+        ``role``: ``Role.PRIMARY`` (``master.add_listener``) or ``Role.REPLICA``
+        (``replica.add_listener``); returns unsubscribe. Same rules as
+        :meth:`on_change`.
+        """
+        return self._announcer.listen(role, callback)
+
+    # --- failures ----------------------------------------------------------------
+    def report_failure(self, host: str, exc: BaseException | None = None) -> None:
+        """Report that ``host`` failed (lost connection, read-only, shutdown...).
+
+        Sync, non-blocking, never raises; may be called from any thread.
+        Takes the host off the fast path until a round started after this
+        report has seen it, wakes the loop for one (coalesced) round and
+        keeps rounds fast until a primary is known again.
+        """
+        try:
+            loop = self._event_loop
+            if loop is not None and threading.get_ident() != self._thread_id:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(self._failure, host, exc)
+                return
+            self._failure(host, exc)
+        except Exception:
+            log.exception("report_failure(%s) failed; ignored", host)
+
+    def _failure(self, host: str, exc: BaseException | None) -> None:
+        self._failure_reports += 1
+        if exc is not None:
+            # The type and the reason only: an exception's text may hold SQL parameters.
+            log.info(
+                "failure reported on %s: %s (%s)", host, classify(exc).words, type(exc).__name__
+            )
+        self._publisher.suspect(host, known=host in self._names)
+        if self.running:
+            self._source.wake()
+
+    def _straggling(self, hosts: frozenset[str]) -> None:
+        # A primary that has not answered within a quarter of the probe timeout
+        # is treated as failing (a frozen host fails nothing by itself):
+        # sessions stop going to it and the loop looks for a promotion.
+        primary = self.view.snapshot.primary
+        if primary is not None and primary in hosts and not self._publisher.is_suspect(primary):
+            log.info("primary %s is slow to answer its probe: looking for another", primary)
+            self._failure(primary, None)
+
+    async def refresh(self, timeout: float | None = None) -> Snapshot:
+        """Probe now: return the complete snapshot of a round started after this call.
+
+        Coalesced with every other refresh and failure report (single flight).
+        Starts the cluster if needed. Waits at most ``timeout`` seconds
+        (default: ``wait_timeout + probe_timeout``), then returns the latest
+        snapshot, complete or not.
+        """
+        limit = self.wait_timeout + self.probe_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        await self.ensure_started(deadline)
+        target = self._source.rounds + 1  # the next round to start
+        self._source.wake()
+        while time.monotonic() < deadline:
+            snapshot = self.view.snapshot
+            if snapshot.complete and snapshot.round >= target:
+                break
+            await self._publisher.next_publication(deadline - time.monotonic())
+        return self.view.snapshot
+
+    async def next_view(self, deadline: float) -> ClusterView:
+        """Wait for the next view to be published, until ``deadline`` (monotonic) at most.
+
+        Starts the cluster first if it is not running (closed, or its task
+        cancelled). Returns the view then current, new or not.
+        """
+        if not self.running:
+            await self.ensure_started(deadline)
+        await self._publisher.next_publication(deadline - time.monotonic())
+        return self.view
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the loop and wait for the first snapshot (at most ``wait_timeout``)."""
+        await self.ensure_started(time.monotonic() + self.wait_timeout)
+
+    async def ensure_started(self, deadline: float) -> None:
+        """Start the loop on this event loop unless it runs there; wait for a first snapshot.
+
+        Waits until ``deadline`` (a :func:`time.monotonic` time) at most; a
+        no-op when the cluster runs here and has published.
+        """
+        loop = asyncio.get_running_loop()
+        if self._event_loop is not loop or not self.running:
+            self._launch(loop)  # no await since the check: a single launch
+        if self.view.snapshot.round == 0:
+            await self._publisher.next_publication(deadline - time.monotonic())
+
+    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._event_loop is not None and self._event_loop is not loop:
+            # Started on another event loop that is gone or busy elsewhere: its
+            # connections cannot be used from here; drop them without a word.
+            self._source.terminate()
+            self._publisher.forget_waiters()
+        self._event_loop = loop
+        self._thread_id = threading.get_ident()
+        self._task = loop.create_task(self._run(), name="topology-cluster-loop")
+
+    async def _run(self) -> None:
+        try:
+            await self._source.run()
+        finally:
+            self._publisher.stopped()
+            if not self._closing:
+                # Cancelled by someone else, typically asyncio.run() shutting its
+                # loop down: drop the connections while that loop still runs.
+                self._source.terminate()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop and close every probe connection, within about ``timeout`` s.
+
+        Connections that do not close politely in time are terminated. Safe
+        to call twice, or without a start.
+        """
+        deadline = time.monotonic() + timeout
+        task, self._task = self._task, None
+        self._publisher.stopped()
+        if task is not None and not task.done():
+            self._closing = True
+            task.cancel()
+            try:
+                if task.get_loop() is asyncio.get_running_loop():
+                    budget = max(deadline - time.monotonic(), 0.0) / 2
+                    await asyncio.wait((task,), timeout=budget)
+            finally:
+                self._closing = False
+        await self._announcer.cancel_tasks(0.1)
+        remaining = max(deadline - time.monotonic(), 0.01)
+        await asyncio.gather(self._caught_up.close(remaining), self._source.close(remaining))
+        await asyncio.sleep(0)  # transports closed above finish on the next iteration
+        self._publisher.forget_waiters()
+
+    async def __aenter__(self) -> ClusterResolver:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
