@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from topology.drivers import ProbeDriver, get_driver
 from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions
 
-__all__ = ["check_identifier", "check_seconds", "merge_options"]
+__all__ = ["check_identifier", "check_seconds", "checked_driver", "merge_options"]
 
 
 def check_seconds(**durations: float) -> None:
@@ -33,6 +34,15 @@ def check_identifier(system_identifier: int | None) -> None:
         raise ConfigurationError(
             f"system_identifier must be an integer, not {type(system_identifier).__name__}"
         )
+
+
+def checked_driver(driver: str | ProbeDriver, options: ConnectOptions) -> ProbeDriver:
+    """The driver, once it said it can honour ``options`` (if it has a ``check``)."""
+    found = get_driver(driver)
+    check = getattr(found, "check", None)
+    if callable(check):
+        check(options)  # a setting the driver cannot honour fails now, not per probe
+    return found
 
 
 def merge_options(

@@ -1,16 +1,14 @@
 """ClusterResolver: follow the primary and the replicas of a PostgreSQL cluster.
 
-A topology source (:mod:`topology.source`; today the SQL probe loop,
-:mod:`topology._probe_loop`) probes every host each ``interval`` seconds and
-hands over an immutable :class:`Snapshot`; the cluster publishes it as one
-frozen :class:`~topology.view.ClusterView` (snapshot, fast-path primary,
-freshness deadline, suspects: one assignment) and :mod:`topology._announce`
-tells the logs, ``on_change`` callbacks and listeners. Readers just read the
-current view, they never lock and never wait on the network while it is
-fresh. ``cluster.master`` and ``cluster.replica`` (:mod:`topology.roles`) are
-resolvers that read the cluster only as a :class:`~topology.view.ViewSource`:
-awaitable callables returning a host string (``"host:port"``,
-``"[v6]:port"``), which also offer ``report_failure`` and ``add_listener``.
+A topology source (:mod:`topology.source`: the SQL probe loop) probes
+every host each ``interval`` seconds; each :class:`Snapshot` is published as
+one frozen :class:`~topology.view.ClusterView` (:mod:`topology._publisher`)
+and announced (:mod:`topology._announce`). Readers read the current view:
+no lock, no network while it is fresh. ``cluster.master`` and
+``cluster.replica`` (:mod:`topology.roles`, reading the cluster only as a
+:class:`~topology.view.ViewSource`) are awaitable callables returning a host
+string (``"host:port"``, ``"[v6]:port"``), which also offer
+``report_failure`` and ``add_listener``.
 
 Following a failover: ``report_failure(host, exc)`` (called by a session
 layer when a connection fails or a primary turns read-only) takes the host
@@ -45,9 +43,9 @@ from typing import Any
 from topology._announce import Announcer
 from topology._probe_loop import ProbeLoop
 from topology._publisher import Publisher
-from topology._settings import check_identifier, check_seconds, merge_options
+from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
-from topology.drivers import ProbeDriver, get_driver
+from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.pace import Pace
@@ -138,10 +136,7 @@ class ClusterResolver:
         check_identifier(system_identifier)
         self.hosts = parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
-        self.driver = get_driver(driver)
-        check = getattr(self.driver, "check", None)
-        if callable(check):
-            check(self.options)  # a setting the driver cannot honour fails now, not per probe
+        self.driver = checked_driver(driver, self.options)
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
         self.pace = Pace(
@@ -161,17 +156,29 @@ class ClusterResolver:
             max_lag_seconds=max_lag_seconds,
             fallback_to_primary=fallback_to_primary,
         )
-        probers = [
-            HostProber(address, self.options, self.driver, timeout=probe_timeout, retries=retries)
-            for address in self.hosts
-        ]
-        self._names = tuple(prober.host for prober in probers)
+        self._names = tuple(str(address) for address in self.hosts)
         self._announcer = Announcer(self.picker)
         # Everything readers see, replaced as a whole (see topology.view).
-        self._publisher = publisher = Publisher(
-            self._names, self.pace, self._announcer, self.stale_after
-        )
-        self._source: TopologySource = ProbeLoop(
+        self._publisher = Publisher(self._names, self.pace, self._announcer, self.stale_after)
+        self._source = self._probe_source(retries, system_identifier)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._failure_reports = 0
+        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout)
+        self.master = MasterResolver(self)
+        self.replica = ReplicaResolver(self, self.picker, self._caught_up)
+
+    def _probe_source(self, retries: int, system_identifier: int | None) -> TopologySource:
+        """Today's topology source: SQL probes of every host, each round."""
+        timeout = self.probe_timeout
+        probers = [
+            HostProber(address, self.options, self.driver, timeout=timeout, retries=retries)
+            for address in self.hosts
+        ]
+        publisher = self._publisher
+        return ProbeLoop(
             probers,
             current=lambda: publisher.view.snapshot,
             publish=publisher.publish,
@@ -183,14 +190,6 @@ class ClusterResolver:
             slow_after=self.probe_timeout / 4,
             system_identifier=system_identifier,
         )
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._thread_id: int | None = None
-        self._failure_reports = 0
-        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout)
-        self.master = MasterResolver(self)
-        self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterResolver:
