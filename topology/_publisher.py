@@ -7,6 +7,10 @@ callers waiting for the next publication. Every change of the view is one
 assignment of a new frozen view; :mod:`topology._announce` then tells the
 outside world.
 
+:class:`topology.ClusterResolver` is a Publisher (it adds settings, the
+lifecycle and the public API): ``cluster.view`` stays a plain attribute, so
+the resolvers' fast path reads it without a call.
+
 Concurrency: not thread-safe; everything runs on the event loop that runs
 the cluster (``ClusterResolver.report_failure`` hops there first). Nothing
 here waits on the network; :meth:`Publisher.next_publication` waits at most
@@ -15,7 +19,7 @@ its timeout and may be cancelled.
 Example::
 
     publisher = Publisher(("a:5432", "b:5432"), pace, Announcer(picker), stale_after=5.0)
-    publisher.publish(snapshot, round_started, answered=frozenset({"a:5432"}))
+    publisher._publish(snapshot, round_started, answered=frozenset({"a:5432"}))
     publisher.view.primary  # "a:5432", until a failure report or stale_after
 """
 
@@ -42,15 +46,15 @@ class Publisher:
     ) -> None:
         self.view = ClusterView(Snapshot.empty(hosts))
         self.pace = pace
-        self.announcer = announcer
         self.stale_after = stale_after
-        self.last_round_at: float | None = None
+        self._announcer = announcer
+        self._last_round_at: float | None = None
         # When each suspect was reported: only a probe started later clears it.
         self._suspects: dict[str, float] = {}
         self._published: asyncio.Future[None] | None = None
 
     # --- changes of the view -----------------------------------------------------
-    def suspect(self, host: str, known: bool) -> None:
+    def _suspect(self, host: str, known: bool) -> None:
         """``host`` was reported failing: off the fast path; ``known``: one of the cluster's."""
         if known:  # an unknown host could never be cleared by a probe
             self._suspects[host] = time.monotonic()
@@ -59,14 +63,14 @@ class Publisher:
         self.view = dataclasses.replace(view, primary=primary, suspects=frozenset(self._suspects))
         self.pace.failing()
 
-    def is_suspect(self, host: str) -> bool:
+    def _is_suspect(self, host: str) -> bool:
         return host in self._suspects
 
-    def stopped(self) -> None:
+    def _stop_fast_path(self) -> None:
         """The loop stopped: no fast path until the next publication."""
         self.view = self.view.stopped()
 
-    def publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
+    def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         """Publish ``snapshot``: a new view, the waiters woken, the news announced.
 
         ``round_started``: the monotonic start of the oldest probe that
@@ -74,7 +78,7 @@ class Publisher:
         """
         old = self.view.snapshot
         if snapshot.complete:
-            self.last_round_at = snapshot.taken_at
+            self._last_round_at = snapshot.taken_at
         if self._suspects:
             # A suspect is cleared by an answer from a probe started after the report.
             self._suspects = {
@@ -92,22 +96,22 @@ class Publisher:
         published, self._published = self._published, None
         if published is not None and not published.done():
             published.set_result(None)
-        self.announcer.announce(old, view)
+        self._announcer.announce(old, view)
 
     # --- when news is wanted --------------------------------------------------------
-    def wants_news(self) -> bool:
+    def _wants_news(self) -> bool:
         """No primary known, or a failure report not cleared yet."""
         return self.view.snapshot.primary is None or bool(self._suspects)
 
-    def in_episode(self) -> bool:
+    def _in_episode(self) -> bool:
         """A failover under way, not a start-up: only then may rounds skip slow hosts."""
-        return self.pace.episode_started is not None and self.wants_news()
+        return self.pace.episode_started is not None and self._wants_news()
 
-    def pause(self) -> float:
+    def _pause(self) -> float:
         """Seconds the source sleeps before its next round."""
-        return self.pace.pause(fast=self.wants_news())
+        return self.pace.pause(fast=self._wants_news())
 
-    def worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
+    def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
         """Whether a provisional snapshot brings a primary the fast path lacks."""
         # Only a primary that answered in this very round: a carried-over
         # state may be the one a failure report just put in doubt. Nor while
@@ -121,12 +125,12 @@ class Publisher:
         )
 
     # --- waiting ---------------------------------------------------------------------
-    async def next_publication(self, timeout: float) -> None:
+    async def _next_publication(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) for the next snapshot to be published."""
         if self._published is None:
             self._published = asyncio.get_running_loop().create_future()
         await asyncio.wait((self._published,), timeout=max(timeout, 0.0))
 
-    def forget_waiters(self) -> None:
+    def _forget_waiters(self) -> None:
         """Drop the latch: it belongs to an event loop that is gone or closing."""
         self._published = None

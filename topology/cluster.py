@@ -75,7 +75,7 @@ class ClusterStats:
     running: bool
 
 
-class ClusterResolver:
+class ClusterResolver(Publisher):
     """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
 
     ``hosts``: a comma-separated string or an iterable of ``host[:port]``
@@ -100,6 +100,10 @@ class ClusterResolver:
     is learned from the hosts and kept, and adopted anew only when the whole
     cluster was re-initialised (see :mod:`topology._identity`); read it as
     :attr:`system_identifier`.
+
+    Reading: ``cluster.view`` is the :class:`~topology.view.ClusterView` last
+    published (never waits); ``cluster`` is the
+    :class:`~topology.view.ViewSource` its ``master`` and ``replica`` read.
     """
 
     def __init__(
@@ -157,9 +161,8 @@ class ClusterResolver:
             fallback_to_primary=fallback_to_primary,
         )
         self._names = tuple(str(address) for address in self.hosts)
-        self._announcer = Announcer(self.picker)
         # Everything readers see, replaced as a whole (see topology.view).
-        self._publisher = Publisher(self._names, self.pace, self._announcer, self.stale_after)
+        super().__init__(self._names, self.pace, Announcer(self.picker), self.stale_after)
         self._source = self._probe_source(retries, system_identifier)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -177,14 +180,13 @@ class ClusterResolver:
             HostProber(address, self.options, self.driver, timeout=timeout, retries=retries)
             for address in self.hosts
         ]
-        publisher = self._publisher
         return ProbeLoop(
             probers,
-            current=lambda: publisher.view.snapshot,
-            publish=publisher.publish,
-            pause=publisher.pause,
-            hurry=publisher.in_episode,
-            early=publisher.worth_publishing_early,
+            current=lambda: self.view.snapshot,
+            publish=self._publish,
+            pause=self._pause,
+            hurry=self._in_episode,
+            early=self._worth_publishing_early,
             straggling=self._straggling,
             patience=self.fast_interval,
             slow_after=self.probe_timeout / 4,
@@ -211,11 +213,6 @@ class ClusterResolver:
         )
 
     # --- reading ---------------------------------------------------------------
-    @property
-    def view(self) -> ClusterView:
-        """The view last published (see :mod:`topology.view`); never waits."""
-        return self._publisher.view
-
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -245,7 +242,7 @@ class ClusterResolver:
             probe_failures=source.probe_failures,
             role_changes=self._announcer.role_changes,
             failure_reports=self._failure_reports,
-            last_round_at=self._publisher.last_round_at,
+            last_round_at=self._last_round_at,
             last_round_duration=source.last_round_duration,
             running=self.running,
         )
@@ -293,7 +290,7 @@ class ClusterResolver:
             log.info(
                 "failure reported on %s: %s (%s)", host, classify(exc).words, type(exc).__name__
             )
-        self._publisher.suspect(host, known=host in self._names)
+        self._suspect(host, known=host in self._names)
         if self.running:
             self._source.wake()
 
@@ -302,7 +299,7 @@ class ClusterResolver:
         # is treated as failing (a frozen host fails nothing by itself):
         # sessions stop going to it and the loop looks for a promotion.
         primary = self.view.snapshot.primary
-        if primary is not None and primary in hosts and not self._publisher.is_suspect(primary):
+        if primary is not None and primary in hosts and not self._is_suspect(primary):
             log.info("primary %s is slow to answer its probe: looking for another", primary)
             self._failure(primary, None)
 
@@ -323,7 +320,7 @@ class ClusterResolver:
             snapshot = self.view.snapshot
             if snapshot.complete and snapshot.round >= target:
                 break
-            await self._publisher.next_publication(deadline - time.monotonic())
+            await self._next_publication(deadline - time.monotonic())
         return self.view.snapshot
 
     async def next_view(self, deadline: float) -> ClusterView:
@@ -334,7 +331,7 @@ class ClusterResolver:
         """
         if not self.running:
             await self.ensure_started(deadline)
-        await self._publisher.next_publication(deadline - time.monotonic())
+        await self._next_publication(deadline - time.monotonic())
         return self.view
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -352,14 +349,14 @@ class ClusterResolver:
         if self._event_loop is not loop or not self.running:
             self._launch(loop)  # no await since the check: a single launch
         if self.view.snapshot.round == 0:
-            await self._publisher.next_publication(deadline - time.monotonic())
+            await self._next_publication(deadline - time.monotonic())
 
     def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._event_loop is not None and self._event_loop is not loop:
             # Started on another event loop that is gone or busy elsewhere: its
             # connections cannot be used from here; drop them without a word.
             self._source.terminate()
-            self._publisher.forget_waiters()
+            self._forget_waiters()
         self._event_loop = loop
         self._thread_id = threading.get_ident()
         self._task = loop.create_task(self._run(), name="topology-cluster-loop")
@@ -368,7 +365,7 @@ class ClusterResolver:
         try:
             await self._source.run()
         finally:
-            self._publisher.stopped()
+            self._stop_fast_path()
             if not self._closing:
                 # Cancelled by someone else, typically asyncio.run() shutting its
                 # loop down: drop the connections while that loop still runs.
@@ -382,7 +379,7 @@ class ClusterResolver:
         """
         deadline = time.monotonic() + timeout
         task, self._task = self._task, None
-        self._publisher.stopped()
+        self._stop_fast_path()
         if task is not None and not task.done():
             self._closing = True
             task.cancel()
@@ -396,7 +393,7 @@ class ClusterResolver:
         remaining = max(deadline - time.monotonic(), 0.01)
         await asyncio.gather(self._caught_up.close(remaining), self._source.close(remaining))
         await asyncio.sleep(0)  # transports closed above finish on the next iteration
-        self._publisher.forget_waiters()
+        self._forget_waiters()
 
     async def __aenter__(self) -> ClusterResolver:
         await self.start()
