@@ -53,6 +53,7 @@ from topology.result import (
 
 __all__ = ["HostProber", "probe_once"]
 
+# Named after the package the engine lived in: log filters set up for it keep working.
 log = logging.getLogger("topology.probe")
 T = TypeVar("T")
 _ABANDON_GRACE = 0.2  # how long a terminated child task gets to notice it

@@ -1,6 +1,7 @@
 """``python -m topology.probe``: the diagnostics CLI (see ``--help`` and docs/probe-cli.md).
 
-A thin face over the resolver's probe code (:mod:`topology.probe._session`):
+A thin face over the probe engine the resolver uses (:mod:`topology.prober`,
+through :mod:`topology.probe._session`):
 arguments and environment in, one snapshot per round out, rendered as a
 table or JSON. Every line written goes through :class:`Output`, which
 scrubs every known password and anything shaped like one (URL userinfo,
