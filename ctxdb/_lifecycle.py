@@ -35,6 +35,8 @@ __all__ = [
     "reset_db_session_ctx",
     "rollback_all_sessions",
     "run_in_new_ctx",
+    "settle",
+    "settle_by_status",
 ]
 
 BeforeCommitCallback = Callable[[AsyncSession], Awaitable[None]]
@@ -49,6 +51,34 @@ async def auto_commit_by_status_code(
         await commit_all_sessions(before_commit)
     else:
         await rollback_all_sessions()
+
+
+async def settle(commit: bool, before_commit: BeforeCommitCallback | None = None) -> None:
+    """Settle the context's sessions: commit them all, or (``commit`` false) roll them back.
+
+    The one ending every adapter uses. A commit that fails (or is cancelled)
+    rolls every session back, then raises the commit's error: no half of a
+    request stays open. A failed rollback raises ``SessionCloseError``.
+
+    Example::
+
+        await settle(response.status_code < 400, before_commit)
+    """
+    if not commit:
+        await rollback_all_sessions()
+        return
+    try:
+        await commit_all_sessions(before_commit)
+    except BaseException:
+        await rollback_all_sessions()
+        raise
+
+
+async def settle_by_status(
+    status_code: int, before_commit: BeforeCommitCallback | None = None
+) -> None:
+    """``settle``: commit if ``status_code`` < 400, else roll back."""
+    await settle(status_code < HTTPStatus.BAD_REQUEST, before_commit)
 
 
 async def commit_all_sessions(before_commit: BeforeCommitCallback | None = None) -> None:
@@ -152,11 +182,12 @@ async def run_in_new_ctx(
 async def _run_in_scope(callable_func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     token = init_db_session_ctx(force=True)
     try:
-        result = await callable_func(*args, **kwargs)
-        await commit_all_sessions()
+        try:
+            result = await callable_func(*args, **kwargs)
+        except BaseException:
+            await rollback_all_sessions()
+            raise
+        await settle(True)
         return result
-    except BaseException:
-        await rollback_all_sessions()
-        raise
     finally:
         await reset_db_session_ctx(token)

@@ -22,10 +22,16 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ._context import current_scope, get_db_session_from_context, pop_db_session_from_context
+from ._context import (
+    context_position,
+    current_scope,
+    get_db_session_from_context,
+    pop_db_session_from_context,
+)
 from ._shield import close_shielded
 from .connect import DBConnect
 from .errors import ContextClosedError
+from .read_your_writes import track_writes
 
 __all__ = [
     "atomic_db_session",
@@ -70,7 +76,10 @@ async def _create_in_scope(connect: DBConnect, key: str) -> AsyncSession:
     future: asyncio.Future[AsyncSession | None] = asyncio.get_running_loop().create_future()
     scope.pending[key] = future
     try:
-        session = await connect.create_session()
+        # Down, not up: the context tells DBConnect where it last wrote.
+        session = await connect.create_session(scope.position)
+        if connect.tracks_writes:
+            track_writes(session)
     except asyncio.CancelledError:
         future.set_result(None)  # a waiter takes over
         raise
@@ -161,7 +170,7 @@ async def new_non_ctx_session(connect: DBConnect) -> AsyncIterator[AsyncSession]
             await session.execute(...)
             await session.commit()
     """
-    maker = await connect.session_maker()
+    maker = await connect.session_maker(context_position())
     session = maker()
     try:
         yield session

@@ -23,7 +23,7 @@ from ctxdb import (
     rollback_session,
     run_in_new_ctx,
 )
-from ctxdb._context import SessionScope, current_scope
+from ctxdb.context import SessionScope, current_scope
 
 INSERT = text("insert into example(text) values ('x')")
 
