@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ._context import (
     context_position,
@@ -76,8 +76,12 @@ async def _create_in_scope(connect: DBConnect, key: str) -> AsyncSession:
     future: asyncio.Future[AsyncSession | None] = asyncio.get_running_loop().create_future()
     scope.pending[key] = future
     try:
-        # Down, not up: the context tells DBConnect where it last wrote.
-        session = await connect.create_session(scope.position)
+        # Down, not up: a context that wrote tells DBConnect where (read-your-writes);
+        # else the plain call, which code overriding create_session() expects.
+        position = scope.position
+        session = await (
+            connect.create_session(position) if position is not None else connect.create_session()
+        )
         if connect.tracks_writes:
             track_writes(session)
     except asyncio.CancelledError:
@@ -97,6 +101,14 @@ async def _create_in_scope(connect: DBConnect, key: str) -> AsyncSession:
     scope.sessions[key] = session
     future.set_result(session)
     return session
+
+
+async def context_session_maker(connect: DBConnect) -> async_sessionmaker[AsyncSession]:
+    """``connect.session_maker()``, told where this context last wrote, if it did."""
+    position = context_position()
+    if position is None:
+        return await connect.session_maker()
+    return await connect.session_maker(position)
 
 
 @asynccontextmanager
@@ -170,7 +182,7 @@ async def new_non_ctx_session(connect: DBConnect) -> AsyncIterator[AsyncSession]
             await session.execute(...)
             await session.commit()
     """
-    maker = await connect.session_maker(context_position())
+    maker = await context_session_maker(connect)
     session = maker()
     try:
         yield session
