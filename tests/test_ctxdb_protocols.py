@@ -88,19 +88,22 @@ async def test_the_position_is_handed_down_not_read_from_the_context(
     try:
         # Outside any context: the caller says where it wrote.
         await (await replica.create_session(wrote)).close()
-        assert resolver.asked == [("0/16B3748", 7)] and resolver.plain == 0
+        assert resolver.asked == [("0/16B3748", 7)]
+        assert resolver.plain == 0
 
         async def request() -> int:
             current_scope().position = wrote
             # DBConnect alone does not look at the context ...
             await (await replica.create_session()).close()
-            assert resolver.plain == 1 and len(resolver.asked) == 1
+            assert resolver.plain == 1
+            assert len(resolver.asked) == 1
             # ... db_session hands the context's position down.
             session = await db_session(replica)
             return int((await session.execute(text("select 1"))).scalar_one())
 
         assert await run_in_new_ctx(request) == 1
-        assert resolver.asked == [("0/16B3748", 7)] * 2 and resolver.plain == 1
+        assert resolver.asked == [("0/16B3748", 7)] * 2
+        assert resolver.plain == 1
     finally:
         await replica.close()
 
@@ -118,6 +121,7 @@ async def test_stats_is_a_frozen_copy(pg_server: PostgresNode) -> None:
             stats.swaps = 0  # type: ignore[misc]
         with pytest.raises(AttributeError):
             connect.swaps = 0  # type: ignore[misc]
-        assert connect.swaps == 1 and connect.terminated == 0  # still readable
+        assert connect.swaps == 1
+        assert connect.terminated == 0
     finally:
         await connect.close()
