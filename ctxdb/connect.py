@@ -31,6 +31,7 @@ from ._engine_slot import (
     EngineCreatorFunc,
     EngineSlot,
     SessionMakerCreatorFunc,
+    Tasks,
     build_slot,
     default_session_maker_creator,
     spawn,
@@ -67,9 +68,10 @@ class DBConnect:
     swap itself never awaits; ``before_create_session_handler`` runs before
     every new session and may call ``change_host``.
 
-    Following hosts: with ``resolver=`` (see ``ctxdb.resolver`` for the
-    protocols, checked once here) every new session asks the resolver for its host first, and
-    with ``url=`` (plus ``engine_kwargs``) no ``engine_creator`` is needed;
+    Following hosts: with ``resolver=`` (``ctxdb.resolver``: its protocols
+    are checked once, here) every new session asks the resolver for its
+    host first, and with ``url=`` (plus ``engine_kwargs``) no
+    ``engine_creator`` is needed;
     that URL may be the cluster's libpq multi-host URL, whose TLS settings,
     ``options`` and other libpq parameters reach asyncpg and psycopg engines
     alike (``ctxdb.engine_url``; ``sslpassword`` never shows in a repr).
@@ -124,7 +126,7 @@ class DBConnect:
         self._dispose_timeout = dispose_timeout
         self._slot: EngineSlot | None = None
         self._swap_lock = threading.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: Tasks = set()
         self._retired: set[EngineSlot] = set()
         self._swaps = 0
         self._terminated = 0
@@ -133,17 +135,18 @@ class DBConnect:
         self._can = Capabilities.of(resolver, read_your_writes_wait)
         self._exclusive = self._can.exclusive
         # An exclusive resolver (a primary): one engine whose connections follow it.
-        self._routed = resolver is not None and self._exclusive
+        self._routed = resolver is not None and self._can.exclusive
         self._failover_wait = failover_wait
         self._warm_up = warm_up
         self._candidates = self._can.candidates if spares else None
-        self._warming: set[asyncio.Task[None]] = set()
+        self._warming: Tasks = set()
         # Non-exclusive resolvers (replica pickers): one live engine per host.
         self._by_host: dict[str, EngineSlot] = {}
         self._track_writes = read_your_writes
         self._unsubscribe: Callable[[], None] | None = None
         if self._can.add_listener is not None:
-            self._unsubscribe = self._can.add_listener(self._on_resolver_change)
+            # The answer changed: act now, not at the next session (routed DBConnects only).
+            self._unsubscribe = self._can.add_listener(self._retarget)
 
     def __repr__(self) -> str:
         return f"<DBConnect host={self._host!r} key={self.context_key[:8]}>"
@@ -257,14 +260,8 @@ class DBConnect:
                 report=self._can.report_failure,
                 wait=self._failover_wait,
             )
-        return build_slot(
-            host,
-            engine,
-            maker,
-            on_failure=self._on_engine_failure,
-            router=router,
-            wait=self._failover_wait,
-        )
+        failed, wait = self._on_engine_failure, self._failover_wait
+        return build_slot(host, engine, maker, on_failure=failed, router=router, wait=wait)
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
         if not self._exclusive:
@@ -273,10 +270,6 @@ class DBConnect:
                 self._retire(stale)
         if self._can.report_failure is not None:
             self._can.report_failure(host, exc)
-
-    def _on_resolver_change(self, host: str | None) -> None:
-        """The resolver's answer changed: act now, not at the next session."""
-        self._retarget(host)  # a no-op unless this DBConnect routes to a primary
 
     async def _follow(self) -> str:
         """The resolver's host now, with this DBConnect moved there (for routed connects)."""
