@@ -1,16 +1,21 @@
 """The end of a context: auto-commit, rollback, close, reset; and new contexts.
 
-These are what a middleware calls around a request::
+These are what a middleware calls around a request; every adapter of
+ctxdb ends its requests with ``settle`` (commit, or roll back and raise)::
 
     token = init_db_session_ctx()
     try:
-        response = await call_next(request)
-        await auto_commit_by_status_code(response.status_code)
-    except Exception:
-        await rollback_all_sessions()
-        raise
+        try:
+            response = await call_next(request)
+        except Exception:
+            await rollback_all_sessions()
+            raise
+        await settle_by_status(response.status_code)  # commits only if < 400
     finally:
         await reset_db_session_ctx(token)
+
+``auto_commit_by_status_code`` is upstream's name; it leaves the rollback
+after a failed commit to its caller.
 """
 
 from __future__ import annotations
