@@ -61,9 +61,12 @@ async def auto_commit_by_status_code(
 async def settle(commit: bool, before_commit: BeforeCommitCallback | None = None) -> None:
     """Settle the context's sessions: commit them all, or (``commit`` false) roll them back.
 
-    The one ending every adapter uses. A commit that fails (or is cancelled)
-    rolls every session back, then raises the commit's error: no half of a
-    request stays open. A failed rollback raises ``SessionCloseError``.
+    The one ending every adapter uses. A commit that fails rolls every
+    session back, then raises the commit's error: no half of a request
+    stays open. A failed rollback raises ``SessionCloseError``. A cancelled
+    commit is not rolled back here (an unshielded rollback on a connection
+    interrupted mid-commit could leave it half-closed): the caller's
+    ``reset_db_session_ctx`` closes the sessions, shielded, which rolls back.
 
     Example::
 
@@ -74,7 +77,7 @@ async def settle(commit: bool, before_commit: BeforeCommitCallback | None = None
         return
     try:
         await commit_all_sessions(before_commit)
-    except BaseException:
+    except Exception:
         await rollback_all_sessions()
         raise
 
