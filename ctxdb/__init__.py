@@ -39,7 +39,7 @@ from ._lifecycle import (
 )
 from ._token import Position, PositionToken
 from .asgi import ASGIHTTPDBSessionMiddleware
-from .connect import DBConnect
+from .connect import ConnectStats, DBConnect
 from .errors import (
     CommitOutcomeUnknownError,
     ConnectionLostError,
@@ -66,6 +66,7 @@ __all__ = [
     "ASGIHTTPDBSessionMiddleware",
     "BeforeCommitCallback",
     "CommitOutcomeUnknownError",
+    "ConnectStats",
     "ConnectionLostError",
     "ContextAlreadyInitiatedError",
     "ContextClosedError",

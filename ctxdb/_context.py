@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Union, overload
+from typing import Protocol, overload
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._token import Position
 from .errors import ContextAlreadyInitiatedError, ContextClosedError, ContextNotInitiatedError
-
-if TYPE_CHECKING:
-    from .connect import DBConnect
 
 __all__ = [
     "SessionScope",
@@ -35,7 +32,15 @@ __all__ = [
     "put_db_session_to_context",
 ]
 
-ConnectOrKey = Union["DBConnect", str]
+
+class HasContextKey(Protocol):
+    """What the context needs of a ``DBConnect``: the key its session is kept under."""
+
+    @property
+    def context_key(self) -> str: ...
+
+
+ConnectOrKey = HasContextKey | str
 
 
 class SessionScope:
@@ -44,7 +49,7 @@ class SessionScope:
     ``pending`` holds the futures of sessions being created right now, so
     that concurrent ``db_session()`` calls in one context share one session.
     ``position`` is where the context's last write ends in the WAL, with
-    its cluster (see ``ctxdb._ryw``); ``commit_lsn`` is its LSN alone.
+    its cluster (see ``ctxdb.read_your_writes``); ``commit_lsn`` is its LSN alone.
     Not thread-safe: a scope belongs to one event loop.
     """
 
@@ -89,6 +94,12 @@ def current_scope() -> SessionScope:
             "run late work with run_in_new_ctx() to give it a context of its own"
         )
     return scope
+
+
+def context_position() -> Position | None:
+    """Where this context last wrote (read-your-writes), if it has a scope and wrote."""
+    scope = _db_session_ctx.get()
+    return None if scope is None else scope.position
 
 
 def init_db_session_ctx(force: bool = False) -> ScopeToken:

@@ -14,9 +14,9 @@ from typing import Any, Protocol, TypeVar
 from ._context import init_db_session_ctx, is_context_initiated
 from ._lifecycle import (
     BeforeCommitCallback,
-    auto_commit_by_status_code,
     reset_db_session_ctx,
     rollback_all_sessions,
+    settle_by_status,
 )
 from .asgi import ASGIHTTPDBSessionMiddleware
 
@@ -55,12 +55,13 @@ async def starlette_http_db_session_middleware(
         return await call_next(request)
     token = init_db_session_ctx()
     try:
-        response = await call_next(request)
-        await auto_commit_by_status_code(response.status_code, before_commit)
+        try:
+            response = await call_next(request)
+        except Exception:
+            await rollback_all_sessions()
+            raise
+        await settle_by_status(response.status_code, before_commit)
         return response
-    except Exception:
-        await rollback_all_sessions()
-        raise
     finally:
         await reset_db_session_ctx(token)
 

@@ -1,9 +1,16 @@
-"""One engine of a DBConnect, with its host, sessionmaker and checkout count."""
+"""One engine of a DBConnect, with its host, sessionmaker and checkout count.
+
+Also the small pieces DBConnect builds engines and reports with: the
+creator types, the default sessionmaker, the hooked slot, background tasks
+and the frozen ``ConnectStats``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
@@ -11,8 +18,59 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ._routing import HostRouter
+from ._setup_guard import guard_connection_setup
+from .failover import FailureReporter, install_failover_hooks
 
 logger = logging.getLogger("ctxdb")
+
+EngineCreatorFunc = Callable[[str], AsyncEngine]
+SessionMakerCreatorFunc = Callable[[AsyncEngine], async_sessionmaker[AsyncSession]]
+
+
+def default_session_maker_creator(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """``async_sessionmaker(engine, expire_on_commit=False)``."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class ConnectStats:
+    """What a ``DBConnect`` did since construction (``DBConnect.stats()``)."""
+
+    host: str | None  # where new sessions go now
+    swaps: int  # changes of host (engine swaps and routed moves)
+    terminated: int  # connections cut because their host was no longer the answer
+    checked_out: int  # connections checked out now, current and retired engines
+
+
+Tasks = set[asyncio.Task[None]]
+
+
+def spawn(tasks: Tasks, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+    """Run ``work()`` in a task kept in ``tasks`` until it ends; nothing without a loop.
+
+    ``work`` is a factory, so no coroutine is made (and left un-awaited) when
+    no event loop runs: then nothing is checked out that could be waited for.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    task = loop.create_task(work(), name=name)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def warm_count(router: HostRouter, wanted: int) -> int:
+    """How many connections to open ahead for ``router``: ``wanted``, within the pool.
+
+    Slots already being (re)connected by waiting sessions count against it,
+    so a warm-up never competes with a request for the first connections.
+    """
+    pool = router.engine.sync_engine.pool
+    size = getattr(pool, "size", None)
+    limit = size() if callable(size) else wanted
+    busy = getattr(pool, "checkedout", None)
+    return min(wanted, limit) - (busy() if callable(busy) else 0)
 
 
 class EngineSlot:
@@ -98,3 +156,24 @@ class EngineSlot:
             logger.warning("disposing of the engine for %s failed", self.host, exc_info=True)
         finally:
             self.disposed = True
+
+
+def build_slot(
+    host: str,
+    engine: AsyncEngine,
+    session_maker: async_sessionmaker[AsyncSession],
+    *,
+    on_failure: FailureReporter,
+    router: HostRouter | None,
+    wait: float,
+) -> EngineSlot:
+    """A slot for a new ``engine``, hooked: failures reported, connection setup guarded.
+
+    ``wait``: how long a routed connect asks the resolver again after the
+    server closed a new connection (an unrouted engine does not retry).
+    """
+    target = (lambda: router.target) if router is not None else None
+    install_failover_hooks(engine, host, on_failure, target=target)
+    routed_wait = wait if router is not None else 0.0
+    guard_connection_setup(engine, lambda: (router and router.target) or host, routed_wait)
+    return EngineSlot(host, engine, session_maker, router)

@@ -1,16 +1,21 @@
 """The end of a context: auto-commit, rollback, close, reset; and new contexts.
 
-These are what a middleware calls around a request::
+These are what a middleware calls around a request; every adapter of
+ctxdb ends its requests with ``settle`` (commit, or roll back and raise)::
 
     token = init_db_session_ctx()
     try:
-        response = await call_next(request)
-        await auto_commit_by_status_code(response.status_code)
-    except Exception:
-        await rollback_all_sessions()
-        raise
+        try:
+            response = await call_next(request)
+        except Exception:
+            await rollback_all_sessions()
+            raise
+        await settle_by_status(response.status_code)  # commits only if < 400
     finally:
         await reset_db_session_ctx(token)
+
+``auto_commit_by_status_code`` is upstream's name; it leaves the rollback
+after a failed commit to its caller.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ __all__ = [
     "reset_db_session_ctx",
     "rollback_all_sessions",
     "run_in_new_ctx",
+    "settle",
+    "settle_by_status",
 ]
 
 BeforeCommitCallback = Callable[[AsyncSession], Awaitable[None]]
@@ -49,6 +56,37 @@ async def auto_commit_by_status_code(
         await commit_all_sessions(before_commit)
     else:
         await rollback_all_sessions()
+
+
+async def settle(commit: bool, before_commit: BeforeCommitCallback | None = None) -> None:
+    """Settle the context's sessions: commit them all, or (``commit`` false) roll them back.
+
+    The one ending every adapter uses. A commit that fails rolls every
+    session back, then raises the commit's error: no half of a request
+    stays open. A failed rollback raises ``SessionCloseError``. A cancelled
+    commit is not rolled back here (an unshielded rollback on a connection
+    interrupted mid-commit could leave it half-closed): the caller's
+    ``reset_db_session_ctx`` closes the sessions, shielded, which rolls back.
+
+    Example::
+
+        await settle(response.status_code < 400, before_commit)
+    """
+    if not commit:
+        await rollback_all_sessions()
+        return
+    try:
+        await commit_all_sessions(before_commit)
+    except Exception:
+        await rollback_all_sessions()
+        raise
+
+
+async def settle_by_status(
+    status_code: int, before_commit: BeforeCommitCallback | None = None
+) -> None:
+    """``settle``: commit if ``status_code`` < 400, else roll back."""
+    await settle(status_code < HTTPStatus.BAD_REQUEST, before_commit)
 
 
 async def commit_all_sessions(before_commit: BeforeCommitCallback | None = None) -> None:
@@ -152,11 +190,12 @@ async def run_in_new_ctx(
 async def _run_in_scope(callable_func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     token = init_db_session_ctx(force=True)
     try:
-        result = await callable_func(*args, **kwargs)
-        await commit_all_sessions()
+        try:
+            result = await callable_func(*args, **kwargs)
+        except BaseException:
+            await rollback_all_sessions()
+            raise
+        await settle(True)
         return result
-    except BaseException:
-        await rollback_all_sessions()
-        raise
     finally:
         await reset_db_session_ctx(token)

@@ -52,7 +52,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from ._failover import (
+from .errors import RetryableConnectionError
+from .failover import (
     HOST_TAG,
     TERMINATED,
     FailureReporter,
@@ -61,7 +62,6 @@ from ._failover import (
     report_to,
     terminate_driver_connection,
 )
-from .errors import RetryableConnectionError
 
 __all__ = ["HOST_TAG", "HostRouter"]
 

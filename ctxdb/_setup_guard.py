@@ -41,8 +41,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from ._failover import connect_failed_on_network, describe
 from .errors import ConnectionLostError, RetryableConnectionError
+from .failover import connect_failed_on_network, describe
 
 __all__ = ["guard_connection_setup"]
 

@@ -42,9 +42,9 @@ from typing import Any
 from ._context import init_db_session_ctx
 from ._lifecycle import (
     BeforeCommitCallback,
-    commit_all_sessions,
     reset_db_session_ctx,
     rollback_all_sessions,
+    settle,
 )
 
 __all__ = ["WebSocketExchange", "run_websocket"]
@@ -86,11 +86,7 @@ class WebSocketExchange:
         if self.commit_error is not None:
             await rollback_all_sessions()  # the app swallowed it: nothing after it counts
             return
-        try:
-            await commit_all_sessions(self.before_commit)
-        except Exception:
-            await rollback_all_sessions()
-            raise
+        await settle(True, self.before_commit)
 
     async def receive(self) -> Message:
         if self.commit_error is not None:
@@ -117,11 +113,10 @@ class WebSocketExchange:
             await rollback_all_sessions()
             return
         try:
-            await commit_all_sessions(self.before_commit)
+            await settle(True, self.before_commit)  # rolls back when the commit fails
         except Exception as exc:
             logger.exception("commit failed; closing the websocket with 1011")
             self.commit_error = exc
-            await rollback_all_sessions()
             if not self.closed:
                 self.closed = True
                 await self._send({"type": "websocket.close", "code": INTERNAL_ERROR})

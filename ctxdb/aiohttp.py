@@ -49,10 +49,10 @@ from aiohttp.typedefs import Handler, Middleware
 from ._context import init_db_session_ctx, is_context_initiated
 from ._lifecycle import (
     BeforeCommitCallback,
-    auto_commit_by_status_code,
-    commit_all_sessions,
     reset_db_session_ctx,
     rollback_all_sessions,
+    settle,
+    settle_by_status,
 )
 from .connect import DBConnect
 from .lifespan import Lifecycle, ManagedResolver
@@ -74,11 +74,10 @@ class _Exchange:
         """Commit (< 400) or roll back; False (and rolled back) when the commit failed."""
         self.settled = True
         try:
-            await auto_commit_by_status_code(status, self.before_commit)
+            await settle_by_status(status, self.before_commit)
         except Exception as exc:
             logger.exception("commit failed; answering 500 instead of %s", status)
             self.error = exc
-            await rollback_all_sessions()
             return False
         return True
 
@@ -134,11 +133,8 @@ async def _handle(
         return _commit_failed()
     if not exchange.settled:  # not prepared yet: aiohttp sends it after we return
         return response if await exchange.settle(response.status) else _commit_failed()
-    try:  # prepared by the handler: commit what it did while streaming
-        await commit_all_sessions(before_commit=exchange.before_commit)
-    except BaseException:
-        await rollback_all_sessions()
-        raise
+    # Prepared by the handler: commit what it did while streaming.
+    await settle(True, exchange.before_commit)
     return response
 
 

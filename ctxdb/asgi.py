@@ -27,10 +27,10 @@ from typing import Any
 from ._context import current_scope, init_db_session_ctx, is_context_initiated
 from ._lifecycle import (
     BeforeCommitCallback,
-    auto_commit_by_status_code,
-    commit_all_sessions,
     reset_db_session_ctx,
     rollback_all_sessions,
+    settle,
+    settle_by_status,
 )
 from ._token import PositionToken
 from ._websocket import run_websocket
@@ -113,11 +113,7 @@ class _Exchange:
             await rollback_all_sessions()  # no response at all: nothing to confirm
             return
         # Work done after the response started (streaming, background tasks).
-        try:
-            await commit_all_sessions(self.before_commit)
-        except Exception:
-            await rollback_all_sessions()
-            raise
+        await settle(True, self.before_commit)
 
     async def intercept(self, message: Message) -> None:
         if self.replaced:
@@ -125,10 +121,9 @@ class _Exchange:
         if message["type"] == "http.response.start" and not self.started:
             self.started = True
             try:
-                await auto_commit_by_status_code(message["status"], self.before_commit)
+                await settle_by_status(message["status"], self.before_commit)
             except Exception:
                 logger.exception("commit failed; answering 500 instead of %s", message["status"])
-                await rollback_all_sessions()
                 await self._send_500()
                 return
             if self.positions is not None:

@@ -21,22 +21,30 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ._context import _db_session_ctx
-from ._engine_slot import EngineSlot
-from ._failover import FailureReporter, install_failover_hooks
-from ._resolver import Resolver, engine_creator_from_url
+from ._engine_slot import (
+    ConnectStats,
+    EngineCreatorFunc,
+    EngineSlot,
+    SessionMakerCreatorFunc,
+    Tasks,
+    build_slot,
+    default_session_maker_creator,
+    spawn,
+    warm_count,
+)
 from ._routing import HostRouter
-from ._ryw import after_write_resolver, track_writes
-from ._setup_guard import guard_connection_setup
+from ._token import Position
 from .errors import NoHostError
+from .resolver import Capabilities, Resolver, engine_creator_from_url
 
 __all__ = [
     "AsyncFunc",
+    "ConnectStats",
     "DBConnect",
     "EngineCreatorFunc",
     "SessionMakerCreatorFunc",
@@ -44,17 +52,10 @@ __all__ = [
 
 logger = logging.getLogger("ctxdb")
 
-EngineCreatorFunc = Callable[[str], AsyncEngine]
-SessionMakerCreatorFunc = Callable[[AsyncEngine], async_sessionmaker[AsyncSession]]
 AsyncFunc = Callable[["DBConnect"], Awaitable[None]]
 
 DEFAULT_DISPOSE_TIMEOUT = 5.0
 DEFAULT_FAILOVER_WAIT = 5.0
-
-
-def default_session_maker_creator(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """``async_sessionmaker(engine, expire_on_commit=False)``."""
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
 class DBConnect:
@@ -67,23 +68,25 @@ class DBConnect:
     swap itself never awaits; ``before_create_session_handler`` runs before
     every new session and may call ``change_host``.
 
-    Following hosts: with ``resolver=`` (see ``ctxdb._resolver`` for the
-    protocol) every new session asks the resolver for its host first, and
-    with ``url=`` (plus ``engine_kwargs``) no ``engine_creator`` is needed;
+    Following hosts: with ``resolver=`` (``ctxdb.resolver``: its protocols
+    are checked once, here) every new session asks the resolver for its
+    host first, and with ``url=`` (plus ``engine_kwargs``) no
+    ``engine_creator`` is needed;
     that URL may be the cluster's libpq multi-host URL, whose TLS settings,
     ``options`` and other libpq parameters reach asyncpg and psycopg engines
-    alike (``ctxdb._engine_url``; ``sslpassword`` never shows in a repr).
+    alike (``ctxdb.engine_url``; ``sslpassword`` never shows in a repr).
     An exclusive resolver (a primary) gets one engine whose connections
     follow it (``ctxdb._routing``): when the answer changes, every connection
     to the old host is cut, sessions that sent nothing reconnect to the new
     one, a connect refused by a lost host asks the resolver again for at most
     ``failover_wait`` seconds, ``warm_up`` opens as many connections to the
     new host as the old one had, and ``spares`` keeps one idle connection to
-    each of the resolver's ``candidates()``. ``swaps`` counts changes of host.
-    ``read_your_writes=True`` makes sessions record where their commits end
-    in the WAL; a replica DBConnect then serves that context only from a
-    replica that replayed it, waiting at most ``read_your_writes_wait``
-    seconds before it falls back to the primary (see ``ctxdb._ryw``).
+    each of the resolver's ``candidates()``. ``stats()`` counts changes of host.
+    ``read_your_writes=True`` makes context sessions record where their
+    commits end in the WAL; a replica DBConnect asked for a session with
+    that ``position`` serves it only from a replica that replayed it,
+    waiting at most ``read_your_writes_wait`` seconds before it falls back
+    to the primary (see ``ctxdb.read_your_writes``).
 
     Example::
 
@@ -123,30 +126,27 @@ class DBConnect:
         self._dispose_timeout = dispose_timeout
         self._slot: EngineSlot | None = None
         self._swap_lock = threading.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: Tasks = set()
         self._retired: set[EngineSlot] = set()
-        self.swaps = 0
-        self.terminated = 0
+        self._swaps = 0
+        self._terminated = 0
         self._resolver = resolver
-        self._exclusive = bool(getattr(resolver, "exclusive", True))
+        # Checked once: what the resolver offers (ctxdb.resolver's protocols).
+        self._can = Capabilities.of(resolver, read_your_writes_wait)
+        self._exclusive = self._can.exclusive
         # An exclusive resolver (a primary): one engine whose connections follow it.
-        self._routed = resolver is not None and self._exclusive
+        self._routed = resolver is not None and self._can.exclusive
         self._failover_wait = failover_wait
         self._warm_up = warm_up
-        candidates = getattr(resolver, "candidates", None)
-        self._candidates: Callable[[], Iterable[str]] | None = (
-            candidates if spares and callable(candidates) else None
-        )
-        self._warming: set[asyncio.Task[None]] = set()
+        self._candidates = self._can.candidates if spares else None
+        self._warming: Tasks = set()
         # Non-exclusive resolvers (replica pickers): one live engine per host.
         self._by_host: dict[str, EngineSlot] = {}
-        self._report: FailureReporter | None = getattr(resolver, "report_failure", None)
         self._track_writes = read_your_writes
-        self._after_write = after_write_resolver(resolver, read_your_writes_wait)
         self._unsubscribe: Callable[[], None] | None = None
-        add_listener = getattr(resolver, "add_listener", None)
-        if callable(add_listener):
-            self._unsubscribe = add_listener(self._on_resolver_change)
+        if self._can.add_listener is not None:
+            # The answer changed: act now, not at the next session (routed DBConnects only).
+            self._unsubscribe = self._can.add_listener(self._retarget)
 
     def __repr__(self) -> str:
         return f"<DBConnect host={self._host!r} key={self.context_key[:8]}>"
@@ -165,6 +165,20 @@ class DBConnect:
     def tracks_writes(self) -> bool:
         """Whether sessions record their commits' WAL position (``read_your_writes``)."""
         return self._track_writes
+
+    @property
+    def swaps(self) -> int:
+        """Changes of host so far (``stats().swaps``)."""
+        return self._swaps
+
+    @property
+    def terminated(self) -> int:
+        """Connections cut because their host was no longer the answer (``stats()``)."""
+        return self._terminated
+
+    def stats(self) -> ConnectStats:
+        """A frozen copy of the counters; safe to call from any task."""
+        return ConnectStats(self._host, self._swaps, self._terminated, self.checked_out())
 
     @property
     def engine(self) -> AsyncEngine | None:
@@ -220,7 +234,7 @@ class DBConnect:
             old_host = self._host
             old_slot, self._slot, self._host = self._slot, new_slot, host
             if old_slot is not None or (old_host is not None and old_host != host):
-                self.swaps += 1
+                self._swaps += 1
         if old_slot is not None:
             self._retire(old_slot)
         if old_host is None:
@@ -231,10 +245,11 @@ class DBConnect:
 
     def _build(self, host: str) -> EngineSlot:
         engine = self._engine_creator(host)
+        maker = self._session_maker_creator(engine)
         if not isinstance(engine, AsyncEngine):
             # A test double (upstream's own tests build DBConnects on mocks):
             # it has no events to hook, so it gets neither routing nor hooks.
-            return EngineSlot(host, engine, self._session_maker_creator(engine))
+            return EngineSlot(host, engine, maker)
         router = None
         if self._routed:
             router = HostRouter(
@@ -242,30 +257,19 @@ class DBConnect:
                 host,
                 build=self._engine_creator,
                 follow=self._follow,
-                report=self._report,
+                report=self._can.report_failure,
                 wait=self._failover_wait,
             )
-        install_failover_hooks(
-            engine,
-            host,
-            self._on_engine_failure,
-            target=(lambda: router.target) if router is not None else None,
-        )
-        routed_wait = self._failover_wait if router is not None else 0.0
-        guard_connection_setup(engine, lambda: (router and router.target) or host, routed_wait)
-        return EngineSlot(host, engine, self._session_maker_creator(engine), router)
+        failed, wait = self._on_engine_failure, self._failover_wait
+        return build_slot(host, engine, maker, on_failure=failed, router=router, wait=wait)
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
         if not self._exclusive:
             stale = self._by_host.pop(host, None)
             if stale is not None:
                 self._retire(stale)
-        if self._report is not None:
-            self._report(host, exc)
-
-    def _on_resolver_change(self, host: str | None) -> None:
-        """The resolver's answer changed: act now, not at the next session."""
-        self._retarget(host)  # a no-op unless this DBConnect routes to a primary
+        if self._can.report_failure is not None:
+            self._can.report_failure(host, exc)
 
     async def _follow(self) -> str:
         """The resolver's host now, with this DBConnect moved there (for routed connects)."""
@@ -289,9 +293,9 @@ class DBConnect:
         live = router.live(old) if old is not None else 0
         cut = router.move(host, f"{old} is no longer the resolved host")
         self._host = host
-        self.swaps += host is not None
+        self._swaps += host is not None
         if cut:
-            self.terminated += cut
+            self._terminated += cut
             logger.warning("cut %d connection(s) still open to %s", cut, old)
         logger.warning("%r now sends new sessions to %s (was %s)", self, host, old)
         if host is not None and self._warm_up:
@@ -307,46 +311,30 @@ class DBConnect:
             logger.warning("%r: could not refresh the spare connections", self, exc_info=True)
 
     def _warm(self, router: HostRouter, wanted: int) -> None:
-        """Open connections to the new host in the background: as many as the old one had.
-
-        Slots already being (re)connected by waiting sessions count against it,
-        so a warm-up never competes with a request for the first connections.
-        """
-        pool = router.engine.sync_engine.pool
-        size = getattr(pool, "size", None)
-        limit = size() if callable(size) else wanted
-        busy = getattr(pool, "checkedout", None)
-        count = min(wanted, limit) - (busy() if callable(busy) else 0)
-        if count <= 0:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = loop.create_task(
-            router.warm(count, self._failover_wait), name=f"ctxdb-warm-{router.target}"
-        )
-        self._warming.add(task)
-        task.add_done_callback(self._warming.discard)
+        """Open connections to the new host in the background: as many as the old one had."""
+        count = warm_count(router, wanted)
+        if count > 0:
+            work = lambda: router.warm(count, self._failover_wait)  # noqa: E731
+            spawn(self._warming, work, f"ctxdb-warm-{router.target}")
 
     def _retire(self, slot: EngineSlot) -> None:
         slot.retire()
         self._retired.add(slot)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop: nothing is checked out that we could wait for
-            return
-        task = loop.create_task(
-            slot.dispose(self._dispose_timeout), name=f"ctxdb-dispose-{slot.host}"
-        )
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        work = lambda: slot.dispose(self._dispose_timeout)  # noqa: E731
+        spawn(self._retiring, work, f"ctxdb-dispose-{slot.host}")
 
     # --- sessions ------------------------------------------------------------
-    async def session_maker(self) -> async_sessionmaker[AsyncSession]:
-        """The current sessionmaker, after running ``before_create_session_handler``."""
+    async def session_maker(
+        self, position: Position | None = None
+    ) -> async_sessionmaker[AsyncSession]:
+        """The current sessionmaker, after running ``before_create_session_handler``.
+
+        ``position``: where the caller's context last wrote (its
+        ``SessionScope.position``); a read-your-writes resolver then picks a
+        host that replayed it (see ``ctxdb.read_your_writes``).
+        """
         if self._resolver is not None:
-            host = await self._resolve(self._resolver)
+            host = await self._resolve(self._resolver, position)
             if not self._exclusive:
                 return self._replica_slot(host).session_maker
             if self._slot is None:
@@ -367,12 +355,10 @@ class DBConnect:
             slot = self._swap(self._host, only_if_changed=True)
         return slot.session_maker
 
-    async def _resolve(self, resolver: Resolver) -> str:
-        if self._after_write is not None:
-            scope = _db_session_ctx.get()
-            if scope is not None and scope.position is not None:
-                # This context wrote: only a replica that replayed it will do.
-                return await self._after_write(scope.position)
+    async def _resolve(self, resolver: Resolver, position: Position | None) -> str:
+        if position is not None and self._can.after_write is not None:
+            # The caller's context wrote: only a replica that replayed it will do.
+            return await self._can.after_write(position)
         return await resolver()
 
     def _replica_slot(self, host: str) -> EngineSlot:
@@ -382,13 +368,14 @@ class DBConnect:
         self._slot, self._host = slot, host
         return slot
 
-    async def create_session(self) -> AsyncSession:
-        """A new session on the current engine (no connection is opened yet)."""
-        maker = await self.session_maker()
-        session = maker()
-        if self._track_writes:
-            track_writes(session)
-        return session
+    async def create_session(self, position: Position | None = None) -> AsyncSession:
+        """A new session on the current engine (no connection is opened yet).
+
+        ``position``: as for :meth:`session_maker`. The session records no
+        WAL positions itself: ``db_session`` makes it do so in a context.
+        """
+        maker = await self.session_maker(position)
+        return maker()
 
     async def close(self, timeout: float | None = None) -> None:
         """Dispose of the current engine and wait for retired ones, within ``timeout``.

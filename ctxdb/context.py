@@ -2,6 +2,8 @@
 
 A re-export for code migrated with a rename of the import; the functions
 live in ``ctxdb._context``, ``ctxdb._lifecycle`` and ``ctxdb.errors``.
+ctxdb adds ``current_scope()`` (the open context's ``SessionScope``: its
+sessions and ``position``, where it last wrote) and ``SessionScope``.
 ``sessions_stream()`` iterates over the open context's sessions (a
 snapshot, so closing them while iterating is safe).
 
@@ -11,6 +13,8 @@ Example::
 """
 
 from ._context import (
+    SessionScope,
+    current_scope,
     get_db_session_from_context,
     init_db_session_ctx,
     is_context_initiated,
@@ -24,6 +28,8 @@ from .errors import ContextAlreadyInitiatedError, ContextNotInitiatedError
 __all__ = [
     "ContextAlreadyInitiatedError",
     "ContextNotInitiatedError",
+    "SessionScope",
+    "current_scope",
     "get_db_session_from_context",
     "init_db_session_ctx",
     "is_context_initiated",

@@ -31,9 +31,9 @@ from ._dispatch import (
 )
 from ._lifecycle import (
     BeforeCommitCallback,
-    auto_commit_by_status_code,
     reset_db_session_ctx,
     rollback_all_sessions,
+    settle_by_status,
 )
 from .connect import DBConnect
 from .lifespan import db_lifespan
@@ -94,11 +94,7 @@ def db_session_dependency(
             except BaseException:
                 await rollback_all_sessions()
                 raise
-            try:
-                await auto_commit_by_status_code(_status(connection, response), before_commit)
-            except BaseException:
-                await rollback_all_sessions()
-                raise
+            await settle_by_status(_status(connection, response), before_commit)
         finally:
             await reset_db_session_ctx(token)
 

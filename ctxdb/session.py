@@ -20,12 +20,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ._context import current_scope, get_db_session_from_context, pop_db_session_from_context
+from ._context import (
+    context_position,
+    current_scope,
+    get_db_session_from_context,
+    pop_db_session_from_context,
+)
 from ._shield import close_shielded
 from .connect import DBConnect
 from .errors import ContextClosedError
+from .read_your_writes import track_writes
 
 __all__ = [
     "atomic_db_session",
@@ -70,7 +76,14 @@ async def _create_in_scope(connect: DBConnect, key: str) -> AsyncSession:
     future: asyncio.Future[AsyncSession | None] = asyncio.get_running_loop().create_future()
     scope.pending[key] = future
     try:
-        session = await connect.create_session()
+        # Down, not up: a context that wrote tells DBConnect where (read-your-writes);
+        # else the plain call, which code overriding create_session() expects.
+        position = scope.position
+        session = await (
+            connect.create_session(position) if position is not None else connect.create_session()
+        )
+        if connect.tracks_writes:
+            track_writes(session)
     except asyncio.CancelledError:
         future.set_result(None)  # a waiter takes over
         raise
@@ -88,6 +101,14 @@ async def _create_in_scope(connect: DBConnect, key: str) -> AsyncSession:
     scope.sessions[key] = session
     future.set_result(session)
     return session
+
+
+async def context_session_maker(connect: DBConnect) -> async_sessionmaker[AsyncSession]:
+    """``connect.session_maker()``, told where this context last wrote, if it did."""
+    position = context_position()
+    if position is None:
+        return await connect.session_maker()
+    return await connect.session_maker(position)
 
 
 @asynccontextmanager
@@ -161,7 +182,7 @@ async def new_non_ctx_session(connect: DBConnect) -> AsyncIterator[AsyncSession]
             await session.execute(...)
             await session.commit()
     """
-    maker = await connect.session_maker()
+    maker = await context_session_maker(connect)
     session = maker()
     try:
         yield session

@@ -23,11 +23,16 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ._context import init_db_session_ctx, put_db_session_to_context, scope_sessions
+from ._context import (
+    init_db_session_ctx,
+    put_db_session_to_context,
+    scope_sessions,
+)
 from ._lifecycle import commit_all_sessions, reset_db_session_ctx
-from ._ryw import track_writes
 from ._shield import close_shielded
 from .connect import DBConnect
+from .read_your_writes import track_writes
+from .session import context_session_maker
 
 __all__ = ["put_savepoint_session_in_ctx", "rollback_session", "set_test_context"]
 
@@ -37,7 +42,7 @@ _TEST_OWNED = "ctxdb_test_owned"
 @asynccontextmanager
 async def rollback_session(connection: DBConnect) -> AsyncIterator[AsyncSession]:
     """A session whose work is always rolled back when the block ends."""
-    maker = await connection.session_maker()
+    maker = await context_session_maker(connection)
     session = maker()
     try:
         yield session
@@ -83,7 +88,7 @@ async def put_savepoint_session_in_ctx(
     transaction, which ``rollback_session`` rolls back at the end.
     Use inside ``set_test_context``.
     """
-    maker = await connection.session_maker()
+    maker = await context_session_maker(connection)
     savepoint_session = maker(
         bind=await session.connection(), join_transaction_mode="create_savepoint"
     )

@@ -23,7 +23,7 @@ from ctxdb import (
     rollback_session,
     run_in_new_ctx,
 )
-from ctxdb._context import SessionScope, current_scope
+from ctxdb.context import SessionScope, current_scope
 
 INSERT = text("insert into example(text) values ('x')")
 
@@ -109,13 +109,19 @@ async def test_savepoint_joined_session_records_a_position(
 
 
 class RecordingReplicas:
-    """A replica resolver whose ``at_least`` may or may not take the position's cluster."""
+    """A replica resolver whose ``at_least`` may or may not take the position's cluster.
+
+    One that does says so as ``ctxdb.resolver.ReadsYourWritesInCluster``
+    has it: by naming its cluster (a ``system_identifier`` attribute).
+    """
 
     exclusive = False
 
     def __init__(self, knows_cluster: bool) -> None:
         self.asked: list[tuple[str, int | None]] = []
-        if not knows_cluster:
+        if knows_cluster:
+            self.system_identifier: int | None = None  # not pinned: any cluster
+        else:
             self.at_least = self._at_least_lsn_only  # type: ignore[method-assign]
 
     async def __call__(self) -> str:

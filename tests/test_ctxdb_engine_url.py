@@ -1,11 +1,11 @@
-"""ctxdb._engine_url: libpq parameters of a DBConnect URL, as each driver needs them."""
+"""ctxdb.engine_url: libpq parameters of a DBConnect URL, as each driver needs them."""
 
 from __future__ import annotations
 
 import pytest
 
 from ctxdb import DBConnect
-from ctxdb._engine_url import engine_url
+from ctxdb.engine_url import engine_url
 
 TLS = "sslmode=verify-full&sslrootcert=%2Fca.pem&sslcert=%2Fc.pem&sslkey=%2Fk.pem"
 

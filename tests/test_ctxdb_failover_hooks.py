@@ -19,8 +19,8 @@ from ctxdb import (
     new_non_ctx_session,
     run_in_new_ctx,
 )
-from ctxdb._context import current_scope
-from ctxdb._failover import connect_failed_on_network, means_host_gone, sqlstate_of
+from ctxdb.context import current_scope
+from ctxdb.failover import connect_failed_on_network, means_host_gone, sqlstate_of
 from tests.fixtures.ctxdb import DRIVERS
 
 

@@ -22,7 +22,7 @@ from ctxdb import (
     db_session,
     run_in_new_ctx,
 )
-from ctxdb._resolver import split_host
+from ctxdb.resolver import split_host
 from tests.fixtures.ctxdb import DRIVERS, backends
 from tests.test_ctxdb_connect import wait_until
 

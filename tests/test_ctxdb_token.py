@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ctxdb import Position, PositionToken
-from ctxdb._lsn import parse_lsn
+from ctxdb.read_your_writes import parse_lsn
 
 SECRET = "a-secret-of-32-random-characters"
 CLUSTER = 7_313_425_901_234_567_890

@@ -15,7 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ctxdb import Position, PositionToken
-from ctxdb._lsn import format_lsn, parse_lsn
+from ctxdb.read_your_writes import format_lsn, parse_lsn
 from tests._properties import ANY_TEXT, MARK, PROPERTY_SETTINGS, secret_strategy
 
 POSITIONS = st.integers(min_value=0, max_value=2**64 - 1)

@@ -26,8 +26,8 @@ from ctxdb import (
     db_session,
     run_in_new_ctx,
 )
-from ctxdb._context import current_scope
-from ctxdb._ryw import format_lsn, parse_lsn
+from ctxdb.context import current_scope
+from ctxdb.read_your_writes import format_lsn, parse_lsn
 from topology import ClusterResolver
 
 pytestmark = pytest.mark.cluster

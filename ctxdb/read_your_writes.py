@@ -9,9 +9,13 @@ releases it) gives a WAL position at or past the end of the commit record;
 the context keeps the highest one. No second connection is taken from the
 pool, so a full pool never stalls a commit.
 
-A replica ``DBConnect`` whose resolver offers ``at_least(lsn, max_wait)``
-(``topology``'s ``cluster.replica`` does) then only serves that context
-from a replica that has replayed the position, or from the primary.
+The position flows down, never up: ``db_session`` (the session layer)
+hands the context's position to ``DBConnect.create_session(position)``,
+and a replica ``DBConnect`` whose resolver offers ``at_least(lsn,
+max_wait)`` (``ctxdb.resolver.ReadsYourWrites``; ``topology``'s
+``cluster.replica`` does) then only serves that context from a replica
+that has replayed the position, or from the primary. ``DBConnect`` never
+reads the context itself.
 
 The position carries the cluster's ``system_identifier``, so a replica
 resolver can ignore a position from another (or a re-initialised) cluster.
@@ -26,9 +30,7 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -43,7 +45,6 @@ from ._token import Position, PositionToken
 __all__ = [
     "Position",
     "PositionToken",
-    "after_write_resolver",
     "format_lsn",
     "parse_lsn",
     "track_writes",
@@ -65,7 +66,12 @@ _READ_ONLY_KEYWORDS = frozenset({"select", "show", "explain", "values", "table",
 
 
 def track_writes(session: AsyncSession) -> None:
-    """Make ``session`` record its commits' WAL position in the current context."""
+    """Make ``session`` record its commits' WAL position in the current context.
+
+    ``db_session`` calls it for every session of a ``read_your_writes``
+    DBConnect; a session made otherwise (``create_session()``) records
+    nothing unless given to this function.
+    """
     sync_session = session.sync_session
     event.listen(sync_session, "after_begin", _on_begin)
     event.listen(sync_session, "do_orm_execute", _on_execute)
@@ -136,33 +142,3 @@ def _read_position(session: Session, connection: Connection) -> Position:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
     lsn, system_identifier = connection.exec_driver_sql(_POSITION_QUERY).one()
     return Position(parse_lsn(str(lsn)), int(system_identifier))
-
-
-def after_write_resolver(
-    resolver: object, max_wait: float
-) -> Callable[[Position], Awaitable[str]] | None:
-    """How to find a host for a context that wrote, or None if ``resolver`` cannot.
-
-    A resolver offers ``at_least(lsn, max_wait)``; one whose ``at_least``
-    also takes ``system_identifier`` is told the position's cluster, so it
-    can ignore a position from another or a re-initialised cluster.
-    ``max_wait`` bounds the wait for a replica to catch up (the resolver
-    enforces it).
-    """
-    at_least = getattr(resolver, "at_least", None)
-    if not callable(at_least):
-        return None
-    try:
-        knows_cluster = "system_identifier" in inspect.signature(at_least).parameters
-    except (TypeError, ValueError):  # a builtin or C callable without a signature
-        knows_cluster = False
-
-    async def resolve(position: Position) -> str:
-        lsn = format_lsn(position.lsn)
-        if knows_cluster and position.system_identifier is not None:
-            host: str = await at_least(lsn, max_wait, system_identifier=position.system_identifier)
-        else:
-            host = await at_least(lsn, max_wait)
-        return host
-
-    return resolve
