@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from topology import Snapshot, build_snapshot
 from topology.hosts import ConnectOptions, parse_host
 from topology.probe import HostProber, ProbeResult
