@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compose.patroni import _procs as procs
+import compose.patroni._procs as procs
 from compose.patroni._config import Layout, render_member
 from compose.patroni._rest import ClusterError, etcd_healthy
 from compose.pg import MissingBinariesError, ServerUser, find_bin_dir, server_user

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from compose.pg import _streaming as streaming
+import compose.pg._streaming as streaming
 from compose.pg._blackhole import BlackHole
 from compose.pg._server import PostgresNode
 from compose.pg._streaming import wait_for

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
-from compose.pg import _streaming as streaming
+import compose.pg._streaming as streaming
 from compose.pg._nodes import DETACHED, PRIMARY, REPLICA, NodeSet
 from compose.pg._server import PostgresNode
 from compose.pg._streaming import CLUSTER_SETTINGS, wait_for
