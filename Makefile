@@ -46,7 +46,7 @@ python-venv:
 	    echo "$(PYTHON) cannot create a virtual environment (no ensurepip): install it, e.g. 'sudo apt-get install python3-venv', or set PYTHON"; exit 1; }; \
 	fi
 
-# etcd (Debian's) and Patroni for compose/cluster.py and the patroni_cluster fixture.
+# etcd (Debian's) and Patroni for `python -m compose.patroni` and the patroni_cluster fixture.
 # Idempotent: a no-op when etcd and the pinned Patroni are there. Built with Debian's /usr/bin/python3,
 # since a venv of a Python under /root cannot run as the server user.
 cluster-deps: pg-binaries
@@ -68,11 +68,11 @@ cluster-deps: pg-binaries
 	fi
 
 demo: $(VENV)/.installed pg-binaries
-	$(PY) compose/demo.py
+	$(PY) -m compose.demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check ctxdb topology
+	$(VENV)/bin/ruff format --check ctxdb topology compose
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed pg-binaries cluster-deps lint

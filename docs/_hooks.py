@@ -1,6 +1,6 @@
 """MkDocs hook: pages that tools write join the navigation once they exist.
 
-``docs/drills.md`` comes from the failover drills (``compose/drill.py``) and
+``docs/drills.md`` comes from the failover drills (``python -m compose.drill``) and
 ``docs/performance.md`` from ``make bench``. Until a tool has written its
 page, the site builds without it; once the page is there, it gets its place
 in the nav (a page left out of the nav would fail the ``--strict`` build).

@@ -19,16 +19,17 @@ import psycopg
 import pytest
 import yaml
 
-from compose._cluster_config import (
+from compose.patroni import (
     COMPOSE_DIR,
     REPLICATION_USER,
     SUPERUSER,
     Layout,
+    Proc,
+    Secrets,
+    port_taken,
     render_docker_configs,
     render_member,
 )
-from compose._cluster_core import Secrets
-from compose._cluster_procs import Proc, port_taken
 from tests.fixtures.patroni import PatroniCluster, free_base_port
 
 REPO = COMPOSE_DIR.parent
@@ -183,8 +184,8 @@ def server_reachable_dir() -> Iterator[Path]:
 
 def _cli(state_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(COMPOSE_DIR / "cluster.py"), "--state-dir", str(state_dir), *args],
-        capture_output=True, text=True, timeout=180, env=env, cwd="/", check=False,
+        [sys.executable, "-m", "compose.patroni", "--state-dir", str(state_dir), *args],
+        capture_output=True, text=True, timeout=180, env=env, cwd=REPO, check=False,
     )  # fmt: skip
 
 
@@ -260,7 +261,8 @@ def _yaml(text: str) -> dict[str, Any]:
 
 def test_docker_configs_are_generated_from_the_template() -> None:
     for path, text in render_docker_configs().items():
-        assert path.read_text() == text, f"{path} is stale: run compose/cluster.py render-docker"
+        stale = f"{path} is stale: run python -m compose.patroni render-docker"
+        assert path.read_text() == text, stale
 
 
 def _port(address: str) -> int:

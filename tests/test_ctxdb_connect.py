@@ -141,7 +141,7 @@ async def test_close_disposes_and_later_use_reconnects(
 @pytest.fixture
 def frozen_capable_server() -> Any:
     """A server of this test's own, so freezing it disturbs nobody else."""
-    from compose.pgserver import PostgresNode
+    from compose.pg import PostgresNode
 
     node = PostgresNode.create("freeze")
     try:

@@ -40,7 +40,7 @@ import yaml
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compose.pgserver import PostgresNode
+from compose.pg import PostgresNode
 from ctxdb import get_db_session_from_context, put_db_session_to_context, run_in_new_ctx
 
 ROOT = Path(__file__).resolve().parent.parent

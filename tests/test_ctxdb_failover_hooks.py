@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from compose.pgserver import PostgresNode
+from compose.pg import PostgresNode
 from ctxdb import (
     DBConnect,
     RetryableConnectionError,

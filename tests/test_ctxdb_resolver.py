@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from compose.pgserver import PostgresNode
+from compose.pg import PostgresNode
 from ctxdb import (
     CommitOutcomeUnknownError,
     DBConnect,

@@ -17,8 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from compose.pgserver import PostgresNode, free_port
-from compose.replicated import ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster, free_port
 from ctxdb import (
     ConnectionLostError,
     DBConnect,

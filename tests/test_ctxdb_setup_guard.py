@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from compose.pgserver import PostgresNode
+from compose.pg import PostgresNode
 from ctxdb import DBConnect, RetryableConnectionError, db_session, run_in_new_ctx
 from tests.fixtures.ctxdb import DRIVERS
 

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from sqlalchemy import text
 
-from compose.pgserver import free_port
+from compose.pg import free_port
 from ctxdb import ConnectionLostError, DBConnect, new_non_ctx_session
 from tests.fixtures.tls import CERT_USER, TLSServer
 from topology import ClusterResolver

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from compose.demo_failover import run_failover_demo
-from compose.replicated import ReplicatedCluster
+from compose.demo import run_failover_demo
+from compose.pg import ReplicatedCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -41,8 +41,7 @@ import psycopg
 import pytest
 import starlette_app
 
-from compose.pgserver import PostgresNode, free_port
-from compose.replicated import ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster, free_port
 from ctxdb import DBConnect
 from tests._frameworks import serving
 from topology import ClusterResolver

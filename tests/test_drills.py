@@ -1,6 +1,6 @@
 """Failover drills on the native Patroni cluster: the invariants, not the timings.
 
-Every scenario of ``compose/drill.py`` runs for a few seconds against the
+Every scenario of ``python -m compose.drill`` runs for a few seconds against the
 session's Patroni cluster in synchronous mode, with our client and the
 baseline side by side, and our client must keep the promises: no committed
 write lost, none accepted by a demoted primary, none reported failed but
@@ -23,19 +23,27 @@ from typing import Any
 
 import pytest
 
-from compose._drill_metrics import scenario_metrics
-from compose._drill_poller import PRIMARY, REPLICA, Transition
-from compose._drill_report import document, missing_keys, write_json
-from compose._drill_run import ScenarioData
-from compose._drill_scenarios import Fault, Marks
-from compose._drill_workload import COMMITTED, FAILED, WRITE, Request
 from compose.drill import (
+    COMMITTED,
+    FAILED,
+    PRIMARY,
+    REPLICA,
     SCENARIOS,
+    WRITE,
     DrillSettings,
+    Fault,
     FaultOptions,
+    Marks,
+    Request,
+    ScenarioData,
+    Transition,
+    document,
     drill_scenario,
+    missing_keys,
     prepare,
+    scenario_metrics,
     violations,
+    write_json,
 )
 from tests.fixtures.patroni import PatroniCluster
 
@@ -112,15 +120,17 @@ def test_drill_keeps_the_invariants(
 def test_drill_command_line_writes_json_and_plot(
     patroni_cluster: PatroniCluster, tmp_path: Path
 ) -> None:
-    """``python compose/drill.py`` on the running cluster: exit status, JSON, PNG."""
+    """``python -m compose.drill`` on the running cluster: exit status, JSON, PNG."""
     state_dir = patroni_cluster.cluster.runtime.state_dir  # type: ignore[attr-defined]
     report, png = tmp_path / "drill.json", tmp_path / "drill.png"
     argv = [
-        sys.executable, str(ROOT / "compose" / "drill.py"), "switchover",
+        sys.executable, "-m", "compose.drill", "switchover",
         "--state-dir", str(state_dir), "--duration", "3", "--writers", "2", "--readers", "1",
         "--async", "--json", str(report), "--plot", str(png),
     ]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=180, check=False, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     password = patroni_cluster.cluster.secrets.superuser
     assert password not in result.stdout + result.stderr

@@ -22,7 +22,7 @@ from fastapi_app.database import URL_ENV, _with_host, connect_from_env
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidRequestError
 
-from compose.pgserver import PostgresNode
+from compose.pg import PostgresNode
 from ctxdb import DBConnect
 from tests.fixtures.ctxdb import DRIVERS
 

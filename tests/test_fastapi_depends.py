@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, add_fastapi_http_db_session_middleware
 from ctxdb.fastapi import DBSession, db_session_dependency
 from tests._frameworks import Socket, check_app_follows_failover, http_by_hand, serving

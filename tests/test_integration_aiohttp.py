@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, db_session
 from ctxdb.aiohttp import setup_ctxdb
 from tests._frameworks import DEADLINE, cluster_and_master, post_until_stored

@@ -23,7 +23,7 @@ from litestar.exceptions import NotAuthorizedException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect
 from ctxdb.litestar import CtxDBPlugin, provide_db_session
 from tests._frameworks import Socket, check_app_follows_failover, http_by_hand, serving

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, new_non_ctx_atomic_session
 from ctxdb.lifespan import Lifecycle, db_lifespan, managed
 from tests._frameworks import cluster_and_master

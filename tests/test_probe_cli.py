@@ -25,9 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from compose.blackhole import BlackHole
-from compose.pgserver import PostgresNode, free_port
-from compose.replicated import ReplicatedCluster
+from compose.pg import BlackHole, PostgresNode, ReplicatedCluster, free_port
 from topology.probe import pgpass
 from topology.probe.args import DEFAULT_MAX_LAG_BYTES, UsageError, parse_args, parse_lag
 from topology.probe.cli import Output, main

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from compose.pgserver import free_port
+from compose.pg import free_port
 from tests._properties import ANY_TEXT, MARK, PROPERTY_SETTINGS, secret_strategy
 from tests.test_properties_hosts import HOST_TEXT, IPV4, IPV6, NAMES, PORTS
 from topology import ConfigurationError, ConnectOptions, HostAddress

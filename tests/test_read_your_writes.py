@@ -17,7 +17,7 @@ import pytest
 from read_your_writes_app import build, make_app
 from sqlalchemy import text
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import (
     ASGIHTTPDBSessionMiddleware,
     DBConnect,

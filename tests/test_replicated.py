@@ -22,9 +22,15 @@ import asyncpg
 import psycopg
 import pytest
 
-from compose._workdirs import default_parent, sweep_stale
-from compose.blackhole import BlackHole
-from compose.replicated import DETACHED, PRIMARY, REPLICA, ReplicatedCluster
+from compose.pg import (
+    DETACHED,
+    PRIMARY,
+    REPLICA,
+    BlackHole,
+    ReplicatedCluster,
+    default_parent,
+    sweep_stale,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -299,7 +305,7 @@ def test_a_killed_run_leaves_nothing_the_next_build_does_not_sweep() -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from compose.replicated import ReplicatedCluster\n"
+        "from compose.pg import ReplicatedCluster\n"
         f"cluster = ReplicatedCluster.build(replicas=1, parent=Path({str(parent)!r}))\n"
         "print(*[n.pid for n in cluster.nodes], flush=True)\n"
         "sys.stdin.read()\n"

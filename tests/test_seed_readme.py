@@ -26,7 +26,7 @@ from fastapi import FastAPI, HTTPException
 from sqlalchemy import func, select
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from compose.pgserver import SUPERUSER, PostgresNode
+from compose.pg import SUPERUSER, PostgresNode
 from ctxdb import (
     DBConnect,
     db_session,

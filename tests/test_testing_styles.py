@@ -30,7 +30,7 @@ from fastapi_app.models import ExampleTable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compose.pgserver import PostgresNode
+from compose.pg import PostgresNode
 from ctxdb import (
     DBConnect,
     is_context_initiated,

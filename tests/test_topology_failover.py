@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from tests._waiting import eventually
 from topology import ClusterResolver, NoPrimaryError, ProbeError, Reason, Role
 

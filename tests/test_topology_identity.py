@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import psycopg
 import pytest
 
-from compose.pgserver import PostgresNode
-from compose.replicated import ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster
 from tests._waiting import eventually
 from topology import ClusterResolver, ConfigurationError, HostProber, Role
 from topology.hosts import ConnectOptions, parse_host

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from topology import HostProber, ProbeResult, Snapshot, build_snapshot
 from topology.hosts import ConnectOptions, parse_host
 

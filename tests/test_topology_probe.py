@@ -11,8 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from compose.blackhole import BlackHole
-from compose.pgserver import PostgresNode, free_port
+from compose.pg import BlackHole, PostgresNode, free_port
 from topology import ConnectOptions, HostAddress, HostProber, Reason, probe_once
 from topology.drivers import get_driver
 from topology.result import PROBE_QUERY

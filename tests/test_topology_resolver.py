@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import psycopg
 import pytest
 
-from compose.blackhole import BlackHole
-from compose.pgserver import PostgresNode, free_port
+from compose.pg import BlackHole, PostgresNode, free_port
 from tests._waiting import eventually
 from topology import (
     ClusterResolver,

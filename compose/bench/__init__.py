@@ -11,3 +11,7 @@ absolute times are context only (these machines are shared and noisy).
 rewrites the Markdown from the JSON. ``compose/bench/repro/`` holds minimal
 reproductions of what the benchmarks found (each runnable with ``-m``).
 """
+
+# Run, not imported: each benchmark is a module of its own (``run.BENCHMARKS``
+# names them), so importing this package loads nothing heavy.
+__all__: list[str] = []

@@ -1,6 +1,6 @@
 """What the benchmarks share: the cluster, our client stack, ASGI calls, helpers.
 
-``Env`` holds one :class:`compose.replicated.ReplicatedCluster` (a primary and
+``Env`` holds one :class:`compose.pg.ReplicatedCluster` (a primary and
 two streaming replicas on loopback) for the whole run, plus the ``quick``
 flag. Our client stack is built exactly as a user would: a
 ``ClusterResolver`` with the library defaults and ``DBConnect(resolver=
@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compose.pgserver import PostgresNode
-from compose.replicated import ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster
 from ctxdb import DBConnect
 from topology import ClusterResolver
 

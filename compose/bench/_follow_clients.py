@@ -24,7 +24,7 @@ import random
 import time
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import context_async_sqlalchemy as upstream
 from sqlalchemy import text
 from sqlalchemy.engine import URL

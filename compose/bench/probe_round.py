@@ -8,7 +8,7 @@ Baselines: a libpq-style sequential multi-host connect with
 the whole multi-host attempt) and psycopg (``connect_timeout=1``, per host;
 libpq and psycopg raise values below 2 s to 2 s) offer it.
 
-Host lists: dead hosts (``compose.blackhole.BlackHole``: accept, never
+Host lists: dead hosts (``compose.pg.BlackHole``: accept, never
 answer) first, then live replicas, the primary last: the order a sequential
 connect pays most for, as after a failover moved the primary to the end of
 a list. Live hosts beyond the three servers are TCP forwarders (a
@@ -22,12 +22,12 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import psycopg
 
 from compose.bench import _stats as st
 from compose.bench._env import Env, forwarders
-from compose.blackhole import BlackHole
+from compose.pg import BlackHole
 
 PROBE_TIMEOUT = 1.0
 

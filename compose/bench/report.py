@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,15 @@ def write_report(results: list[dict[str, Any]], meta: dict[str, Any], out: Path)
     (out / "performance.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
 
 
+Cell = dict[str, Any]
+# One line per series: how many of the cell's hosts are dead.
+DEAD_HOST_SERIES: tuple[tuple[str, Callable[[Cell], bool]], ...] = (
+    ("0 dead", lambda c: bool(c["dead"] == 0)),
+    ("1 dead", lambda c: bool(c["dead"] == 1)),
+    ("a third dead", lambda c: bool(c["dead"] == c["hosts"] // 3)),
+)
+
+
 def plot_probe(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -119,11 +129,7 @@ def plot_probe(result: dict[str, Any], path: Path) -> None:
         ],
         strict=True,
     ):
-        for dead_label, pick in (
-            ("0 dead", lambda c: c["dead"] == 0),
-            ("1 dead", lambda c: c["dead"] == 1),
-            ("a third dead", lambda c: c["dead"] == c["hosts"] // 3),
-        ):
+        for dead_label, pick in DEAD_HOST_SERIES:
             found = key.replace("_s", "_found_primary")
             pts = sorted(
                 (c["hosts"], c[key]["median"], c.get(found, True)) for c in cells if pick(c)

@@ -1,7 +1,7 @@
 """The benchmark runner: ``python -m compose.bench [--quick] [--only NAME ...] [--out DIR]``.
 
 Builds one replicated cluster (a primary and two streaming replicas on
-loopback, via :class:`compose.replicated.ReplicatedCluster`), runs the
+loopback, via :class:`compose.pg.ReplicatedCluster`), runs the
 benchmarks in order on one event loop, and writes ``performance.md``,
 ``performance.json`` and the plots into ``--out`` (default ``docs/``). The
 cluster is destroyed (every server stopped by PID) whatever happens. A
@@ -23,14 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `compose` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from compose.bench import follow, hotpath, load, probe_round, resolver_cost, ryw, steady
 from compose.bench._env import ROOT, Env
 from compose.bench.readme import rewrite as rewrite_readme
 from compose.bench.report import render, write_report
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 
 BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "hotpath": hotpath.run,

@@ -54,10 +54,12 @@ async def run(env: Env) -> dict[str, Any]:
         env.cluster.hosts, user="postgres", password=env.password, database="postgres"
     )
     setups: dict[str, tuple[DBConnect, DBConnect]] = {}
-    for name, on in (("on", True), ("off", False)):
+    for name, ryw_on in (("on", True), ("off", False)):
         kwargs = env.engine_kwargs(f"bench-ryw-{name}")
         setups[name] = (
-            DBConnect(resolver=resolver.master, url=URL, engine_kwargs=kwargs, read_your_writes=on),
+            DBConnect(
+                resolver=resolver.master, url=URL, engine_kwargs=kwargs, read_your_writes=ryw_on
+            ),
             DBConnect(resolver=resolver.replica, url=URL, engine_kwargs=kwargs),
         )
     latencies: dict[str, list[float]] = {"on": [], "off": []}

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make compose/ importable
     sys.path.insert(0, str(ROOT))
 
-from compose.pgserver import MissingBinariesError, PostgresNode  # noqa: E402
+from compose.pg import MissingBinariesError, PostgresNode  # noqa: E402
 
 DRIVER = "postgresql+asyncpg"
 

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 
 INSERT = text("insert into repro_first(x) values (1)")
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from compose.bench._env import Env, respond
 from compose.bench.hotpath import App, batch, hand_written_app, our_app
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import ASGIHTTPDBSessionMiddleware, DBConnect
 from ctxdb._shield import close_shielded
 
@@ -56,7 +56,7 @@ async def main(env: Env, concurrency: int, reps: int = 30) -> None:
         await batch(ours, 300, 100)
         assert master.engine is not None
         maker = async_sessionmaker(master.engine, expire_on_commit=False)
-        apps = {
+        apps: dict[str, App] = {
             "1 hand-written": hand_written_app(maker),
             "2 + session_maker()": via_session_maker(master),
             "3 + shielded close": shielded_close(master),

@@ -20,7 +20,7 @@ import logging
 
 from sqlalchemy import text
 
-from compose.replicated import ReplicatedCluster
+from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, db_session, run_in_new_ctx
 from topology import ClusterResolver
 

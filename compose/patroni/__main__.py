@@ -1,4 +1,4 @@
-"""Three-member Patroni + etcd cluster on loopback: ``python compose/cluster.py VERB``.
+"""Three-member Patroni + etcd cluster on loopback: ``python -m compose.patroni VERB``.
 
 Verbs (see compose/README.md)::
 
@@ -20,74 +20,28 @@ Verbs (see compose/README.md)::
 State (PIDs, layout, passwords in a 0600 file, data) lives in ``--state-dir``
 (default ``$CTXDB_CLUSTER_STATE_DIR`` or ``compose/.state``). Passwords are
 never printed: set ``$CTXDB_CLUSTER_PASSWORD`` before ``up`` to choose the
-superuser's, or read ``STATE_DIR/secrets.json`` (root only).
+superuser's, or read ``STATE_DIR/secrets.json`` (root only). Run it from
+the repository's root (``compose`` is not installed). Each verb blocks until
+done or until ``--timeout`` seconds per wait have passed (exit status 1 and
+a one-line error then).
 
-Importable as ``compose.cluster``: :func:`native_cluster` and :func:`attach`.
+The same as a library: :func:`compose.patroni.native_cluster` and
+:func:`compose.patroni.attach`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `compose` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from compose._cluster_config import (
-    BASE_PORT_ENV,
-    COMPOSE_DIR,
-    SUPERUSER,
-    Layout,
-    write_docker_configs,
-)
-from compose._cluster_core import Cluster, Member, Secrets
-from compose._cluster_native import NativeRuntime
-from compose._cluster_rest import ClusterError
-from compose.pgserver import MissingBinariesError, find_bin_dir
-
-__all__ = ["Cluster", "ClusterError", "Layout", "Member", "Secrets", "attach", "native_cluster"]
-
-STATE_DIR_ENV = "CTXDB_CLUSTER_STATE_DIR"
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV, COMPOSE_DIR / ".state"))
-
-
-def native_cluster(state_dir: Path, layout: Layout, *, die_with_parent: bool = False) -> Cluster:
-    """A new (not yet started) native cluster recorded in ``state_dir``.
-
-    Refuses a state directory whose recorded processes still run.
-    """
-    existing = attach(state_dir)
-    if existing is not None:
-        if isinstance(existing.runtime, NativeRuntime) and existing.runtime.all_processes():
-            raise ClusterError(f"a cluster recorded in {state_dir} still runs: 'down' it first")
-        existing.runtime.stop()  # leftovers of a crashed run: data only
-    secrets = Secrets.generate(dict(os.environ))
-    runtime = NativeRuntime(state_dir, layout, die_with_parent=die_with_parent)
-    runtime.patroni_env = secrets.patroni_env()
-    secrets.save(state_dir / "secrets.json")
-    return Cluster(runtime, secrets, find_bin_dir())
-
-
-def attach(state_dir: Path) -> Cluster | None:
-    """The cluster recorded in ``state_dir`` (running or not), or None."""
-    runtime = NativeRuntime.load(state_dir)
-    if runtime is None:
-        return None
-    try:
-        secrets = Secrets.load(state_dir / "secrets.json")
-    except (OSError, ValueError, KeyError):
-        secrets = Secrets("", "")  # enough to stop it
-    runtime.patroni_env = secrets.patroni_env()
-    cluster = Cluster(runtime, secrets, find_bin_dir())
-    cluster.frozen = {m for m, p in runtime.patroni.items() if any(f == p for f in runtime.frozen)}
-    return cluster
+from compose.patroni._cluster import Cluster
+from compose.patroni._config import BASE_PORT_ENV, SUPERUSER, Layout, write_docker_configs
+from compose.patroni._rest import ClusterError
+from compose.patroni._state import attach, default_state_dir, native_cluster
+from compose.pg import MissingBinariesError
 
 
 # --- command line ------------------------------------------------------------------
@@ -119,7 +73,7 @@ def _print_hosts(cluster: Cluster) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="compose/cluster.py", description="Patroni + etcd cluster on loopback"
+        prog="python -m compose.patroni", description="Patroni + etcd cluster on loopback"
     )
     parser.add_argument("--state-dir", type=Path, default=None, help="default compose/.state")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per wait")

@@ -12,7 +12,7 @@
 
 Both get the same pool sizes, connect timeout and request deadline. Each
 request is bounded by ``asyncio.timeout(deadline)``, the cleanup included,
-and records its outcome in a :class:`~compose._drill_workload.Request`.
+and records its outcome in a :class:`~compose.drill._workload.Request`.
 Passwords travel inside SQLAlchemy ``URL`` objects only, never printed.
 """
 
@@ -27,7 +27,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from compose._drill_workload import COMMITTED, OK, Request
+from compose.drill._deadline import timeout
+from compose.drill._workload import COMMITTED, OK, Request
 from ctxdb import (
     DBConnect,
     auto_commit_by_status_code,
@@ -125,7 +126,7 @@ class OursClient:
         }
         token = init_db_session_ctx()
         try:
-            async with asyncio.timeout(self.deadline):
+            async with timeout(self.deadline):
                 try:
                     request.enter("resolve")
                     session = await db_session(self.master)
@@ -145,7 +146,7 @@ class OursClient:
         params = {"run": self.run, "client": self.name, "writer": request.worker}
         token = init_db_session_ctx()
         try:
-            async with asyncio.timeout(self.deadline):
+            async with timeout(self.deadline):
                 try:
                     request.enter("resolve")
                     session = await db_session(self.replica)
@@ -208,7 +209,7 @@ class BaselineClient:
             "seq": request.seq,
         }
         try:
-            async with asyncio.timeout(self.deadline), self._writer_sessions() as session:
+            async with timeout(self.deadline), self._writer_sessions() as session:
                 request.enter("execute")
                 row = (await session.execute(INSERT, params)).one()
                 request.enter("commit")
@@ -222,7 +223,7 @@ class BaselineClient:
     async def read(self, request: Request) -> None:
         params = {"run": self.run, "client": self.name, "writer": request.worker}
         try:
-            async with asyncio.timeout(self.deadline), self._reader_sessions() as session:
+            async with timeout(self.deadline), self._reader_sessions() as session:
                 request.enter("execute")
                 row = (await session.execute(READ, params)).one()
                 request.outcome = OK

@@ -1,9 +1,9 @@
-"""Drills on the Docker flavour of the cluster, started by the user with docker compose.
+"""The Docker flavour of the cluster as the user started it with docker compose: attach.
 
-``python compose/drill.py --docker ...`` drives a cluster that was started
+``python -m compose.drill --docker ...`` drives a cluster that was started
 with ``docker compose -f compose/docker-compose.yml up -d``: the same ports
 on 127.0.0.1 (the default layout, base port 25400), so the controller of
-:mod:`compose._cluster_core` works unchanged over Patroni's REST API, and the
+:mod:`compose.patroni._cluster` works unchanged over Patroni's REST API, and the
 faults that need the processes go through ``docker compose``: a crash is
 ``kill -s SIGKILL`` of the member's container, a freeze ``pause`` (the cgroup
 freezer stops Patroni and PostgreSQL together), a restart ``start``.
@@ -20,10 +20,10 @@ import os
 import subprocess
 from typing import Any
 
-from compose._cluster_config import COMPOSE_DIR, Layout
-from compose._cluster_core import PASSWORD_ENV, REPL_PASSWORD_ENV, Cluster, Secrets
-from compose._cluster_rest import ClusterError
-from compose.pgserver import find_bin_dir
+from compose.patroni._cluster import PASSWORD_ENV, REPL_PASSWORD_ENV, Cluster, Secrets
+from compose.patroni._config import COMPOSE_DIR, Layout
+from compose.patroni._rest import ClusterError
+from compose.pg import find_bin_dir
 
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 

@@ -1,6 +1,6 @@
 """The drill report: a terminal table per scenario, a summary, and the JSON document.
 
-Pure formatting of :func:`compose._drill_metrics.scenario_metrics` results;
+Pure formatting of :func:`compose.drill._metrics.scenario_metrics` results;
 nothing here touches the network. No password is ever part of a report
 (hosts are ``127.0.0.1:PORT``, clients are named ``ours`` / ``baseline``).
 """
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compose._drill_metrics import CLIENTS, COMPARED
+from compose.drill._metrics import CLIENTS, COMPARED
 
 REQUIRED_SCENARIO_KEYS = (
     "scenario", "run", "error", "fault", "old_primary", "new_primary", "new_primary_writable",
@@ -33,7 +33,7 @@ def document(
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "system": platform.platform()},
         "settings": dataclasses.asdict(settings)
-        if dataclasses.is_dataclass(settings)
+        if dataclasses.is_dataclass(settings) and not isinstance(settings, type)
         else settings,
         "cluster": cluster,
         "scenarios": scenarios,
@@ -67,7 +67,7 @@ def _fmt(value: Any, unit: str) -> str:
 
 def _headline(s: dict[str, Any]) -> str:
     old, new = s["old_primary"], s["new_primary"]
-    what = s["scenario"]
+    what: str = s["scenario"]
     if old and new and (old["host"], old["timeline"]) != (new["host"], new["timeline"]):
         what += f": {old['host']} (TL {old['timeline']}) -> {new['host']} (TL {new['timeline']})"
     if s["new_primary_writable"] is not None:

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compose import _cluster_procs as procs
-from compose._cluster_config import Layout, render_member
-from compose._cluster_rest import ClusterError, etcd_healthy
-from compose.pgserver import MissingBinariesError, ServerUser, find_bin_dir, server_user
+import compose.patroni._procs as procs
+from compose.patroni._config import Layout, render_member
+from compose.patroni._rest import ClusterError, etcd_healthy
+from compose.pg import MissingBinariesError, ServerUser, find_bin_dir, server_user
 
 PATRONI_VENV_ENV = "CTXDB_PATRONI_VENV"
 DEFAULT_PATRONI_VENV = "/opt/ctxdb-patroni"

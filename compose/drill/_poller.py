@@ -30,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
+
+from compose.drill._deadline import timeout
 
 # pg_is_in_recovery() is read once; the branches not taken are not evaluated,
 # so txid_current() and pg_walfile_name() never run on a standby.
@@ -144,7 +146,7 @@ class Poller:
 
     async def _poll(self, host: str) -> tuple[str, int | None]:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with timeout(self.timeout):
                 conn = self._conns.get(host)
                 if conn is None or conn.is_closed():
                     address, port = host.rsplit(":", 1)

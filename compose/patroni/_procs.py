@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compose.pgserver import ServerUser, port_is_free
+from compose.pg import ServerUser, port_is_free
 
 _PR_SET_PDEATHSIG = 1
 # Children this process spawned: kept so they are reaped (no zombie, no

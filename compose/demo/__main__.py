@@ -13,7 +13,8 @@ The server is stopped and its directory removed at the end, also on an
 error or Ctrl-C (SIGINT) or SIGTERM. The whole run is bounded by
 ``DEMO_TIMEOUT`` seconds; every connection attempt by 5 s.
 
-Usage: ``python compose/demo.py`` (``make demo`` sets up the venv first).
+Usage: ``python -m compose.demo`` from the repository's root (``make demo``
+sets up the venv first).
 """
 
 from __future__ import annotations
@@ -26,27 +27,17 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script: make the repository's compose/ and the example app importable.
-for _path in (ROOT / "docs" / "examples", ROOT):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
-import httpx  # noqa: E402
-from fastapi_app import create_app  # noqa: E402
-from fastapi_app.database import URL_ENV, connect_from_env  # noqa: E402
-from fastapi_app.models import BaseTable  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
-
-from compose.demo_failover import run_failover_demo  # noqa: E402
-from compose.pgserver import MissingBinariesError, PostgresNode  # noqa: E402
-from compose.replicated import ReplicatedCluster  # noqa: E402
+from compose.demo._example import load_example_app
+from compose.demo._failover import run_failover_demo
+from compose.pg import MissingBinariesError, PostgresNode, ReplicatedCluster
 
 DEMO_TIMEOUT = 60.0
 DRIVER = "postgresql+asyncpg"
@@ -162,6 +153,12 @@ def _body(response: httpx.Response) -> str:
 
 async def run_demo(node: PostgresNode) -> bool:
     """Create the table, run every step through the app, print the table; True if all went well."""
+    load_example_app()
+    # Importable once loaded (see _example).
+    from fastapi_app import create_app
+    from fastapi_app.database import URL_ENV, connect_from_env
+    from fastapi_app.models import BaseTable
+
     url = node.url(DRIVER)
     os.environ[URL_ENV] = url  # read by the example's database module, in this process only
     observer = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 5})

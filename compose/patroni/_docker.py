@@ -4,7 +4,7 @@ Used by the test fixtures only when ``CTXDB_CLUSTER_BACKEND=docker`` selects it
 *and* a Docker engine answers (:func:`docker_engine_answers`); otherwise the
 native runtime runs. It drives ``docker compose`` through testcontainers
 (imported lazily: only Docker users need it). The layout is the default one
-(base port 25400), published on 127.0.0.1, so :class:`~compose._cluster_core.Cluster`
+(base port 25400), published on 127.0.0.1, so :class:`~compose.patroni._cluster.Cluster`
 works unchanged on top of it.
 
 A crash is ``docker compose kill -s SIGKILL`` of the member's container, a
@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from compose._cluster_config import COMPOSE_DIR, Layout
-from compose._cluster_core import PASSWORD_ENV, REPL_PASSWORD_ENV, Secrets
-from compose._cluster_rest import ClusterError
+from compose.patroni._cluster import PASSWORD_ENV, REPL_PASSWORD_ENV, Secrets
+from compose.patroni._config import COMPOSE_DIR, Layout
+from compose.patroni._rest import ClusterError
 
 BACKEND_ENV = "CTXDB_CLUSTER_BACKEND"
 

@@ -1,6 +1,6 @@
-"""Streaming-replication steps on one :class:`compose.pgserver.PostgresNode`.
+"""Streaming-replication steps on one :class:`compose.pg._server.PostgresNode`.
 
-The building blocks of :mod:`compose.replicated`: clone a node with
+The building blocks of :mod:`compose.pg._replicated`: clone a node with
 pg_basebackup, rewind it with pg_rewind, point it at an upstream, and run
 admin queries. Each function blocks; each external command and each
 connection has a timeout. Nothing here keeps state: the cluster object
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from compose.pgserver import SUPERUSER, PostgresNode
+from compose.pg._server import SUPERUSER, PostgresNode
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compose._drill_metrics import BIN, CLIENTS
+from compose.drill._metrics import BIN, CLIENTS
 
 LABELS = {"ours": "ctxdb + topology", "baseline": "baseline: multi-host URL + pre-ping"}
 

@@ -11,9 +11,9 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
-from compose._drill_clients import CREATE_TABLE, TABLE
+from compose.drill._clients import CREATE_TABLE, TABLE
 
 
 async def _connect(host: str, creds: dict[str, Any], timeout: float) -> asyncpg.Connection:

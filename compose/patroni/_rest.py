@@ -2,7 +2,7 @@
 a one-query PostgreSQL probe through ``psql``.
 
 Standard library only (plus the ``psql`` binary that ships with the server),
-so ``python compose/cluster.py`` runs with any Python 3.10+. Every call takes
+so ``python -m compose.patroni`` runs with any Python 3.10+. Every call takes
 a timeout and raises :class:`ClusterError` (or ``OSError`` subclasses) when it
 passes; nothing here retries: the callers' wait loops do.
 """

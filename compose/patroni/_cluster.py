@@ -2,8 +2,8 @@
 
 :class:`Cluster` reads the topology from Patroni (``GET /cluster``), asks it
 for switchovers, and leaves process work (start, kill, freeze) to a runtime:
-:class:`~compose._cluster_native.NativeRuntime` here, or the Docker one in
-``compose/_cluster_docker.py``. Both publish the same ports on 127.0.0.1, so
+:class:`~compose.patroni._native.NativeRuntime` here, or the Docker ones in
+``compose/patroni/_docker.py`` and ``_compose.py``. Both publish the same ports on 127.0.0.1, so
 every host this class returns is ``127.0.0.1:PORT``.
 
 Blocking and synchronous; every wait has a timeout and raises ClusterError
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from compose._cluster_config import SUPERUSER, Layout
-from compose._cluster_rest import ClusterError, etcd_delete, http_json, psql_value
+from compose.patroni._config import SUPERUSER, Layout
+from compose.patroni._rest import ClusterError, etcd_delete, http_json, psql_value
 
 SYNC_STABLE = 1.5  # seconds the synchronous standby assignment must hold still
 

@@ -1,6 +1,6 @@
 """Plain streaming replication on loopback: one primary and N replicas, no HA manager.
 
-Built on :class:`compose.pgserver.PostgresNode`: the primary is initdb'ed once,
+Built on :class:`compose.pg._server.PostgresNode`: the primary is initdb'ed once,
 each replica is a ``pg_basebackup -R -X stream -c fast -S <slot>`` clone with
 its own physical slot, its own free port on 127.0.0.1 and its own directory;
 every server runs as the unprivileged server user. Nothing decides roles by
@@ -22,60 +22,48 @@ has a timeout; admin connections use ``connect_timeout`` and a server-side
 would hang them). The password is never part of a repr, log or exception.
 
 A cluster keeps everything (node directories, the initdb template) in one
-directory of its own, on /dev/shm when possible (see :mod:`compose._workdirs`);
+directory of its own, on /dev/shm when possible (see :mod:`compose.pg._workdirs`);
 :meth:`~ReplicatedCluster.destroy` stops every server by PID and removes it,
 and the next build sweeps the directories of a run that was SIGKILLed.
 
-``python compose/replicated.py`` builds a cluster, runs a failover drill and
-prints the measured timings.
+``python -m compose.pg`` builds a cluster, runs a failover drill and prints
+the measured timings.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import secrets
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-import psycopg
-from psycopg import sql
-
-if __package__ in (None, ""):  # run as a script: make `compose` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from compose import _streaming as streaming
-from compose._streaming import CLUSTER_SETTINGS, wait_for
-from compose._workdirs import claim, default_parent, sweep_stale
-from compose.blackhole import BlackHole
-from compose.pgserver import PostgresNode
-
-PRIMARY, REPLICA, DETACHED = "primary", "replica", "detached"
+import compose.pg._streaming as streaming
+from compose.pg._nodes import DETACHED, PRIMARY, REPLICA, NodeSet
+from compose.pg._server import PostgresNode
+from compose.pg._streaming import CLUSTER_SETTINGS, wait_for
+from compose.pg._workdirs import claim, default_parent, sweep_stale
 
 
-class ReplicatedCluster:
-    """A primary and N streaming replicas; see the module docstring."""
+class ReplicatedCluster(NodeSet):
+    """A primary and N streaming replicas; see the module docstring.
+
+    Addresses, admin queries, process control and replay waits come from
+    :class:`~compose.pg._nodes.NodeSet`; this class changes the topology.
+    """
 
     def __init__(self, nodes: Sequence[PostgresNode], password: str, work: Path) -> None:
         """Adopt ``nodes`` (not started yet); ``work`` is the directory from
-        :func:`compose._workdirs.claim` that holds them, removed by :meth:`destroy`."""
+        :func:`compose.pg._workdirs.claim` that holds them, removed by :meth:`destroy`."""
         if len(nodes) < 2:
             raise ValueError("a replicated cluster needs at least two nodes")
-        self.nodes: list[PostgresNode] = list(nodes)
-        self.password = password
+        super().__init__(nodes, password)
         self._work = work
         self._template = self._work / "template"
-        self._roles: dict[str, str] = {}
-        self._upstream: dict[str, str] = {}
-        self._frozen: set[str] = set()
-        self._holes: dict[str, BlackHole] = {}
         self.timings: dict[str, float] = {}
         self.last_rewind_error: str | None = None
         self.last_repair_error: str | None = None
@@ -166,99 +154,6 @@ class ReplicatedCluster:
         streaming.write_standby_conf(node, upstream)
         self._upstream[node.name] = upstream.name
 
-    # --- addresses ---------------------------------------------------------------
-    @property
-    def primary(self) -> PostgresNode:
-        return next(n for n in self.nodes if self._roles.get(n.name) == PRIMARY)
-
-    @property
-    def replicas(self) -> list[PostgresNode]:
-        """Nodes configured to follow the primary (a detached old primary is not one)."""
-        return [n for n in self.nodes if self._roles.get(n.name) == REPLICA]
-
-    def role(self, node: PostgresNode) -> str:
-        return self._roles[node.name]
-
-    def node(self, name: str) -> PostgresNode:
-        return next(n for n in self.nodes if n.name == name)
-
-    @property
-    def hosts(self) -> list[str]:
-        return [n.host for n in self.nodes]
-
-    def url(self, node: PostgresNode | None = None, driver: str = "postgresql") -> str:
-        """One node's URL, or a libpq multi-host URL of all nodes when ``node`` is None."""
-        if node is not None:
-            return node.url(driver)
-        first = self.nodes[0].url(driver)
-        return first.replace(self.nodes[0].host, ",".join(self.hosts), 1)
-
-    # --- admin queries -----------------------------------------------------------
-    def connect(self, node: PostgresNode, connect_timeout: int = 5) -> psycopg.Connection[Any]:
-        """An autocommit superuser connection (TCP + password); refused for a frozen node."""
-        if node.name in self._frozen:
-            raise RuntimeError(f"{node.name} is frozen: a query would hang until thaw()")
-        return streaming.connect(node, connect_timeout)
-
-    def query(
-        self, node: PostgresNode, statement: str | sql.Composable, params: Any = None
-    ) -> list[tuple[Any, ...]]:
-        """Run one statement on ``node`` in a new connection; return its rows (or [])."""
-        with self.connect(node) as conn:
-            cur = conn.execute(statement, params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
-
-    def value(self, node: PostgresNode, query: str, params: Any = None) -> Any:
-        rows = self.query(node, query, params)
-        return rows[0][0] if rows else None
-
-    def in_recovery(self, node: PostgresNode) -> bool:
-        return bool(self.value(node, "SELECT pg_is_in_recovery()"))
-
-    # --- process control ---------------------------------------------------------
-    def stop(self, node: PostgresNode, mode: str = "fast") -> None:
-        """Stop ``node`` (``fast``, ``immediate`` or ``kill``); its port then refuses."""
-        self._frozen.discard(node.name)
-        node.stop(mode=mode)
-
-    def kill(self, node: PostgresNode) -> None:
-        """SIGKILL the postmaster and every backend at once (a host crash)."""
-        self.stop(node, mode="kill")
-
-    def start(self, node: PostgresNode, timeout: float = 30) -> None:
-        """Start ``node`` again (closing its black hole first, if any)."""
-        self._release(node)
-        node.start(timeout)
-
-    def freeze(self, node: PostgresNode) -> None:
-        """SIGSTOP the postmaster and all backends: connections hang instead of failing."""
-        node.freeze()
-        self._frozen.add(node.name)
-
-    def thaw(self, node: PostgresNode) -> None:
-        node.thaw()
-        self._frozen.discard(node.name)
-
-    def black_hole(self, node: PostgresNode) -> BlackHole:
-        """Stop ``node`` and listen on its port without ever answering.
-
-        ``start(node)``, ``reset()`` and ``destroy()`` close the black hole."""
-        self.stop(node, mode="immediate")
-        hole = BlackHole(port=node.port).start()
-        self._holes[node.name] = hole
-        return hole
-
-    def _release(self, node: PostgresNode) -> None:
-        hole = self._holes.pop(node.name, None)
-        if hole is not None:
-            hole.stop()
-        if node.name in self._frozen:
-            self.thaw(node)
-
-    def _release_all(self) -> None:
-        for node in self.nodes:
-            self._release(node)
-
     # --- failover ------------------------------------------------------------------
     def promote(self, node: PostgresNode, *, repoint: bool = True, timeout: float = 30) -> float:
         """Promote replica ``node``, wait until it accepts writes, return that time (s).
@@ -343,53 +238,6 @@ class ReplicatedCluster:
         self.timings[method] = time.monotonic() - started
         return method
 
-    # --- replay control ------------------------------------------------------------
-    def pause_replay(self, node: PostgresNode) -> None:
-        self.query(node, "SELECT pg_wal_replay_pause()")
-
-    def resume_replay(self, node: PostgresNode) -> None:
-        self.query(node, "SELECT pg_wal_replay_resume()")
-
-    def replay_paused(self, node: PostgresNode) -> bool:
-        return bool(self.value(node, "SELECT pg_get_wal_replay_pause_state()") != "not paused")
-
-    def current_lsn(self) -> str:
-        """The primary's current WAL write position."""
-        return str(self.value(self.primary, "SELECT pg_current_wal_lsn()::text"))
-
-    def replay_lsn(self, node: PostgresNode) -> str | None:
-        return self.value(node, "SELECT pg_last_wal_replay_lsn()::text")  # type: ignore[no-any-return]
-
-    def wait_replayed(self, node: PostgresNode, lsn: str, timeout: float = 10) -> None:
-        """Wait until replica ``node`` has replayed the WAL up to ``lsn``."""
-        wait_for(
-            lambda: self.value(node, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)),
-            timeout,
-            f"{node.name} replaying {lsn}",
-        )
-
-    def wait_caught_up(self, timeout: float = 10) -> None:
-        """Wait until every running replica has replayed the primary's current WAL."""
-        lsn = self.current_lsn()
-        for node in self.replicas:
-            if node.running:
-                self.wait_replayed(node, lsn, timeout)
-
-    def wait_streaming(
-        self, nodes: Iterable[PostgresNode] | None = None, timeout: float = 10
-    ) -> None:
-        """Wait until ``nodes`` (default: all replicas) stream from the primary."""
-        names = {n.name for n in (self.replicas if nodes is None else nodes)}
-
-        def all_streaming() -> bool:
-            rows = self.query(
-                self.primary,
-                "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
-            )
-            return names <= {row[0] for row in rows}
-
-        wait_for(all_streaming, timeout, f"{sorted(names)} streaming from {self.primary.name}")
-
     # --- health ----------------------------------------------------------------------
     def reset(self, timeout: float = 10) -> str:
         """Bring back 1 primary + N streaming replicas; return ``"repaired"`` or ``"rebuilt"``.
@@ -465,27 +313,3 @@ class ReplicatedCluster:
     def __repr__(self) -> str:
         roles = ", ".join(f"{n.name}@{n.port}:{self._roles.get(n.name)}" for n in self.nodes)
         return f"ReplicatedCluster({roles})"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Build a cluster, run one failover drill, print the timings, destroy it all."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--base-port", type=int, help="ports base, base+1, ... (default: free)")
-    args = parser.parse_args(argv)
-    with ReplicatedCluster.build(args.replicas, base_port=args.base_port) as cluster:
-        print("built:", ", ".join(f"{n.name}={n.host}" for n in cluster.nodes))
-        old = cluster.primary
-        cluster.stop(old, mode="immediate")
-        cluster.promote(cluster.replicas[0])
-        print(f"promoted {cluster.primary.name}; rejoin of {old.name}:", cluster.rejoin(old))
-        cluster.stop(cluster.primary, mode="immediate")
-        cluster.promote(cluster.replicas[0], repoint=False)
-        print("reset after an unfinished failover:", cluster.reset())
-        for name, seconds in cluster.timings.items():
-            print(f"{name:>12}: {seconds * 1000:8.1f} ms")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

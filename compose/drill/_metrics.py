@@ -25,9 +25,9 @@ from collections import Counter
 from itertools import pairwise
 from typing import Any
 
-from compose._drill_poller import PRIMARY, Transition
-from compose._drill_run import ScenarioData
-from compose._drill_workload import COMMITTED, FAILED, OK, READ, UNKNOWN, WRITE, Request
+from compose.drill._poller import PRIMARY, Transition
+from compose.drill._run import ScenarioData
+from compose.drill._workload import COMMITTED, FAILED, OK, READ, UNKNOWN, WRITE, Request
 
 OVERRUN_SLACK = 0.5
 BIN = 0.1

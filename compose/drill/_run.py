@@ -2,7 +2,7 @@
 
 :func:`run_scenario` runs on the caller's event loop and returns the raw
 :class:`ScenarioData` (every request, the poller's transitions, the marks,
-the rows found afterwards, the leaks); :mod:`compose._drill_metrics` turns
+the rows found afterwards, the leaks); :mod:`compose.drill._metrics` turns
 it into numbers. Everything it starts (poller, clients, workload tasks) is
 stopped in ``finally`` blocks, each within a bounded time, even when the
 fault fails. The cluster itself is left as the fault left it: heal it
@@ -17,19 +17,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from compose._cluster_config import SUPERUSER
-from compose._cluster_core import Cluster
-from compose._drill_clients import BaselineClient, OursClient, engine_kwargs
-from compose._drill_poller import Poller, Transition
-from compose._drill_scenarios import ACTIONS, Fault, FaultOptions, Marks
-from compose._drill_verify import (
+from compose.drill._clients import BaselineClient, OursClient, engine_kwargs
+from compose.drill._poller import Poller, Transition
+from compose.drill._scenarios import ACTIONS, Fault, FaultOptions, Marks
+from compose.drill._verify import (
     create_table,
     delete_rows,
     leaked_tasks,
     server_sessions,
     stored_rows,
 )
-from compose._drill_workload import LoopLag, Request, Workload
+from compose.drill._workload import LoopLag, Request, Workload
+from compose.patroni import SUPERUSER, Cluster
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Part two of ``make demo``: the example app follows a primary that crashes.
 
-A throwaway primary and two streaming replicas (``compose.replicated``)
+A throwaway primary and two streaming replicas (``compose.pg.ReplicatedCluster``)
 stand behind ``DBConnect(resolver=cluster.master)``. A client sends a write
 request to the app every few milliseconds; meanwhile the primary is killed
 (SIGKILL of the postmaster and its backends) and a replica promoted. The
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from fastapi_app import create_app
 from sqlalchemy import text
 
-from compose.replicated import ReplicatedCluster
+from compose.demo._example import load_example_app
+from compose.pg import ReplicatedCluster
 from ctxdb import ConnectionLostError, DBConnect, db_session
 from topology import ClusterResolver, TopologyError
 
@@ -99,6 +99,9 @@ async def run_failover_demo(cluster: ReplicatedCluster, say: object) -> bool:
         url="postgresql+asyncpg://postgres@/postgres",
         engine_kwargs={"connect_args": {"password": cluster.password, "timeout": 2}},
     )
+    load_example_app()
+    from fastapi_app import create_app  # importable once loaded (see _example)
+
     app = create_app(master)
     add_where_route(app, master)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

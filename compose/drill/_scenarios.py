@@ -1,7 +1,7 @@
 """The faults a drill injects, through the cluster controller's public API.
 
 Each scenario is a coroutine that injects one fault into a running
-:class:`~compose._cluster_core.Cluster` and returns once the fault has run
+:class:`~compose.patroni.Cluster` and returns once the fault has run
 its course from Patroni's point of view (a new leader accepts writes, the
 frozen member was thawed, the restart finished). The controller blocks, so
 its calls run in worker threads (``asyncio.to_thread``) while the workload
@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from compose._cluster_core import Cluster, Member
-from compose._cluster_rest import ClusterError, http_json
+from compose.patroni import Cluster, ClusterError, Member, http_json
 
 SCENARIOS = (
     "switchover",

@@ -1,0 +1,102 @@
+"""Failover drills: what an application sees when the primary dies, hangs or moves.
+
+    python -m compose.drill SCENARIO... [--url URL | --state-dir DIR] [--duration S]
+                            [--writers N] [--readers M] [--json FILE] [--plot FILE.png]
+
+Scenarios: switchover, failover [--to MEMBER], crash-leader [--fast],
+freeze-leader [--fast] (SIGSTOP, then SIGCONT after the new leader took
+over), crash-replica, restart-all; ``all`` runs every one. While a scenario
+runs, N writers and M readers per client go through two clients side by
+side: ours (ctxdb + topology, exactly as an application uses them) and a
+baseline (SQLAlchemy + asyncpg, multi-host URL, target_session_attrs,
+pool_pre_ping). An independent poller records when each member accepts
+writes. The report (terminal, ``--json``, ``--plot``) gives per scenario the
+write unavailability, the follow time, lost and stale writes, errors by
+class and latencies, ours beside the baseline. See docs/drills.md.
+
+Without ``--url`` / ``--state-dir`` / ``--docker`` the drill starts its own
+native Patroni cluster (:mod:`compose.patroni`) in a temporary directory on free
+ports and stops it at the end; with them it drives a running one (native,
+or Docker's through ``docker compose``) and heals it after.
+Patroni's synchronous mode is on during the drills unless ``--async``.
+
+This module: :func:`run_drills` (blocking; heals between scenarios),
+:func:`drill_scenario` (a coroutine: one scenario, its metrics) and
+:func:`violations` (the invariants our client broke: a lost write in
+synchronous mode, a write accepted by a demoted primary, a request past its
+deadline, a leak). The command line is in ``__main__``. Needs Python 3.11+
+(``asyncio.timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from compose.drill._metrics import scenario_metrics
+from compose.drill._report import scenario_table
+from compose.drill._run import DrillSettings, ScenarioData, run_scenario
+from compose.patroni import Cluster
+
+
+async def drill_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> dict[str, Any]:
+    """Run one scenario on the running event loop; its metrics (JSON-ready)."""
+    data: ScenarioData = await run_scenario(cluster, name, settings)
+    return scenario_metrics(data)
+
+
+def run_drills(
+    cluster: Cluster, scenarios: list[str], settings: DrillSettings, *, echo: bool = False,
+    heal_timeout: float = 120.0,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Run ``scenarios`` one after the other, healing the cluster before each.
+
+    Blocking; call it from the main thread (healing restarts members, which
+    the native runtime does only from there). Each scenario gets its own
+    event loop.
+    """
+    results = []
+    for name in scenarios:
+        prepare(cluster, settings, heal_timeout)
+        metrics = asyncio.run(drill_scenario(cluster, name, settings))
+        results.append(metrics)
+        if echo:
+            print(scenario_table(metrics), flush=True)
+    cluster.heal(heal_timeout)
+    return results
+
+
+def prepare(cluster: Cluster, settings: DrillSettings, timeout: float = 120.0) -> None:
+    """Heal the cluster and set Patroni's synchronous mode as the drill wants it.
+
+    ``Cluster.set_synchronous`` returns once the mode is in force and stable.
+    """
+    cluster.heal(timeout)
+    # Always: an attached cluster's record may not say what was PATCHed since.
+    cluster.set_synchronous(settings.synchronous, timeout)
+
+
+def violations(metrics: dict[str, Any], *, synchronous: bool) -> list[str]:
+    """The invariants our client broke in one scenario (empty when none)."""
+    ours = metrics["clients"]["ours"]
+    writes, reads = ours["writes"], ours["reads"]
+    name = metrics["scenario"]
+    found = []
+    if synchronous and writes["lost"]:
+        found.append(f"{name}: {writes['lost']} committed write(s) lost in synchronous mode")
+    if writes["lost"] is None:
+        found.append(f"{name}: the final primary could not be checked")
+    if writes["stale"]:
+        found.append(f"{name}: {writes['stale']} write(s) accepted by a demoted primary")
+    if writes["phantom"]:
+        found.append(f"{name}: {writes['phantom']} write(s) reported failed but stored")
+    if writes["overran"] or reads["overran"]:
+        found.append(f"{name}: {writes['overran'] + reads['overran']} request(s) past deadline")
+    if ours["checked_out_at_end"]:
+        found.append(f"{name}: {ours['checked_out_at_end']} connection(s) left checked out")
+    left = {h: n for h, n in ours["server_sessions_left"].items() if n}
+    if left:
+        found.append(f"{name}: server sessions left open: {left}")
+    if metrics["leaked_tasks"]:
+        found.append(f"{name}: tasks left running: {metrics['leaked_tasks']}")
+    return found
