@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Patroni's venv: readable by the unprivileged server user, so never under /root.
 PATRONI_VENV ?= /opt/ctxdb-patroni
 # Pinned, so every machine runs the Patroni the tests and drills were measured with;
-# compose/Dockerfile pins the same (tests/test_packaging.py checks both and the venv).
+# compose/Dockerfile pins the same (tests/docs/test_packaging.py checks both and the venv).
 PATRONI_VERSION := 4.1.5
 PSYCOPG2_VERSION := 2.9.13
 
@@ -80,11 +80,11 @@ test: $(VENV)/.installed pg-binaries cluster-deps lint
 
 # The documentation site into site/; --strict turns every warning (a broken link,
 # a missing include, a stale API name) into a failure; never add --quiet, which hides
-# the warnings from that count. tests/test_docs.py builds it too.
+# the warnings from that count. tests/docs/test_docs.py builds it too.
 docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-# The benchmarks (not part of `make test`; tests/test_bench.py runs them once in
+# The benchmarks (not part of `make test`; tests/compose/test_bench.py runs them once in
 # --quick mode): writes docs/performance.md, docs/performance.json and the plots.
 bench: $(VENV)/.installed pg-binaries
 	$(PY) -m compose.bench $(BENCH_ARGS)

@@ -1,9 +1,9 @@
-collect_ignore = ["data"]  # vendored files; tests/test_ctxdb_dropin.py runs them
+collect_ignore = ["data"]  # vendored files; tests/ctxdb/test_dropin.py runs them
 
 pytest_plugins = [
-    "tests.fixtures.postgres",
-    "tests.fixtures.ctxdb",
-    "tests.fixtures.replicated",
-    "tests.fixtures.patroni",
-    "tests.fixtures.tls",
+    "tests.support.postgres",
+    "tests.support.ctxdb",
+    "tests.support.replicated",
+    "tests.support.patroni",
+    "tests.support.tls",
 ]

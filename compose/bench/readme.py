@@ -1,7 +1,7 @@
 """The README's failover figures, rendered from ``docs/performance.json``.
 
 ``make bench`` rewrites the block between the two markers in README.md;
-``tests/test_docs.py`` checks that the README holds exactly what this
+``tests/docs/test_docs.py`` checks that the README holds exactly what this
 renders from the committed JSON, so no figure there is typed by hand.
 """
 
