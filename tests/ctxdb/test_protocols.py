@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from compose.pg import PostgresNode
 from sqlalchemy import text
 
+from compose.pg import PostgresNode
 from ctxdb import ConnectStats, DBConnect, Position, db_session, run_in_new_ctx
 from ctxdb.context import current_scope
 from ctxdb.read_your_writes import parse_lsn
