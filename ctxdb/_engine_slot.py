@@ -20,6 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from ._routing import HostRouter
 from ._setup_guard import guard_connection_setup
 from .failover import FailureReporter, install_failover_hooks
+from .trace import Tracer
 
 logger = logging.getLogger("ctxdb")
 
@@ -166,6 +167,7 @@ def build_slot(
     on_failure: FailureReporter,
     router: HostRouter | None,
     wait: float,
+    tracer: Tracer | None = None,
 ) -> EngineSlot:
     """A slot for a new ``engine``, hooked: failures reported, connection setup guarded.
 
@@ -173,7 +175,8 @@ def build_slot(
     server closed a new connection (an unrouted engine does not retry).
     """
     target = (lambda: router.target) if router is not None else None
-    install_failover_hooks(engine, host, on_failure, target=target)
+    install_failover_hooks(engine, host, on_failure, target=target, tracer=tracer)
     routed_wait = wait if router is not None else 0.0
-    guard_connection_setup(engine, lambda: (router and router.target) or host, routed_wait)
+    named = lambda: (router and router.target) or host  # noqa: E731
+    guard_connection_setup(engine, named, routed_wait, tracer)
     return EngineSlot(host, engine, session_maker, router)

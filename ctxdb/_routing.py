@@ -61,7 +61,9 @@ from .failover import (
     describe,
     report_to,
     terminate_driver_connection,
+    trace_failure,
 )
+from .trace import ConnectRetried, SwapFollowed, Tracer
 
 __all__ = ["HOST_TAG", "HostRouter"]
 
@@ -80,7 +82,8 @@ class HostRouter:
 
     ``build(host)`` makes an engine for ``host`` (used only for its creator);
     ``follow()`` awaits the resolver's current host; ``wait`` bounds, in
-    seconds, how long one connect looks for a reachable host.
+    seconds, how long one connect looks for a reachable host. ``tracer``
+    gets ``SwapFollowed``, ``ConnectRetried`` and ``RetrySafeFailure``.
     """
 
     def __init__(
@@ -92,8 +95,11 @@ class HostRouter:
         follow: Callable[[], Awaitable[str]],
         report: FailureReporter | None,
         wait: float,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
+        self._tracer = tracer
+        self._moved_at: float | None = None  # set only with a tracer: SwapFollowed
         self.home = host
         self.target: str | None = host
         self._build = build
@@ -131,6 +137,8 @@ class HostRouter:
         old, self.target = self.target, host
         if old == host:
             return 0
+        if self._tracer is not None and host is not None:
+            self._moved_at = time.monotonic()
         moved, self._moved = self._moved, None
         if moved is not None and not moved.done():
             moved.set_result(None)
@@ -166,6 +174,10 @@ class HostRouter:
             # The server closed it while it sat in the pool (asyncpg notices
             # at once): sending a statement on it would only fail.
             raise sa_exc.DisconnectionError(f"connection to {tag} was closed by the server")
+        if self._moved_at is not None and self._tracer is not None and tag is not None:
+            # The first session served by the new host since the swap.
+            self._tracer(SwapFollowed(tag, time.monotonic() - self._moved_at))
+            self._moved_at = None
 
     # --- connecting ---------------------------------------------------------------
     def _connect(self, record: ConnectionPoolEntry) -> Any:
@@ -188,7 +200,9 @@ class HostRouter:
                         raise  # a wrong password, a missing database: not the host's state
                     report_to(self._report, host, error)
                     if time.monotonic() >= deadline:
-                        raise _unreachable(host, error, self._wait) from error
+                        raise self._traced(_unreachable(host, error, self._wait)) from error
+                    if self._tracer is not None:
+                        self._tracer(ConnectRetried(host, "connect failed"))
                     unreachable, last_error = host, error
                     continue
             if host != self.target:  # moved as the connect finished
@@ -250,17 +264,18 @@ class HostRouter:
         """The resolver's answer now; after a short pause when it names ``unreachable`` again."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _unreachable(unreachable or "the primary", error, self._wait)
+            raise self._traced(_unreachable(unreachable or "the primary", error, self._wait))
         try:
             host = await asyncio.wait_for(self._follow(), remaining)
         except Exception as exc:
             where = unreachable or "any host"
-            raise RetryableConnectionError(
+            nobody = RetryableConnectionError(
                 f"could not connect to {where} and no other host was named within "
                 f"{self._wait:g} s ({describe(exc)}): nothing was sent; it is safe to retry",
                 host=unreachable,
                 orig=exc,
-            ) from exc
+            )
+            raise self._traced(nobody) from exc
         if host == unreachable:
             await asyncio.sleep(min(_SAME_HOST_PAUSE, max(deadline - time.monotonic(), 0.0)))
         return host
@@ -281,6 +296,10 @@ class HostRouter:
             return attempt.result()
         _abandon(attempt)
         raise _Moved
+
+    def _traced(self, error: RetryableConnectionError) -> RetryableConnectionError:
+        trace_failure(self._tracer, error, "no reachable host")
+        return error
 
     def _creator_for(self, host: str) -> Callable[[Any], Any]:
         blueprint = self._blueprints.get(host)

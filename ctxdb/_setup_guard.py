@@ -42,7 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
 from .errors import ConnectionLostError, RetryableConnectionError
-from .failover import connect_failed_on_network, describe
+from .failover import connect_failed_on_network, describe, trace_failure
+from .trace import ConnectRetried, Tracer
 
 __all__ = ["guard_connection_setup"]
 
@@ -67,12 +68,17 @@ def lost_during_setup(exc: BaseException) -> bool:
 
 
 def guard_connection_setup(
-    engine: AsyncEngine, host: Callable[[], str], retry_within: float
+    engine: AsyncEngine,
+    host: Callable[[], str],
+    retry_within: float,
+    tracer: Tracer | None = None,
 ) -> None:
     """Wrap ``engine``'s pool so a connection lost during setup is retried or typed.
 
     ``host()`` names the host new connections go to, for the error;
     ``retry_within`` (seconds, 0 for none) bounds the retries of one checkout.
+    ``tracer`` gets ``ConnectRetried`` per retry and ``RetrySafeFailure``
+    for the error this guard raises.
     """
     pool = engine.sync_engine.pool
     checkout = pool.connect
@@ -90,16 +96,20 @@ def guard_connection_setup(
                     raise
                 if time.monotonic() < deadline:
                     logger.debug("a connection was lost during setup (%s): again", describe(exc))
+                    if tracer is not None:
+                        tracer(ConnectRetried(host(), "lost during setup"))
                     await_only(asyncio.sleep(_PAUSE))
                     continue
                 if typed:
                     raise
                 where = host()
-                raise RetryableConnectionError(
+                lost = RetryableConnectionError(
                     f"the connection to {where} was lost while it was being set up "
                     f"({describe(exc)}): nothing was sent; it is safe to retry",
                     host=where,
                     orig=exc,
-                ) from exc
+                )
+                trace_failure(tracer, lost, "lost during setup")
+                raise lost from exc
 
     pool.connect = connect  # type: ignore[method-assign]

@@ -41,6 +41,7 @@ from ._routing import HostRouter
 from ._token import Position
 from .errors import NoHostError
 from .resolver import Capabilities, Resolver, engine_creator_from_url
+from .trace import ConnectionsCut, EngineSwapped, ReadRouted, Tracer, safe
 
 __all__ = [
     "AsyncFunc",
@@ -86,7 +87,8 @@ class DBConnect:
     commits end in the WAL; a replica DBConnect asked for a session with
     that ``position`` serves it only from a replica that replayed it,
     waiting at most ``read_your_writes_wait`` seconds before it falls back
-    to the primary (see ``ctxdb.read_your_writes``).
+    to the primary (see ``ctxdb.read_your_writes``). ``tracer`` receives
+    ``ctxdb.trace`` events (swaps, cut connections, typed failures).
 
     Example::
 
@@ -113,6 +115,7 @@ class DBConnect:
         failover_wait: float = DEFAULT_FAILOVER_WAIT,
         warm_up: bool = True,
         spares: bool = True,
+        tracer: Tracer | None = None,
     ) -> None:
         if engine_creator is None:
             if url is None:
@@ -143,6 +146,7 @@ class DBConnect:
         # Non-exclusive resolvers (replica pickers): one live engine per host.
         self._by_host: dict[str, EngineSlot] = {}
         self._track_writes = read_your_writes
+        self._tracer = safe(tracer)
         self._unsubscribe: Callable[[], None] | None = None
         if self._can.add_listener is not None:
             # The answer changed: act now, not at the next session (routed DBConnects only).
@@ -165,6 +169,11 @@ class DBConnect:
     def tracks_writes(self) -> bool:
         """Whether sessions record their commits' WAL position (``read_your_writes``)."""
         return self._track_writes
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """Where ``ctxdb.trace`` events go (wrapped so that it never raises), or ``None``."""
+        return self._tracer
 
     @property
     def swaps(self) -> int:
@@ -233,8 +242,11 @@ class DBConnect:
         with self._swap_lock:
             old_host = self._host
             old_slot, self._slot, self._host = self._slot, new_slot, host
-            if old_slot is not None or (old_host is not None and old_host != host):
-                self._swaps += 1
+            swapped = old_slot is not None or (old_host is not None and old_host != host)
+            self._swaps += swapped
+        if swapped and self._tracer is not None:
+            reason = "change_host" if only_if_changed else "connect"
+            self._tracer(EngineSwapped(old_host, host, reason))
         if old_slot is not None:
             self._retire(old_slot)
         if old_host is None:
@@ -259,9 +271,12 @@ class DBConnect:
                 follow=self._follow,
                 report=self._can.report_failure,
                 wait=self._failover_wait,
+                tracer=self._tracer,
             )
         failed, wait = self._on_engine_failure, self._failover_wait
-        return build_slot(host, engine, maker, on_failure=failed, router=router, wait=wait)
+        return build_slot(
+            host, engine, maker, on_failure=failed, router=router, wait=wait, tracer=self._tracer
+        )
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
         if not self._exclusive:
@@ -291,12 +306,18 @@ class DBConnect:
             return
         old = router.target
         live = router.live(old) if old is not None else 0
-        cut = router.move(host, f"{old} is no longer the resolved host")
+        reason = f"{old} is no longer the resolved host"
+        cut = router.move(host, reason)
         self._host = host
         self._swaps += host is not None
         if cut:
             self._terminated += cut
             logger.warning("cut %d connection(s) still open to %s", cut, old)
+        if self._tracer is not None:
+            if host is not None:
+                self._tracer(EngineSwapped(old, host, "resolver"))
+            if cut and old is not None:
+                self._tracer(ConnectionsCut(old, cut, reason))
         logger.warning("%r now sends new sessions to %s (was %s)", self, host, old)
         if host is not None and self._warm_up:
             self._warm(router, live)
@@ -358,8 +379,12 @@ class DBConnect:
     async def _resolve(self, resolver: Resolver, position: Position | None) -> str:
         if position is not None and self._can.after_write is not None:
             # The caller's context wrote: only a replica that replayed it will do.
-            return await self._can.after_write(position)
-        return await resolver()
+            host = await self._can.after_write(position)
+        else:
+            host = await resolver()
+        if self._tracer is not None and not self._exclusive:
+            self._tracer(ReadRouted(host, position is not None))
+        return host
 
     def _replica_slot(self, host: str) -> EngineSlot:
         slot = self._by_host.get(host)

@@ -29,6 +29,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import CommitOutcomeUnknownError, ConnectionLostError, RetryableConnectionError
+from .trace import CommitOutcomeUnknown, RetrySafeFailure, Tracer
 
 logger = logging.getLogger("ctxdb")
 
@@ -119,8 +120,12 @@ def install_failover_hooks(
     report: FailureReporter | None,
     *,
     target: Callable[[], str | None] | None = None,
+    tracer: Tracer | None = None,
 ) -> None:
     """Attach the error hooks to ``engine``, whose connections go to ``host``.
+
+    ``tracer`` gets a ``CommitOutcomeUnknown`` or ``RetrySafeFailure`` for
+    each typed error raised here (``ctxdb.trace``).
 
     ``target``: the engine is routed (a :class:`~ctxdb._routing.HostRouter`
     sends its connections to ``target()`` and makes the connects itself), so
@@ -147,7 +152,9 @@ def install_failover_hooks(
         if where is not None and TERMINATED not in info:
             report_to(report, where, original)
         named = where or (target() if target is not None else None) or host
-        return _typed_error(context, named, info)
+        typed = _typed_error(context, named, info)
+        trace_failure(tracer, typed, "connection lost")
+        return typed
 
     if not routed:
 
@@ -161,12 +168,14 @@ def install_failover_hooks(
                 if not connect_failed_on_network(exc):
                     raise  # wrong password, missing database...: not the host's state
                 report_to(report, host, exc)
-                raise RetryableConnectionError(
+                refused = RetryableConnectionError(
                     f"could not connect to {host} ({describe(exc)}): nothing was sent; "
                     "it is safe to retry",
                     host=host,
                     orig=exc,
-                ) from exc
+                )
+                trace_failure(tracer, refused, "connect failed")
+                raise refused from exc
 
     @event.listens_for(sync_engine, "commit")
     def on_commit(conn: Any) -> None:
@@ -185,6 +194,16 @@ def report_to(reporter: FailureReporter | None, host: str, exc: BaseException) -
         reporter(host, exc)
     except Exception:  # a reporter must never turn one error into two
         logger.exception("report_failure(%s) raised", host)
+
+
+def trace_failure(tracer: Tracer | None, error: BaseException | None, reason: str) -> None:
+    """Tell ``tracer`` about a typed error about to reach the caller (``ctxdb.trace``)."""
+    if tracer is None:
+        return
+    if isinstance(error, CommitOutcomeUnknownError):
+        tracer(CommitOutcomeUnknown(error.host or "unknown"))
+    elif isinstance(error, RetryableConnectionError):
+        tracer(RetrySafeFailure(error.host or "unknown", reason))
 
 
 def describe(exc: BaseException) -> str:

@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import TextClause
 from ._context import _db_session_ctx
 from ._lsn import format_lsn, parse_lsn
 from ._token import Position, PositionToken
+from .trace import PositionRecorded, Tracer
 
 __all__ = [
     "Position",
@@ -54,6 +55,7 @@ logger = logging.getLogger("ctxdb")
 
 _WROTE = "ctxdb_wrote"
 _CONNECTION = "ctxdb_connection"
+_TRACER = "ctxdb_tracer"
 # The insert position, not pg_current_wal_lsn() (the write position): with
 # synchronous_commit off, the commit record may not be written yet, and a
 # replica that replayed up to the write position would still miss it.
@@ -65,14 +67,17 @@ _POSITION_QUERY = (
 _READ_ONLY_KEYWORDS = frozenset({"select", "show", "explain", "values", "table", "fetch"})
 
 
-def track_writes(session: AsyncSession) -> None:
+def track_writes(session: AsyncSession, tracer: Tracer | None = None) -> None:
     """Make ``session`` record its commits' WAL position in the current context.
 
     ``db_session`` calls it for every session of a ``read_your_writes``
     DBConnect; a session made otherwise (``create_session()``) records
-    nothing unless given to this function.
+    nothing unless given to this function. ``tracer`` gets a
+    ``ctxdb.trace.PositionRecorded`` per recorded position.
     """
     sync_session = session.sync_session
+    if tracer is not None:
+        sync_session.info[_TRACER] = tracer
     event.listen(sync_session, "after_begin", _on_begin)
     event.listen(sync_session, "do_orm_execute", _on_execute)
     event.listen(sync_session, "after_flush", _on_flush)
@@ -127,6 +132,9 @@ def _on_commit(session: Session) -> None:
         logger.warning("could not read the WAL position after a commit", exc_info=True)
         return
     scope.position = position.after(scope.position)
+    tracer = session.info.get(_TRACER)
+    if tracer is not None:
+        tracer(PositionRecorded(format_lsn(position.lsn), position.system_identifier or 0))
 
 
 def _read_position(session: Session, connection: Connection) -> Position:

@@ -83,7 +83,7 @@ async def _create_in_scope(connect: DBConnect, key: str) -> AsyncSession:
             connect.create_session(position) if position is not None else connect.create_session()
         )
         if connect.tracks_writes:
-            track_writes(session)
+            track_writes(session, connect.tracer)
     except asyncio.CancelledError:
         future.set_result(None)  # a waiter takes over
         raise

@@ -94,7 +94,7 @@ async def put_savepoint_session_in_ctx(
     )
     savepoint_session.info[_TEST_OWNED] = True
     if connection.tracks_writes:  # as the app's own sessions would
-        track_writes(savepoint_session)
+        track_writes(savepoint_session, connection.tracer)
     put_db_session_to_context(connection, savepoint_session)
     try:
         yield
