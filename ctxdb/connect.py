@@ -147,6 +147,7 @@ class DBConnect:
         self._by_host: dict[str, EngineSlot] = {}
         self._track_writes = read_your_writes
         self._tracer = safe(tracer)
+        self._lost: str | None = None  # the host before a move to "no host", for EngineSwapped
         self._unsubscribe: Callable[[], None] | None = None
         if self._can.add_listener is not None:
             # The answer changed: act now, not at the next session (routed DBConnects only).
@@ -314,14 +315,20 @@ class DBConnect:
             self._terminated += cut
             logger.warning("cut %d connection(s) still open to %s", cut, old)
         if self._tracer is not None:
-            if host is not None:
-                self._tracer(EngineSwapped(old, host, "resolver"))
-            if cut and old is not None:
-                self._tracer(ConnectionsCut(old, cut, reason))
+            self._trace_move(old, host, cut, reason)
         logger.warning("%r now sends new sessions to %s (was %s)", self, host, old)
         if host is not None and self._warm_up:
             self._warm(router, live)
         self._keep_spares(router)
+
+    def _trace_move(self, old: str | None, host: str | None, cut: int, reason: str) -> None:
+        assert self._tracer is not None
+        if host is None:
+            self._lost = old  # a swap is reported once a new host is named
+        else:
+            self._tracer(EngineSwapped(old or self._lost, host, "resolver"))
+        if cut and old is not None:
+            self._tracer(ConnectionsCut(old, cut, reason))
 
     def _keep_spares(self, router: HostRouter) -> None:
         if self._candidates is None:
