@@ -113,9 +113,26 @@ async def test_a_promotion_emits_the_swap_from_old_to_new_and_the_cut(
     swaps = [e for e in events if isinstance(e, EngineSwapped)]
     assert swaps == [EngineSwapped(old.host, new.host, "resolver")]
     cuts = [e for e in events if isinstance(e, ConnectionsCut)]
-    assert cuts and {cut.host for cut in cuts} == {old.host}
+    assert cuts
+    assert {cut.host for cut in cuts} == {old.host}
     assert sum(cut.count for cut in cuts) >= 1
     assert_no_secret(events, replicated.password)
+
+
+@pytest.mark.cluster
+async def test_a_swap_after_a_time_without_primary_names_the_lost_host(
+    replicated: ReplicatedCluster, traced: tuple[list[Event], DBConnect]
+) -> None:
+    events, master = traced
+    old, new = replicated.primary, replicated.replicas[0]
+    assert await insert(master, "traced") == old.port
+    await asyncio.to_thread(replicated.stop, old, "fast")
+    await wait_for(lambda: master.host is None, "the resolver to name no primary")
+    await asyncio.to_thread(replicated.promote, new)
+    await wait_for(lambda: master.host == new.host, "the DBConnect to follow the promotion")
+
+    swaps = [e for e in events if isinstance(e, EngineSwapped)]
+    assert swaps == [EngineSwapped(old.host, new.host, "resolver")]
 
 
 @pytest.mark.cluster
