@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from ctxdb.trace import (
     SafeTracer,
 )
 from tests.support.replicated import resolver_and_master
+from tests.support.waiting import eventually
 from topology import ClusterResolver
 
 DEADLINE = 10.0  # seconds; only has to be finite
@@ -37,13 +37,6 @@ def assert_no_secret(events: list[Event], password: str) -> None:
     assert events
     for event in events:
         assert password not in repr(event)
-
-
-async def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def insert(connect: DBConnect, table: str) -> int:
@@ -107,7 +100,7 @@ async def test_a_promotion_emits_the_swap_from_old_to_new_and_the_cut(
     await asyncio.to_thread(replicated.stop, old, "fast")
     await asyncio.to_thread(replicated.promote, new)
     # No request meanwhile: the resolver's listener alone moves the DBConnect.
-    await wait_for(lambda: master.host == new.host, "the DBConnect to follow the promotion")
+    await eventually(lambda: master.host == new.host)
     assert await insert(master, "traced") == new.port
 
     swaps = [e for e in events if isinstance(e, EngineSwapped)]
@@ -127,9 +120,9 @@ async def test_a_swap_after_a_time_without_primary_names_the_lost_host(
     old, new = replicated.primary, replicated.replicas[0]
     assert await insert(master, "traced") == old.port
     await asyncio.to_thread(replicated.stop, old, "fast")
-    await wait_for(lambda: master.host is None, "the resolver to name no primary")
+    await eventually(lambda: master.host is None)
     await asyncio.to_thread(replicated.promote, new)
-    await wait_for(lambda: master.host == new.host, "the DBConnect to follow the promotion")
+    await eventually(lambda: master.host == new.host)
 
     swaps = [e for e in events if isinstance(e, EngineSwapped)]
     assert swaps == [EngineSwapped(old.host, new.host, "resolver")]
@@ -142,7 +135,7 @@ async def test_requests_in_flight_on_a_stopped_primary_emit_retry_safe_failures(
     events, master = traced
     old = replicated.primary
     requests = [asyncio.ensure_future(sleep_on(master)) for _ in range(3)]
-    await wait_for(lambda: sleepers(replicated, old) == 3, "three requests in flight")
+    await eventually(lambda: sleepers(replicated, old) == 3)
 
     await asyncio.to_thread(replicated.stop, old, "fast")
     outcomes = await asyncio.gather(*requests, return_exceptions=True)
