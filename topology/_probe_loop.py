@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from topology.prober import HostProber
 from topology.result import ProbeResult
 from topology.snapshot import HostState, Snapshot, build_snapshot
+from topology.trace import ProbeEnded, ProbeStarted, RoundPublished, Tracer
 
 __all__ = ["ProbeLoop"]
 
@@ -47,6 +48,15 @@ _CANCEL_GRACE = 0.5
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _ended(result: ProbeResult, latency: float) -> ProbeEnded:
+    if result.ok:
+        return ProbeEnded(
+            result.host, latency, "replica" if result.in_recovery else "primary", None
+        )
+    reason = result.error.reason.words if result.error is not None else "no answer"
+    return ProbeEnded(result.host, latency, None, reason)
 
 
 class ProbeLoop:
@@ -80,6 +90,7 @@ class ProbeLoop:
         patience: float,
         slow_after: float,
         system_identifier: int | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.probers = tuple(probers)
         self._current = current
@@ -100,6 +111,7 @@ class ProbeLoop:
         self.last_round_duration: float | None = None
         self._wake_requested = False
         self._sleeper: asyncio.Future[None] | None = None
+        self._tracer = tracer  # already guarded (topology.trace.guarded)
 
     def terminate(self) -> None:
         """Drop every probe connection now, e.g. when the loop that ran them is gone."""
@@ -178,9 +190,12 @@ class ProbeLoop:
                     result = task.result()
                     items[index] = result
                     answered.add(result.host)
-                    oldest = min(oldest, self._started_at.pop(index, started))
+                    probe_started = self._started_at.pop(index, started)
+                    oldest = min(oldest, probe_started)
                     self.probes += 1
                     self.probe_failures += not result.ok
+                    if self._tracer is not None:
+                        self._tracer(_ended(result, time.monotonic() - probe_started))
                 if pending:
                     self._maybe_publish_early(items, number, oldest, frozenset(answered))
         except asyncio.CancelledError:
@@ -194,8 +209,10 @@ class ProbeLoop:
             complete=not pending,
             system_identifier=self.system_identifier,
         )
-        self.last_round_duration = time.monotonic() - started
+        self.last_round_duration = duration = time.monotonic() - started
         self._publish(snapshot, oldest, frozenset(answered))
+        if self._tracer is not None:
+            self._tracer(RoundPublished(snapshot.primary, snapshot.replicas, duration))
         return snapshot
 
     def _launch(self, hurry: bool) -> dict[asyncio.Task[ProbeResult], int]:
@@ -208,6 +225,8 @@ class ProbeLoop:
                 task.set_name(f"topology-probe-{prober.host}")
                 self._inflight[index] = task
                 self._started_at[index] = time.monotonic()
+                if self._tracer is not None:
+                    self._tracer(ProbeStarted(prober.host))
             tasks[task] = index
         return tasks
 

@@ -1,0 +1,166 @@
+"""What a :class:`topology.ClusterResolver` tells a tracer: typed events, emitted where they happen.
+
+A tracer is any callable taking one event (``Tracer = Callable[[Event], None]``),
+given as ``ClusterResolver(..., tracer=...)``; :func:`topology.otel.tracer`
+turns the events into OpenTelemetry metrics and spans. Without a tracer
+(the default) nothing is built: each emission point is one ``is not None``
+test. Hosts are ``"host:port"`` strings, durations seconds (float), reasons
+short words (``"connection refused"``); no event holds a password, a
+connection string or a query parameter.
+
+Events, and when they fire:
+
+* :class:`ProbeStarted` ``(host)``: the background loop starts probing a host.
+* :class:`ProbeEnded` ``(host, latency, role, reason)``: that probe ended;
+  ``latency`` is its whole duration (connect, retries, query), ``role`` what
+  the host said it is (``"primary"``, ``"replica"``, None on failure),
+  ``reason`` why it failed (None when it answered).
+* :class:`RoundPublished` ``(primary, replicas, duration)``: a round's
+  snapshot was published (``primary`` None when there is none).
+* :class:`RoleChanged` ``(host, old, new)``: a host's role changed between
+  two snapshots (:class:`topology.Role` values: ``"primary"``, ``"replica"``,
+  ``"stale_primary"``, ``"foreign"``, ``"down"``); not fired at discovery.
+* :class:`PrimaryLost` ``(host)``: the resolver stopped answering ``host`` as
+  the primary (a failure report, or a snapshot without it).
+* :class:`PrimaryFound` ``(host, without_primary)``: a primary is answered
+  again, after ``without_primary`` seconds without one (the failover's
+  length as callers saw it).
+* :class:`FailureReported` ``(host, reason)``: ``report_failure`` was called
+  (or the loop found the primary too slow: reason ``"slow probe"``).
+* :class:`SplitBrain` ``(hosts)``: hosts newly claim to be primary besides
+  the one on the highest timeline (``hosts``: the primary first, then the
+  stale ones).
+* :class:`ReadAfterWrite` ``(kind, host, waited)``: how
+  ``cluster.replica.at_least`` served a read: ``"snapshot"`` (a replica
+  already known to be caught up), ``"waited"`` (one caught up while asked),
+  ``"primary"`` (none did in time) or ``"other_cluster"`` (the position was of
+  another cluster, ignored); ``waited``: seconds the call took.
+
+Concurrency: events are emitted on the cluster's event loop, synchronously;
+a tracer must not block. A tracer that raises is logged once (WARNING) and
+then ignored: it never breaks the resolver.
+
+Example::
+
+    events: list[Event] = []
+    cluster = ClusterResolver("db1,db2", user="app", password="...", tracer=events.append)
+    ...
+    [e for e in events if isinstance(e, PrimaryFound)]  # [PrimaryFound("db2:5432", 0.41)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "Event",
+    "FailureReported",
+    "PrimaryFound",
+    "PrimaryLost",
+    "ProbeEnded",
+    "ProbeStarted",
+    "ReadAfterWrite",
+    "RoleChanged",
+    "RoundPublished",
+    "SplitBrain",
+    "Tracer",
+    "guarded",
+]
+
+log = logging.getLogger("topology")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeStarted:
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeEnded:
+    host: str
+    latency: float
+    role: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPublished:
+    primary: str | None
+    replicas: tuple[str, ...]
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    host: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryLost:
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryFound:
+    host: str
+    without_primary: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReported:
+    host: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SplitBrain:
+    hosts: tuple[str, ...]
+
+
+ReadKind = Literal["snapshot", "waited", "primary", "other_cluster"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAfterWrite:
+    kind: ReadKind
+    host: str
+    waited: float
+
+
+Event = (
+    ProbeStarted
+    | ProbeEnded
+    | RoundPublished
+    | RoleChanged
+    | PrimaryLost
+    | PrimaryFound
+    | FailureReported
+    | SplitBrain
+    | ReadAfterWrite
+)
+Tracer = Callable[[Event], None]
+
+
+def guarded(tracer: Tracer | None) -> Tracer | None:
+    """``tracer`` wrapped so that it never raises (logged once at WARNING); None stays None."""
+    if tracer is None:
+        return None
+    warned = False
+
+    def call(event: Event) -> None:
+        nonlocal warned
+        try:
+            tracer(event)
+        except Exception:
+            if not warned:
+                warned = True
+                log.warning(
+                    "tracer %r raised; its errors are ignored from now on", tracer, exc_info=True
+                )
+
+    return call
