@@ -67,7 +67,19 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
         "topology.otel needs OpenTelemetry: pip install 'ctxdb-topology[otel]'"
     ) from exc
 
-__all__ = ["OtelTracer", "tracer"]
+__all__ = ["METRICS", "OtelTracer", "tracer"]
+
+# Every instrument's name, as docs/observability.md documents them.
+METRICS = (
+    "topology.probe.duration",
+    "topology.round.duration",
+    "topology.role.changes",
+    "topology.failure.reports",
+    "topology.primary.unavailable.duration",
+    "topology.primary.unavailable",
+    "topology.split_brain",
+    "topology.read_after_write",
+)
 
 _BASE = {"db.system.name": "postgresql"}
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -35,39 +34,15 @@ MakeCluster = Callable[..., ClusterResolver]
 E = TypeVar("E")
 
 
-@pytest.fixture
-async def make_cluster(replicated: ReplicatedCluster) -> AsyncIterator[MakeCluster]:
-    made: list[ClusterResolver] = []
-
-    def make(**kwargs: object) -> ClusterResolver:
-        settings: dict[str, object] = {
-            "user": "postgres",
-            "password": replicated.password,
-            "database": "postgres",
-            "application_name": f"trace-{uuid.uuid4().hex[:8]}",
-            "interval": 60.0,
-            "probe_timeout": 0.5,
-            "wait_timeout": 10.0,
-        }
-        settings.update(kwargs)
-        cluster = ClusterResolver(replicated.hosts, **settings)  # type: ignore[arg-type]
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        await cluster.close()
-
-
 def of(kind: type[E], events: list[Event]) -> list[E]:
     return [event for event in events if isinstance(event, kind)]
 
 
 async def test_a_promotion_is_traced_from_loss_to_new_primary(
-    replicated: ReplicatedCluster, make_cluster: MakeCluster
+    replicated: ReplicatedCluster, make_resolver: MakeCluster
 ) -> None:
     events: list[Event] = []
-    cluster = make_cluster(tracer=events.append)
+    cluster = make_resolver(tracer=events.append)
     old, new = replicated.primary, replicated.replicas[0]
     async with cluster:
         assert await cluster.master() == old.host
@@ -108,10 +83,10 @@ async def test_a_promotion_is_traced_from_loss_to_new_primary(
 
 
 async def test_read_after_write_outcomes_are_traced(
-    replicated: ReplicatedCluster, make_cluster: MakeCluster
+    replicated: ReplicatedCluster, make_resolver: MakeCluster
 ) -> None:
     events: list[Event] = []
-    cluster = make_cluster(tracer=events.append)
+    cluster = make_resolver(tracer=events.append)
     async with cluster:
         primary_lsn = int(cluster.snapshot()[replicated.primary.host].lsn or 0)
         assert await cluster.replica.at_least(0) in {r.host for r in replicated.replicas}
@@ -128,7 +103,7 @@ async def test_read_after_write_outcomes_are_traced(
 
 
 async def test_a_raising_tracer_is_logged_once_and_never_breaks_the_resolver(
-    replicated: ReplicatedCluster, make_cluster: MakeCluster, caplog: pytest.LogCaptureFixture
+    replicated: ReplicatedCluster, make_resolver: MakeCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[Event] = []
 
@@ -136,7 +111,7 @@ async def test_a_raising_tracer_is_logged_once_and_never_breaks_the_resolver(
         calls.append(event)
         raise RuntimeError("tracer bug")
 
-    cluster = make_cluster(tracer=broken)
+    cluster = make_resolver(tracer=broken)
     with caplog.at_level(logging.WARNING, logger="topology"):
         async with cluster:
             assert await cluster.master() == replicated.primary.host
