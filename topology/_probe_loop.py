@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 
 from topology.prober import HostProber
 from topology.result import ProbeResult
-from topology.snapshot import HostState, Snapshot, build_snapshot
+from topology.snapshot import HostState, Role, Snapshot, build_snapshot
 from topology.trace import ProbeEnded, ProbeStarted, RoundPublished, Tracer
 
 __all__ = ["ProbeLoop"]
@@ -57,6 +57,17 @@ def _ended(result: ProbeResult, latency: float) -> ProbeEnded:
         )
     reason = result.error.reason.words if result.error is not None else "no answer"
     return ProbeEnded(result.host, latency, None, reason)
+
+
+def _round_published(snapshot: Snapshot, duration: float) -> RoundPublished:
+    replicas = snapshot.by_role(Role.REPLICA)
+    return RoundPublished(
+        snapshot.primary,
+        snapshot.replicas,
+        duration,
+        tuple((s.host, s.lag_bytes) for s in replicas if s.lag_bytes is not None),
+        tuple((s.host, s.lag_seconds) for s in replicas if s.lag_seconds is not None),
+    )
 
 
 class ProbeLoop:
@@ -212,7 +223,7 @@ class ProbeLoop:
         self.last_round_duration = duration = time.monotonic() - started
         self._publish(snapshot, oldest, frozenset(answered))
         if self._tracer is not None:
-            self._tracer(RoundPublished(snapshot.primary, snapshot.replicas, duration))
+            self._tracer(_round_published(snapshot, duration))
         return snapshot
 
     def _launch(self, hurry: bool) -> dict[asyncio.Task[ProbeResult], int]:

@@ -13,6 +13,11 @@ Metrics (units in brackets):
   loop, by host and ``topology.role`` (``primary``, ``replica``, ``failed``);
   a failed one carries ``error.type`` (the reason in words).
 * ``topology.round.duration`` (s, histogram): each round of probes.
+* ``topology.replica.lag`` (By, observable gauge): each replica's WAL bytes
+  behind the primary, as of the latest round.
+* ``topology.replica.lag.duration`` (s, observable gauge): each replica's
+  seconds since its last replayed commit, as of the latest round (grows on
+  an idle primary too: alert on it with care).
 * ``topology.role.changes`` ({change}, counter): by host,
   ``topology.role.old`` and ``topology.role.new``.
 * ``topology.failure.reports`` ({report}, counter): ``report_failure`` calls,
@@ -73,6 +78,8 @@ __all__ = ["METRICS", "OtelTracer", "tracer"]
 METRICS = (
     "topology.probe.duration",
     "topology.round.duration",
+    "topology.replica.lag",
+    "topology.replica.lag.duration",
     "topology.role.changes",
     "topology.failure.reports",
     "topology.primary.unavailable.duration",
@@ -130,6 +137,21 @@ class OtelTracer:
             unit="s",
             description="Seconds since the primary was lost (0 while one is answered)",
         )
+        meter.create_observable_gauge(
+            "topology.replica.lag",
+            callbacks=[lambda options: self._observe_lag(self._lag_bytes)],
+            unit="By",
+            description="WAL bytes each replica is behind the primary",
+        )
+        meter.create_observable_gauge(
+            "topology.replica.lag.duration",
+            callbacks=[lambda options: self._observe_lag(self._lag_seconds)],
+            unit="s",
+            description="Seconds since each replica's last replayed commit",
+        )
+        # Replaced as a whole each round: the reader's thread reads one or the other.
+        self._lag_bytes: tuple[tuple[str, float], ...] = ()
+        self._lag_seconds: tuple[tuple[str, float], ...] = ()
         self._lost_at: float | None = None
         self._span: trace.Span | None = None
         self._report: tuple[int, FailureReported] | None = None
@@ -137,6 +159,9 @@ class OtelTracer:
     def _observe_unavailable(self, options: CallbackOptions) -> list[Observation]:
         lost = self._lost_at
         return [Observation(0.0 if lost is None else time.monotonic() - lost, dict(_BASE))]
+
+    def _observe_lag(self, lags: tuple[tuple[str, float], ...]) -> list[Observation]:
+        return [Observation(lag, _server(host)) for host, lag in lags]
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ProbeEnded):
@@ -147,6 +172,8 @@ class OtelTracer:
             self._probe.record(event.latency, attributes)
         elif isinstance(event, RoundPublished):
             self._round.record(event.duration, dict(_BASE))
+            self._lag_bytes = tuple((h, float(lag)) for h, lag in event.lag_bytes)
+            self._lag_seconds = event.lag_seconds
         elif isinstance(event, RoleChanged):
             attributes = {**_server(event.host), "topology.role.old": event.old}
             self._role_changes.add(1, {**attributes, "topology.role.new": event.new})

@@ -15,8 +15,11 @@ Events, and when they fire:
   ``latency`` is its whole duration (connect, retries, query), ``role`` what
   the host said it is (``"primary"``, ``"replica"``, None on failure),
   ``reason`` why it failed (None when it answered).
-* :class:`RoundPublished` ``(primary, replicas, duration)``: a round's
-  snapshot was published (``primary`` None when there is none).
+* :class:`RoundPublished` ``(primary, replicas, duration, lag_bytes, lag_seconds)``:
+  a round's snapshot was published (``primary`` None when there is none);
+  ``lag_bytes`` / ``lag_seconds``: ``(host, lag)`` pairs of the replicas whose
+  lag is known (WAL bytes behind the primary; seconds since the last replayed
+  transaction's commit, as :class:`topology.HostState` has them).
 * :class:`RoleChanged` ``(host, old, new)``: a host's role changed between
   two snapshots (:class:`topology.Role` values: ``"primary"``, ``"replica"``,
   ``"stale_primary"``, ``"foreign"``, ``"down"``); not fired at discovery.
@@ -91,6 +94,8 @@ class RoundPublished:
     primary: str | None
     replicas: tuple[str, ...]
     duration: float
+    lag_bytes: tuple[tuple[str, int], ...] = ()
+    lag_seconds: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,8 +70,14 @@ async def test_a_failover_shows_in_metrics_and_a_span(
     old, new = replicated.primary, replicated.replicas[0]
     async with cluster:
         assert await cluster.master() == old.host
-        gauge = points(reader)["topology.primary.unavailable"]
-        assert [p.value for _, p in gauge] == [0.0]
+        before = points(reader)
+        assert [p.value for _, p in before["topology.primary.unavailable"]] == [0.0]
+        lag = {
+            (a["server.address"], a["server.port"]): p.value
+            for a, p in before["topology.replica.lag"]
+        }
+        assert set(lag) == {server(replica.host) for replica in replicated.replicas}
+        assert all(value >= 0 for value in lag.values())
         await asyncio.to_thread(replicated.stop, old, "immediate")
         cluster.master.report_failure(old.host, ConnectionResetError("server closed"))
         assert points(reader)["topology.primary.unavailable"][0][1].value > 0

@@ -57,6 +57,9 @@ async def test_a_promotion_is_traced_from_loss_to_new_primary(
         published = of(RoundPublished, first)
         assert published
         assert published[-1].primary == old.host
+        assert {host for host, _ in published[-1].lag_bytes} == {
+            r.host for r in replicated.replicas
+        }
         assert not of(RoleChanged, first)
         assert not of(PrimaryLost, first)
 
