@@ -23,20 +23,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from topology._episode import Episode
 from topology.picker import ReplicaPicker
 from topology.snapshot import Role, Snapshot, role_changes
-from topology.trace import (
-    FailureReported,
-    PrimaryFound,
-    PrimaryLost,
-    RoleChanged,
-    SplitBrain,
-    Tracer,
-)
+from topology.trace import FailureReported, RoleChanged, SplitBrain, Tracer
 from topology.view import ClusterView
 
 __all__ = ["Announcer", "Callbacks", "log_changes", "significant"]
@@ -101,9 +94,8 @@ class Announcer:
     def __init__(self, picker: ReplicaPicker, tracer: Tracer | None = None) -> None:
         self._picker = picker
         self._tracer = tracer  # already guarded (topology.trace.guarded)
-        # The primary callers are answered (None: none), and since when there is none.
-        self._primary: str | None = None
-        self._lost_at: float | None = None
+        # The primary callers are answered: its losses and finds, as events.
+        self._episode = Episode(tracer)
         self.on_change = Callbacks("on_change")
         self._listeners = {
             Role.PRIMARY: Callbacks("master listener"),
@@ -128,7 +120,7 @@ class Announcer:
             if self._tracer is not None:
                 _trace_changes(self._tracer, old, new)
             self.on_change.call(old, new)
-        self.follow(view.primary)
+        self._episode.follow(view.primary)
         self._tell(Role.PRIMARY, new.primary)
         self._tell(Role.REPLICA, self._picker.preferred(new, view.suspects))
 
@@ -136,22 +128,7 @@ class Announcer:
         """A failure was reported on ``host``; ``primary``: the one answered from now on."""
         if self._tracer is not None:
             self._tracer(FailureReported(host, reason))
-        self.follow(primary)
-
-    def follow(self, primary: str | None) -> None:
-        """Trace a change of the primary answered: lost, found after how long."""
-        previous = self._primary
-        if primary == previous:
-            return
-        self._primary = primary
-        if previous is not None and self._lost_at is None:
-            self._lost_at = time.monotonic()
-            if self._tracer is not None:
-                self._tracer(PrimaryLost(previous))
-        if primary is not None and self._lost_at is not None:
-            without, self._lost_at = time.monotonic() - self._lost_at, None
-            if self._tracer is not None:
-                self._tracer(PrimaryFound(primary, without))
+        self._episode.follow(primary)
 
     def _tell(self, role: Role, host: str | None) -> None:
         if host != self._told[role]:

@@ -39,6 +39,10 @@ Events, and when they fire:
   ``"primary"`` (none did in time) or ``"other_cluster"`` (the position was of
   another cluster, ignored); ``waited``: seconds the call took.
 
+:class:`Counters` is a tracer that keeps the counts the OpenTelemetry
+metrics (:mod:`topology.otel`) are made of; ``python -m topology.probe
+--watch`` shows them.
+
 Concurrency: events are emitted on the cluster's event loop, synchronously;
 a tracer must not block. A tracer that raises is logged once (WARNING) and
 then ignored: it never breaks the resolver.
@@ -54,11 +58,13 @@ Example::
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "Counters",
     "Event",
     "FailureReported",
     "PrimaryFound",
@@ -149,6 +155,62 @@ Event = (
     | ReadAfterWrite
 )
 Tracer = Callable[[Event], None]
+
+
+class Counters:
+    """A tracer counting what :mod:`topology.otel` measures, for a screen or a test.
+
+    ``probes`` / ``probe_failures`` (:class:`ProbeEnded`), ``role_changes``,
+    ``failure_reports``, ``split_brains``; ``episodes`` without a primary that
+    ended and their total ``without_primary`` seconds; :meth:`unavailable`
+    the seconds since the primary was lost (0 while one is answered). Read it
+    on the thread that feeds it. Example::
+
+        counters = Counters()
+        cluster = ClusterResolver(hosts, tracer=counters)
+        ...
+        counters.role_changes, counters.unavailable()
+    """
+
+    def __init__(self) -> None:
+        self.probes = 0
+        self.probe_failures = 0
+        self.role_changes = 0
+        self.failure_reports = 0
+        self.split_brains = 0
+        self.episodes = 0
+        self.without_primary = 0.0
+        self._lost_at: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ProbeEnded):
+            self.probes += 1
+            self.probe_failures += event.role is None
+        elif isinstance(event, RoleChanged):
+            self.role_changes += 1
+        elif isinstance(event, FailureReported):
+            self.failure_reports += 1
+        elif isinstance(event, SplitBrain):
+            self.split_brains += 1
+        elif isinstance(event, PrimaryLost):
+            self._lost_at = time.monotonic()
+        elif isinstance(event, PrimaryFound):
+            self._lost_at = None
+            self.episodes += 1
+            self.without_primary += event.without_primary
+
+    def unavailable(self) -> float:
+        """Seconds since the primary was lost; 0.0 while one is answered."""
+        return 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
+
+    def summary(self) -> str:
+        """One line, e.g. ``role changes 2, failure reports 1, probe failures 4, ...``."""
+        return (
+            f"role changes {self.role_changes}, failure reports {self.failure_reports},"
+            f" probe failures {self.probe_failures}/{self.probes},"
+            f" without primary {self.unavailable():.1f} s now,"
+            f" {self.without_primary:.2f} s in {self.episodes} episode(s)"
+        )
 
 
 def guarded(tracer: Tracer | None) -> Tracer | None:
