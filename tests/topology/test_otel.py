@@ -10,6 +10,8 @@ to the new one, and no password shows in any attribute.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,13 @@ def test_every_metric_name_is_documented() -> None:
     page = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
     for name in otel.METRICS:
         assert f"`{name}`" in page, name
+
+
+def test_without_opentelemetry_the_import_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "try:\n    import topology.otel\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'ctxdb-topology[otel]'" in done.stdout, done.stderr
