@@ -95,9 +95,8 @@ class ClusterResolver(Publisher):
     ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
     trusted by the fast path.
 
-    Observability: ``tracer`` (see :mod:`topology.trace`; :func:`topology.otel.tracer`
-    for OpenTelemetry) hears of probes, rounds, role changes, failovers and
-    read-your-writes outcomes; None (the default) costs nothing.
+    Observability: ``tracer`` (:mod:`topology.trace`; OpenTelemetry: :mod:`topology.otel`)
+    hears of probes, role changes, failovers and reads after writes; None costs nothing.
 
     Identity: ``system_identifier`` pins the cluster (``SELECT
     system_identifier FROM pg_control_system()`` on any member); a host
@@ -167,20 +166,16 @@ class ClusterResolver(Publisher):
             fallback_to_primary=fallback_to_primary,
         )
         self._names = tuple(str(address) for address in self.hosts)
-        self._tracer = guarded(tracer)
+        self._tracer = tracer = guarded(tracer)
         # Everything readers see, replaced as a whole (see topology.view).
-        super().__init__(
-            self._names, self.pace, Announcer(self.picker, self._tracer), self.stale_after
-        )
+        super().__init__(self._names, self.pace, Announcer(self.picker, tracer), self.stale_after)
         self._source = self._probe_source(retries, system_identifier)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._failure_reports = 0
-        self._caught_up = CaughtUpFinder(
-            self.options, self.driver, self.probe_timeout, self._tracer
-        )
+        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout, tracer)
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
