@@ -26,8 +26,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from topology._episode import Episode
 from topology.picker import ReplicaPicker
 from topology.snapshot import Role, Snapshot, role_changes
+from topology.trace import FailureReported, RoleChanged, SplitBrain, Tracer
 from topology.view import ClusterView
 
 __all__ = ["Announcer", "Callbacks", "log_changes", "significant"]
@@ -89,8 +91,11 @@ class Callbacks:
 class Announcer:
     """The log lines, ``on_change`` callbacks and role listeners of one cluster."""
 
-    def __init__(self, picker: ReplicaPicker) -> None:
+    def __init__(self, picker: ReplicaPicker, tracer: Tracer | None = None) -> None:
         self._picker = picker
+        self._tracer = tracer  # already guarded (topology.trace.guarded)
+        # The primary callers are answered: its losses and finds, as events.
+        self._episode = Episode(tracer)
         self.on_change = Callbacks("on_change")
         self._listeners = {
             Role.PRIMARY: Callbacks("master listener"),
@@ -112,9 +117,18 @@ class Announcer:
         new = view.snapshot
         if significant(old, new):
             self.role_changes += log_changes(old, new)
+            if self._tracer is not None:
+                _trace_changes(self._tracer, old, new)
             self.on_change.call(old, new)
+        self._episode.follow(view.primary)
         self._tell(Role.PRIMARY, new.primary)
         self._tell(Role.REPLICA, self._picker.preferred(new, view.suspects))
+
+    def reported(self, host: str, reason: str, primary: str | None) -> None:
+        """A failure was reported on ``host``; ``primary``: the one answered from now on."""
+        if self._tracer is not None:
+            self._tracer(FailureReported(host, reason))
+        self._episode.follow(primary)
 
     def _tell(self, role: Role, host: str | None) -> None:
         if host != self._told[role]:
@@ -134,6 +148,18 @@ def significant(old: Snapshot, new: Snapshot) -> bool:
     if old.primary != new.primary or old.system_identifier != new.system_identifier:
         return True
     return any(a.role is not b.role for a, b in zip(old.hosts, new.hosts, strict=True))
+
+
+def _trace_changes(tracer: Tracer, old: Snapshot, new: Snapshot) -> None:
+    if old.round == 0:
+        stale_before: set[str] = set()
+    else:
+        stale_before = {state.host for state in old.by_role(Role.STALE_PRIMARY)}
+        for change in role_changes(old, new):
+            tracer(RoleChanged(change.host, change.old.value, change.new.value))
+    stale = tuple(s.host for s in new.by_role(Role.STALE_PRIMARY) if s.host not in stale_before)
+    if stale:
+        tracer(SplitBrain(((new.primary,) if new.primary else ()) + stale))
 
 
 def _log_identity(old: Snapshot, new: Snapshot) -> None:

@@ -36,7 +36,8 @@ from collections.abc import Callable, Sequence
 
 from topology.prober import HostProber
 from topology.result import ProbeResult
-from topology.snapshot import HostState, Snapshot, build_snapshot
+from topology.snapshot import HostState, Role, Snapshot, build_snapshot
+from topology.trace import ProbeEnded, ProbeStarted, RoundPublished, Tracer
 
 __all__ = ["ProbeLoop"]
 
@@ -47,6 +48,26 @@ _CANCEL_GRACE = 0.5
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _ended(result: ProbeResult, latency: float) -> ProbeEnded:
+    if result.ok:
+        return ProbeEnded(
+            result.host, latency, "replica" if result.in_recovery else "primary", None
+        )
+    reason = result.error.reason.words if result.error is not None else "no answer"
+    return ProbeEnded(result.host, latency, None, reason)
+
+
+def _round_published(snapshot: Snapshot, duration: float) -> RoundPublished:
+    replicas = snapshot.by_role(Role.REPLICA)
+    return RoundPublished(
+        snapshot.primary,
+        snapshot.replicas,
+        duration,
+        tuple((s.host, s.lag_bytes) for s in replicas if s.lag_bytes is not None),
+        tuple((s.host, s.lag_seconds) for s in replicas if s.lag_seconds is not None),
+    )
 
 
 class ProbeLoop:
@@ -80,6 +101,7 @@ class ProbeLoop:
         patience: float,
         slow_after: float,
         system_identifier: int | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.probers = tuple(probers)
         self._current = current
@@ -100,6 +122,7 @@ class ProbeLoop:
         self.last_round_duration: float | None = None
         self._wake_requested = False
         self._sleeper: asyncio.Future[None] | None = None
+        self._tracer = tracer  # already guarded (topology.trace.guarded)
 
     def terminate(self) -> None:
         """Drop every probe connection now, e.g. when the loop that ran them is gone."""
@@ -178,9 +201,12 @@ class ProbeLoop:
                     result = task.result()
                     items[index] = result
                     answered.add(result.host)
-                    oldest = min(oldest, self._started_at.pop(index, started))
+                    probe_started = self._started_at.pop(index, started)
+                    oldest = min(oldest, probe_started)
                     self.probes += 1
                     self.probe_failures += not result.ok
+                    if self._tracer is not None:
+                        self._tracer(_ended(result, time.monotonic() - probe_started))
                 if pending:
                     self._maybe_publish_early(items, number, oldest, frozenset(answered))
         except asyncio.CancelledError:
@@ -194,8 +220,10 @@ class ProbeLoop:
             complete=not pending,
             system_identifier=self.system_identifier,
         )
-        self.last_round_duration = time.monotonic() - started
+        self.last_round_duration = duration = time.monotonic() - started
         self._publish(snapshot, oldest, frozenset(answered))
+        if self._tracer is not None:
+            self._tracer(_round_published(snapshot, duration))
         return snapshot
 
     def _launch(self, hurry: bool) -> dict[asyncio.Task[ProbeResult], int]:
@@ -208,6 +236,8 @@ class ProbeLoop:
                 task.set_name(f"topology-probe-{prober.host}")
                 self._inflight[index] = task
                 self._started_at[index] = time.monotonic()
+                if self._tracer is not None:
+                    self._tracer(ProbeStarted(prober.host))
             tasks[task] = index
         return tasks
 

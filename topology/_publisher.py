@@ -54,14 +54,16 @@ class Publisher:
         self._published: asyncio.Future[None] | None = None
 
     # --- changes of the view -----------------------------------------------------
-    def _suspect(self, host: str, known: bool) -> None:
-        """``host`` was reported failing: off the fast path; ``known``: one of the cluster's."""
+    def _suspect(self, host: str, known: bool, reason: str) -> None:
+        """``host`` was reported failing (``reason``, in words): off the fast path;
+        ``known``: one of the cluster's."""
         if known:  # an unknown host could never be cleared by a probe
             self._suspects[host] = time.monotonic()
         view = self.view
         primary = None if host == view.primary else view.primary
         self.view = dataclasses.replace(view, primary=primary, suspects=frozenset(self._suspects))
         self.pace.failing()
+        self._announcer.reported(host, reason, primary)
 
     def _is_suspect(self, host: str) -> bool:
         return host in self._suspects

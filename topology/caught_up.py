@@ -33,6 +33,7 @@ from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions, parse_host
 from topology.prober import HostProber
 from topology.snapshot import Snapshot
+from topology.trace import ReadAfterWrite, ReadKind, Tracer
 
 log = logging.getLogger("topology")
 
@@ -77,13 +78,35 @@ class CaughtUpFinder:
     probe timeout, for the callers still waiting.
     """
 
-    def __init__(self, options: ConnectOptions, driver: ProbeDriver, timeout: float) -> None:
+    def __init__(
+        self,
+        options: ConnectOptions,
+        driver: ProbeDriver,
+        timeout: float,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._options = options
+        self._tracer = tracer  # already guarded (topology.trace.guarded)
         self._driver = driver
         self._timeout = timeout
         self._probers: dict[str, HostProber] = {}
         self._checks: dict[str, asyncio.Task[int | None]] = {}
         self.stats = CaughtUpStats()
+
+    def served(self, kind: ReadKind, host: str, started: float) -> str:
+        """Count (and trace) how a read after a write was served; returns ``host``."""
+        stats = self.stats
+        if kind == "snapshot":
+            stats.from_snapshot += 1
+        elif kind == "waited":
+            stats.waited += 1
+        elif kind == "primary":
+            stats.to_primary += 1
+        else:
+            stats.other_cluster += 1
+        if self._tracer is not None:
+            self._tracer(ReadAfterWrite(kind, host, time.monotonic() - started))
+        return host
 
     def from_snapshot(
         self, snapshot: Snapshot, candidates: Iterable[str], target: int
@@ -91,7 +114,6 @@ class CaughtUpFinder:
         for host in candidates:
             lsn = snapshot[host].lsn
             if lsn is not None and lsn >= target:
-                self.stats.from_snapshot += 1
                 return host
         return None
 
@@ -105,7 +127,6 @@ class CaughtUpFinder:
             done, _ = await asyncio.wait(checks.values(), timeout=remaining)
             for host, task in checks.items():
                 if task in done and not task.cancelled() and (task.result() or -1) >= target:
-                    self.stats.waited += 1
                     return host
             await asyncio.sleep(min(POLL_EVERY, max(deadline - time.monotonic(), 0)))
         return None

@@ -54,6 +54,7 @@ from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
 from topology.snapshot import Role, Snapshot
 from topology.source import TopologySource
+from topology.trace import Tracer, guarded
 from topology.view import ClusterView
 
 __all__ = ["ClusterResolver", "ClusterStats"]
@@ -94,6 +95,9 @@ class ClusterResolver(Publisher):
     ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
     trusted by the fast path.
 
+    Observability: ``tracer`` (:mod:`topology.trace`; OpenTelemetry: :mod:`topology.otel`)
+    hears of probes, role changes, failovers and reads after writes; None costs nothing.
+
     Identity: ``system_identifier`` pins the cluster (``SELECT
     system_identifier FROM pg_control_system()`` on any member); a host
     reporting another one is excluded as foreign. Without it the identifier
@@ -128,6 +132,7 @@ class ClusterResolver(Publisher):
         fallback_to_primary: bool = True,
         stale_after: float | None = None,
         system_identifier: int | None = None,
+        tracer: Tracer | None = None,
         **connect_options: Any,
     ) -> None:
         check_seconds(
@@ -161,15 +166,16 @@ class ClusterResolver(Publisher):
             fallback_to_primary=fallback_to_primary,
         )
         self._names = tuple(str(address) for address in self.hosts)
+        self._tracer = tracer = guarded(tracer)
         # Everything readers see, replaced as a whole (see topology.view).
-        super().__init__(self._names, self.pace, Announcer(self.picker), self.stale_after)
+        super().__init__(self._names, self.pace, Announcer(self.picker, tracer), self.stale_after)
         self._source = self._probe_source(retries, system_identifier)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._failure_reports = 0
-        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout)
+        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout, tracer)
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
@@ -191,6 +197,7 @@ class ClusterResolver(Publisher):
             patience=self.fast_interval,
             slow_after=self.probe_timeout / 4,
             system_identifier=system_identifier,
+            tracer=self._tracer,
         )
 
     @classmethod
@@ -283,14 +290,13 @@ class ClusterResolver(Publisher):
         except Exception:
             log.exception("report_failure(%s) failed; ignored", host)
 
-    def _failure(self, host: str, exc: BaseException | None) -> None:
+    def _failure(self, host: str, exc: BaseException | None, reason: str = "unspecified") -> None:
         self._failure_reports += 1
         if exc is not None:
             # The type and the reason only: an exception's text may hold SQL parameters.
-            log.info(
-                "failure reported on %s: %s (%s)", host, classify(exc).words, type(exc).__name__
-            )
-        self._suspect(host, known=host in self._names)
+            reason = classify(exc).words
+            log.info("failure reported on %s: %s (%s)", host, reason, type(exc).__name__)
+        self._suspect(host, host in self._names, reason)
         if self.running:
             self._source.wake()
 
@@ -301,7 +307,7 @@ class ClusterResolver(Publisher):
         primary = self.view.snapshot.primary
         if primary is not None and primary in hosts and not self._is_suspect(primary):
             log.info("primary %s is slow to answer its probe: looking for another", primary)
-            self._failure(primary, None)
+            self._failure(primary, None, "slow probe")
 
     async def refresh(self, timeout: float | None = None) -> Snapshot:
         """Probe now: return the complete snapshot of a round started after this call.

@@ -136,21 +136,20 @@ class ReplicaResolver(_RoleResolver):
         about this cluster's WAL: it is ignored, and any replica serves.
         """
         finder = self._finder
+        started = monotonic()
         known = self.system_identifier
         if system_identifier is not None and known is not None and system_identifier != known:
-            finder.stats.other_cluster += 1
-            return await self()
+            return finder.served("other_cluster", await self(), started)
         target = parse_lsn(lsn)
-        deadline = monotonic() + max_wait
         view = self._source.view
         candidates = self._picker.eligible(view.snapshot, view.suspects)
         host = finder.from_snapshot(view.snapshot, candidates, target)
-        if host is None:
-            host = await finder.ask(candidates, target, deadline)
         if host is not None:
-            return host
-        finder.stats.to_primary += 1
-        return await resolve_primary(self._source)
+            return finder.served("snapshot", host, started)
+        host = await finder.ask(candidates, target, started + max_wait)
+        if host is not None:
+            return finder.served("waited", host, started)
+        return finder.served("primary", await resolve_primary(self._source), started)
 
     def __repr__(self) -> str:
         return f"<replica resolver of {self._source!r}>"

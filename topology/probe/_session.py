@@ -38,6 +38,7 @@ from topology.hosts import ConnectOptions, HostAddress
 from topology.prober import HostProber
 from topology.result import ProbeResult
 from topology.snapshot import HostState, Snapshot, build_snapshot
+from topology.trace import ProbeEnded, Tracer
 
 __all__ = ["ROUND_SLACK", "ProbeSession"]
 
@@ -56,8 +57,10 @@ class ProbeSession:
         *,
         timeout: float,
         close_timeout: float = 0.5,
+        tracer: Tracer | None = None,
     ) -> None:
         self.timeout = timeout
+        self._tracer = tracer  # hears ProbeEnded, as the resolver's tracer does
         self.close_timeout = min(close_timeout, timeout)
         self.probers = [
             HostProber(address, opts, driver, timeout=timeout)
@@ -71,6 +74,7 @@ class ProbeSession:
     async def round(self) -> Snapshot:
         """Probe every host once, concurrently; the new snapshot (also kept as ``snapshot``)."""
         self.rounds += 1
+        started = time.monotonic()
         tasks = [asyncio.ensure_future(prober.probe()) for prober in self.probers]
         try:
             await asyncio.wait(tasks, timeout=self.timeout + ROUND_SLACK)
@@ -85,6 +89,7 @@ class ProbeSession:
             if task.done() and not task.cancelled():
                 items.append(task.result())
                 self._latest[index] = task.result()  # what follow() starts from
+                self._ended(task.result(), time.monotonic() - started)
             else:
                 items.append(HostState(prober.host))
         self.snapshot = build_snapshot(
@@ -104,12 +109,19 @@ class ProbeSession:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(start - loop.time(), 0.0))
         while True:
-            self._inflight[index] = loop.time()
-            self._latest[index] = await self.probers[index].probe()
+            self._inflight[index] = started = loop.time()
+            self._latest[index] = result = await self.probers[index].probe()
             del self._inflight[index]
+            self._ended(result, loop.time() - started)
             elapsed = loop.time() - start
             next_tick = start + (math.floor(elapsed / interval) + 1) * interval
             await asyncio.sleep(max(next_tick - loop.time(), 0.0))
+
+    def _ended(self, result: ProbeResult, latency: float) -> None:
+        if self._tracer is not None:
+            role = None if not result.ok else "replica" if result.in_recovery else "primary"
+            reason = None if result.error is None else result.error.reason.words
+            self._tracer(ProbeEnded(result.host, latency, role, reason))
 
     def take(self, patience: float) -> Snapshot:
         """A snapshot of every host's latest answer (its previous state while none came yet).

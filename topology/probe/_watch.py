@@ -25,9 +25,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from topology._episode import Episode
 from topology.probe._render import LoggedChange
 from topology.probe._session import ProbeSession
 from topology.snapshot import HostState, Role, RoleChange, Snapshot
+from topology.trace import RoleChanged, Tracer
 
 __all__ = ["LOG_LINES", "ChangeLog", "Screen", "watch"]
 
@@ -59,11 +61,17 @@ def _changes(old: Snapshot | None, new: Snapshot) -> list[RoleChange]:
 
 
 class ChangeLog:
-    """Role changes between consecutive snapshots, newest last, at most ``size`` kept."""
+    """Role changes between consecutive snapshots, newest last, at most ``size`` kept.
 
-    def __init__(self, size: int = LOG_LINES) -> None:
+    ``tracer`` hears each change (:class:`~topology.trace.RoleChanged`) and
+    each loss and find of the primary, as a resolver's tracer would.
+    """
+
+    def __init__(self, size: int = LOG_LINES, tracer: Tracer | None = None) -> None:
         self.entries: deque[LoggedChange] = deque(maxlen=size)
         self._previous: Snapshot | None = None
+        self._tracer = tracer
+        self._episode = Episode(tracer)
 
     def update(self, snapshot: Snapshot, at: float) -> list[LoggedChange]:
         """Record and return the changes since the previous snapshot."""
@@ -73,6 +81,11 @@ class ChangeLog:
         ]
         self.entries.extend(new)
         self._previous = snapshot
+        if self._tracer is not None:
+            for entry in new:
+                change = entry.change
+                self._tracer(RoleChanged(change.host, change.old.value, change.new.value))
+        self._episode.follow(snapshot.primary)
         return new
 
 
@@ -129,6 +142,7 @@ async def watch(
     interval: float,
     stop: asyncio.Event,
     show: Callable[[Snapshot, list[LoggedChange], Sequence[LoggedChange]], None],
+    tracer: Tracer | None = None,
 ) -> None:
     """Show a frame after a first full round, then one per tick, until ``stop`` is set.
 
@@ -136,9 +150,10 @@ async def watch(
     :meth:`ProbeSession.follow`); a frame is drawn ``_SETTLE`` after each
     tick, when the healthy hosts have answered, from every host's latest
     answer. ``show(snapshot, changes, log)`` gets the snapshot, the role
-    changes since the previous frame and the log of recent changes.
+    changes since the previous frame and the log of recent changes;
+    ``tracer`` hears the role changes and the primary's losses and finds.
     """
-    log = ChangeLog()
+    log = ChangeLog(tracer=tracer)
     snapshot = await _first_round(session, stop)
     if snapshot is None:
         return

@@ -37,6 +37,7 @@ from topology.probe._target import Target, resolve_target
 from topology.probe._watch import Screen, watch
 from topology.probe.args import Arguments, UsageError, parse_args
 from topology.snapshot import Snapshot
+from topology.trace import Counters
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "Output", "main"]
 
@@ -150,14 +151,20 @@ def _report(snapshot: Snapshot, args: Arguments, output: Output) -> int:
 
 
 def _frame(
-    snapshot: Snapshot, args: Arguments, screen: Screen, log: Sequence[LoggedChange]
+    snapshot: Snapshot,
+    args: Arguments,
+    screen: Screen,
+    log: Sequence[LoggedChange],
+    counters: Counters,
 ) -> list[str]:
     header = (
         f"{PROG} every {args.watch:g}s  timeout {args.timeout:g}s  {args.driver}  "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}  (Ctrl-C to quit)"
     )
     verdict = summary(judge(snapshot, args.lag))
-    lines = [header, "", *table(snapshot, args.lag), *screen.wrap(verdict), ""]
+    # The counts topology.otel's metrics are made of (docs/observability.md).
+    totals = screen.wrap(f"counters: {counters.summary()}")
+    lines = [header, "", *table(snapshot, args.lag), *screen.wrap(verdict), *totals, ""]
     room = max(screen.height() - len(lines) - 2, 3) if screen.tty else len(log)
     shown = list(log)[-room:] if room else []
     lines.append("role changes:" if shown else "role changes: none yet")
@@ -165,7 +172,7 @@ def _frame(
     return lines
 
 
-async def _watch(session: ProbeSession, args: Arguments, output: Output) -> int:
+async def _watch(session: ProbeSession, args: Arguments, output: Output, counters: Counters) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -176,11 +183,11 @@ async def _watch(session: ProbeSession, args: Arguments, output: Output) -> int:
         if args.json:
             output.line(_document_line(snapshot, args, changes))
         else:
-            screen.show(_frame(snapshot, args, screen, log))
+            screen.show(_frame(snapshot, args, screen, log, counters))
 
     assert args.watch is not None
     try:
-        await watch(session, args.watch, stop, show)
+        await watch(session, args.watch, stop, show, tracer=counters)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -188,10 +195,13 @@ async def _watch(session: ProbeSession, args: Arguments, output: Output) -> int:
 
 
 async def _probe(args: Arguments, target: Target, output: Output) -> int:
-    session = ProbeSession(target.hosts, target.options, args.driver, timeout=args.timeout)
+    counters = Counters()
+    session = ProbeSession(
+        target.hosts, target.options, args.driver, timeout=args.timeout, tracer=counters
+    )
     try:
         if args.watch is not None:
-            return await _watch(session, args, output)
+            return await _watch(session, args, output, counters)
         return _report(await session.round(), args, output)
     finally:
         await session.close()

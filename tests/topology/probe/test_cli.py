@@ -480,6 +480,14 @@ def test_watch_sees_promotion(replicated: ReplicatedCluster) -> None:
         assert any(
             f"{old.host}  primary -> down (connection refused)" in x for x in text_lines.seen
         )
+        # The counters of topology.otel's metrics tell the same story (docs/observability.md).
+        counted = text_lines.wait_for(lambda line: "in 1 episode(s)" in line, 15)
+        changes = re.search(
+            r"^counters: role changes (\d+), failure reports 0, probe failures (\d+)/", counted
+        )
+        assert changes is not None, counted
+        assert int(changes.group(1)) >= 2
+        assert int(changes.group(2)) >= 1
         json_lines.wait_for(
             lambda line: (
                 {"host": new.host, "from": "replica", "to": "primary"}
