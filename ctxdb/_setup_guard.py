@@ -42,29 +42,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
 from .errors import ConnectionLostError, RetryableConnectionError
-from .failover import connect_failed_on_network, describe, trace_failure
+from .failover import connect_failed_on_network, describe, says_connection_closed, trace_failure
 from .trace import ConnectRetried, Tracer
 
 __all__ = ["guard_connection_setup"]
 
 logger = logging.getLogger("ctxdb")
 
-_LOST_WORDS = ("connection is closed", "connection was closed", "connection is lost")
 # Between checkouts after a lost setup: the router's own connect waits on the
 # resolver, so this only keeps a host that keeps closing from spinning the loop.
 _PAUSE = 0.005
 
 
 def lost_during_setup(exc: BaseException) -> bool:
-    """Whether ``exc``, raised by a checkout, means the new connection's host went away."""
-    if not isinstance(exc, Exception) or isinstance(exc, ConnectionLostError):
-        return False  # cancellation, or already typed (the router gave up)
+    """Whether ``exc``, raised by a checkout (not yet typed), means the host went away."""
     if isinstance(exc, sa_exc.TimeoutError):  # the pool's own limit: not the host
         return False
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    text = str(exc).lower()
-    return any(words in text for words in _LOST_WORDS) or connect_failed_on_network(exc)
+    return says_connection_closed(exc) or connect_failed_on_network(exc)
 
 
 def guard_connection_setup(

@@ -38,7 +38,7 @@ FailureReporter = Callable[[str, BaseException], None]
 # admin_shutdown, crash_shutdown, cannot_connect_now, read_only_sql_transaction
 HOST_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006"})
 _READ_ONLY_TEXT = "read-only transaction"
-_CLOSED_WORDS = ("connection is closed", "the connection is lost")
+_CLOSED_WORDS = ("connection is closed", "connection was closed", "connection is lost")
 _COMMITTING = "ctxdb_committing"
 TERMINATED = "ctxdb_terminated"
 # The host a routed connection reached (set by ctxdb._routing).
@@ -67,9 +67,14 @@ def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
     code = sqlstate_of(exc)
     if code is not None and _host_gone_code(code):
         return True
-    text = str(exc)
     # psycopg says so in words where SQLAlchemy does not see a disconnect.
-    return _READ_ONLY_TEXT in text or any(words in text for words in _CLOSED_WORDS)
+    return _READ_ONLY_TEXT in str(exc) or says_connection_closed(exc)
+
+
+def says_connection_closed(exc: BaseException | None) -> bool:
+    """Whether the driver's message says the connection is closed or lost."""
+    text = str(exc).lower()
+    return any(words in text for words in _CLOSED_WORDS)
 
 
 _NETWORK_WORDS = (
