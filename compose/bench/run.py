@@ -61,7 +61,7 @@ async def run_all(env: Env, names: Sequence[str]) -> list[dict[str, Any]]:
         result["seconds"] = round(time.monotonic() - started, 1)
         results.append(result)
         if env.cluster.reset() != "repaired":  # the next benchmark starts healthy
-            env.log("cluster rebuilt")
+            env.log(f"cluster rebuilt: {env.cluster.last_repair_error}")
     return results
 
 

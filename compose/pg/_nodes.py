@@ -155,11 +155,42 @@ class NodeSet:
         return self.value(node, "SELECT pg_last_wal_replay_lsn()::text")  # type: ignore[no-any-return]
 
     def wait_replayed(self, node: PostgresNode, lsn: str, timeout: float = 10) -> None:
-        """Wait until replica ``node`` has replayed the WAL up to ``lsn``."""
-        wait_for(
-            lambda: self.value(node, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)),
-            timeout,
-            f"{node.name} replaying {lsn}",
+        """Wait until replica ``node`` has replayed the WAL up to ``lsn``.
+
+        On timeout the error says where the replica is stuck: what it received,
+        what it replayed, its WAL receiver's state and any session that may hold
+        replay back (a recovery conflict waits ``max_standby_streaming_delay``).
+        """
+        try:
+            wait_for(
+                lambda: self.value(node, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)),
+                timeout,
+                f"{node.name} replaying {lsn}",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} ({self._replay_diagnosis(node)})") from exc.__cause__
+
+    def _replay_diagnosis(self, node: PostgresNode) -> str:
+        try:
+            position = self.query(
+                node,
+                "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,"
+                " pg_get_wal_replay_pause_state(),"
+                " (SELECT status || ' from ' || coalesce(sender_port::text, '?')"
+                "  FROM pg_stat_wal_receiver)",
+            )[0]
+            sessions = self.query(
+                node,
+                "SELECT pid, state, wait_event_type || ':' || wait_event, left(query, 60)"
+                " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND pid <> pg_backend_pid() AND state <> 'idle'",
+            )
+        except Exception as exc:  # a diagnosis must not hide the timeout
+            return f"diagnosis failed: {type(exc).__name__}: {exc}"
+        received, replayed, pause, receiver = position
+        return (
+            f"received {received}, replayed {replayed}, replay {pause},"
+            f" WAL receiver {receiver or 'not running'}, busy sessions {sessions or 'none'}"
         )
 
     def wait_caught_up(self, timeout: float = 10) -> None:

@@ -280,6 +280,9 @@ class ReplicatedCluster(NodeSet):
             if self.replay_paused(node):
                 self.resume_replay(node)
         self.wait_streaming(timeout=timeout)
+        # Streaming is not enough: a replica can stream yet not replay (a recovery
+        # conflict holds it back), and the next user of the cluster would wait on it.
+        self.wait_caught_up(timeout)
 
     def destroy(self) -> None:
         """Stop every server (by PID) and black hole, remove all directories.
