@@ -147,7 +147,11 @@ def significant(old: Snapshot, new: Snapshot) -> bool:
     (lag and latency do not count)."""
     if old.primary != new.primary or old.system_identifier != new.system_identifier:
         return True
-    return any(a.role is not b.role for a, b in zip(old.hosts, new.hosts, strict=True))
+    if len(old.hosts) != len(new.hosts):  # hosts added or removed (a DCS said so)
+        return True
+    return any(
+        a.host != b.host or a.role is not b.role for a, b in zip(old.hosts, new.hosts, strict=True)
+    )
 
 
 def _trace_changes(tracer: Tracer, old: Snapshot, new: Snapshot) -> None:

@@ -102,8 +102,11 @@ class ProbeLoop:
         slow_after: float,
         system_identifier: int | None = None,
         tracer: Tracer | None = None,
+        linger: Callable[[], bool] = lambda: True,
     ) -> None:
         self.probers = tuple(probers)
+        self._linger = linger
+        self._retiring: set[asyncio.Task[None]] = set()
         self._current = current
         self._publish = publish
         self._pause = pause
@@ -113,9 +116,9 @@ class ProbeLoop:
         self.patience = patience
         self.slow_after = slow_after
         self.system_identifier = system_identifier  # pinned cluster identity, if any
-        # Probes still running, by host index: a slow host is never probed twice at once.
-        self._inflight: dict[int, asyncio.Task[ProbeResult]] = {}
-        self._started_at: dict[int, float] = {}
+        # Probes still running, by host: a slow host is never probed twice at once.
+        self._inflight: dict[str, asyncio.Task[ProbeResult]] = {}
+        self._started_at: dict[str, float] = {}
         self.rounds = 0
         self.probes = 0
         self.probe_failures = 0
@@ -132,6 +135,35 @@ class ProbeLoop:
     async def close(self, timeout: float) -> None:
         """Close every probe connection within ``timeout`` s (terminating the slow ones)."""
         await asyncio.gather(*(prober.close(timeout) for prober in self.probers))
+        if self._retiring:
+            await asyncio.wait(self._retiring, timeout=timeout)
+
+    def set_probers(self, probers: Sequence[HostProber]) -> None:
+        """Probe these hosts from the next round on; close the connections of the others.
+
+        The round in flight ends with the hosts it started with. Never blocks:
+        the connections of removed hosts are closed in a tracked task.
+        """
+        kept = {prober.host for prober in probers}
+        removed = [p for p in self.probers if p.host not in kept]
+        self.probers = tuple(probers)
+        for prober in removed:
+            task = self._inflight.pop(prober.host, None)
+            self._started_at.pop(prober.host, None)
+            if task is not None:
+                task.cancel()
+            closing = asyncio.ensure_future(prober.close(self.slow_after))
+            closing.set_name(f"topology-retire-{prober.host}")
+            self._retiring.add(closing)
+            closing.add_done_callback(self._retiring.discard)
+
+    async def _let_go(self) -> None:
+        """Close idle probe connections when the owner does not want them kept."""
+        if self._linger():
+            return
+        idle = [p for p in self.probers if p.host not in self._inflight and p.connected]
+        if idle:
+            await asyncio.gather(*(prober.close(self.slow_after) for prober in idle))
 
     def wake(self) -> None:
         """Start a round now, or right after the one in flight (coalesced). Never blocks."""
@@ -148,6 +180,7 @@ class ProbeLoop:
                 raise
             except Exception:
                 log.exception("probe round failed; the loop goes on")
+            await self._let_go()
             if not self._wake_requested:
                 # Fixed rate: a round slowed down by one host (a replica busy
                 # being promoted) is followed by the next one at once.
@@ -175,9 +208,14 @@ class ProbeLoop:
         started = time.monotonic()
         self.rounds += 1
         number = self.rounds
-        items: list[ProbeResult | HostState] = list(self._current().hosts)
+        probers = self.probers
+        current = self._current()
+        items: list[ProbeResult | HostState] = [
+            current.get(prober.host) or HostState(prober.host) for prober in probers
+        ]
+        index_of = {prober.host: index for index, prober in enumerate(probers)}
         hurry = self._hurry()
-        tasks = self._launch(hurry)
+        tasks = self._launch(probers, hurry)
         pending = set(tasks)
         answered: set[str] = set()
         # The start of the oldest probe that answered: a failure reported
@@ -191,17 +229,20 @@ class ProbeLoop:
                     pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
-                    self._straggling(frozenset(self.probers[tasks[t]].host for t in pending))
+                    self._straggling(frozenset(tasks[t] for t in pending))
                     if hurry or self._hurry():
                         break  # their probes carry over to a later round
                     limit = None  # healthy otherwise: a complete round, as usual
                 for task in done:
-                    index = tasks[task]
-                    del self._inflight[index]
+                    host = tasks[task]
+                    if self._inflight.get(host) is task:
+                        del self._inflight[host]
+                    if task.cancelled():
+                        continue  # its host was removed mid-round
                     result = task.result()
-                    items[index] = result
+                    items[index_of[host]] = result
                     answered.add(result.host)
-                    probe_started = self._started_at.pop(index, started)
+                    probe_started = self._started_at.pop(host, started)
                     oldest = min(oldest, probe_started)
                     self.probes += 1
                     self.probe_failures += not result.ok
@@ -226,19 +267,21 @@ class ProbeLoop:
             self._tracer(_round_published(snapshot, duration))
         return snapshot
 
-    def _launch(self, hurry: bool) -> dict[asyncio.Task[ProbeResult], int]:
+    def _launch(
+        self, probers: Sequence[HostProber], hurry: bool
+    ) -> dict[asyncio.Task[ProbeResult], str]:
         """A probe task per host: new ones, and those still running from earlier rounds."""
-        tasks: dict[asyncio.Task[ProbeResult], int] = {}
-        for index, prober in enumerate(self.probers):
-            task = self._inflight.get(index)
+        tasks: dict[asyncio.Task[ProbeResult], str] = {}
+        for prober in probers:
+            task = self._inflight.get(prober.host)
             if task is None:
                 task = asyncio.ensure_future(prober.probe(retries=0 if hurry else None))
                 task.set_name(f"topology-probe-{prober.host}")
-                self._inflight[index] = task
-                self._started_at[index] = time.monotonic()
+                self._inflight[prober.host] = task
+                self._started_at[prober.host] = time.monotonic()
                 if self._tracer is not None:
                     self._tracer(ProbeStarted(prober.host))
-            tasks[task] = index
+            tasks[task] = prober.host
         return tasks
 
     async def _cancel_inflight(self) -> None:

@@ -35,31 +35,33 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from topology._announce import Announcer
+from topology._dcs_follow import DcsFollower
 from topology._probe_loop import ProbeLoop
 from topology._publisher import Publisher
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
+from topology.dcs import DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
-from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
+from topology.hosts import ConnectOptions, HostAddress, parse_host, parse_hosts, parse_url
 from topology.pace import Pace
 from topology.picker import ReplicaPicker, Strategy
 from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
 from topology.snapshot import Role, Snapshot
-from topology.source import TopologySource
 from topology.trace import Tracer, guarded
 from topology.view import ClusterView
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
+_CANCEL_GRACE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,10 @@ class ClusterStats:
     last_round_at: float | None
     last_round_duration: float | None
     running: bool
+    dcs_answers: bool | None = None
+    """Whether the DCS answers now (None: no DCS given)."""
+    dcs_outages: int = 0
+    dcs_views: int = 0
 
 
 class ClusterResolver(Publisher):
@@ -105,6 +111,13 @@ class ClusterResolver(Publisher):
     cluster was re-initialised (see :mod:`topology._identity`); read it as
     :attr:`system_identifier`.
 
+    DCS: ``dcs`` (a :class:`topology.dcs.DcsWatch`; see :meth:`from_patroni`)
+    adds the members it lists to ``hosts`` (which may then be empty), starts a
+    round the moment it names a new leader, and, while it answers and no
+    failover is under way, probes every ``dcs_interval`` seconds instead of
+    ``interval`` and closes the probe connections between rounds. When it
+    stops answering: one WARNING, and SQL-only probing as without it.
+
     Reading: ``cluster.view`` is the :class:`~topology.view.ClusterView` last
     published (never waits); ``cluster`` is the
     :class:`~topology.view.ViewSource` its ``master`` and ``replica`` read.
@@ -133,17 +146,21 @@ class ClusterResolver(Publisher):
         stale_after: float | None = None,
         system_identifier: int | None = None,
         tracer: Tracer | None = None,
+        dcs: DcsWatch | None = None,
+        dcs_interval: float = 15.0,
         **connect_options: Any,
     ) -> None:
         check_seconds(
             interval=interval,
+            dcs_interval=dcs_interval,
             fast_interval=fast_interval,
             burst_interval=burst_interval,
             probe_timeout=probe_timeout,
             wait_timeout=wait_timeout,
         )
         check_identifier(system_identifier)
-        self.hosts = parse_hosts(hosts)
+        empty = hosts == () or hosts == [] or hosts == ""
+        self.hosts = () if dcs is not None and empty else parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
         self.driver = checked_driver(driver, self.options)
         self.interval = float(interval)
@@ -156,8 +173,10 @@ class ClusterResolver(Publisher):
         )
         self.probe_timeout = float(probe_timeout)
         self.wait_timeout = float(wait_timeout)
+        self.dcs_interval = float(dcs_interval)
+        slowest = max(self.interval, self.dcs_interval) if dcs is not None else self.interval
         self.stale_after = (
-            float(stale_after) if stale_after else 3 * self.interval + 2 * self.probe_timeout
+            float(stale_after) if stale_after else 3 * slowest + 2 * self.probe_timeout
         )
         self.picker = ReplicaPicker(
             replica_strategy,
@@ -169,6 +188,9 @@ class ClusterResolver(Publisher):
         self._tracer = tracer = guarded(tracer)
         # Everything readers see, replaced as a whole (see topology.view).
         super().__init__(self._names, self.pace, Announcer(self.picker, tracer), self.stale_after)
+        self._retries = retries
+        self._dcs_answers = False
+        self._dcs = None if dcs is None else self._follower(dcs)
         self._source = self._probe_source(retries, system_identifier)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -179,15 +201,10 @@ class ClusterResolver(Publisher):
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
-    def _probe_source(self, retries: int, system_identifier: int | None) -> TopologySource:
-        """Today's topology source: SQL probes of every host, each round."""
-        timeout = self.probe_timeout
-        probers = [
-            HostProber(address, self.options, self.driver, timeout=timeout, retries=retries)
-            for address in self.hosts
-        ]
+    def _probe_source(self, retries: int, system_identifier: int | None) -> ProbeLoop:
+        """The topology source: SQL probes of every host, each round."""
         return ProbeLoop(
-            probers,
+            [self._prober(address) for address in self.hosts],
             current=lambda: self.view.snapshot,
             publish=self._publish,
             pause=self._pause,
@@ -198,7 +215,87 @@ class ClusterResolver(Publisher):
             slow_after=self.probe_timeout / 4,
             system_identifier=system_identifier,
             tracer=self._tracer,
+            linger=self._keeps_connections,
         )
+
+    def _prober(self, address: HostAddress) -> HostProber:
+        return HostProber(
+            address, self.options, self.driver, timeout=self.probe_timeout, retries=self._retries
+        )
+
+    # --- the DCS (see topology._dcs_follow) -----------------------------------------------
+    def _follower(self, dcs: DcsWatch) -> DcsFollower:
+        if not isinstance(dcs, DcsWatch):
+            raise ConfigurationError(f"dcs must be a topology.dcs.DcsWatch, not {dcs!r}")
+        return DcsFollower(
+            dcs,
+            self._names,
+            set_hosts=self._set_hosts,
+            dcs_leader=self._dcs_leader,
+            dcs_health=self._dcs_health,
+            tracer=self._tracer,
+        )
+
+    def _keeps_connections(self) -> bool:
+        """Probe connections stay open unless the DCS answers and all is calm."""
+        return not self._dcs_answers or self._wants_news()
+
+    def _set_hosts(self, names: Sequence[str]) -> None:
+        addresses = [parse_host(name) for name in names]
+        kept = {prober.host: prober for prober in self._source.probers}
+        self.hosts = tuple(addresses)
+        self._names = tuple(str(address) for address in addresses)
+        self._source.set_probers(
+            [kept.get(str(address)) or self._prober(address) for address in addresses]
+        )
+        if self.running:
+            self._source.wake()
+
+    def _dcs_leader(self, host: str | None) -> None:
+        primary = self.view.snapshot.primary
+        if host is not None and host == primary:
+            return
+        if primary is not None and not self._is_suspect(primary):
+            # A hint, not a verdict: the next probe of the primary clears it if
+            # the primary still accepts writes (SQL wins over the DCS).
+            # A constant reason: it becomes a metric attribute (error.type).
+            reason = "the DCS names another leader" if host else "the DCS names no leader"
+            log.warning("%s (%s), not %s: probing now", reason, host or "none", primary)
+            self._failure(primary, None, reason)
+        elif self.running:
+            self._source.wake()
+
+    def _dcs_health(self, answers: bool) -> None:
+        self._dcs_answers = answers
+        self.pace.interval = self.dcs_interval if answers else self.interval
+        if not answers and self.running:
+            self._source.wake()  # it may be sleeping a dcs_interval: go back to SQL now
+
+    @classmethod
+    def from_patroni(
+        cls,
+        *,
+        etcd: str | Sequence[str],
+        scope: str,
+        namespace: str = "/service",
+        hosts: str | Iterable[str | HostAddress] = (),
+        etcd_timeout: float = 1.0,
+        etcd_check_interval: float = 3.0,
+        **kwargs: Any,
+    ) -> ClusterResolver:
+        """Follow a Patroni cluster whose DCS is etcd v3 (see :mod:`topology.patroni`).
+
+        ``etcd``: its endpoints (``"http://h1:2379,http://h2:2379"``);
+        ``scope`` / ``namespace``: Patroni's; ``hosts``: static hosts probed
+        besides the members the DCS lists. ``kwargs``: the constructor's.
+        """
+        from topology.patroni import PatroniEtcd
+
+        watch = PatroniEtcd(
+            etcd, scope, namespace=namespace, timeout=etcd_timeout,
+            check_interval=etcd_check_interval,
+        )  # fmt: skip
+        return cls(hosts, dcs=watch, **kwargs)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterResolver:
@@ -252,6 +349,9 @@ class ClusterResolver(Publisher):
             last_round_at=self._last_round_at,
             last_round_duration=source.last_round_duration,
             running=self.running,
+            dcs_answers=None if self._dcs is None else self._dcs.healthy,
+            dcs_outages=0 if self._dcs is None else self._dcs.outages,
+            dcs_views=0 if self._dcs is None else self._dcs.views,
         )
 
     def on_change(self, callback: Callable[[Snapshot, Snapshot], object]) -> Callable[[], None]:
@@ -368,9 +468,18 @@ class ClusterResolver(Publisher):
         self._task = loop.create_task(self._run(), name="topology-cluster-loop")
 
     async def _run(self) -> None:
+        follower: asyncio.Task[None] | None = None
         try:
+            if self._dcs is not None:
+                follower = asyncio.ensure_future(self._dcs.run())
+                follower.set_name("topology-dcs-follower")
+                if not self.hosts:  # nothing to probe before the DCS lists the members
+                    await self._dcs.wait_first_view(self.probe_timeout)
             await self._source.run()
         finally:
+            if follower is not None:
+                follower.cancel()
+                await asyncio.wait((follower,), timeout=_CANCEL_GRACE)
             self._stop_fast_path()
             if not self._closing:
                 # Cancelled by someone else, typically asyncio.run() shutting its

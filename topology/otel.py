@@ -28,6 +28,9 @@ Metrics (units in brackets):
   primary was lost, 0 while one is answered.
 * ``topology.split_brain`` ({event}, counter): hosts newly claiming primary
   besides the real one.
+* ``topology.dcs.outages`` ({outage}, counter) and ``topology.dcs.up`` (1,
+  observable gauge): the DCS of ``ClusterResolver(dcs=...)`` stopped
+  answering / answers (1 also when no DCS is used).
 * ``topology.read_after_write`` ({read}, counter): ``replica.at_least``
   outcomes by ``topology.read.kind`` (``snapshot``, ``waited``, ``primary``,
   ``other_cluster``).
@@ -53,6 +56,8 @@ import time
 from typing import Any
 
 from topology.trace import (
+    DcsAnswered,
+    DcsLost,
     Event,
     FailureReported,
     PrimaryFound,
@@ -131,6 +136,18 @@ class OtelTracer:
         self._reads = meter.create_counter(
             "topology.read_after_write", unit="{read}", description="How reads after writes went"
         )
+        self._dcs_outages = meter.create_counter(
+            "topology.dcs.outages",
+            unit="{outage}",
+            description="Times the DCS stopped answering (SQL-only probing until it answers)",
+        )
+        self._dcs_up = 1.0  # no DCS, or one that answers
+        meter.create_observable_gauge(
+            "topology.dcs.up",
+            callbacks=[lambda options: [Observation(self._dcs_up, dict(_BASE))]],
+            unit="1",
+            description="1 while the DCS answers (or none is used), 0 while it does not",
+        )
         meter.create_observable_gauge(
             "topology.primary.unavailable",
             callbacks=[self._observe_unavailable],
@@ -188,6 +205,11 @@ class OtelTracer:
             self._split.add(1, {**_BASE, "topology.hosts": ",".join(event.hosts)})
         elif isinstance(event, ReadAfterWrite):
             self._reads.add(1, {**_server(event.host), "topology.read.kind": event.kind})
+        elif isinstance(event, DcsLost):
+            self._dcs_up = 0.0
+            self._dcs_outages.add(1, dict(_BASE))
+        elif isinstance(event, DcsAnswered):
+            self._dcs_up = 1.0
 
     def _span_event(self, name: str, host: str, **attributes: str) -> None:
         if self._span is not None:

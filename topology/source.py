@@ -3,9 +3,10 @@
 A source produces :class:`~topology.snapshot.Snapshot` s and hands each to
 the ``publish`` callback its owner gave it. Today's only source is the SQL
 probe loop (:class:`topology._probe_loop.ProbeLoop`: every host probed each
-round); a source that watches a DCS (Patroni's etcd keys) would implement the
-same protocol, and :class:`topology.ClusterResolver` would publish its
-snapshots unchanged.
+round). A DCS (:mod:`topology.dcs`) is not a source of snapshots: what it
+says are hints to the probe loop (probe now, probe these hosts, probe
+slowly), applied by :mod:`topology._dcs_follow`; only a probe makes a host
+the primary.
 
 Concurrency: every method runs on the event loop that runs :meth:`run`,
 except :meth:`terminate`, which may run on any loop once that one is gone.

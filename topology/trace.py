@@ -38,6 +38,9 @@ Events, and when they fire:
   already known to be caught up), ``"waited"`` (one caught up while asked),
   ``"primary"`` (none did in time) or ``"other_cluster"`` (the position was of
   another cluster, ignored); ``waited``: seconds the call took.
+* :class:`DcsLost` ``(source, reason)``: the DCS (``ClusterResolver(dcs=...)``)
+  stopped answering; the cluster probes over SQL alone until
+  :class:`DcsAnswered` ``(source)``. Fired once per outage.
 
 :class:`Counters` is a tracer that keeps the counts the OpenTelemetry
 metrics (:mod:`topology.otel`) are made of; ``python -m topology.probe
@@ -65,6 +68,8 @@ from typing import Literal
 
 __all__ = [
     "Counters",
+    "DcsAnswered",
+    "DcsLost",
     "Event",
     "FailureReported",
     "PrimaryFound",
@@ -143,6 +148,17 @@ class ReadAfterWrite:
     waited: float
 
 
+@dataclass(frozen=True, slots=True)
+class DcsLost:
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DcsAnswered:
+    source: str
+
+
 Event = (
     ProbeStarted
     | ProbeEnded
@@ -153,6 +169,8 @@ Event = (
     | FailureReported
     | SplitBrain
     | ReadAfterWrite
+    | DcsLost
+    | DcsAnswered
 )
 Tracer = Callable[[Event], None]
 
@@ -178,6 +196,7 @@ class Counters:
         self.role_changes = 0
         self.failure_reports = 0
         self.split_brains = 0
+        self.dcs_outages = 0
         self.episodes = 0
         self.without_primary = 0.0
         self._lost_at: float | None = None
@@ -192,6 +211,8 @@ class Counters:
             self.failure_reports += 1
         elif isinstance(event, SplitBrain):
             self.split_brains += 1
+        elif isinstance(event, DcsLost):
+            self.dcs_outages += 1
         elif isinstance(event, PrimaryLost):
             self._lost_at = time.monotonic()
         elif isinstance(event, PrimaryFound):

@@ -1,0 +1,119 @@
+"""Apply what a DCS says to a cluster: hosts to probe, a new leader, the store's health.
+
+:class:`DcsFollower` runs a :class:`topology.dcs.DcsWatch` and tells its
+cluster three things, through three callbacks, each only when it changes:
+
+* ``set_hosts(hosts)``: the static hosts followed by the members' addresses;
+* ``dcs_leader(host)``: the leader the store names (None: no leader), so the
+  cluster probes at once instead of at its next round;
+* ``dcs_health(healthy)``: whether the store answers, so the cluster can probe
+  slowly while it does and fall back to SQL-only probing when it does not.
+
+Logging: one WARNING when the store is lost, one when it answers again;
+retries in between at DEBUG.
+
+Concurrency: :meth:`run` runs in one task that the cluster owns and cancels;
+everything runs on that event loop and nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from topology.dcs import DcsView, DcsWatch
+from topology.trace import DcsAnswered, DcsLost, Tracer
+
+__all__ = ["DcsFollower", "merged"]
+
+log = logging.getLogger("topology")
+
+
+def merged(static: Sequence[str], members: Sequence[str]) -> tuple[str, ...]:
+    """The static hosts, then the members not among them, without duplicates."""
+    return tuple(dict.fromkeys([*static, *members]))
+
+
+class DcsFollower:
+    """Runs ``watch`` and applies its views through the callbacks (module docstring)."""
+
+    def __init__(
+        self,
+        watch: DcsWatch,
+        static_hosts: Sequence[str],
+        *,
+        set_hosts: Callable[[Sequence[str]], None],
+        dcs_leader: Callable[[str | None], None],
+        dcs_health: Callable[[bool], None],
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.watch = watch
+        self.static_hosts = tuple(static_hosts)
+        self.view: DcsView | None = None
+        self.healthy = False
+        self.outages = 0
+        self.views = 0
+        self._set_hosts = set_hosts
+        self._dcs_leader = dcs_leader
+        self._dcs_health = dcs_health
+        self._tracer = tracer  # already guarded
+        self._first: asyncio.Event | None = None
+
+    async def run(self) -> None:
+        """Follow the store until cancelled."""
+        self._first = asyncio.Event()
+        await self.watch.run(self._on_view, self._on_lost)
+
+    async def wait_first_view(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until the store has answered once; True if it has."""
+        if self.view is not None:
+            return True
+        first = self._first
+        if first is None:
+            return False
+        try:
+            await asyncio.wait_for(first.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _on_view(self, view: DcsView) -> None:
+        self.views += 1
+        if not self.healthy:
+            self.healthy = True
+            if self.outages:
+                log.warning(
+                    "the DCS answers again (%s): SQL probes slow down", self.watch.describe()
+                )
+                if self._tracer is not None:
+                    self._tracer(DcsAnswered(self.watch.describe()))
+            self._dcs_health(True)
+        old, self.view = self.view, view
+        if self._first is not None:
+            self._first.set()
+        if view.same_cluster_as(old):
+            return
+        hosts = merged(self.static_hosts, view.hosts)
+        if old is None or hosts != merged(self.static_hosts, old.hosts):
+            log.info(
+                "the DCS lists members %s: probing %s", ", ".join(view.hosts), ", ".join(hosts)
+            )
+            self._set_hosts(hosts)
+        if old is None or view.leader_host != old.leader_host:
+            log.info("the DCS names leader %s (%s)", view.leader, view.leader_host)
+            self._dcs_leader(view.leader_host)
+
+    def _on_lost(self, reason: str) -> None:
+        news = self.healthy or (self.outages == 0 and self.view is None)
+        if not news:
+            log.debug("the DCS still does not answer: %s", reason)
+            return
+        self.outages += 1
+        self.healthy = False
+        log.warning(
+            "the DCS does not answer: %s; probing every host over SQL until it does", reason
+        )
+        if self._tracer is not None:
+            self._tracer(DcsLost(self.watch.describe(), reason))
+        self._dcs_health(False)

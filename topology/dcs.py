@@ -1,0 +1,98 @@
+"""What a cluster manager's store (a DCS) says about the cluster, and how to watch it.
+
+Patroni keeps the name of its leader and the address of every member in a
+distributed configuration store (etcd, Consul, ZooKeeper, Kubernetes). A
+:class:`DcsWatch` turns one such store into a stream of :class:`DcsView` s
+for :class:`topology.ClusterResolver`, which uses them as *hints*: a new
+leader starts a probe round at once, members added or removed change the
+hosts it probes, and while the store answers the SQL probes may slow down.
+The SQL probe stays the proof: a host becomes the primary only once it says
+``pg_is_in_recovery() = false``; a store that names another leader than the
+one SQL sees loses.
+
+Implementations: :class:`topology.patroni.PatroniEtcd` (Patroni on etcd v3).
+Consul or Kubernetes would be another class with the same two methods.
+
+Concurrency: :meth:`DcsWatch.run` runs in one task owned by the cluster,
+which cancels it on close; its callbacks run on that task's event loop and
+must not block.
+
+Example::
+
+    watch = PatroniEtcd("http://127.0.0.1:2379", scope="demo")
+    task = asyncio.create_task(watch.run(on_view=print, on_lost=print))
+    ...
+    task.cancel()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["DcsMember", "DcsView", "DcsWatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class DcsMember:
+    """One member as the store lists it: its name and PostgreSQL address (``host:port``).
+
+    ``role`` and ``state`` are what the member's manager last wrote (Patroni:
+    ``primary`` / ``replica`` / ``standby_leader``, ``running`` / ``stopped`` /
+    ...); they are informational, never trusted for writability.
+    """
+
+    name: str
+    host: str
+    role: str = ""
+    state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DcsView:
+    """The store's picture at ``revision``: the leader's member name (None: no leader)
+    and the members, sorted by name."""
+
+    leader: str | None
+    members: tuple[DcsMember, ...]
+    revision: int = 0
+
+    @property
+    def leader_host(self) -> str | None:
+        """The leader's ``host:port``, when it is a member with an address."""
+        for member in self.members:
+            if member.name == self.leader:
+                return member.host
+        return None
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(member.host for member in self.members)
+
+    def same_cluster_as(self, other: DcsView | None) -> bool:
+        """Same leader and same member addresses (revisions and states aside)."""
+        return (
+            other is not None
+            and other.leader == self.leader
+            and other.leader_host == self.leader_host
+            and other.hosts == self.hosts
+        )
+
+
+@runtime_checkable
+class DcsWatch(Protocol):
+    """A source of :class:`DcsView` s (see the module docstring)."""
+
+    def describe(self) -> str:
+        """Where it watches, in words, without secrets (for logs and errors)."""
+
+    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
+        """Call ``on_view`` with the first view and with each change, until cancelled.
+
+        ``on_view`` may also be called with an unchanged view: it proves the
+        store still answers. ``on_lost(reason)`` is called when the store
+        stops answering (no endpoint reachable, the watch broke); the watch
+        retries by itself, and the next ``on_view`` means it is back. Never
+        raises but CancelledError.
+        """

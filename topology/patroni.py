@@ -1,0 +1,178 @@
+"""Patroni's view of its cluster, read from etcd v3: :class:`PatroniEtcd`.
+
+Patroni (with ``etcd3:`` in its configuration) keeps, under
+``<namespace>/<scope>/``:
+
+* ``leader``: the name of the member holding the leader lock;
+* ``members/<name>``: JSON with the member's ``conn_url``
+  (``postgres://host:port/db``), ``role``, ``state`` and WAL position;
+* ``config``, ``history``, ``status``, ``sync`` ...: ignored here.
+
+:class:`PatroniEtcd` reads that prefix once, then watches it (push: etcd
+sends each change as it commits) through :class:`topology._etcd.EtcdGateway`.
+Every ``check_interval`` seconds it also reads the prefix again: the read
+proves the store still answers (a frozen etcd keeps the watch's socket open
+and silent) and repairs anything a broken watch missed.
+
+Timeouts: each etcd call gets ``timeout`` seconds per endpoint; a lost store
+is reported within ``check_interval + timeout`` seconds, and retried with a
+backoff of 50 ms doubling up to 2 s.
+
+Example::
+
+    cluster = ClusterResolver.from_patroni(
+        etcd="http://10.0.0.1:2379,http://10.0.0.2:2379", scope="demo",
+        user="app", password=secret, database="app",
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+from topology._etcd import EtcdEvent, EtcdGateway, EtcdUnavailable
+from topology.dcs import DcsMember, DcsView
+from topology.errors import ConfigurationError
+from topology.hosts import DEFAULT_PORT, HostAddress
+
+__all__ = ["PatroniEtcd", "member_from_json"]
+
+log = logging.getLogger("topology")
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+
+
+def member_from_json(name: str, value: str) -> DcsMember | None:
+    """A member from its key's JSON value; None when it has no usable ``conn_url``."""
+    try:
+        data = json.loads(value)
+        url = urlsplit(str(data["conn_url"]))
+        if not url.hostname:
+            return None
+        host = str(HostAddress(url.hostname, url.port or DEFAULT_PORT))
+    except (ValueError, KeyError, TypeError, ConfigurationError):
+        return None
+    return DcsMember(name, host, str(data.get("role", "")), str(data.get("state", "")))
+
+
+class PatroniEtcd:
+    """A :class:`topology.dcs.DcsWatch` over Patroni's keys in etcd v3.
+
+    ``etcd``: endpoints, ``"http://h1:2379,http://h2:2379"`` or a list;
+    ``scope``: Patroni's ``scope``; ``namespace``: Patroni's ``namespace``
+    (default ``/service``). Counters (for measurements): ``views``,
+    ``outages``, and the gateway's ``requests``.
+    """
+
+    def __init__(
+        self,
+        etcd: str | Sequence[str],
+        scope: str,
+        *,
+        namespace: str = "/service",
+        timeout: float = 1.0,
+        check_interval: float = 3.0,
+    ) -> None:
+        if not scope or "/" in scope:
+            raise ConfigurationError(f"Patroni scope {scope!r}: a non-empty name without '/'")
+        if check_interval <= 0 or timeout <= 0:
+            raise ConfigurationError("timeout and check_interval must be positive")
+        self.scope = scope
+        self.prefix = f"{'/' + namespace.strip('/') if namespace.strip('/') else ''}/{scope}/"
+        self.gateway = EtcdGateway(etcd, timeout=timeout)
+        self.check_interval = float(check_interval)
+        self.views = 0
+        self.outages = 0
+        self._keys: dict[str, str] = {}
+        self._revision = 0
+
+    def describe(self) -> str:
+        endpoints = ",".join(f"{host}:{port}" for host, port in self.gateway.endpoints)
+        return f"Patroni scope {self.scope!r} in etcd {endpoints} ({self.prefix})"
+
+    def __repr__(self) -> str:
+        return f"PatroniEtcd({self.describe()})"
+
+    @property
+    def requests(self) -> int:
+        return self.gateway.requests
+
+    def view(self) -> DcsView:
+        """The view of the keys read so far (no network)."""
+        leader = self._keys.get(self.prefix + "leader")
+        members_prefix = self.prefix + "members/"
+        members = []
+        for key, value in sorted(self._keys.items()):
+            if key.startswith(members_prefix):
+                member = member_from_json(key[len(members_prefix) :], value)
+                if member is not None:
+                    members.append(member)
+        return DcsView(leader.strip() if leader else None, tuple(members), self._revision)
+
+    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
+        """Read, then watch and check, until cancelled (see :class:`topology.dcs.DcsWatch`)."""
+        backoff = _BACKOFF_FIRST
+        while True:
+            try:
+                await self._read(on_view)
+                backoff = _BACKOFF_FIRST
+                await self._follow(on_view)
+            except EtcdUnavailable as exc:
+                self.outages += 1
+                on_lost(str(exc))
+            except Exception as exc:  # a malformed answer: report it, start over
+                self.outages += 1
+                log.debug("etcd watch of %s failed", self.prefix, exc_info=True)
+                on_lost(f"unexpected answer from etcd ({type(exc).__name__})")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    async def _read(self, on_view: Callable[[DcsView], None]) -> None:
+        revision, events = await self.gateway.range_prefix(self.prefix)
+        self._keys = {event.key: event.value or "" for event in events}
+        self._revision = revision
+        self.views += 1
+        on_view(self.view())
+
+    async def _follow(self, on_view: Callable[[DcsView], None]) -> None:
+        """Watch and check side by side; the first to fail ends both."""
+        watch = asyncio.ensure_future(self._watch(on_view))
+        check = asyncio.ensure_future(self._check(on_view))
+        watch.set_name(f"topology-etcd-watch-{self.scope}")
+        check.set_name(f"topology-etcd-check-{self.scope}")
+        try:
+            done, _ = await asyncio.wait((watch, check), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watch, check):
+                task.cancel()
+            await asyncio.wait((watch, check))
+        for task in done:
+            task.result()  # raises what ended it
+
+    async def _watch(self, on_view: Callable[[DcsView], None]) -> None:
+        async for _, events in self.gateway.watch_prefix(self.prefix, self._revision + 1):
+            if self._apply(events):
+                self.views += 1
+                on_view(self.view())
+
+    def _apply(self, events: list[EtcdEvent]) -> bool:
+        changed = False
+        for event in events:
+            if event.revision <= self._revision:
+                continue  # already in a read made since
+            changed = True
+            if event.value is None:
+                self._keys.pop(event.key, None)
+            else:
+                self._keys[event.key] = event.value
+        if changed:
+            self._revision = max(event.revision for event in events)
+        return changed
+
+    async def _check(self, on_view: Callable[[DcsView], None]) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            await self._read(on_view)
