@@ -6,7 +6,7 @@ cluster three things, through three callbacks, each only when it changes:
 * ``set_hosts(hosts)``: the static hosts followed by the members' addresses;
 * ``dcs_leader(host)``: the leader the store names (None: no leader), so the
   cluster probes at once instead of at its next round;
-* ``dcs_health(healthy)``: whether the store answers, so the cluster can probe
+* ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
 Logging: one WARNING when the store is lost, one when it answers again;
@@ -45,7 +45,7 @@ class DcsFollower:
         *,
         set_hosts: Callable[[Sequence[str]], None],
         dcs_leader: Callable[[str | None], None],
-        dcs_health: Callable[[bool], None],
+        dcs_health: Callable[[bool, str | None], None],
         tracer: Tracer | None = None,
     ) -> None:
         self.watch = watch
@@ -88,7 +88,7 @@ class DcsFollower:
                 )
                 if self._tracer is not None:
                     self._tracer(DcsAnswered(self.watch.describe()))
-            self._dcs_health(True)
+            self._dcs_health(True, None)
         old, self.view = self.view, view
         if self._first is not None:
             self._first.set()
@@ -116,4 +116,4 @@ class DcsFollower:
         )
         if self._tracer is not None:
             self._tracer(DcsLost(self.watch.describe(), reason))
-        self._dcs_health(False)
+        self._dcs_health(False, reason)

@@ -107,23 +107,28 @@ class _HttpError(Exception):
 
 
 async def _open(host: str, port: int, path: str, body: dict[str, Any]) -> Any:
+    """Send one POST; return the status, the headers and the open stream (caller closes)."""
     reader, writer = await asyncio.open_connection(host, port, limit=_MAX_LINE)
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
-    )
-    writer.write(head.encode() + payload)
-    await writer.drain()
-    status_line = await reader.readline()
-    fields = status_line.split(b" ", 2)
-    if len(fields) < 2 or not fields[1].isdigit():
+    try:
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + payload)
+        await writer.drain()
+        status_line = await reader.readline()
+        fields = status_line.split(b" ", 2)
+        if len(fields) < 2 or not fields[1].isdigit():
+            raise _HttpError(f"not an HTTP answer: {status_line[:40]!r}")
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+    except BaseException:  # timed out or cancelled too: never leave the socket open
         writer.close()
-        raise _HttpError(f"not an HTTP answer: {status_line[:40]!r}")
-    headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
+        raise
     return int(fields[1]), headers, reader, writer
 
 

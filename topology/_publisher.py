@@ -51,6 +51,7 @@ class Publisher:
         self._last_round_at: float | None = None
         # When each suspect was reported: only a probe started later clears it.
         self._suspects: dict[str, float] = {}
+        self._remarks: dict[str, str] = {}
         self._published: asyncio.Future[None] | None = None
 
     # --- changes of the view -----------------------------------------------------
@@ -64,6 +65,14 @@ class Publisher:
         self.view = dataclasses.replace(view, primary=primary, suspects=frozenset(self._suspects))
         self.pace.failing()
         self._announcer.reported(host, reason, primary)
+
+    def _remark(self, source: str, words: str | None) -> None:
+        """Say (or, with None, stop saying) something about ``source`` in every view."""
+        if words is None:
+            self._remarks.pop(source, None)
+        else:
+            self._remarks[source] = words
+        self.view = dataclasses.replace(self.view, remarks=tuple(self._remarks.items()))
 
     def _is_suspect(self, host: str) -> bool:
         return host in self._suspects
@@ -89,7 +98,11 @@ class Publisher:
         primary = snapshot.primary
         fast = None if primary in self._suspects else primary
         self.view = view = ClusterView(
-            snapshot, fast, time.monotonic() + self.stale_after, frozenset(self._suspects)
+            snapshot,
+            fast,
+            time.monotonic() + self.stale_after,
+            frozenset(self._suspects),
+            tuple(self._remarks.items()),
         )
         if fast is not None and not self._suspects:
             self.pace.settled()

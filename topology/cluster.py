@@ -248,6 +248,9 @@ class ClusterResolver(Publisher):
         self._source.set_probers(
             [kept.get(str(address)) or self._prober(address) for address in addresses]
         )
+        if self._dcs is not None:
+            empty = "answers but lists no members: check the scope and the namespace"
+            self._remark(f"{self._dcs.watch.describe()} members", None if names else empty)
         if self.running:
             self._source.wake()
 
@@ -265,8 +268,11 @@ class ClusterResolver(Publisher):
         elif self.running:
             self._source.wake()
 
-    def _dcs_health(self, answers: bool) -> None:
+    def _dcs_health(self, answers: bool, reason: str | None = None) -> None:
         self._dcs_answers = answers
+        if self._dcs is not None:
+            source = self._dcs.watch.describe()
+            self._remark(source, None if answers else f"does not answer: {reason}")
         self.pace.interval = self.dcs_interval if answers else self.interval
         if not answers and self.running:
             self._source.wake()  # it may be sleeping a dcs_interval: go back to SQL now
@@ -311,8 +317,11 @@ class ClusterResolver(Publisher):
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
+        hosts = ",".join(self._names) or "no hosts yet"
+        if self._dcs is not None:
+            hosts += f", dcs={self._dcs.watch.describe()}"
         return (
-            f"ClusterResolver({','.join(self._names)}, driver={self.driver.name}, "
+            f"ClusterResolver({hosts}, driver={self.driver.name}, "
             f"primary={self.view.snapshot.primary}, {state})"
         )
 

@@ -209,4 +209,6 @@ def no_primary(view: ClusterView, waited: float) -> NoPrimaryError:
             causes[state.host] = "primary, reported failing and not confirmed since"
         else:
             causes[state.host] = snapshot.describe(state)
-    return NoPrimaryError(f"no primary among {len(causes)} hosts after {waited:g} s", causes)
+    hosts = len(causes)
+    causes.update(view.remarks)
+    return NoPrimaryError(f"no primary among {hosts} hosts after {waited:g} s", causes)

@@ -41,13 +41,16 @@ class ClusterView:
     reported on it since; None when there is none. ``fresh_until``: the
     :func:`time.monotonic` time after which the snapshot is too old for the
     fast path (0 while the cluster is stopped). ``suspects``: hosts reported
-    failing and not seen answering since.
+    failing and not seen answering since. ``remarks``: ``(source, words)``
+    pairs that explain the view besides its hosts, e.g. a DCS that does not
+    answer; errors such as :class:`topology.NoPrimaryError` include them.
     """
 
     snapshot: Snapshot
     primary: str | None = None
     fresh_until: float = 0.0
     suspects: frozenset[str] = frozenset()
+    remarks: tuple[tuple[str, str], ...] = ()
 
     def stopped(self) -> ClusterView:
         """This view with no fast path: what readers see once the loop has stopped."""

@@ -1,0 +1,174 @@
+"""Unit tests of the DCS pieces that need no server: parsing Patroni's keys, endpoints,
+views, and how a follower turns a store's news into calls to its cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from topology._dcs_follow import DcsFollower, merged
+from topology._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
+from topology.dcs import DcsMember, DcsView, DcsWatch
+from topology.errors import ConfigurationError
+from topology.patroni import PatroniEtcd, member_from_json
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('{"conn_url": "postgres://10.0.0.1:5433/postgres", "role": "primary", "state": "running"}',
+         DcsMember("m1", "10.0.0.1:5433", "primary", "running")),
+        ('{"conn_url": "postgres://db1/postgres"}', DcsMember("m1", "db1:5432")),
+        ('{"conn_url": "postgres://[::1]:6000/postgres", "role": "replica"}',
+         DcsMember("m1", "[::1]:6000", "replica")),
+        ('{"api_url": "http://10.0.0.1:8008/patroni"}', None),
+        ('{"conn_url": "postgres:///postgres"}', None),
+        ('{"conn_url": "postgres://db1:99999/postgres"}', None),
+        ("not json", None),
+        ("[1, 2]", None),
+    ],
+)  # fmt: skip
+def test_member_from_json(value: str, expected: DcsMember | None) -> None:
+    assert member_from_json("m1", value) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "expected"),
+    [
+        ("http://127.0.0.1:2379", [("127.0.0.1", 2379)]),
+        ("http://a:1,http://b:2", [("a", 1), ("b", 2)]),
+        (["a:1", " b "], [("a", 1), ("b", 2379)]),
+    ],
+)
+def test_parse_endpoints(endpoints: str | list[str], expected: list[tuple[str, int]]) -> None:
+    assert parse_endpoints(endpoints) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "words"),
+    [
+        ("", "no etcd endpoint"),
+        ("https://a:2379", "only http://"),
+        ("http://a:notaport", "bad port"),
+        ("http://:2379", "no host"),
+    ],
+)
+def test_bad_endpoints_are_refused(endpoints: str, words: str) -> None:
+    with pytest.raises(ConfigurationError, match=words):
+        parse_endpoints(endpoints)
+
+
+def test_prefix_end_is_the_first_key_after_the_prefix() -> None:
+    assert prefix_end("/service/demo/") == "/service/demo0"
+    assert "/service/demo/leader" < prefix_end("/service/demo/") < "/service/demo0/x"
+
+
+def test_watch_messages_become_events_and_a_cancelled_watch_an_error() -> None:
+    put = {"kv": {"key": "L2EvbGVhZGVy", "mod_revision": "7", "value": "bTI="}}
+    delete = {"type": "DELETE", "kv": {"key": "L2EvbGVhZGVy", "mod_revision": "8"}}
+    message = {"result": {"header": {"revision": "8"}, "events": [put, delete]}}
+    assert _watch_message(message, "e:1") == (
+        8, [EtcdEvent("/a/leader", "m2", 7), EtcdEvent("/a/leader", None, 8)],
+    )  # fmt: skip
+    cancelled = {"result": {"canceled": True, "compact_revision": "5"}}
+    with pytest.raises(Exception, match="compacted at 5"):
+        _watch_message(cancelled, "e:1")
+
+
+def _member_key(watch: PatroniEtcd, name: str, port: int) -> EtcdEvent:
+    value = json.dumps({"conn_url": f"postgres://127.0.0.1:{port}/postgres", "role": "replica"})
+    return EtcdEvent(f"{watch.prefix}members/{name}", value, port)
+
+
+def test_patroni_keys_make_a_view_and_older_events_are_ignored() -> None:
+    watch = PatroniEtcd("http://127.0.0.1:2379", "demo", namespace="/service/")
+    assert watch.prefix == "/service/demo/"
+    events = [_member_key(watch, "m2", 12), _member_key(watch, "m1", 11)]
+    events.append(EtcdEvent(watch.prefix + "leader", "m1", 13))
+    events.append(EtcdEvent(watch.prefix + "config", "{}", 14))
+    assert watch._apply(events)
+    view = watch.view()
+    assert view.leader == "m1"
+    assert view.leader_host == "127.0.0.1:11"
+    assert view.hosts == ("127.0.0.1:11", "127.0.0.1:12")
+    assert view.revision == 14
+    # An event at or before the revision already read changes nothing.
+    assert not watch._apply([EtcdEvent(watch.prefix + "leader", "m2", 13)])
+    assert watch._apply([EtcdEvent(watch.prefix + "leader", None, 15)])
+    assert watch.view().leader is None
+    assert watch.view().leader_host is None
+
+
+def test_scope_and_intervals_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="scope"):
+        PatroniEtcd("http://a:1", "a/b")
+    with pytest.raises(ConfigurationError, match="positive"):
+        PatroniEtcd("http://a:1", "a", check_interval=0)
+    assert PatroniEtcd("http://a:1", "s", namespace="").prefix == "/s/"
+
+
+def test_views_compare_by_leader_and_addresses_only() -> None:
+    one = DcsView("m1", (DcsMember("m1", "a:1", "primary"), DcsMember("m2", "b:1")), 3)
+    again = DcsView("m1", (DcsMember("m1", "a:1", "primary", "running"), DcsMember("m2", "b:1")), 9)
+    assert one.same_cluster_as(again)
+    assert not one.same_cluster_as(None)
+    assert not one.same_cluster_as(DcsView("m2", one.members, 10))
+    assert merged(("a:1", "c:1"), ("b:1", "a:1")) == ("a:1", "c:1", "b:1")
+
+
+class _ScriptedStore:
+    """A DcsWatch whose news the test gives by hand (the follower's input, not a database)."""
+
+    def __init__(self) -> None:
+        self.on_view: Callable[[DcsView], None] = lambda view: None
+        self.on_lost: Callable[[str], None] = lambda reason: None
+
+    def describe(self) -> str:
+        return "scripted store"
+
+    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
+        self.on_view, self.on_lost = on_view, on_lost
+        await asyncio.Event().wait()
+
+
+async def test_a_follower_tells_each_change_once_and_warns_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _ScriptedStore()
+    assert isinstance(store, DcsWatch)
+    calls: list[tuple[str, object]] = []
+    follower = DcsFollower(
+        store, ("static:1",),
+        set_hosts=lambda hosts: calls.append(("hosts", tuple(hosts))),
+        dcs_leader=lambda host: calls.append(("leader", host)),
+        dcs_health=lambda ok, why: calls.append(("health", ok)),
+    )  # fmt: skip
+    task = asyncio.create_task(follower.run())
+    await asyncio.sleep(0)
+    members = (DcsMember("m1", "a:1"), DcsMember("m2", "b:1"))
+    store.on_view(DcsView("m1", members, 1))
+    assert await follower.wait_first_view(0.1)
+    store.on_view(DcsView("m1", members, 2))  # unchanged: proof of life only
+    store.on_view(DcsView("m2", members, 3))
+    with caplog.at_level(logging.WARNING, logger="topology"):
+        store.on_lost("timed out")
+        store.on_lost("timed out")
+        store.on_view(DcsView("m2", members[1:], 4))
+    task.cancel()
+    await asyncio.wait((task,))
+    assert calls == [
+        ("health", True), ("hosts", ("static:1", "a:1", "b:1")), ("leader", "a:1"),
+        ("leader", "b:1"),
+        ("health", False),
+        ("health", True), ("hosts", ("static:1", "b:1")),
+    ]  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "does not answer" in warnings[0]
+    assert "again" in warnings[1]
+    assert follower.outages == 1
+    assert follower.healthy

@@ -1,0 +1,251 @@
+"""ClusterResolver.from_patroni on the real Patroni + etcd cluster (tests/support/patroni.py).
+
+Each behaviour of the DCS source on real processes: members and leader read
+from etcd, a leader change pushed (the SQL interval is a minute, so only the
+push explains following it), SQL winning over a store that names a replica,
+members added and removed, and an etcd the app cannot reach (partitioned by a
+frozen TCP forwarder, or stopped) while writes go on: SQL-only probing, one
+WARNING, and back. The forwarder sits between the app and etcd only, so
+Patroni keeps its DCS and the cluster stays healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.paths import REPO_ROOT
+from tests.support.patroni import PatroniCluster
+from tests.support.waiting import eventually
+from topology import ClusterResolver
+
+pytestmark = pytest.mark.cluster
+
+
+def etcd_url(patroni: PatroniCluster) -> str:
+    return f"http://127.0.0.1:{patroni.cluster.layout.etcd_client_port}"
+
+
+def etcd_call(patroni: PatroniCluster, path: str, body: dict[str, str]) -> Any:
+    """One call to the real etcd's JSON gateway (keys and values in base64)."""
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in body.items()}
+    request = urllib.request.Request(
+        etcd_url(patroni) + path, data=json.dumps(encoded).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.load(answer)
+
+
+def member_json(host: str) -> str:
+    return json.dumps({"conn_url": f"postgres://{host}/postgres", "state": "running"})
+
+
+def probed(cluster: ClusterResolver) -> list[str]:
+    return [state.host for state in cluster.snapshot().hosts]
+
+
+def probe_connections(patroni: PatroniCluster, application_name: str) -> int:
+    """Connections with ``application_name`` open on all members, server-side."""
+    total = 0
+    for host in patroni.hosts:
+        with psycopg.connect(**patroni.conninfo(host), autocommit=True) as conn:  # type: ignore[arg-type]
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (application_name,),
+            ).fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
+@pytest.fixture
+async def make_resolver(patroni_cluster: PatroniCluster) -> AsyncIterator[Any]:
+    made: list[ClusterResolver] = []
+
+    def make(**kwargs: Any) -> ClusterResolver:
+        settings: dict[str, Any] = {
+            "etcd": etcd_url(patroni_cluster),
+            "scope": patroni_cluster.cluster.layout.scope,
+            "namespace": patroni_cluster.cluster.layout.namespace,
+            "user": patroni_cluster.superuser,
+            "password": patroni_cluster.password,
+            "database": "postgres",
+            "application_name": f"dcs-{uuid.uuid4().hex[:10]}",
+            "interval": 60.0,
+            "dcs_interval": 60.0,
+            "probe_timeout": 1.0,
+            "wait_timeout": 10.0,
+            **kwargs,
+        }
+        cluster = ClusterResolver.from_patroni(**settings)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        await cluster.close()
+
+
+async def test_members_and_leader_come_from_the_dcs_and_no_probe_connection_is_held(
+    patroni_cluster: PatroniCluster, make_resolver: Any
+) -> None:
+    leader = patroni_cluster.leader()
+    cluster = make_resolver()
+    sql_only = ClusterResolver(
+        patroni_cluster.hosts, user=patroni_cluster.superuser, password=patroni_cluster.password,
+        database="postgres", application_name=f"sql-{uuid.uuid4().hex[:10]}",
+    )  # fmt: skip
+    async with cluster, sql_only:
+        assert await cluster.master() == f"127.0.0.1:{leader.port}"
+        assert sorted(probed(cluster)) == sorted(patroni_cluster.hosts)
+        assert await sql_only.master() == f"127.0.0.1:{leader.port}"
+        stats = cluster.stats()
+        assert stats.dcs_answers is True
+        assert stats.dcs_outages == 0
+        assert stats.dcs_views >= 1
+        name = cluster.options.application_name
+        assert name is not None
+        assert sql_only.options.application_name is not None
+        await eventually(lambda: probe_connections(patroni_cluster, name) == 0, timeout=10)
+        # SQL-only keeps one per host: the difference the DCS makes.
+        assert probe_connections(patroni_cluster, sql_only.options.application_name) == 3
+        assert sql_only.stats().dcs_answers is None
+
+
+async def test_a_leader_change_is_pushed(
+    patroni_cluster: PatroniCluster, make_resolver: Any
+) -> None:
+    cluster = make_resolver()
+    async with cluster:
+        old = await cluster.master()
+        new_leader = await asyncio.to_thread(patroni_cluster.switchover)
+        new = f"127.0.0.1:{new_leader.port}"
+        assert new != old
+        # Rounds every 60 s and no request failing: only the DCS can say it.
+        await eventually(lambda: cluster.view.primary == new, timeout=30)
+        assert await cluster.master() == new
+        assert cluster.stats().failure_reports >= 1  # the push put the old primary in doubt
+
+
+@pytest.fixture
+def own_scope(patroni_cluster: PatroniCluster) -> Iterator[str]:
+    """A scope of our own in the real etcd, written by the test; removed afterwards."""
+    scope = f"split{uuid.uuid4().hex[:8]}"
+    yield scope
+    prefix = f"/service/{scope}/"
+    etcd_call(
+        patroni_cluster, "/v3/kv/deleterange", {"key": prefix, "range_end": prefix[:-1] + "0"}
+    )
+
+
+async def test_sql_wins_over_the_dcs_and_members_follow_the_keys(
+    patroni_cluster: PatroniCluster, make_resolver: Any, own_scope: str
+) -> None:
+    leader = patroni_cluster.leader()
+    replicas = patroni_cluster.replicas()
+    prefix = f"/service/{own_scope}/"
+    for member, host in zip(("m1", "m2", "m3"), patroni_cluster.hosts, strict=True):
+        etcd_call(patroni_cluster, "/v3/kv/put", {"key": prefix + "members/" + member,
+                                                   "value": member_json(host)})  # fmt: skip
+    named = patroni_cluster.hosts.index(f"127.0.0.1:{replicas[0].port}")
+    etcd_call(patroni_cluster, "/v3/kv/put", {"key": prefix + "leader", "value": f"m{named + 1}"})
+    cluster = make_resolver(scope=own_scope, namespace="/service")
+    async with cluster:
+        # The store names a replica; the probes say who accepts writes.
+        assert await cluster.master() == f"127.0.0.1:{leader.port}"
+        dropped = patroni_cluster.hosts[named]
+        etcd_call(patroni_cluster, "/v3/kv/deleterange", {"key": prefix + f"members/m{named + 1}"})
+        await eventually(lambda: dropped not in probed(cluster), timeout=10)
+        assert len(cluster.snapshot().hosts) == 2
+        etcd_call(patroni_cluster, "/v3/kv/put", {"key": prefix + f"members/m{named + 1}",
+                                                   "value": member_json(dropped)})  # fmt: skip
+        await eventually(lambda: dropped in probed(cluster), timeout=10)
+        await eventually(lambda: dropped in cluster.snapshot().replicas, timeout=10)
+        assert await cluster.master() == f"127.0.0.1:{leader.port}"
+
+
+@pytest.fixture
+def etcd_forwarder(patroni_cluster: PatroniCluster) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A TCP forwarder to etcd in its own process: SIGSTOP partitions, SIGKILL stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compose.bench._forward",
+         str(patroni_cluster.cluster.layout.etcd_client_port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+async def _write(patroni: PatroniCluster, cluster: ClusterResolver) -> int:
+    host = await cluster.master()
+
+    def insert() -> int:
+        with psycopg.connect(**patroni.conninfo(host), autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute("CREATE TABLE IF NOT EXISTS dcs_writes (id serial)")
+            conn.execute("INSERT INTO dcs_writes DEFAULT VALUES")
+        return 1
+
+    return await asyncio.to_thread(insert)
+
+
+async def test_an_unreachable_dcs_falls_back_to_sql_and_back_while_writes_go_on(
+    patroni_cluster: PatroniCluster,
+    make_resolver: Any,
+    etcd_forwarder: tuple[subprocess.Popen[str], int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    forwarder, port = etcd_forwarder
+    cluster = make_resolver(
+        etcd=f"http://127.0.0.1:{port}", etcd_timeout=0.3, etcd_check_interval=0.3, interval=0.2
+    )
+    name = cluster.options.application_name
+    writes = 0
+
+    async def writing_until(condition: Any, timeout: float = 15) -> None:
+        nonlocal writes
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "condition never met"
+            writes += await _write(patroni_cluster, cluster)  # raises if a write fails
+            await asyncio.sleep(0.02)
+
+    async with cluster:
+        await writing_until(lambda: cluster.stats().dcs_answers)
+        await writing_until(lambda: probe_connections(patroni_cluster, name) == 0)
+        with caplog.at_level(logging.WARNING, logger="topology"):
+            forwarder.send_signal(signal.SIGSTOP)  # partitioned: connects hang, reads time out
+            await writing_until(lambda: cluster.stats().dcs_answers is False)
+            # SQL-only again: rounds every 0.2 s on persistent connections.
+            await writing_until(lambda: probe_connections(patroni_cluster, name) == 3)
+            forwarder.send_signal(signal.SIGCONT)
+            await writing_until(lambda: cluster.stats().dcs_answers)
+            forwarder.kill()  # stopped: connections refused
+            await writing_until(lambda: cluster.stats().dcs_answers is False)
+        stats = cluster.stats()
+    assert stats.dcs_outages == 2
+    assert writes > 0
+    lost = [r for r in caplog.records if "does not answer" in r.getMessage()]
+    back = [r for r in caplog.records if "answers again" in r.getMessage()]
+    assert len(lost) == 2
+    assert len(back) == 1
+    assert all(r.levelno == logging.WARNING for r in lost + back)
