@@ -9,7 +9,7 @@ message per line, for as long as the connection lives).
 
 Endpoints: a list of ``http://host:port``; a call that cannot reach one
 (refused, timed out, an error status) goes on to the next, and the one that
-answered is tried first next time. :class:`EtcdUnavailable` carries the
+answered is tried first next time. :class:`topology._http.Unreachable` carries the
 reason of every endpoint tried.
 
 Timeouts: every :meth:`EtcdGateway.range_prefix` call, connect included,
@@ -31,28 +31,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from topology._http import HttpError, Unreachable, json_lines, open_request, why
 from topology.errors import ConfigurationError
 
-__all__ = ["EtcdEvent", "EtcdGateway", "EtcdUnavailable", "prefix_end"]
+__all__ = ["EtcdEvent", "EtcdGateway", "parse_endpoints", "prefix_end"]
 
 log = logging.getLogger("topology")
-_MAX_LINE = 4 * 1024 * 1024  # one watch message; Patroni's values are a few hundred bytes
-
-
-class EtcdUnavailable(Exception):
-    """No endpoint answered; ``reasons`` maps each endpoint tried to why."""
-
-    def __init__(self, what: str, reasons: dict[str, str]) -> None:
-        self.reasons = dict(reasons)
-        detail = "; ".join(f"{endpoint}: {why}" for endpoint, why in reasons.items())
-        super().__init__(f"etcd {what}: no endpoint answered ({detail})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,85 +68,30 @@ def prefix_end(prefix: str) -> str:
     return (raw[:-1] + bytes([raw[-1] + 1])).decode("latin-1")
 
 
-def _endpoint(url: str) -> tuple[str, int]:
+def _endpoint(url: str, default_port: int, what: str) -> tuple[str, int]:
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme != "http":
         raise ConfigurationError(
-            f"etcd endpoint {url!r}: only http:// is supported (https is not yet)"
+            f"{what} endpoint {url!r}: only http:// is supported (https is not yet)"
         )
     if not parts.hostname:
-        raise ConfigurationError(f"etcd endpoint {url!r}: no host")
+        raise ConfigurationError(f"{what} endpoint {url!r}: no host")
     try:
-        port = parts.port or 2379
+        port = parts.port or default_port
     except ValueError as exc:
-        raise ConfigurationError(f"etcd endpoint {url!r}: bad port") from exc
+        raise ConfigurationError(f"{what} endpoint {url!r}: bad port") from exc
     return parts.hostname, port
 
 
-def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, int]]:
+def parse_endpoints(
+    endpoints: str | Sequence[str], default_port: int = 2379, what: str = "etcd"
+) -> list[tuple[str, int]]:
     """``"http://h1:2379,h2:2379"`` or a list of them; ConfigurationError if bad or empty."""
     items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
-    parsed = [_endpoint(item.strip()) for item in items if item.strip()]
+    parsed = [_endpoint(item.strip(), default_port, what) for item in items if item.strip()]
     if not parsed:
-        raise ConfigurationError("no etcd endpoint given")
+        raise ConfigurationError(f"no {what} endpoint given")
     return parsed
-
-
-class _HttpError(Exception):
-    pass
-
-
-async def _open(host: str, port: int, path: str, body: dict[str, Any]) -> Any:
-    """Send one POST; return the status, the headers and the open stream (caller closes)."""
-    reader, writer = await asyncio.open_connection(host, port, limit=_MAX_LINE)
-    try:
-        payload = json.dumps(body).encode()
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + payload)
-        await writer.drain()
-        status_line = await reader.readline()
-        fields = status_line.split(b" ", 2)
-        if len(fields) < 2 or not fields[1].isdigit():
-            raise _HttpError(f"not an HTTP answer: {status_line[:40]!r}")
-        headers: dict[str, str] = {}
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-    except BaseException:  # timed out or cancelled too: never leave the socket open
-        writer.close()
-        raise
-    return int(fields[1]), headers, reader, writer
-
-
-async def _chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
-    if headers.get("transfer-encoding", "").lower() != "chunked":
-        length = headers.get("content-length")
-        yield await (reader.readexactly(int(length)) if length else reader.read())
-        return
-    while True:
-        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            return
-        data = await reader.readexactly(size)
-        await reader.readexactly(2)  # the CRLF after each chunk
-        yield data
-
-
-async def _lines(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[Any]:
-    """The JSON messages of a body, one per line (the gateway streams them so)."""
-    buffer = b""
-    async for chunk in _chunks(reader, headers):
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if line.strip():
-                yield json.loads(line)
-    if buffer.strip():
-        yield json.loads(buffer)
 
 
 def _error_words(status: int, message: Any) -> str:
@@ -190,15 +125,15 @@ class EtcdGateway:
     async def range_prefix(self, prefix: str) -> tuple[int, list[EtcdEvent]]:
         """Every key under ``prefix`` and the store's revision (a linearizable read).
 
-        Raises :class:`EtcdUnavailable` when no endpoint answers within ``timeout`` each.
+        Raises :class:`Unreachable` when no endpoint answers within ``timeout`` each.
         """
         body = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
         reasons: dict[str, str] = {}
         for index, host, port in self._order():
             try:
                 message = await asyncio.wait_for(self._call(host, port, body), self.timeout)
-            except (OSError, asyncio.TimeoutError, _HttpError, ValueError) as exc:
-                reasons[f"{host}:{port}"] = _why(exc)
+            except (OSError, asyncio.TimeoutError, HttpError, ValueError) as exc:
+                reasons[f"{host}:{port}"] = why(exc)
                 continue
             self._first = index
             revision = int(message.get("header", {}).get("revision", 0))
@@ -207,18 +142,20 @@ class EtcdGateway:
                 for kv in message.get("kvs", ())
             ]
             return revision, events
-        raise EtcdUnavailable(f"range {prefix!r}", reasons)
+        raise Unreachable(f"range {prefix!r}", reasons)
 
     async def _call(self, host: str, port: int, body: dict[str, Any]) -> Any:
         self.requests += 1
-        status, headers, reader, writer = await _open(host, port, "/v3/kv/range", body)
+        status, headers, reader, writer = await open_request(
+            host, port, "POST", "/v3/kv/range", body
+        )
         try:
-            messages = [message async for message in _lines(reader, headers)]
+            messages = [message async for message in json_lines(reader, headers)]
         finally:
             writer.close()
         message = messages[0] if messages else {}
         if status != 200:
-            raise _HttpError(_error_words(status, message))
+            raise HttpError(_error_words(status, message))
         return message
 
     async def watch_prefix(
@@ -227,7 +164,7 @@ class EtcdGateway:
         """Yield ``(revision, events)`` for every change under ``prefix`` from ``start_revision``.
 
         Connects to the first endpoint that answers within ``timeout``, then
-        waits for events without a limit. Raises :class:`EtcdUnavailable` when
+        waits for events without a limit. Raises :class:`Unreachable` when
         none answers, or when the stream ends or etcd cancels the watch
         (e.g. ``start_revision`` was compacted: read the prefix again).
         """
@@ -242,34 +179,36 @@ class EtcdGateway:
         for index, host, port in self._order():
             try:
                 self.requests += 1
-                opened = await asyncio.wait_for(_open(host, port, "/v3/watch", body), self.timeout)
-            except (OSError, asyncio.TimeoutError, _HttpError) as exc:
-                reasons[f"{host}:{port}"] = _why(exc)
+                opened = await asyncio.wait_for(
+                    open_request(host, port, "POST", "/v3/watch", body), self.timeout
+                )
+            except (OSError, asyncio.TimeoutError, HttpError) as exc:
+                reasons[f"{host}:{port}"] = why(exc)
                 continue
             self._first = index
             status, headers, reader, writer = opened
             try:
                 if status != 200:
-                    raise EtcdUnavailable("watch", {f"{host}:{port}": f"HTTP {status}"})
-                async for message in _lines(reader, headers):
+                    raise Unreachable("watch", {f"{host}:{port}": f"HTTP {status}"})
+                async for message in json_lines(reader, headers):
                     yield _watch_message(message, f"{host}:{port}")
             except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
-                raise EtcdUnavailable("watch", {f"{host}:{port}": _why(exc)}) from exc
+                raise Unreachable("watch", {f"{host}:{port}": why(exc)}) from exc
             finally:
                 writer.close()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(asyncio.wait_for(writer.wait_closed(), self.timeout))
-            raise EtcdUnavailable("watch", {f"{host}:{port}": "the stream ended"})
-        raise EtcdUnavailable("watch", reasons)
+            raise Unreachable("watch", {f"{host}:{port}": "the stream ended"})
+        raise Unreachable("watch", reasons)
 
 
 def _watch_message(message: Any, endpoint: str) -> tuple[int, list[EtcdEvent]]:
     result = message.get("result")
     if not isinstance(result, dict):
-        raise EtcdUnavailable("watch", {endpoint: _error_words(200, message)})
+        raise Unreachable("watch", {endpoint: _error_words(200, message)})
     if result.get("canceled"):
         why = result.get("cancel_reason") or f"compacted at {result.get('compact_revision')}"
-        raise EtcdUnavailable("watch", {endpoint: f"cancelled by etcd: {why}"})
+        raise Unreachable("watch", {endpoint: f"cancelled by etcd: {why}"})
     revision = int(result.get("header", {}).get("revision", 0))
     events = []
     for event in result.get("events", ()):
@@ -278,14 +217,3 @@ def _watch_message(message: Any, endpoint: str) -> tuple[int, list[EtcdEvent]]:
         value = None if deleted else _unb64(kv.get("value", ""))
         events.append(EtcdEvent(_unb64(kv["key"]), value, int(kv["mod_revision"])))
     return revision, events
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, EtcdUnavailable):
-        return "; ".join(exc.reasons.values())
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

@@ -281,25 +281,28 @@ class ClusterResolver(Publisher):
     def from_patroni(
         cls,
         *,
-        etcd: str | Sequence[str],
-        scope: str,
+        etcd: str | Sequence[str] | None = None,
+        scope: str | None = None,
         namespace: str = "/service",
+        rest: str | Sequence[str] | None = None,
         hosts: str | Iterable[str | HostAddress] = (),
-        etcd_timeout: float = 1.0,
-        etcd_check_interval: float = 3.0,
+        dcs_timeout: float = 1.0,
+        dcs_check_interval: float = 3.0,
         **kwargs: Any,
     ) -> ClusterResolver:
-        """Follow a Patroni cluster whose DCS is etcd v3 (see :mod:`topology.patroni`).
+        """Follow a Patroni cluster through its DCS (see :mod:`topology.patroni`).
 
-        ``etcd``: its endpoints (``"http://h1:2379,http://h2:2379"``);
-        ``scope`` / ``namespace``: Patroni's; ``hosts``: static hosts probed
-        besides the members the DCS lists. ``kwargs``: the constructor's.
+        Either ``etcd`` (its v3 endpoints, ``"http://h1:2379,http://h2:2379"``)
+        with Patroni's ``scope`` and ``namespace``, or ``rest`` (members' REST
+        API endpoints, ``"http://h1:8008,..."``, polled every
+        ``dcs_check_interval`` s). ``hosts``: static hosts probed besides the
+        members the DCS lists. ``kwargs``: the constructor's.
         """
-        from topology.patroni import PatroniEtcd
+        from topology.patroni import patroni_watch
 
-        watch = PatroniEtcd(
-            etcd, scope, namespace=namespace, timeout=etcd_timeout,
-            check_interval=etcd_check_interval,
+        watch = patroni_watch(
+            etcd=etcd, scope=scope, namespace=namespace, rest=rest,
+            timeout=dcs_timeout, check_interval=dcs_check_interval,
         )  # fmt: skip
         return cls(hosts, dcs=watch, **kwargs)
 

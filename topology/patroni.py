@@ -1,4 +1,4 @@
-"""Patroni's view of its cluster, read from etcd v3: :class:`PatroniEtcd`.
+"""Patroni's view of its cluster: from etcd v3 (:class:`PatroniEtcd`) or its REST API.
 
 Patroni (with ``etcd3:`` in its configuration) keeps, under
 ``<namespace>/<scope>/``:
@@ -18,6 +18,12 @@ Timeouts: each etcd call gets ``timeout`` seconds per endpoint; a lost store
 is reported within ``check_interval + timeout`` seconds, and retried with a
 backoff of 50 ms doubling up to 2 s.
 
+:class:`PatroniRest` is for apps that cannot reach the DCS: it asks
+Patroni's REST API (``GET /cluster`` on any member) every ``interval``
+seconds. That is polling, not push: a leader change is seen up to
+``interval`` later, and every process adds one request per interval to
+Patroni, so prefer etcd for a fleet.
+
 Example::
 
     cluster = ClusterResolver.from_patroni(
@@ -34,12 +40,13 @@ import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from topology._etcd import EtcdEvent, EtcdGateway, EtcdUnavailable
+from topology._etcd import EtcdEvent, EtcdGateway, parse_endpoints
+from topology._http import Unreachable, get_json, why
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
 
-__all__ = ["PatroniEtcd", "member_from_json"]
+__all__ = ["PatroniEtcd", "PatroniRest", "member_from_json", "patroni_watch", "view_from_cluster"]
 
 log = logging.getLogger("topology")
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
@@ -120,7 +127,7 @@ class PatroniEtcd:
                 await self._read(on_view)
                 backoff = _BACKOFF_FIRST
                 await self._follow(on_view)
-            except EtcdUnavailable as exc:
+            except Unreachable as exc:
                 self.outages += 1
                 on_lost(str(exc))
             except Exception as exc:  # a malformed answer: report it, start over
@@ -176,3 +183,110 @@ class PatroniEtcd:
         while True:
             await asyncio.sleep(self.check_interval)
             await self._read(on_view)
+
+
+_LEADER_ROLES = frozenset({"leader", "standby_leader", "primary", "master"})
+
+
+def view_from_cluster(document: object, revision: int) -> DcsView:
+    """A view from Patroni's ``GET /cluster`` answer; ValueError when it is not one."""
+    if not isinstance(document, dict) or not isinstance(document.get("members"), list):
+        raise ValueError("not a Patroni /cluster answer")
+    members, leader = [], None
+    for item in document["members"]:
+        try:
+            host = str(HostAddress(str(item["host"]), int(item.get("port") or DEFAULT_PORT)))
+            name = str(item["name"])
+        except (KeyError, TypeError, ValueError, ConfigurationError):
+            continue  # a member without an address yet (still starting)
+        role = str(item.get("role", ""))
+        members.append(DcsMember(name, host, role, str(item.get("state", ""))))
+        if role in _LEADER_ROLES:
+            leader = name
+    return DcsView(leader, tuple(sorted(members, key=lambda m: m.name)), revision)
+
+
+class PatroniRest:
+    """A :class:`topology.dcs.DcsWatch` polling Patroni's REST API (see the module docstring).
+
+    ``urls``: members' REST endpoints, ``"http://h1:8008,http://h2:8008"``;
+    each poll asks the one that answered last first, the others after it,
+    each within ``timeout`` seconds.
+    """
+
+    def __init__(
+        self, urls: str | Sequence[str], *, timeout: float = 1.0, interval: float = 1.0
+    ) -> None:
+        if timeout <= 0 or interval <= 0:
+            raise ConfigurationError("timeout and interval must be positive")
+        self.endpoints = parse_endpoints(urls, default_port=8008, what="Patroni REST")
+        self.timeout = float(timeout)
+        self.interval = float(interval)
+        self.requests = 0
+        self.views = 0
+        self.outages = 0
+        self._first = 0
+
+    def describe(self) -> str:
+        endpoints = ",".join(f"{host}:{port}" for host, port in self.endpoints)
+        return f"Patroni REST API {endpoints}"
+
+    def __repr__(self) -> str:
+        return f"PatroniRest({self.describe()})"
+
+    async def poll(self) -> DcsView:
+        """Ask the members in turn for ``/cluster``; Unreachable when none answers."""
+        reasons: dict[str, str] = {}
+        count = len(self.endpoints)
+        for step in range(count):
+            index = (self._first + step) % count
+            host, port = self.endpoints[index]
+            self.requests += 1
+            try:
+                status, document = await asyncio.wait_for(
+                    get_json(host, port, "/cluster"), self.timeout
+                )
+                if status != 200:
+                    raise ValueError(f"HTTP {status}")
+                view = view_from_cluster(document, self.views + 1)
+            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+                reasons[f"{host}:{port}"] = why(exc)
+                continue
+            self._first = index
+            return view
+        raise Unreachable("Patroni REST /cluster", reasons, what="Patroni REST")
+
+    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
+        """Poll every ``interval`` s until cancelled (see :class:`topology.dcs.DcsWatch`)."""
+        while True:
+            try:
+                view = await self.poll()
+            except Unreachable as exc:
+                self.outages += 1
+                on_lost(str(exc))
+            else:
+                self.views += 1
+                on_view(view)
+            await asyncio.sleep(self.interval)
+
+
+def patroni_watch(
+    *,
+    etcd: str | Sequence[str] | None = None,
+    scope: str | None = None,
+    namespace: str = "/service",
+    rest: str | Sequence[str] | None = None,
+    timeout: float = 1.0,
+    check_interval: float = 3.0,
+) -> PatroniEtcd | PatroniRest:
+    """The watch for ``ClusterResolver.from_patroni``: etcd (with a scope) or the REST API."""
+    if (etcd is None) == (rest is None):
+        raise ConfigurationError("give either etcd= (with scope=) or rest=, not both or neither")
+    if etcd is not None:
+        if scope is None:
+            raise ConfigurationError("etcd= needs Patroni's scope= (its 'scope:' setting)")
+        return PatroniEtcd(
+            etcd, scope, namespace=namespace, timeout=timeout, check_interval=check_interval
+        )
+    assert rest is not None
+    return PatroniRest(rest, timeout=timeout, interval=check_interval)

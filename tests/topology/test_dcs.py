@@ -14,7 +14,7 @@ from topology._dcs_follow import DcsFollower, merged
 from topology._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
 from topology.dcs import DcsMember, DcsView, DcsWatch
 from topology.errors import ConfigurationError
-from topology.patroni import PatroniEtcd, member_from_json
+from topology.patroni import PatroniEtcd, member_from_json, patroni_watch, view_from_cluster
 
 
 @pytest.mark.parametrize(
@@ -172,3 +172,33 @@ async def test_a_follower_tells_each_change_once_and_warns_once_per_outage(
     assert "again" in warnings[1]
     assert follower.outages == 1
     assert follower.healthy
+
+
+def test_a_patroni_cluster_answer_makes_a_view() -> None:
+    document = {
+        "members": [
+            {"name": "b", "role": "replica", "host": "10.0.0.2", "port": 5433},
+            {"name": "a", "role": "leader", "state": "running", "host": "10.0.0.1", "port": 5432},
+            {"name": "c", "role": "replica", "state": "starting"},  # no address yet
+        ]
+    }  # fmt: skip
+    view = view_from_cluster(document, 4)
+    assert view.leader == "a"
+    assert view.hosts == ("10.0.0.1:5432", "10.0.0.2:5433")
+    assert view.revision == 4
+    with pytest.raises(ValueError, match="not a Patroni /cluster answer"):
+        view_from_cluster({"state": "running"}, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({}, "either etcd= .* or rest="),
+        ({"etcd": "http://a:1", "rest": "http://a:8008"}, "either etcd="),
+        ({"etcd": "http://a:1"}, "needs Patroni's scope"),
+        ({"rest": "https://a:8008"}, "Patroni REST endpoint .*only http://"),
+    ],
+)
+def test_patroni_watch_needs_one_source(kwargs: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigurationError, match=words):
+        patroni_watch(**kwargs)  # type: ignore[arg-type]

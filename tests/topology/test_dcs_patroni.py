@@ -216,7 +216,7 @@ async def test_an_unreachable_dcs_falls_back_to_sql_and_back_while_writes_go_on(
 ) -> None:
     forwarder, port = etcd_forwarder
     cluster = make_resolver(
-        etcd=f"http://127.0.0.1:{port}", etcd_timeout=0.3, etcd_check_interval=0.3, interval=0.2
+        etcd=f"http://127.0.0.1:{port}", dcs_timeout=0.3, dcs_check_interval=0.3, interval=0.2
     )
     name = cluster.options.application_name
     writes = 0
@@ -249,3 +249,21 @@ async def test_an_unreachable_dcs_falls_back_to_sql_and_back_while_writes_go_on(
     assert len(lost) == 2
     assert len(back) == 1
     assert all(r.levelno == logging.WARNING for r in lost + back)
+
+
+async def test_patronis_rest_api_is_a_source_too(
+    patroni_cluster: PatroniCluster, make_resolver: Any
+) -> None:
+    layout = patroni_cluster.cluster.layout
+    urls = ",".join(f"http://127.0.0.1:{layout.rest_port(m)}" for m in layout.members)
+    # The first endpoint refuses: the next one answers.
+    cluster = make_resolver(etcd=None, scope=None, rest="http://127.0.0.1:1," + urls,
+                            dcs_check_interval=0.2)  # fmt: skip
+    async with cluster:
+        leader = patroni_cluster.leader()
+        assert await cluster.master() == f"127.0.0.1:{leader.port}"
+        assert sorted(probed(cluster)) == sorted(patroni_cluster.hosts)
+        new_leader = await asyncio.to_thread(patroni_cluster.switchover)
+        new = f"127.0.0.1:{new_leader.port}"
+        await eventually(lambda: cluster.view.primary == new, timeout=30)
+        assert cluster.stats().dcs_outages == 0
