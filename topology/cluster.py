@@ -41,15 +41,14 @@ from types import TracebackType
 from typing import Any
 
 from topology._announce import Announcer
-from topology._dcs_follow import DcsFollower
+from topology._dcs_aware import DcsAware
 from topology._probe_loop import ProbeLoop
-from topology._publisher import Publisher
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
 from topology.dcs import DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
-from topology.hosts import ConnectOptions, HostAddress, parse_host, parse_hosts, parse_url
+from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.pace import Pace
 from topology.picker import ReplicaPicker, Strategy
 from topology.prober import HostProber
@@ -82,7 +81,7 @@ class ClusterStats:
     dcs_views: int = 0
 
 
-class ClusterResolver(Publisher):
+class ClusterResolver(DcsAware):
     """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
 
     ``hosts``: a comma-separated string or an iterable of ``host[:port]``
@@ -222,60 +221,6 @@ class ClusterResolver(Publisher):
         return HostProber(
             address, self.options, self.driver, timeout=self.probe_timeout, retries=self._retries
         )
-
-    # --- the DCS (see topology._dcs_follow) -----------------------------------------------
-    def _follower(self, dcs: DcsWatch) -> DcsFollower:
-        if not isinstance(dcs, DcsWatch):
-            raise ConfigurationError(f"dcs must be a topology.dcs.DcsWatch, not {dcs!r}")
-        return DcsFollower(
-            dcs,
-            self._names,
-            set_hosts=self._set_hosts,
-            dcs_leader=self._dcs_leader,
-            dcs_health=self._dcs_health,
-            tracer=self._tracer,
-        )
-
-    def _keeps_connections(self) -> bool:
-        """Probe connections stay open unless the DCS answers and all is calm."""
-        return not self._dcs_answers or self._wants_news()
-
-    def _set_hosts(self, names: Sequence[str]) -> None:
-        addresses = [parse_host(name) for name in names]
-        kept = {prober.host: prober for prober in self._source.probers}
-        self.hosts = tuple(addresses)
-        self._names = tuple(str(address) for address in addresses)
-        self._source.set_probers(
-            [kept.get(str(address)) or self._prober(address) for address in addresses]
-        )
-        if self._dcs is not None:
-            empty = "answers but lists no members: check the scope and the namespace"
-            self._remark(f"{self._dcs.watch.describe()} members", None if names else empty)
-        if self.running:
-            self._source.wake()
-
-    def _dcs_leader(self, host: str | None) -> None:
-        primary = self.view.snapshot.primary
-        if host is not None and host == primary:
-            return
-        if primary is not None and not self._is_suspect(primary):
-            # A hint, not a verdict: the next probe of the primary clears it if
-            # the primary still accepts writes (SQL wins over the DCS).
-            # A constant reason: it becomes a metric attribute (error.type).
-            reason = "the DCS names another leader" if host else "the DCS names no leader"
-            log.warning("%s (%s), not %s: probing now", reason, host or "none", primary)
-            self._failure(primary, None, reason)
-        elif self.running:
-            self._source.wake()
-
-    def _dcs_health(self, answers: bool, reason: str | None = None) -> None:
-        self._dcs_answers = answers
-        if self._dcs is not None:
-            source = self._dcs.watch.describe()
-            self._remark(source, None if answers else f"does not answer: {reason}")
-        self.pace.interval = self.dcs_interval if answers else self.interval
-        if not answers and self.running:
-            self._source.wake()  # it may be sleeping a dcs_interval: go back to SQL now
 
     @classmethod
     def from_patroni(
