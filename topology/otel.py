@@ -27,7 +27,8 @@ Metrics (units in brackets):
 * ``topology.primary.unavailable`` (s, observable gauge): seconds since the
   primary was lost, 0 while one is answered.
 * ``topology.split_brain`` ({event}, counter): hosts newly claiming primary
-  besides the real one.
+  besides the real one (no host attribute, to keep one series; the hosts
+  are in the failover span's events and the WARNING log).
 * ``topology.dcs.outages`` ({outage}, counter) and ``topology.dcs.up`` (1,
   observable gauge): the DCS of ``ClusterResolver(dcs=...)`` stopped
   answering / answers (1 also when no DCS is used).
@@ -202,7 +203,11 @@ class OtelTracer:
         elif isinstance(event, (PrimaryLost, PrimaryFound)):
             self._failover(event)
         elif isinstance(event, SplitBrain):
-            self._split.add(1, {**_BASE, "topology.hosts": ",".join(event.hosts)})
+            # No host list as an attribute: every combination would be a new series.
+            # The hosts are in the span event and in the WARNING log line.
+            self._split.add(1, dict(_BASE))
+            if self._span is not None:
+                self._span.add_event("split brain", {"topology.hosts": ",".join(event.hosts)})
         elif isinstance(event, ReadAfterWrite):
             self._reads.add(1, {**_server(event.host), "topology.read.kind": event.kind})
         elif isinstance(event, DcsLost):

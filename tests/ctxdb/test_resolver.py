@@ -23,6 +23,7 @@ from ctxdb import (
     run_in_new_ctx,
 )
 from ctxdb.resolver import split_host
+from ctxdb.trace import CommitOutcomeUnknown, Event, RetrySafeFailure
 from tests.support.ctxdb import DRIVERS, backends
 from tests.support.waiting import eventually as wait_until
 
@@ -149,7 +150,8 @@ async def test_commit_in_flight_is_reported_as_unknown_outcome(
     table.execute(SLOW_COMMIT_DDL)
     label = f"committing-{driver}"
     resolver = SwitchableResolver(label)
-    connect = make_connect(label, resolver=resolver)
+    events: list[Event] = []
+    connect = make_connect(label, resolver=resolver, tracer=events.append)
 
     async def request() -> None:
         session = await db_session(connect)
@@ -163,6 +165,11 @@ async def test_commit_in_flight_is_reported_as_unknown_outcome(
     resolver.switch("elsewhere")
     with pytest.raises(CommitOutcomeUnknownError, match="may or may not"):
         await asyncio.wait_for(task, 10)
+    # The tracer hears it as what it is: not a retry-safe failure.
+    assert [e for e in events if isinstance(e, CommitOutcomeUnknown)] == [
+        CommitOutcomeUnknown(label)
+    ]
+    assert not [e for e in events if isinstance(e, RetrySafeFailure)]
     # The server has not noticed yet; do not leave it sleeping inside COMMIT.
     table.execute(
         "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from ctxdb import DBConnect, RetryableConnectionError, db_session, run_in_new_ct
 from ctxdb.read_your_writes import parse_lsn
 from ctxdb.trace import (
     ConnectionsCut,
+    ConnectRetried,
     EngineSwapped,
     Event,
     PositionRecorded,
@@ -26,6 +28,7 @@ from ctxdb.trace import (
     RetrySafeFailure,
     SafeTracer,
 )
+from tests.support.ctxdb import DRIVERS
 from tests.support.replicated import resolver_and_master
 from tests.support.waiting import eventually
 from topology import ClusterResolver
@@ -234,3 +237,49 @@ async def test_a_tracer_that_raises_is_logged_once_and_breaks_nothing(
     warnings = [r for r in caplog.records if "tracer" in r.getMessage()]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
+
+
+class _MovesOnReport:
+    """A resolver naming ``first`` until a failure is reported on it, then ``then``."""
+
+    def __init__(self, first: str, then: str) -> None:
+        self.host, self._then = first, then
+        self.reports: list[str] = []
+
+    async def __call__(self) -> str:
+        return self.host
+
+    def report_failure(self, host: str, exc: BaseException | None = None) -> None:
+        self.reports.append(host)
+        if host == self.host:
+            self.host = self._then
+
+
+def _refused_host() -> str:
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+async def test_a_refused_connect_is_retried_on_the_next_host_and_traced(
+    pg_server: PostgresNode, driver: str
+) -> None:
+    dead = _refused_host()
+    resolver = _MovesOnReport(dead, pg_server.host)
+    events: list[Event] = []
+    url = pg_server.url(DRIVERS[driver]).replace(pg_server.host, "")
+    connect = DBConnect(resolver=resolver, url=url, tracer=events.append)
+
+    async def request() -> int:
+        session = await db_session(connect)
+        return int((await session.execute(text("select inet_server_port()"))).scalar_one())
+
+    try:
+        assert await asyncio.wait_for(run_in_new_ctx(request), DEADLINE) == pg_server.port
+    finally:
+        await connect.close()
+    assert resolver.reports == [dead]
+    assert [e for e in events if isinstance(e, ConnectRetried)] == [
+        ConnectRetried(dead, "connect failed")
+    ]
+    assert not [e for e in events if isinstance(e, RetrySafeFailure)]  # the caller saw nothing

@@ -30,6 +30,7 @@ from tests.support.paths import REPO_ROOT
 from tests.support.patroni import PatroniCluster
 from tests.support.waiting import eventually
 from topology import ClusterResolver
+from topology.trace import Counters
 
 pytestmark = pytest.mark.cluster
 
@@ -215,8 +216,13 @@ async def test_an_unreachable_dcs_falls_back_to_sql_and_back_while_writes_go_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     forwarder, port = etcd_forwarder
+    counters = Counters()
     cluster = make_resolver(
-        etcd=f"http://127.0.0.1:{port}", dcs_timeout=0.3, dcs_check_interval=0.3, interval=0.2
+        etcd=f"http://127.0.0.1:{port}",
+        dcs_timeout=0.3,
+        dcs_check_interval=0.3,
+        interval=0.2,
+        tracer=counters,
     )
     name = cluster.options.application_name
     writes = 0
@@ -243,6 +249,7 @@ async def test_an_unreachable_dcs_falls_back_to_sql_and_back_while_writes_go_on(
             await writing_until(lambda: cluster.stats().dcs_answers is False)
         stats = cluster.stats()
     assert stats.dcs_outages == 2
+    assert counters.dcs_outages == 2
     assert writes > 0
     lost = [r for r in caplog.records if "does not answer" in r.getMessage()]
     back = [r for r in caplog.records if "answers again" in r.getMessage()]
