@@ -224,6 +224,20 @@ class Counters:
         """Seconds since the primary was lost; 0.0 while one is answered."""
         return 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
 
+    def as_json(self) -> dict[str, float | int]:
+        """The counts as a JSON object (``python -m topology.probe --watch --json``)."""
+        return {
+            "probes": self.probes,
+            "probe_failures": self.probe_failures,
+            "role_changes": self.role_changes,
+            "failure_reports": self.failure_reports,
+            "split_brains": self.split_brains,
+            "dcs_outages": self.dcs_outages,
+            "episodes": self.episodes,
+            "without_primary_seconds": round(self.without_primary, 3),
+            "unavailable_seconds": round(self.unavailable(), 3),
+        }
+
     def summary(self) -> str:
         """One line, e.g. ``role changes 2, failure reports 1, probe failures 4, ...``."""
         return (

@@ -131,10 +131,17 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
         loop.close()
 
 
-def _document_line(snapshot: Snapshot, args: Arguments, changes: Sequence[LoggedChange]) -> str:
+def _document_line(
+    snapshot: Snapshot,
+    args: Arguments,
+    changes: Sequence[LoggedChange],
+    counters: Counters | None = None,
+) -> str:
     verdict = judge(snapshot, args.lag)
     doc = document(snapshot, verdict, args.lag, at=time.time(), changes=changes)
     if args.watch is not None:  # one object per line
+        if counters is not None:  # the same counts as the screen's "counters:" line
+            doc["counters"] = counters.as_json()
         return json.dumps(doc, separators=(",", ":"))
     return json.dumps(doc, indent=2)
 
@@ -181,7 +188,7 @@ async def _watch(session: ProbeSession, args: Arguments, output: Output, counter
 
     def show(snapshot: Snapshot, changes: list[LoggedChange], log: Sequence[LoggedChange]) -> None:
         if args.json:
-            output.line(_document_line(snapshot, args, changes))
+            output.line(_document_line(snapshot, args, changes, counters))
         else:
             screen.show(_frame(snapshot, args, screen, log, counters))
 

@@ -50,6 +50,10 @@ HOST_KEYS = {
     "detail": (str, type(None)),
     "checked_at": (str, type(None)),
 }
+COUNTER_KEYS = (
+    "probes", "probe_failures", "role_changes", "failure_reports", "split_brains",
+    "dcs_outages", "episodes", "without_primary_seconds", "unavailable_seconds",
+)  # fmt: skip
 DOC_KEYS = {
     "schema": str,
     "time": str,
@@ -132,6 +136,10 @@ def cli_env(cluster: ReplicatedCluster, **extra: str) -> dict[str, str]:
 
 def check_document(doc: dict[str, Any]) -> None:
     """The documented schema topology.probe/1: exact keys and types."""
+    counters = doc.pop("counters", None)  # --watch only: the screen's counters line
+    if counters is not None:
+        assert set(counters) == set(COUNTER_KEYS), set(counters) ^ set(COUNTER_KEYS)
+        assert all(isinstance(value, (int, float)) for value in counters.values())
     assert set(doc) == set(DOC_KEYS), set(doc) ^ set(DOC_KEYS)
     for key, kind in DOC_KEYS.items():
         assert isinstance(doc[key], kind), (key, doc[key])
@@ -495,6 +503,13 @@ def test_watch_sees_promotion(replicated: ReplicatedCluster) -> None:
             ),
             15,
         )
+        # --json carries the same counters as the screen.
+        counted_json = json.loads(json_lines.wait_for(lambda line: '"episodes":1' in line, 15))[
+            "counters"
+        ]
+        assert counted_json["role_changes"] >= 2
+        assert counted_json["probe_failures"] >= 1
+        assert counted_json["failure_reports"] == 0
         for proc in (text, js):
             proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean exit with status 0
         assert text.wait(10) == 0
