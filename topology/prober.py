@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -84,6 +85,15 @@ class _StopAfter(stop_base):
     def __call__(self, retry_state: RetryCallState) -> bool:
         extra = 1 if retry_state.attempt_number == 1 and self.reused_lost() else 0
         return retry_state.attempt_number >= self.attempts + extra
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file.py:123)``: the innermost frame that raised (no values, no secrets)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
 
 
 class HostProber:
@@ -291,7 +301,11 @@ class HostProber:
         )
         if not detail:
             detail = type(exc).__name__
-        return ProbeError(self.host, classify(exc), detail)
+        reason = classify(exc)
+        if reason is Reason.UNEXPECTED:
+            # Nothing we know: say what and where, so the report can be acted on.
+            detail = f"{type(exc).__name__}: {detail}{_where(exc)}"
+        return ProbeError(self.host, reason, detail)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
