@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -63,6 +64,10 @@ def member_from_json(name: str, value: str) -> DcsMember | None:
     except (ValueError, KeyError, TypeError, ConfigurationError):
         return None
     return DcsMember(name, host, str(data.get("role", "")), str(data.get("state", "")))
+
+
+class _WatchBroke(Exception):
+    """The watch stream ended or failed; a read decides whether the store is lost."""
 
 
 class PatroniEtcd:
@@ -120,13 +125,26 @@ class PatroniEtcd:
         return DcsView(leader.strip() if leader else None, tuple(members), self._revision)
 
     async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
-        """Read, then watch and check, until cancelled (see :class:`topology.dcs.DcsWatch`)."""
+        """Read, then watch and check, until cancelled (see :class:`topology.dcs.DcsWatch`).
+
+        Only a failed *read* counts as the store lost: a watch that breaks
+        (a restarted etcd member, a proxy's idle timeout, a compacted
+        revision) is followed by a read at once, which decides.
+        """
         backoff = _BACKOFF_FIRST
         while True:
+            watching_since = None
             try:
                 await self._read(on_view)
-                backoff = _BACKOFF_FIRST
+                watching_since = time.monotonic()
                 await self._follow(on_view)
+            except _WatchBroke as exc:
+                log.debug("etcd watch of %s broke (%s): reading again", self.prefix, exc)
+                assert watching_since is not None
+                if time.monotonic() - watching_since > _BACKOFF_MAX:
+                    backoff = _BACKOFF_FIRST
+                    continue  # it had lived: read again at once
+                # A watch that breaks as soon as it starts must not spin.
             except Unreachable as exc:
                 self.outages += 1
                 on_lost(str(exc))
@@ -160,10 +178,13 @@ class PatroniEtcd:
             task.result()  # raises what ended it
 
     async def _watch(self, on_view: Callable[[DcsView], None]) -> None:
-        async for _, events in self.gateway.watch_prefix(self.prefix, self._revision + 1):
-            if self._apply(events):
-                self.views += 1
-                on_view(self.view())
+        try:
+            async for _, events in self.gateway.watch_prefix(self.prefix, self._revision + 1):
+                if self._apply(events):
+                    self.views += 1
+                    on_view(self.view())
+        except Unreachable as exc:
+            raise _WatchBroke(str(exc)) from exc
 
     def _apply(self, events: list[EtcdEvent]) -> bool:
         changed = False
