@@ -23,7 +23,13 @@ Example::
 
 from __future__ import annotations
 
-from compose.drill._drills import drill_scenario, prepare, run_drills, violations
+from compose.drill._drills import (
+    drill_scenario,
+    prepare,
+    run_drills,
+    unresolved_dcs_hosts,
+    violations,
+)
 from compose.drill._metrics import scenario_metrics
 from compose.drill._poller import PRIMARY, REPLICA, Transition
 from compose.drill._report import (
@@ -63,6 +69,7 @@ __all__ = [
     "scenario_metrics",
     "scenario_table",
     "summary_table",
+    "unresolved_dcs_hosts",
     "violations",
     "write_json",
 ]

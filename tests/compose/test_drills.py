@@ -43,6 +43,7 @@ from compose.drill import (
     missing_keys,
     prepare,
     scenario_metrics,
+    unresolved_dcs_hosts,
     violations,
     write_json,
 )
@@ -106,6 +107,15 @@ def test_drill_keeps_the_invariants(
     assert dcs["views"] > 0
     if scenario == "failover":
         assert metrics["fault"]["new_leader"] != metrics["fault"]["old_leader"]
+
+
+def test_the_dcs_names_the_members_where_ours_dcs_connects(
+    patroni_cluster: PatroniCluster,
+) -> None:
+    """Natively, Patroni publishes 127.0.0.1:PORT, so ours_dcs reaches what etcd names."""
+    cluster = patroni_cluster.cluster
+    assert sorted(cluster.dcs_hosts()) == sorted(cluster.hosts())
+    assert unresolved_dcs_hosts(cluster) == []
 
 
 FAILOVERS = ("switchover", "failover", "crash-leader", "freeze-leader")
