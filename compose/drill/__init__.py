@@ -1,11 +1,11 @@
-"""Failover drills: ours beside a baseline client while the Patroni cluster fails.
+"""Failover drills: ours (SQL-only, and following the DCS) beside a baseline, as the cluster fails.
 
 ``python -m compose.drill SCENARIO...`` (see ``__main__`` and docs/drills.md)
 or, as a library, :func:`run_drills` / :func:`drill_scenario` on a
 :class:`compose.patroni.Cluster`. The modules, in the order data flows:
 
 - ``_scenarios``: the faults (switchover, crash, freeze, ...), one coroutine each;
-- ``_workload``, ``_clients``: writers and readers through our client and the baseline;
+- ``_workload``, ``_clients``: writers and readers through our two clients and the baseline;
 - ``_poller``: an independent record of who accepts writes, and when;
 - ``_run``: one scenario end to end; ``_verify``: what the table really holds;
 - ``_metrics``, ``_report``, ``_plot``: the numbers, the tables and JSON, the PNG;
@@ -23,7 +23,13 @@ Example::
 
 from __future__ import annotations
 
-from compose.drill._drills import drill_scenario, prepare, run_drills, violations
+from compose.drill._drills import (
+    drill_scenario,
+    prepare,
+    run_drills,
+    unresolved_dcs_hosts,
+    violations,
+)
 from compose.drill._metrics import scenario_metrics
 from compose.drill._poller import PRIMARY, REPLICA, Transition
 from compose.drill._report import (
@@ -63,6 +69,7 @@ __all__ = [
     "scenario_metrics",
     "scenario_table",
     "summary_table",
+    "unresolved_dcs_hosts",
     "violations",
     "write_json",
 ]

@@ -1,10 +1,14 @@
-"""The two clients a drill compares, each doing the same requests its own way.
+"""The three clients a drill compares, each doing the same requests its own way.
 
 * :class:`OursClient`: the project, used exactly as an application would.
   Each request opens its own context (``init_db_session_ctx``), writes
   through ``db_session(DBConnect(resolver=cluster.master, url=...))``,
   commits like the middleware (``auto_commit_by_status_code(200)``) and
-  resets the context; readers go through ``cluster.replica``.
+  resets the context; readers go through ``cluster.replica``. Twice: ``ours``
+  probes the hosts over SQL only; ``ours_dcs`` is built with
+  ``ClusterResolver.from_patroni`` (a :class:`DcsTarget`: Patroni's etcd,
+  scope and namespace), is given no host, and learns the members and every
+  leader change from the DCS.
 * :class:`BaselineClient`: what a user sets up without this project:
   SQLAlchemy + asyncpg with a libpq-style multi-host URL,
   ``target_session_attrs=read-write`` (readers: ``prefer-standby``) and
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -77,10 +82,23 @@ def engine_kwargs(
     }
 
 
-class OursClient:
-    """ctxdb + topology: one ClusterResolver, a master and a replica DBConnect."""
+@dataclass(frozen=True)
+class DcsTarget:
+    """Where Patroni keeps its leader and members: etcd's endpoint(s), scope, namespace."""
 
-    name = "ours"
+    etcd: str
+    scope: str
+    namespace: str
+
+
+class OursClient:
+    """ctxdb + topology: one ClusterResolver, a master and a replica DBConnect.
+
+    Without ``dcs``: a resolver over ``hosts``, SQL probes only (client
+    ``ours``). With ``dcs``: ``ClusterResolver.from_patroni`` on it, and
+    ``hosts`` is not used: the members come from the DCS (client ``ours_dcs``).
+    Library defaults otherwise, in both.
+    """
 
     def __init__(
         self,
@@ -93,13 +111,22 @@ class OursClient:
         deadline: float,
         engine_settings: dict[str, Any],
         resolver_settings: dict[str, Any] | None = None,
+        dcs: DcsTarget | None = None,
     ) -> None:
+        self.name = "ours" if dcs is None else "ours_dcs"
         self.run = run
         self.deadline = deadline
-        self.cluster = ClusterResolver(
-            hosts, user=user, password=password, database=database,
-            application_name=f"drill-{run}-probe", **(resolver_settings or {}),
-        )  # fmt: skip
+        common: dict[str, Any] = {
+            "user": user, "password": password, "database": database,
+            "application_name": f"drill-{run}-probe" if dcs is None else f"drill-{run}-dcs-probe",
+            **(resolver_settings or {}),
+        }  # fmt: skip
+        if dcs is None:
+            self.cluster = ClusterResolver(hosts, **common)
+        else:
+            self.cluster = ClusterResolver.from_patroni(
+                etcd=dcs.etcd, scope=dcs.scope, namespace=dcs.namespace, **common
+            )
         url = URL.create("postgresql+asyncpg", username=user, password=password, database=database)
         rendered = url.render_as_string(hide_password=False)
         self.master = DBConnect(
@@ -162,6 +189,15 @@ class OursClient:
 
     def checked_out(self) -> int:
         return self.master.checked_out() + self.replica.checked_out()
+
+    def dcs_stats(self) -> dict[str, Any] | None:
+        """What the resolver saw of the DCS (None without one): call before :meth:`close`."""
+        stats = self.cluster.stats()
+        if stats.dcs_answers is None:
+            return None
+        return {
+            "answers": stats.dcs_answers, "outages": stats.dcs_outages, "views": stats.dcs_views,
+        }  # fmt: skip
 
     async def close(self, timeout: float = 5.0) -> None:
         self._unsubscribe()

@@ -6,13 +6,16 @@
 Scenarios: switchover, failover [--to MEMBER], crash-leader [--fast],
 freeze-leader [--fast] (SIGSTOP, then SIGCONT after the new leader took
 over), crash-replica, restart-all; ``all`` runs every one. While a scenario
-runs, N writers and M readers per client go through two clients side by
-side: ours (ctxdb + topology, exactly as an application uses them) and a
-baseline (SQLAlchemy + asyncpg, multi-host URL, target_session_attrs,
-pool_pre_ping). An independent poller records when each member accepts
-writes. The report (terminal, ``--json``, ``--plot``) gives per scenario the
-write unavailability, the follow time, lost and stale writes, errors by
-class and latencies, ours beside the baseline. See docs/drills.md.
+runs, N writers and M readers per client go through three clients side by
+side: ours (ctxdb + topology, exactly as an application uses them, SQL
+probes only), ours_dcs (the same, built with ``ClusterResolver.from_patroni``
+on the cluster's etcd: it learns the members and the leader from Patroni's
+DCS) and a baseline (SQLAlchemy + asyncpg, multi-host URL,
+target_session_attrs, pool_pre_ping). An independent poller records when
+each member accepts writes. The report (terminal, ``--json``, ``--plot``)
+gives per scenario the write unavailability, the follow time, lost and
+stale writes, errors by class and latencies, ours and ours_dcs beside the
+baseline. See docs/drills.md.
 
 Without ``--url`` / ``--state-dir`` / ``--docker`` the drill starts its own
 native Patroni cluster (:mod:`compose.patroni`) in a temporary directory on free
@@ -22,21 +25,22 @@ Patroni's synchronous mode is on during the drills unless ``--async``.
 
 This module: :func:`run_drills` (blocking; heals between scenarios),
 :func:`drill_scenario` (a coroutine: one scenario, its metrics) and
-:func:`violations` (the invariants our client broke: a lost write in
-synchronous mode, a write accepted by a demoted primary, a request past its
-deadline, a leak). The command line is in ``__main__``. Needs Python 3.11+
-(``asyncio.timeout``).
+:func:`violations` (the invariants our clients broke, SQL-only and DCS
+alike: a lost write in synchronous mode, a write accepted by a demoted
+primary, a request past its deadline, a leak). The command line is in
+``__main__``. Needs Python 3.11+ (``asyncio.timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
-from compose.drill._metrics import scenario_metrics
+from compose.drill._metrics import OURS, scenario_metrics
 from compose.drill._report import scenario_table
 from compose.drill._run import DrillSettings, ScenarioData, run_scenario
-from compose.patroni import Cluster
+from compose.patroni import Cluster, ClusterError
 
 
 async def drill_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> dict[str, Any]:
@@ -70,33 +74,74 @@ def prepare(cluster: Cluster, settings: DrillSettings, timeout: float = 120.0) -
     """Heal the cluster and set Patroni's synchronous mode as the drill wants it.
 
     ``Cluster.set_synchronous`` returns once the mode is in force and stable.
+    Raises ClusterError when the DCS names members this host cannot resolve
+    (see :func:`unresolved_dcs_hosts`).
     """
     cluster.heal(timeout)
     # Always: an attached cluster's record may not say what was PATCHed since.
     cluster.set_synchronous(settings.synchronous, timeout)
+    unresolved = unresolved_dcs_hosts(cluster)
+    if unresolved:
+        raise ClusterError(
+            f"the DCS names members at {', '.join(unresolved)}, which do not resolve here; "
+            "the ours_dcs client connects there. With the Docker cluster, map the member "
+            "names to 127.0.0.1 (docs/drills.md)"
+        )
+
+
+def unresolved_dcs_hosts(cluster: Cluster) -> list[str]:
+    """The member addresses in the DCS whose host name does not resolve on this machine.
+
+    ``ours_dcs`` connects where Patroni's DCS says: ``127.0.0.1`` natively, the
+    service names (``member1`` ...) in the Docker cluster, which reach the
+    members from the host only through a name mapped to 127.0.0.1, where
+    docker compose publishes the same ports. Blocking (name resolution).
+    """
+    unresolved = []
+    for address in cluster.dcs_hosts():
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except OSError:
+            unresolved.append(address)
+    return unresolved
 
 
 def violations(metrics: dict[str, Any], *, synchronous: bool) -> list[str]:
-    """The invariants our client broke in one scenario (empty when none)."""
-    ours = metrics["clients"]["ours"]
-    writes, reads = ours["writes"], ours["reads"]
+    """The invariants our clients (``ours`` and ``ours_dcs``) broke in one scenario.
+
+    Empty when none; a report without one of them is a violation too.
+    """
     name = metrics["scenario"]
     found = []
-    if synchronous and writes["lost"]:
-        found.append(f"{name}: {writes['lost']} committed write(s) lost in synchronous mode")
-    if writes["lost"] is None:
-        found.append(f"{name}: the final primary could not be checked")
-    if writes["stale"]:
-        found.append(f"{name}: {writes['stale']} write(s) accepted by a demoted primary")
-    if writes["phantom"]:
-        found.append(f"{name}: {writes['phantom']} write(s) reported failed but stored")
-    if writes["overran"] or reads["overran"]:
-        found.append(f"{name}: {writes['overran'] + reads['overran']} request(s) past deadline")
-    if ours["checked_out_at_end"]:
-        found.append(f"{name}: {ours['checked_out_at_end']} connection(s) left checked out")
-    left = {h: n for h, n in ours["server_sessions_left"].items() if n}
-    if left:
-        found.append(f"{name}: server sessions left open: {left}")
+    for client in OURS:
+        ours = metrics["clients"].get(client)
+        if ours is None:
+            found.append(f"{name}: no {client} client in the report")
+            continue
+        found += [f"{name}: {client}: {what}" for what in _broken(ours, synchronous)]
     if metrics["leaked_tasks"]:
         found.append(f"{name}: tasks left running: {metrics['leaked_tasks']}")
+    return found
+
+
+def _broken(client: dict[str, Any], synchronous: bool) -> list[str]:
+    """The invariants one of our clients broke (its metrics, see compose.drill._metrics)."""
+    writes, reads = client["writes"], client["reads"]
+    found = []
+    if synchronous and writes["lost"]:
+        found.append(f"{writes['lost']} committed write(s) lost in synchronous mode")
+    if writes["lost"] is None:
+        found.append("the final primary could not be checked")
+    if writes["stale"]:
+        found.append(f"{writes['stale']} write(s) accepted by a demoted primary")
+    if writes["phantom"]:
+        found.append(f"{writes['phantom']} write(s) reported failed but stored")
+    if writes["overran"] or reads["overran"]:
+        found.append(f"{writes['overran'] + reads['overran']} request(s) past deadline")
+    if client["checked_out_at_end"]:
+        found.append(f"{client['checked_out_at_end']} connection(s) left checked out")
+    left = {h: n for h, n in client["server_sessions_left"].items() if n}
+    if left:
+        found.append(f"server sessions left open: {left}")
     return found

@@ -1,4 +1,4 @@
-"""Numbers from a drill's raw data: per client, and the two clients side by side.
+"""Numbers from a drill's raw data: per client, and the three clients side by side.
 
 Times in the result are seconds relative to the fault (the first ``fault``
 mark), rounded to the millisecond. Definitions (see docs/drills.md):
@@ -17,6 +17,10 @@ mark), rounded to the millisecond. Definitions (see docs/drills.md):
   a timeline older than one the poller had seen accepting writes before the
   request started (a node that was no longer the primary).
 * ``overran``: requests that ended later than their deadline + 0.5 s.
+
+Clients (:data:`CLIENTS`): ``ours`` (SQL probes only), ``ours_dcs`` (the
+same, following Patroni's DCS) and ``baseline``; ``ratio`` is baseline / ours
+and ``ratio_dcs`` baseline / ours_dcs.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from compose.drill._workload import COMMITTED, FAILED, OK, READ, UNKNOWN, WRITE,
 
 OVERRUN_SLACK = 0.5
 BIN = 0.1
-CLIENTS = ("ours", "baseline")
+CLIENTS = ("ours", "ours_dcs", "baseline")
+OURS = ("ours", "ours_dcs")  # the clients that keep the invariants (see _drills.violations)
 # (key, label, unit): the rows of the side-by-side comparison.
 COMPARED = (
     ("unavailability", "write unavailability", "s"),
@@ -179,11 +184,13 @@ def _writes_metrics(
     }
 
 
-def _switched(data: ScenarioData, new: Transition | None, fault: float) -> float | None:
-    """When our resolver first named the new primary, relative to the poller's sight of it."""
+def _switched(
+    switches: list[tuple[float, str | None]], new: Transition | None, fault: float
+) -> float | None:
+    """When a resolver first named the new primary, relative to the poller's sight of it."""
     if new is None:
         return None
-    times = [t for t, host in data.resolver_switches if host == new.host and t >= fault]
+    times = [t for t, host in switches if host == new.host and t >= fault]
     return min(times) - new.t if times else None
 
 
@@ -266,19 +273,43 @@ def scenario_metrics(data: ScenarioData) -> dict[str, Any]:
             "bins": _bins(writes, fault, end),
             "checked_out_at_end": data.checked_out.get(name),
             "server_sessions_left": {
-                h: (None if s is None else sum(n for a, n in s.items() if a.endswith(name)))
+                h: (None if s is None else sum(n for a, n in s.items() if a.endswith("-" + name)))
                 for h, s in data.server_sessions.items()
             },
+            **_resolver_metrics(data, name, new, fault),
         }
-    compared = {
-        key: {
-            "ours": clients["ours"]["writes"][key],
-            "baseline": clients["baseline"]["writes"][key],
-            "ratio": ratio(clients["ours"]["writes"][key], clients["baseline"]["writes"][key])
-            if unit == "s" else None,
-        }
-        for key, _, unit in COMPARED
-    }  # fmt: skip
+    return _scenario_document(data, clients, fault, old, new)
+
+
+def _resolver_metrics(
+    data: ScenarioData, client: str, new: Transition | None, fault: float
+) -> dict[str, Any]:
+    """Our resolvers only: when each named the new primary; what the DCS one saw of the DCS."""
+    if client == "ours":
+        switched = _switched(data.resolver_switches, new, fault)
+        return {"resolver_switched_to_new_primary": _r(switched)}
+    if client == "ours_dcs":
+        switched = _switched(data.dcs_resolver_switches, new, fault)
+        return {"resolver_switched_to_new_primary": _r(switched), "dcs": data.dcs_stats}
+    return {}
+
+
+def _compared(clients: dict[str, Any]) -> dict[str, Any]:
+    """Each compared metric of every client side by side, with baseline / ours ratios."""
+    table = {}
+    for key, _, unit in COMPARED:
+        row: dict[str, Any] = {name: clients[name]["writes"][key] for name in CLIENTS}
+        timed = unit == "s"
+        row["ratio"] = ratio(row["ours"], row["baseline"]) if timed else None
+        row["ratio_dcs"] = ratio(row["ours_dcs"], row["baseline"]) if timed else None
+        table[key] = row
+    return table
+
+
+def _scenario_document(
+    data: ScenarioData, clients: dict[str, Any], fault: float, old: Transition | None,
+    new: Transition | None,
+) -> dict[str, Any]:  # fmt: skip
     return {
         "scenario": data.name,
         "run": data.run,
@@ -298,7 +329,11 @@ def scenario_metrics(data: ScenarioData) -> dict[str, Any]:
         "resolver_switches": [
             {"t": _r(t - fault), "host": host} for t, host in data.resolver_switches
         ],
-        "resolver_switched_to_new_primary": _r(_switched(data, new, fault)),
+        "resolver_switched_to_new_primary": clients["ours"]["resolver_switched_to_new_primary"],
+        # The same for the resolver that follows the DCS.
+        "dcs_resolver_switches": [
+            {"t": _r(t - fault), "host": host} for t, host in data.dcs_resolver_switches
+        ],
         # How late the clients' shared event loop ran: large values mean the
         # client process, not the library, was the bottleneck.
         "client_loop_lag": {
@@ -306,5 +341,5 @@ def scenario_metrics(data: ScenarioData) -> dict[str, Any]:
             "max": _r(max(data.loop_lag, default=None)),
         },
         "clients": clients,
-        "compared": compared,
+        "compared": _compared(clients),
     }

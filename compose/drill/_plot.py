@@ -1,6 +1,7 @@
-"""The drill timeline as a PNG: writes per 100 ms, ours beside the baseline.
+"""The drill timeline as a PNG: writes per 100 ms, our two clients beside the baseline.
 
-One row per scenario, one column per client. Commits are drawn upwards
+One row per scenario, one column per client (ours, ours with Patroni's DCS,
+the baseline). Commits are drawn upwards
 (green), writes that failed before COMMIT (red) and those whose outcome is
 unknown (orange) downwards. Vertical lines: the fault (t = 0), the moment
 the independent poller saw the new primary accept writes, the thaw. Reads
@@ -15,7 +16,11 @@ from typing import Any
 
 from compose.drill._metrics import BIN, CLIENTS
 
-LABELS = {"ours": "ctxdb + topology", "baseline": "baseline: multi-host URL + pre-ping"}
+LABELS = {
+    "ours": "ctxdb + topology (SQL probes)",
+    "ours_dcs": "ctxdb + topology, Patroni DCS",
+    "baseline": "baseline: multi-host URL + pre-ping",
+}
 
 
 def plot(scenarios: list[dict[str, Any]], path: Path) -> None:
@@ -27,7 +32,7 @@ def plot(scenarios: list[dict[str, Any]], path: Path) -> None:
 
     rows = len(scenarios)
     fig, axes = plt.subplots(
-        rows, len(CLIENTS), figsize=(13, 2.3 * rows + 0.6), squeeze=False, sharex="row"
+        rows, len(CLIENTS), figsize=(16, 2.3 * rows + 0.6), squeeze=False, sharex="row"
     )
     for row, s in enumerate(scenarios):
         top = max(max(s["clients"][c]["bins"]["committed"], default=0) for c in CLIENTS) or 1

@@ -2,7 +2,10 @@
 
 Pure formatting of :func:`compose.drill._metrics.scenario_metrics` results;
 nothing here touches the network. No password is ever part of a report
-(hosts are ``127.0.0.1:PORT``, clients are named ``ours`` / ``baseline``).
+(hosts are ``127.0.0.1:PORT``, clients are named ``ours`` / ``ours_dcs`` /
+``baseline``). Every table shows the three clients in that order: ours (SQL
+probes only), ours with Patroni's DCS, the baseline; ratios are baseline /
+ours and baseline / ours_dcs.
 """
 
 from __future__ import annotations
@@ -77,20 +80,32 @@ def _headline(s: dict[str, Any]) -> str:
     return what
 
 
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}x"
+
+
 def scenario_table(s: dict[str, Any]) -> str:
     """One scenario: the compared metrics, then errors and leaks per client."""
-    lines = [f"== {_headline(s)}", f"{'':38} {'ours':>10} {'baseline':>10} {'base/ours':>10}"]
+    lines = [
+        f"== {_headline(s)}",
+        f"{'':38} {'ours':>10} {'ours_dcs':>10} {'baseline':>10} {'base/ours':>10} {'base/dcs':>9}",
+    ]
     for key, label, unit in COMPARED:
         row = s["compared"][key]
-        ratio = "" if row["ratio"] is None else f"{row['ratio']:.1f}x"
-        ours, baseline = _fmt(row["ours"], unit), _fmt(row["baseline"], unit)
-        lines.append(f"{label:38} {ours:>10} {baseline:>10} {ratio:>10}")
+        cells = " ".join(f"{_fmt(row[client], unit):>10}" for client in CLIENTS)
+        lines.append(f"{label:38} {cells} {_ratio(row['ratio']):>10} {_ratio(row['ratio_dcs']):>9}")
     for client in CLIENTS:
         c = s["clients"][client]
         errors = ", ".join(f"{k} x{v}" for k, v in c["writes"]["errors"].items()) or "none"
         reads = c["reads"]
         left = sum(n or 0 for n in c["server_sessions_left"].values())
         lines.append(f"  {client} write errors: {errors}")
+        if c.get("dcs"):
+            dcs = c["dcs"]
+            lines.append(
+                f"  {client} DCS: answers {dcs['answers']}, outages {dcs['outages']}, "
+                f"views {dcs['views']}"
+            )
         lines.append(
             f"  {client} reads: {reads['ok']}/{reads['attempted']} ok, p99 "
             f"{_fmt(reads['p99'], 's')}; unknown outcomes stored: "
@@ -106,29 +121,35 @@ def scenario_table(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _triple(row: dict[str, Any], unit: str) -> str:
+    """``ours / ours_dcs / baseline`` of one compared metric."""
+    return " / ".join(_fmt(row[client], unit) for client in CLIENTS)
+
+
 def summary_table(scenarios: list[dict[str, Any]]) -> str:
-    """All scenarios, one line each: ours / baseline for the key figures."""
+    """All scenarios, one line each: ours / ours_dcs / baseline for the key figures."""
     head = (
-        f"{'scenario':14} {'unavailability':>21} {'follow':>19} {'p99 latency':>19} "
-        f"{'lost':>7} {'stale':>7} {'overran':>7}"
+        f"{'scenario':14} {'unavailability':>28} {'follow':>26} {'p99 latency':>26} "
+        f"{'lost':>9} {'stale':>9} {'overran':>9}"
     )
-    lines = [head, f"{'':14} {'(ours / baseline)':>21}"]
+    lines = [head, f"{'':14} {'(ours / ours_dcs / baseline)':>28}"]
     for s in scenarios:
         c = s["compared"]
-
-        def pair(key: str, unit: str, c: dict[str, Any] = c) -> str:
-            return f"{_fmt(c[key]['ours'], unit)} / {_fmt(c[key]['baseline'], unit)}"
-
         lines.append(
-            f"{s['scenario']:14} {pair('unavailability', 's'):>21} {pair('follow', 's'):>19} "
-            f"{pair('p99', 's'):>19} {pair('lost', ''):>7} {pair('stale', ''):>7} "
-            f"{pair('overran', ''):>7}"
+            f"{s['scenario']:14} {_triple(c['unavailability'], 's'):>28} "
+            f"{_triple(c['follow'], 's'):>26} {_triple(c['p99'], 's'):>26} "
+            f"{_triple(c['lost'], ''):>9} {_triple(c['stale'], ''):>9} "
+            f"{_triple(c['overran'], ''):>9}"
         )
     return "\n".join(lines)
 
 
 def markdown_table(scenarios: list[dict[str, Any]]) -> str:
-    """The summary as a Markdown table (for docs/drills.md)."""
+    """The summary as a Markdown table (for docs/drills.md).
+
+    Each cell: ``ours / ours_dcs / baseline``, then for times the ratios
+    ``(baseline ÷ ours, baseline ÷ ours_dcs)`` when one is defined.
+    """
     rows = [
         "| scenario | write unavailability | follow time | longest commit gap | p99 write latency "
         "| committed but lost | accepted by a demoted primary | past deadline |",
@@ -139,8 +160,8 @@ def markdown_table(scenarios: list[dict[str, Any]]) -> str:
         cells = []
         for key, unit in (("unavailability", "s"), ("follow", "s"), ("max_commit_gap", "s"),
                           ("p99", "s"), ("lost", ""), ("stale", ""), ("overran", "")):  # fmt: skip
-            ratio = c[key]["ratio"]
-            tail = f" ({ratio:.1f}x)" if ratio is not None else ""
-            cells.append(f"{_fmt(c[key]['ours'], unit)} / {_fmt(c[key]['baseline'], unit)}{tail}")
+            ratios = (c[key]["ratio"], c[key]["ratio_dcs"])
+            tail = ", ".join(_ratio(r) or "n/a" for r in ratios)
+            cells.append(_triple(c[key], unit) + (f" ({tail})" if any(ratios) else ""))
         rows.append(f"| {s['scenario']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -1,4 +1,4 @@
-"""One drill scenario from start to verdict: poller, clients, workload, fault, checks.
+"""One drill scenario from start to verdict: poller, the three clients, workload, fault, checks.
 
 :func:`run_scenario` runs on the caller's event loop and returns the raw
 :class:`ScenarioData` (every request, the poller's transitions, the marks,
@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from compose.drill._clients import BaselineClient, OursClient, engine_kwargs
+from compose.drill._clients import BaselineClient, DcsTarget, OursClient, engine_kwargs
 from compose.drill._poller import Poller, Transition
 from compose.drill._scenarios import ACTIONS, Fault, FaultOptions, Marks
 from compose.drill._verify import (
@@ -74,6 +74,10 @@ class ScenarioData:
     server_sessions: dict[str, dict[str, int] | None]
     loop_lag: list[float] = field(default_factory=list)
     resolver_switches: list[tuple[float, str | None]] = field(default_factory=list)
+    # The same for the resolver that follows the DCS (client ``ours_dcs``), and
+    # what it saw of the DCS (answers, outages, views; None: no such client).
+    dcs_resolver_switches: list[tuple[float, str | None]] = field(default_factory=list)
+    dcs_stats: dict[str, Any] | None = None
 
 
 @dataclass
@@ -86,10 +90,12 @@ class _Driven:
     checked_out: dict[str, int] = field(default_factory=dict)
     loop_lag: list[float] = field(default_factory=list)
     switches: list[tuple[float, str | None]] = field(default_factory=list)
+    dcs_switches: list[tuple[float, str | None]] = field(default_factory=list)
+    dcs_stats: dict[str, Any] | None = None
 
 
 async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> ScenarioData:
-    """Run scenario ``name`` against ``cluster`` with both clients side by side."""
+    """Run scenario ``name`` against ``cluster`` with the three clients side by side."""
     hosts = cluster.hosts()
     creds: dict[str, Any] = {
         "user": SUPERUSER, "password": cluster.secrets.superuser, "database": settings.database,
@@ -106,7 +112,8 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
         if first is None:
             raise RuntimeError(f"no member of {hosts} accepts writes")
         await create_table(first.host, creds)
-        driven = await _drive(cluster, ACTIONS[name], _clients(hosts, creds, run, settings),
+        dcs = DcsTarget(cluster.etcd_url(), cluster.layout.scope, cluster.layout.namespace)
+        driven = await _drive(cluster, ACTIONS[name], _clients(hosts, creds, run, settings, dcs),
                               marks, settings)  # fmt: skip
         final = await poller.wait_writable(60.0)
         stored = None if final is None else await stored_rows(final.host, creds, run)
@@ -122,24 +129,30 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
         final_primary=None if final is None else final.host, stored=stored,
         checked_out=driven.checked_out, leaked_tasks=tasks, server_sessions=sessions,
         loop_lag=driven.loop_lag, resolver_switches=driven.switches,
+        dcs_resolver_switches=driven.dcs_switches, dcs_stats=driven.dcs_stats,
     )  # fmt: skip
+
+
+# ours (SQL only), ours_dcs (the DCS names the members), baseline.
+_Clients = tuple[OursClient, OursClient, BaselineClient]
 
 
 async def _drive(
-    cluster: Cluster, action: Any, clients: tuple[OursClient, BaselineClient], marks: Marks,
-    settings: DrillSettings,
+    cluster: Cluster, action: Any, clients: _Clients, marks: Marks, settings: DrillSettings,
 ) -> _Driven:  # fmt: skip
-    """Load both clients, inject the fault, stop and close them (always, bounded)."""
-    ours, baseline = clients
+    """Load the clients, inject the fault, stop and close them (always, bounded)."""
+    ours, ours_dcs, baseline = clients
     workload = Workload(
-        [ours, baseline], writers=settings.writers, readers=settings.readers,
+        [ours, ours_dcs, baseline], writers=settings.writers, readers=settings.readers,
         deadline=settings.deadline, pause=settings.pause,
     )  # fmt: skip
     lag = LoopLag()
-    driven = _Driven(requests=workload.requests, loop_lag=lag.samples, switches=ours.switches)
+    driven = _Driven(requests=workload.requests, loop_lag=lag.samples, switches=ours.switches,
+                     dcs_switches=ours_dcs.switches)  # fmt: skip
     lag_task = asyncio.create_task(lag.run(), name="drill-loop-lag")
     try:
-        await ours.start()
+        # Both resolvers start together: neither waits out the other's first round.
+        await asyncio.gather(ours.start(), ours_dcs.start())
         marks.add("start", "workload started")
         workload.start()
         driven.fault, driven.error = await _inject(action, cluster, marks, settings)
@@ -147,30 +160,29 @@ async def _drive(
         await workload.stop()
         lag_task.cancel()
         marks.add("stop", "workload stopped")
-        driven.checked_out = {"ours": ours.checked_out(), "baseline": baseline.checked_out()}
-        await ours.close()
-        await baseline.close()
+        driven.checked_out = {c.name: c.checked_out() for c in clients}
+        driven.dcs_stats = ours_dcs.dcs_stats()
+        for client in clients:
+            await client.close()
     return driven
 
 
 def _clients(
-    hosts: list[str], creds: dict[str, Any], run: str, settings: DrillSettings
-) -> tuple[OursClient, BaselineClient]:
+    hosts: list[str], creds: dict[str, Any], run: str, settings: DrillSettings, dcs: DcsTarget
+) -> _Clients:
+    """``ours`` (SQL only), ``ours_dcs`` (the DCS names the members) and ``baseline``."""
     pool = max(settings.writers, settings.readers, 1)
     common = {**creds, "run": run, "deadline": settings.deadline}
-    ours = OursClient(
-        hosts, **common,
-        engine_settings=engine_kwargs(
-            f"drill-{run}-ours", pool_size=pool, connect_timeout=settings.connect_timeout
-        ),
-    )  # fmt: skip
-    baseline = BaselineClient(
-        hosts, **common,
-        engine_settings=engine_kwargs(
-            f"drill-{run}-baseline", pool_size=pool, connect_timeout=settings.connect_timeout
-        ),
-    )  # fmt: skip
-    return ours, baseline
+
+    def engine(client: str) -> dict[str, Any]:
+        return engine_kwargs(
+            f"drill-{run}-{client}", pool_size=pool, connect_timeout=settings.connect_timeout
+        )
+
+    ours = OursClient(hosts, **common, engine_settings=engine("ours"))
+    ours_dcs = OursClient(hosts, **common, engine_settings=engine("ours_dcs"), dcs=dcs)
+    baseline = BaselineClient(hosts, **common, engine_settings=engine("baseline"))
+    return ours, ours_dcs, baseline
 
 
 async def _inject(

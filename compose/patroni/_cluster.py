@@ -118,6 +118,11 @@ class Cluster:
     def hosts(self) -> list[str]:
         return self.layout.hosts()
 
+    def etcd_url(self) -> str:
+        """etcd's client endpoint as this host reaches it, where Patroni keeps its leader
+        and members (``layout.namespace`` / ``layout.scope``); Docker publishes the same port."""
+        return f"http://127.0.0.1:{self.layout.etcd_client_port}"
+
     def url(self, *, masked: bool = True, driver: str = "postgresql", **params: str) -> str:
         """Multi-host libpq URL of the superuser; the password is ``***`` unless unmasked."""
         password = "***" if masked else quote(self.secrets.superuser, safe="")
@@ -129,6 +134,15 @@ class Cluster:
     # --- observing -------------------------------------------------------------------
     def members(self, timeout: float = 1.0) -> list[Member]:
         """Members from the first Patroni that answers ``GET /cluster`` (frozen ones skipped)."""
+        return [self._member(m) for m in self._cluster_members(timeout)]
+
+    def dcs_hosts(self, timeout: float = 1.0) -> list[str]:
+        """``host:port`` of each member as Patroni publishes it in the DCS (its
+        ``connect_address``): where a client that follows the DCS connects. Native:
+        ``127.0.0.1:PORT``; Docker: the service names (``member1:25411``)."""
+        return [f"{m['host']}:{m['port']}" for m in self._cluster_members(timeout)]
+
+    def _cluster_members(self, timeout: float) -> list[dict[str, Any]]:
         errors = []
         for name in self.layout.members:
             if name in self.frozen:
@@ -140,7 +154,7 @@ class Cluster:
                 errors.append(f"{name}: {exc}")
                 continue
             if status == 200 and isinstance(body, dict):
-                return [self._member(m) for m in body.get("members", [])]
+                return list(body.get("members", []))
             errors.append(f"{name}: HTTP {status}")
         raise ClusterError("no Patroni REST API answered: " + "; ".join(errors))
 

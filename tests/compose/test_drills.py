@@ -1,9 +1,10 @@
 """Failover drills on the native Patroni cluster: the invariants, not the timings.
 
 Every scenario of ``python -m compose.drill`` runs for a few seconds against the
-session's Patroni cluster in synchronous mode, with our client and the
-baseline side by side, and our client must keep the promises: no committed
-write lost, none accepted by a demoted primary, none reported failed but
+session's Patroni cluster in synchronous mode, with our two clients (SQL
+probes only, and ``ClusterResolver.from_patroni`` following the cluster's
+etcd) and the baseline side by side, and each of ours must keep the
+promises: no committed write lost, none accepted by a demoted primary, none reported failed but
 stored, every request ended within its deadline (freeze-leader included),
 nothing left checked out, running or connected afterwards, and the JSON
 report complete. Each drill runs on an event loop of its own (in a thread),
@@ -42,6 +43,7 @@ from compose.drill import (
     missing_keys,
     prepare,
     scenario_metrics,
+    unresolved_dcs_hosts,
     violations,
     write_json,
 )
@@ -93,29 +95,52 @@ def test_drill_keeps_the_invariants(
     assert missing_keys(json.loads(path.read_text())) == []
     assert metrics["error"] is None, metrics["error"]
 
-    ours = metrics["clients"]["ours"]
-    writes = ours["writes"]
-    assert writes["committed"] > 0
+    assert set(metrics["clients"]) == {"ours", "ours_dcs", "baseline"}
     assert metrics["clients"]["baseline"]["writes"]["attempted"] > 0
     assert violations(metrics, synchronous=True) == []
-    assert writes["lost"] == 0
-    assert writes["stale"] == 0
-    assert writes["phantom"] == 0
-    assert writes["hung"] == 0
-    assert writes["overran"] == 0
-    assert writes["max"] <= SETTINGS.deadline + 0.5
-    assert ours["reads"]["overran"] == 0
-    assert ours["checked_out_at_end"] == 0
-    assert not any(ours["server_sessions_left"].values())
     assert metrics["leaked_tasks"] == []
-    if scenario in ("switchover", "failover", "crash-leader", "freeze-leader"):
+    for client in ("ours", "ours_dcs"):
+        check_our_client(metrics, client, failover=scenario in FAILOVERS)
+    # ours_dcs really followed the DCS: etcd answered, with the members.
+    dcs = metrics["clients"]["ours_dcs"]["dcs"]
+    assert dcs is not None
+    assert dcs["views"] > 0
+    if scenario == "failover":
+        assert metrics["fault"]["new_leader"] != metrics["fault"]["old_leader"]
+
+
+def test_the_dcs_names_the_members_where_ours_dcs_connects(
+    patroni_cluster: PatroniCluster,
+) -> None:
+    """Natively, Patroni publishes 127.0.0.1:PORT, so ours_dcs reaches what etcd names."""
+    cluster = patroni_cluster.cluster
+    assert sorted(cluster.dcs_hosts()) == sorted(cluster.hosts())
+    assert unresolved_dcs_hosts(cluster) == []
+
+
+FAILOVERS = ("switchover", "failover", "crash-leader", "freeze-leader")
+
+
+def check_our_client(metrics: dict[str, Any], client: str, *, failover: bool) -> None:
+    """The promises one of our clients keeps, whatever the scenario."""
+    ours = metrics["clients"][client]
+    writes = ours["writes"]
+    assert writes["committed"] > 0, client
+    assert writes["lost"] == 0, client
+    assert writes["stale"] == 0, client
+    assert writes["phantom"] == 0, client
+    assert writes["hung"] == 0, client
+    assert writes["overran"] == 0, client
+    assert writes["max"] <= SETTINGS.deadline + 0.5, client
+    assert ours["reads"]["overran"] == 0, client
+    assert ours["checked_out_at_end"] == 0, client
+    assert not any(ours["server_sessions_left"].values()), client
+    if failover:
         old, new = metrics["old_primary"], metrics["new_primary"]
         assert new is not None
         assert new["timeline"] > old["timeline"]
-        assert writes["first_commit_on_new_primary"] is not None
+        assert writes["first_commit_on_new_primary"] is not None, client
         assert metrics["final_primary"] == new["host"]
-    if scenario == "failover":
-        assert metrics["fault"]["new_leader"] != metrics["fault"]["old_leader"]
 
 
 def test_drill_command_line_writes_json_and_plot(
@@ -140,12 +165,15 @@ def test_drill_command_line_writes_json_and_plot(
     assert missing_keys(doc) == []
     assert [s["scenario"] for s in doc["scenarios"]] == ["switchover"]
     assert "write unavailability" in result.stdout
+    assert "ours_dcs" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --- the verdicts themselves, on recorded data ----------------------------------------
-def _write(seq: int, start: float, outcome: str, port: int, timeline: int) -> Request:
-    request = Request("ours", WRITE, 0, seq, start, end=start + 0.01, outcome=outcome)
+def _write(
+    seq: int, start: float, outcome: str, port: int, timeline: int, client: str = "ours"
+) -> Request:
+    request = Request(client, WRITE, 0, seq, start, end=start + 0.01, outcome=outcome)
     if outcome == COMMITTED:
         request.port, request.timeline, request.done_at = port, timeline, start + 0.01
     return request
@@ -162,7 +190,8 @@ def _data(requests: list[Request], stored: set[tuple[str, int, int]]) -> Scenari
         name="crash-leader", run="r", settings=SETTINGS, hosts=["127.0.0.1:1", "127.0.0.1:2"],
         requests=requests, transitions=transitions, marks=marks,
         fault=Fault("crash-leader", "m1", "m1", "m2"), error=None,
-        final_primary="127.0.0.1:2", stored=stored, checked_out={"ours": 0, "baseline": 0},
+        final_primary="127.0.0.1:2", stored=stored,
+        checked_out={"ours": 0, "ours_dcs": 0, "baseline": 0},
         leaked_tasks=[], server_sessions={},
     )  # fmt: skip
 
@@ -193,3 +222,34 @@ def test_verdicts_pass_a_clean_drill() -> None:
         0, 0, 0, 0.0,
     )  # fmt: skip
     assert violations(metrics, synchronous=True) == []
+
+
+def test_verdicts_catch_a_lost_write_of_the_dcs_client() -> None:
+    """ours_dcs keeps the same promises: its lost write alone breaks the drill."""
+    requests = [
+        _write(1, 0.5, COMMITTED, 1, 1),
+        _write(2, 1.6, COMMITTED, 2, 2),
+        _write(1, 0.9, COMMITTED, 1, 1, client="ours_dcs"),  # lost with the old primary
+        _write(2, 1.6, COMMITTED, 2, 2, client="ours_dcs"),
+    ]
+    stored = {("ours", 0, 1), ("ours", 0, 2), ("ours_dcs", 0, 2)}
+    metrics = scenario_metrics(_data(requests, stored))
+    assert metrics["clients"]["ours"]["writes"]["lost"] == 0
+    assert metrics["clients"]["ours_dcs"]["writes"]["lost"] == 1
+    assert metrics["compared"]["lost"] == {
+        "ours": 0, "ours_dcs": 1, "baseline": 0, "ratio": None, "ratio_dcs": None,
+    }  # fmt: skip
+    assert violations(metrics, synchronous=True) == [
+        "crash-leader: ours_dcs: 1 committed write(s) lost in synchronous mode"
+    ]
+
+
+def test_a_report_without_the_dcs_client_fails() -> None:
+    requests = [_write(1, 0.5, COMMITTED, 1, 1), _write(2, 1.6, COMMITTED, 2, 2)]
+    metrics = scenario_metrics(_data(requests, {("ours", 0, 1), ("ours", 0, 2)}))
+    del metrics["clients"]["ours_dcs"]
+    assert violations(metrics, synchronous=True) == [
+        "crash-leader: no ours_dcs client in the report"
+    ]
+    doc = document([metrics], SETTINGS, {"hosts": []})
+    assert "crash-leader.ours_dcs.lost" in missing_keys(doc)
