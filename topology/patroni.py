@@ -203,7 +203,12 @@ class PatroniEtcd:
     async def _check(self, on_view: Callable[[DcsView], None]) -> None:
         while True:
             await asyncio.sleep(self.check_interval)
+            watched = self.view()
             await self._read(on_view)
+            if not self.view().same_cluster_as(watched):
+                # The read saw what the watch did not: it may hang on an etcd
+                # member cut off from its peers. Watch again (where the read went).
+                raise _WatchBroke("a re-read found a change the watch had not delivered")
 
 
 _LEADER_ROLES = frozenset({"leader", "standby_leader", "primary", "master"})
