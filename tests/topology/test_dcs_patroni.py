@@ -274,3 +274,24 @@ async def test_patronis_rest_api_is_a_source_too(
         new = f"127.0.0.1:{new_leader.port}"
         await eventually(lambda: cluster.view.primary == new, timeout=30)
         assert cluster.stats().dcs_outages == 0
+
+
+async def test_a_member_that_dies_leaves_the_probed_hosts_and_comes_back(
+    patroni_cluster: PatroniCluster, make_resolver: Any
+) -> None:
+    layout = patroni_cluster.cluster.layout
+    cluster = make_resolver()
+    async with cluster:
+        leader = await cluster.master()
+        victim = patroni_cluster.replicas()[0]
+        host = f"127.0.0.1:{victim.port}"
+        assert host in probed(cluster)
+        patroni_cluster.cluster.runtime.kill_member(victim.name)
+        # Its key would expire with its lease after ttl; delete it as that would.
+        key = f"{layout.namespace.rstrip('/')}/{layout.scope}/members/{victim.name}"
+        etcd_call(patroni_cluster, "/v3/kv/deleterange", {"key": key})
+        await eventually(lambda: host not in probed(cluster), timeout=10)
+        patroni_cluster.heal()  # restarts it; Patroni writes its key again
+        await eventually(lambda: host in probed(cluster), timeout=30)
+        await eventually(lambda: host in cluster.snapshot().replicas, timeout=30)
+        assert await cluster.master() == leader
