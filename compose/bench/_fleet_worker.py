@@ -10,8 +10,9 @@ stdin is the JSON configuration (``mode``: ``"sql"`` for
 
 Then one JSON command per stdin line, one JSON answer per stdout line:
 
-- ``{"cmd": "start"}``: start every resolver (each waits at most its
-  ``wait_timeout``, 5 s, for a first snapshot); answers how many name a primary;
+- ``{"cmd": "start", "offset": O, "step": S}``: start resolver ``i`` at
+  ``O + i * S`` seconds from now, then wait until each names a primary (5 s
+  at most each, concurrently); answers whom they name;
 - ``{"cmd": "sample"}``: counters now: probes, etcd requests, the CPU
   seconds of this process (``resource.getrusage``) and ``time.time()``;
 - ``{"cmd": "follow", "host": H, "since": T}``: per resolver, the first
@@ -75,8 +76,20 @@ class Fleet:
 
         return record
 
-    async def start(self) -> dict[str, Any]:
-        await asyncio.gather(*(r.start() for r in self.resolvers), return_exceptions=True)
+    async def start(self, offset: float, step: float) -> dict[str, Any]:
+        """Start resolver ``i`` at ``offset + i * step`` s from now, as a fleet's processes
+        start at different moments (resolvers started together keep probing together)."""
+        began = time.monotonic()
+
+        async def start_one(index: int, resolver: ClusterResolver) -> None:
+            await asyncio.sleep(max(began + offset + index * step - time.monotonic(), 0))
+            await resolver.start()
+
+        starts = (start_one(i, r) for i, r in enumerate(self.resolvers))
+        await asyncio.gather(*starts, return_exceptions=True)
+        # start() may return before a DCS-fed resolver knows any host (its first
+        # snapshot can be an empty round): master() waits for a primary (5 s at most).
+        await asyncio.gather(*(r.master() for r in self.resolvers), return_exceptions=True)
         primaries = Counter(str(r.view.snapshot.primary) for r in self.resolvers)
         return {"started": len(self.resolvers), "primaries": dict(primaries)}
 
@@ -118,7 +131,7 @@ async def serve() -> None:
             command = json.loads(line)
             name = command["cmd"]
             if name == "start":
-                answer = await fleet.start()
+                answer = await fleet.start(float(command["offset"]), float(command["step"]))
             elif name == "sample":
                 answer = fleet.sample()
             elif name == "follow":

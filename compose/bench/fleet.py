@@ -62,6 +62,7 @@ class Plan:
     warm: float  # seconds between the fleet's start and its steady window
     window: float
     bound: float  # seconds a resolver has to follow a failover
+    spread: float  # seconds over which the fleet's resolvers start, evenly
     failovers: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -69,8 +70,8 @@ class Plan:
         return self.processes * self.per_process
 
 
-FULL = Plan(4, 50, 10, 5, 30, 30, {"sql": ["crash", "freeze"], "dcs": ["crash", "freeze"]})
-QUICK = Plan(2, 10, 2, 2, 3, 15, {"sql": [], "dcs": ["crash"]})
+FULL = Plan(4, 50, 10, 5, 30, 30, 15, {"sql": ["crash", "freeze"], "dcs": ["crash", "freeze"]})
+QUICK = Plan(2, 10, 2, 2, 3, 15, 2, {"sql": [], "dcs": ["crash"]})
 
 
 async def run(env: Env) -> dict[str, Any]:
@@ -100,7 +101,7 @@ async def one_mode(
     try:
         for index in range(plan.processes):
             workers.append(await Worker.spawn(index, config, password))
-        started = await ask_all(workers, "start")
+        started = await start_fleet(workers, plan)
         env.log(f"fleet {mode}: started {[s['primaries'] for s in started]}")
         steady = await steady_window(cluster, workers, app, plan, idle)
         env.log(f"fleet {mode}: {_brief(steady)}")
@@ -112,6 +113,14 @@ async def one_mode(
         return {"steady": steady, "failovers": failovers}
     finally:
         await asyncio.gather(*(w.close() for w in workers))
+
+
+async def start_fleet(workers: list[Worker], plan: Plan) -> list[dict[str, Any]]:
+    """Resolver ``g`` of the fleet starts ``g * spread / n`` s from now (even phases)."""
+    gap = plan.spread / plan.resolvers
+    step = gap * len(workers)
+    starts = (w.ask("start", offset=w.index * gap, step=step) for w in workers)
+    return list(await asyncio.gather(*starts))
 
 
 def _brief(data: dict[str, Any]) -> str:
@@ -205,6 +214,7 @@ async def failover(
     password = cluster.secrets.superuser
     old = await asyncio.to_thread(cluster.leader)
     others = [m for m in await asyncio.to_thread(cluster.members) if m.name != old.name]
+    before = await ask_all(workers, "sample")
     since = time.time()
     pollers = {m.host: asyncio.ensure_future(first_writable(m.host, password, since + bound))
                for m in others}  # fmt: skip
@@ -222,6 +232,10 @@ async def failover(
     if writable_at is None:
         raise RuntimeError(f"{kind}: {new.name} never accepted a write within {bound} s")
     firsts = await followers(workers, new.host, since, writable_at + bound)
+    after = await ask_all(workers, "sample")
+    cpu = [
+        (a["cpu_s"] - b["cpu_s"]) / (a["t"] - b["t"]) for a, b in zip(after, before, strict=True)
+    ]
     if kind == "freeze":
         cluster.thaw()
     follow_ms = [math.inf if f is None else (f - writable_at) * 1000 for f in firsts]
@@ -231,6 +245,7 @@ async def failover(
         "followed": sum(f is not None for f in firsts),
         "p50_ms": summary["median"], "p99_ms": summary["p99"], "max_ms": summary["max"],
         "min_ms": summary["min"], "samples_ms": follow_ms,
+        "cpu_share_per_worker": st.mean(cpu), "seconds": after[0]["t"] - before[0]["t"],
     }  # fmt: skip
 
 
@@ -266,6 +281,7 @@ def _follow_cell(data: dict[str, Any] | None) -> str:
     return (
         f"{data['followed']}/{data['resolvers']} followed; p50 {st.fmt(data['p50_ms'], 0)},"
         f" p99 {st.fmt(data['p99_ms'], 0)}, max {st.fmt(data['max_ms'], 0)} ms"
+        f" (workers at {st.fmt(100 * data['cpu_share_per_worker'], 0)} % of a core)"
     )
 
 
@@ -352,6 +368,8 @@ def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]
             " here allow, or PostgreSQL's default 100). A resolver stands for one application"
             " process: 'per process' is per resolver. Library defaults: 1 s interval SQL-only;"
             f" in DCS mode 15 s between probe rounds, probe connections closed between them."
+            f" The resolvers start at evenly spread moments over {plan.spread:g} s, as a"
+            " fleet's processes do (started at one instant, their rounds stay aligned)."
             f" Steady window {plan.window:g} s after {plan.warm:g} s of warm-up; held"
             f" connections sampled every {SAMPLE_STEP} s; server transactions are those of"
             f" every client minus an idle window of {plan.idle:g} s before the fleets started."
