@@ -134,7 +134,7 @@ async def connect(host: str, password: str, app: str) -> Any:
 
 
 class Observer:
-    """Held connections (pg_stat_activity) and transactions (pg_stat_database) per member."""
+    """Held connections (pg_stat_activity) and sessions opened (pg_stat_database) per member."""
 
     def __init__(self, conns: dict[str, Any]) -> None:
         self.conns = conns
@@ -151,9 +151,15 @@ class Observer:
             h: int(await asyncio.wait_for(c.fetchval(query, app), 2)) for h, c in self.conns.items()
         }
 
-    async def transactions(self) -> dict[str, int]:
-        """Committed transactions of every database, per member."""
-        query = "SELECT sum(xact_commit)::bigint FROM pg_stat_database"
+    async def sessions(self) -> dict[str, int]:
+        """Sessions (connections) ever opened, every database, per member.
+
+        Not ``xact_commit``: PostgreSQL 15 flushes a backend's transaction
+        count only with other pending statistics or at its exit, and a probe
+        touches no table, so a persistent probe connection's count stays
+        unflushed. A session is counted when it starts.
+        """
+        query = "SELECT sum(sessions)::bigint FROM pg_stat_database"
         return {h: int(await asyncio.wait_for(c.fetchval(query), 2)) for h, c in self.conns.items()}
 
     async def close(self) -> None:
