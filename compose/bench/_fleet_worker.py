@@ -147,7 +147,9 @@ async def serve() -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.ERROR)  # warnings on failover are expected
+    # Warnings on failover are expected; BENCH_FLEET_LOG=INFO shows the resolvers' story.
+    level = os.environ.get("BENCH_FLEET_LOG", "ERROR")
+    logging.basicConfig(level=level, format="%(created).3f %(process)d %(message)s")
     asyncio.run(serve())
     return 0
 
