@@ -30,6 +30,7 @@ worker as ``stop`` would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -143,7 +144,8 @@ async def serve() -> None:
             print(json.dumps(answer), flush=True)
     finally:
         answer = await fleet.stop()
-    print(json.dumps(answer), flush=True)
+    with contextlib.suppress(BrokenPipeError):  # the parent may be gone
+        print(json.dumps(answer), flush=True)
 
 
 def main() -> int:
