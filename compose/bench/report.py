@@ -80,6 +80,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             out.append(f"Failed: `{result['error']}`\n")
             continue
         out.append(table(result["columns"], result["rows"]))
+        for extra in result.get("tables", []):  # further tables, each under its caption
+            out.append(f"\n{extra['caption']}\n\n" + table(extra["columns"], extra["rows"]))
         if result.get("notes"):
             out.append(f"\n{result['notes']} ({result['seconds']} s)\n")
         if result.get("plot"):

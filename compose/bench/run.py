@@ -23,7 +23,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from compose.bench import follow, hotpath, load, probe_round, resolver_cost, ryw, steady, tracing
+from compose.bench import (
+    fleet,
+    follow,
+    hotpath,
+    load,
+    probe_round,
+    resolver_cost,
+    ryw,
+    steady,
+    tracing,
+)
 from compose.bench._env import ROOT, Env
 from compose.bench.readme import rewrite as rewrite_readme
 from compose.bench.report import render, write_report
@@ -38,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "load": load.run,
     "ryw": ryw.run,
     "tracing": tracing.run,
+    "fleet": fleet.run,
 }
 
 

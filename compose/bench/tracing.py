@@ -1,4 +1,4 @@
-"""Benchmark 8: what tracing costs on the hot path (no tracer, a no-op one, OpenTelemetry).
+"""Benchmark 9: what tracing costs on the hot path (no tracer, a no-op one, OpenTelemetry).
 
 The request of benchmark 1 (middleware + ``db_session`` + ``SELECT 1`` +
 commit) through three stacks that differ only in their tracers, each a
@@ -109,7 +109,7 @@ async def run(env: Env) -> dict[str, Any]:
     })  # fmt: skip
     return {
         "name": "tracing",
-        "title": "8. Tracing on the hot path (no tracer, a no-op tracer, OpenTelemetry SDK)",
+        "title": "9. Tracing on the hot path (no tracer, a no-op tracer, OpenTelemetry SDK)",
         "columns": [
             "tracer",
             "µs/req",

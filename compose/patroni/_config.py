@@ -51,6 +51,9 @@ class Layout:
     loop_wait: int = 1
     retry_timeout: int = 5
     synchronous_mode: bool = False
+    # 200 fits the drills and tests; the fleet benchmark needs room for 200
+    # SQL-only resolvers' probe connections on every member, besides Patroni's.
+    max_connections: int = 200
 
     def __post_init__(self) -> None:
         if not 1024 <= self.base_port <= 65535 - 30:
@@ -149,6 +152,7 @@ def template_values(
         "loop_wait": str(layout.loop_wait),
         "retry_timeout": str(layout.retry_timeout),
         "synchronous_mode": "true" if layout.synchronous_mode else "false",
+        "max_connections": str(layout.max_connections),
         "data_dir": str(root / "data"),
         "socket_dir": str(root / "socket"),
         "pgpass": str(root / "pgpass"),
