@@ -8,8 +8,10 @@ here:
 * a member list: the hosts the probe loop probes from its next round on;
 * a leader the store names that is not the primary: the primary is put in
   doubt (a failure report with a constant reason) so fast rounds start at
-  once; the next probe of the primary clears the doubt if it still accepts
-  writes, so SQL wins over the store;
+  once, probing only the named leader and the primary in doubt until the
+  leader is the primary (at most ``_FOCUS_LIMIT`` seconds); the next probe
+  of the primary clears the doubt if it still accepts writes, so SQL wins
+  over the store;
 * the store's health: while it answers, rounds every ``dcs_interval`` seconds
   and no probe connection kept between calm rounds; when it stops, rounds
   every ``interval`` on kept connections, at once.
@@ -20,6 +22,7 @@ Concurrency: everything runs on the cluster's event loop; nothing waits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from topology._dcs_follow import DcsFollower
@@ -34,6 +37,10 @@ from topology.trace import Tracer
 __all__ = ["DcsAware"]
 
 log = logging.getLogger("topology")
+# How long hurried rounds may probe only the leader a DCS named: a promotion
+# takes well under this, and a DCS that named a host that never takes over
+# must not keep the other hosts unprobed.
+_FOCUS_LIMIT = 3.0
 
 
 class DcsAware(Publisher):
@@ -47,6 +54,8 @@ class DcsAware(Publisher):
     _tracer: Tracer | None
     _dcs: DcsFollower | None
     _dcs_answers: bool
+    _focus: tuple[str | None, frozenset[str]] | None = None
+    _focus_until: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -92,6 +101,12 @@ class DcsAware(Publisher):
         primary = self.view.snapshot.primary
         if host is not None and host == primary:
             return
+        # Until the named leader is the primary, hurried rounds probe it and
+        # the primary in doubt only (see _focus_hosts); with no leader named,
+        # the primary in doubt only, until the DCS names one.
+        focus = frozenset(h for h in (host, primary) if h is not None)
+        self._focus = (host, focus) if focus else None
+        self._focus_until = time.monotonic() + _FOCUS_LIMIT
         if primary is not None and not self._is_suspect(primary):
             # A hint, not a verdict: the next probe of the primary clears it if
             # the primary still accepts writes (SQL wins over the DCS).
@@ -101,6 +116,27 @@ class DcsAware(Publisher):
             self._failure(primary, None, reason)
         elif self.running:
             self._source.wake()
+
+    def _focus_hosts(self) -> frozenset[str] | None:
+        """The hosts a hurried round probes, or None for all of them.
+
+        Set when the DCS names a new leader (or none): that leader and the
+        primary put in doubt (a probe of it is what lets SQL win over a wrong
+        DCS). Over once the leader is the primary, the DCS stops answering,
+        or after ``_FOCUS_LIMIT`` seconds (a DCS that named a host that never
+        takes over must not keep the others unprobed).
+        """
+        if self._focus is None:
+            return None
+        leader, hosts = self._focus
+        if (
+            (leader is not None and self.view.snapshot.primary == leader)
+            or not self._dcs_answers
+            or time.monotonic() > self._focus_until
+        ):
+            self._focus = None
+            return None
+        return hosts
 
     def _dcs_health(self, answers: bool, reason: str | None = None) -> None:
         self._dcs_answers = answers

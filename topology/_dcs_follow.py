@@ -60,10 +60,16 @@ class DcsFollower:
         self._tracer = tracer  # already guarded
         self._first: asyncio.Event | None = None
 
-    async def run(self) -> None:
-        """Follow the store until cancelled."""
+    def start(self) -> asyncio.Task[None]:
+        """Follow the store in a new task on the running loop (cancel it to stop).
+
+        :meth:`wait_first_view` waits for this run's first view from the
+        moment this returns.
+        """
         self._first = asyncio.Event()
-        await self.watch.run(self._on_view, self._on_lost)
+        task = asyncio.ensure_future(self.watch.run(self._on_view, self._on_lost))
+        task.set_name("topology-dcs-follower")
+        return task
 
     async def wait_first_view(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until the store has answered once; True if it has."""

@@ -20,7 +20,10 @@ attempt (the loop itself retries every few milliseconds) and a round waits
 at most ``patience`` seconds, otherwise ``slow_after``: a frozen or
 black-holed host keeps its probe running across rounds, counted when it
 ends, instead of holding every other host's news for a whole probe
-timeout, and the owner hears of it (a frozen primary is a failure).
+timeout, and the owner hears of it (a frozen primary is a failure). While the owner
+names a ``focus`` (a DCS named the new leader), rounds in a hurry probe only
+those hosts: a fleet of processes that all heard the news at once does not
+connect to every member at once.
 
 Cancellation: cancelling the loop task cancels the probes in flight, which
 terminate their connections; the task then ends within the probe grace
@@ -103,9 +106,11 @@ class ProbeLoop:
         system_identifier: int | None = None,
         tracer: Tracer | None = None,
         linger: Callable[[], bool] = lambda: True,
+        focus: Callable[[], frozenset[str] | None] = lambda: None,
     ) -> None:
         self.probers = tuple(probers)
         self._linger = linger
+        self._focus = focus
         self._retiring: set[asyncio.Task[None]] = set()
         self._current = current
         self._publish = publish
@@ -215,7 +220,8 @@ class ProbeLoop:
         ]
         index_of = {prober.host: index for index, prober in enumerate(probers)}
         hurry = self._hurry()
-        tasks = self._launch(probers, hurry)
+        focus = self._focus() if hurry else None
+        tasks = self._launch(probers, hurry, focus)
         pending = set(tasks)
         answered: set[str] = set()
         # The start of the oldest probe that answered: a failure reported
@@ -268,12 +274,18 @@ class ProbeLoop:
         return snapshot
 
     def _launch(
-        self, probers: Sequence[HostProber], hurry: bool
+        self, probers: Sequence[HostProber], hurry: bool, focus: frozenset[str] | None
     ) -> dict[asyncio.Task[ProbeResult], str]:
-        """A probe task per host: new ones, and those still running from earlier rounds."""
+        """A probe task per host: new ones, and those still running from earlier rounds.
+
+        With ``focus``, only those hosts get a new probe (the others keep
+        their last state, and their probes in flight go on).
+        """
         tasks: dict[asyncio.Task[ProbeResult], str] = {}
         for prober in probers:
             task = self._inflight.get(prober.host)
+            if task is None and focus is not None and prober.host not in focus:
+                continue
             if task is None:
                 task = asyncio.ensure_future(prober.probe(retries=0 if hurry else None))
                 task.set_name(f"topology-probe-{prober.host}")

@@ -61,6 +61,8 @@ __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
 _CANCEL_GRACE = 0.5
+# Slow DCS-mode rounds of processes started together must not stay in step.
+_DCS_JITTER = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,7 @@ class ClusterResolver(DcsAware):
             fast_interval=self.fast_interval,
             burst_interval=float(burst_interval),
             burst_window=max(float(burst_window), 0.0),
+            jitter=_DCS_JITTER if dcs is not None else 0.0,
         )
         self.probe_timeout = float(probe_timeout)
         self.wait_timeout = float(wait_timeout)
@@ -215,6 +218,7 @@ class ClusterResolver(DcsAware):
             system_identifier=system_identifier,
             tracer=self._tracer,
             linger=self._keeps_connections,
+            focus=self._focus_hosts,
         )
 
     def _prober(self, address: HostAddress) -> HostProber:
@@ -428,8 +432,7 @@ class ClusterResolver(DcsAware):
         follower: asyncio.Task[None] | None = None
         try:
             if self._dcs is not None:
-                follower = asyncio.ensure_future(self._dcs.run())
-                follower.set_name("topology-dcs-follower")
+                follower = self._dcs.start()
                 if not self.hosts:  # nothing to probe before the DCS lists the members
                     await self._dcs.wait_first_view(self.probe_timeout)
             await self._source.run()

@@ -17,6 +17,11 @@ burst: a flood of failing requests cannot keep a process probing at burst
 speed. So the extra probe rounds one process makes per failover are at most
 ``burst_window / (burst_interval / 2)`` (each probing every host once).
 
+``jitter`` (a fraction, 0 by default) spreads the healthy ``interval`` by
+up to that much either way, so processes started together (or calmed
+together after a failover) do not probe the servers in step; the cluster
+sets it when a DCS slows its rounds down.
+
 Not thread-safe: used from the event loop that runs the probe loop.
 
 Example::
@@ -37,12 +42,26 @@ __all__ = ["Pace"]
 class Pace:
     """The sleep between probe rounds (see the module docstring)."""
 
-    __slots__ = ("burst_interval", "burst_window", "episode_started", "fast_interval", "interval")
+    __slots__ = (
+        "burst_interval",
+        "burst_window",
+        "episode_started",
+        "fast_interval",
+        "interval",
+        "jitter",
+    )
 
     def __init__(
-        self, *, interval: float, fast_interval: float, burst_interval: float, burst_window: float
+        self,
+        *,
+        interval: float,
+        fast_interval: float,
+        burst_interval: float,
+        burst_window: float,
+        jitter: float = 0.0,
     ) -> None:
         self.interval = interval
+        self.jitter = jitter
         self.fast_interval = fast_interval
         self.burst_interval = min(burst_interval, fast_interval)
         self.burst_window = burst_window
@@ -66,6 +85,8 @@ class Pace:
     def pause(self, *, fast: bool) -> float:
         """Seconds to sleep before the next round; ``fast``: the owner wants news soon."""
         if not fast:
+            if self.jitter:
+                return self.interval * random.uniform(1 - self.jitter, 1 + self.jitter)
             return self.interval
         if self.bursting():
             return self.burst_interval * random.uniform(0.5, 1.5)

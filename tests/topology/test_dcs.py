@@ -147,7 +147,7 @@ async def test_a_follower_tells_each_change_once_and_warns_once_per_outage(
         dcs_leader=lambda host: calls.append(("leader", host)),
         dcs_health=lambda ok, why: calls.append(("health", ok)),
     )  # fmt: skip
-    task = asyncio.create_task(follower.run())
+    task = follower.start()
     await asyncio.sleep(0)
     members = (DcsMember("m1", "a:1"), DcsMember("m2", "b:1"))
     store.on_view(DcsView("m1", members, 1))

@@ -30,7 +30,7 @@ from tests.support.paths import REPO_ROOT
 from tests.support.patroni import PatroniCluster
 from tests.support.waiting import eventually
 from topology import ClusterResolver
-from topology.trace import Counters
+from topology.trace import Counters, Event, FailureReported, PrimaryFound, ProbeStarted
 
 pytestmark = pytest.mark.cluster
 
@@ -127,7 +127,8 @@ async def test_members_and_leader_come_from_the_dcs_and_no_probe_connection_is_h
 async def test_a_leader_change_is_pushed(
     patroni_cluster: PatroniCluster, make_resolver: Any
 ) -> None:
-    cluster = make_resolver()
+    events: list[Event] = []
+    cluster = make_resolver(tracer=events.append)
     async with cluster:
         old = await cluster.master()
         new_leader = await asyncio.to_thread(patroni_cluster.switchover)
@@ -137,6 +138,13 @@ async def test_a_leader_change_is_pushed(
         await eventually(lambda: cluster.view.primary == new, timeout=30)
         assert await cluster.master() == new
         assert cluster.stats().failure_reports >= 1  # the push put the old primary in doubt
+    # From the push to the new primary, only the hosts in question were probed:
+    # the named leader and the primary in doubt, never the other replica.
+    pushed = next(i for i, e in enumerate(events) if isinstance(e, FailureReported))
+    found = next(i for i, e in enumerate(events) if isinstance(e, PrimaryFound) and e.host == new)
+    probed_meanwhile = {e.host for e in events[pushed:found] if isinstance(e, ProbeStarted)}
+    assert probed_meanwhile
+    assert probed_meanwhile <= {old, new}
 
 
 @pytest.fixture

@@ -68,3 +68,13 @@ def test_worst_case_extra_rounds(window: float, expected: int) -> None:
 def test_burst_interval_never_exceeds_the_fast_interval() -> None:
     pace = Pace(interval=1.0, fast_interval=0.01, burst_interval=0.05, burst_window=1.0)
     assert pace.burst_interval == 0.01
+
+
+def test_jitter_spreads_the_healthy_interval_and_nothing_else() -> None:
+    pace = Pace(interval=10.0, fast_interval=0.02, burst_interval=0.004, burst_window=3.0,
+                jitter=0.2)  # fmt: skip
+    pauses = [pace.pause(fast=False) for _ in range(200)]
+    assert all(8.0 <= p <= 12.0 for p in pauses)
+    assert len(set(pauses)) > 100  # spread, not one value
+    assert pace.pause(fast=True) <= 0.02
+    assert make(3.0).pause(fast=False) == 1.0  # no jitter unless asked
