@@ -187,6 +187,12 @@ def otel_lines(s: dict[str, Any]) -> list[str]:
             mark = "ok " if i["ok"] else "BAD"
             lines.append(f"    {mark} {i['item']:44} drill {_cell(i['drill'])}"
                          f" | OTel {_cell(i['otel'])}{diff}")  # fmt: skip
+            parts = i.get("parts_ms")
+            if parts:
+                lines.append(f"        drill follow = resolver named it "
+                             f"{parts['resolver_named_new_primary']:.0f} ms after the poller + "
+                             f"OTel follow {parts['otel_follow_time']:.0f} ms + "
+                             f"{parts['rest']:.0f} ms (first INSERT, COMMIT)")  # fmt: skip
     return lines
 
 
