@@ -2,6 +2,7 @@
 
     python -m compose.drill SCENARIO... [--url URL | --state-dir DIR] [--duration S]
                             [--writers N] [--readers M] [--json FILE] [--plot FILE.png]
+                            [--otel]
 
 Scenarios: switchover, failover [--to MEMBER], crash-leader [--fast],
 freeze-leader [--fast] (SIGSTOP, then SIGCONT after the new leader took
