@@ -10,6 +10,8 @@ or, as a library, :func:`run_drills` / :func:`drill_scenario` on a
 - ``_run``: one scenario end to end; ``_verify``: what the table really holds;
 - ``_metrics``, ``_report``, ``_plot``: the numbers, the tables and JSON, the PNG;
 - ``_drills``: the blocking runner and the invariants (:func:`violations`).
+- ``_otel``, ``_otel_check`` (``--otel`` only): the OpenTelemetry SDK in memory for
+  our clients, and its record cross-checked against the drill's own measures.
 
 Needs Python 3.11+ (``asyncio.timeout``). Every wait is bounded by the
 settings' deadlines and the cluster's timeouts.

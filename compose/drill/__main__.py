@@ -26,7 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from compose.drill._drills import run_drills, violations
-from compose.drill._report import document, markdown_table, summary_table, write_json
+from compose.drill._report import (
+    document,
+    markdown_table,
+    otel_markdown,
+    summary_table,
+    write_json,
+)
 from compose.drill._run import DrillSettings
 from compose.drill._scenarios import SCENARIOS, FaultOptions
 from compose.patroni import (
@@ -103,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hold", type=float, default=1.0, help="freeze: seconds frozen after takeover")
     p.add_argument("--async", dest="use_async", action="store_true",
                    help="asynchronous replication (report what it loses)")  # fmt: skip
+    otel_help = ("give our clients the OpenTelemetry SDK in memory and cross-check its "
+                 "metrics and spans against the drill (a mismatch is a violation)")  # fmt: skip
+    p.add_argument("--otel", action="store_true", help=otel_help)
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--plot", type=Path, help="write the timeline as a PNG")
     p.add_argument("--markdown", action="store_true", help="also print the Markdown summary")
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = DrillSettings(
         duration=args.duration, writers=args.writers, readers=args.readers,
         deadline=args.deadline, synchronous=not args.use_async,
-        fault=FaultOptions(fast=args.fast, to=args.to, hold=args.hold),
+        fault=FaultOptions(fast=args.fast, to=args.to, hold=args.hold), otel=args.otel,
     )  # fmt: skip
     try:
         with _cluster(args) as cluster:
@@ -133,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print()
         print(markdown_table(results))
+        if args.otel:
+            print()
+            print(otel_markdown(results))
     if args.json:
         write_json(document(results, settings, info), args.json)
     if args.plot:

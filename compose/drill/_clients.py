@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -42,6 +42,9 @@ from ctxdb import (
     reset_db_session_ctx,
 )
 from topology import ClusterResolver
+
+if TYPE_CHECKING:  # the OTel SDK is imported only by drills run with --otel
+    from compose.drill._otel import OtelCapture, OtelSnapshot
 
 TABLE = "drill_writes"
 CREATE_TABLE = f"""\
@@ -97,7 +100,9 @@ class OursClient:
     Without ``dcs``: a resolver over ``hosts``, SQL probes only (client
     ``ours``). With ``dcs``: ``ClusterResolver.from_patroni`` on it, and
     ``hosts`` is not used: the members come from the DCS (client ``ours_dcs``).
-    Library defaults otherwise, in both.
+    Library defaults otherwise, in both. With ``otel`` (an
+    :class:`~compose.drill._otel.OtelCapture`), the resolver and both
+    DBConnects get OpenTelemetry tracers recording into its in-memory SDK.
     """
 
     def __init__(
@@ -112,8 +117,10 @@ class OursClient:
         engine_settings: dict[str, Any],
         resolver_settings: dict[str, Any] | None = None,
         dcs: DcsTarget | None = None,
+        otel: OtelCapture | None = None,
     ) -> None:
         self.name = "ours" if dcs is None else "ours_dcs"
+        self.otel = otel
         self.run = run
         self.deadline = deadline
         common: dict[str, Any] = {
@@ -121,6 +128,8 @@ class OursClient:
             "application_name": f"drill-{run}-probe" if dcs is None else f"drill-{run}-dcs-probe",
             **(resolver_settings or {}),
         }  # fmt: skip
+        if otel is not None:
+            common["tracer"] = otel.resolver_tracer()
         if dcs is None:
             self.cluster = ClusterResolver(hosts, **common)
         else:
@@ -130,11 +139,13 @@ class OursClient:
         url = URL.create("postgresql+asyncpg", username=user, password=password, database=database)
         rendered = url.render_as_string(hide_password=False)
         self.master = DBConnect(
-            resolver=self.cluster.master, url=rendered, engine_kwargs=engine_settings
-        )
+            resolver=self.cluster.master, url=rendered, engine_kwargs=engine_settings,
+            tracer=None if otel is None else otel.connect_tracer("master"),
+        )  # fmt: skip
         self.replica = DBConnect(
-            resolver=self.cluster.replica, url=rendered, engine_kwargs=engine_settings
-        )
+            resolver=self.cluster.replica, url=rendered, engine_kwargs=engine_settings,
+            tracer=None if otel is None else otel.connect_tracer("replica"),
+        )  # fmt: skip
         # When the resolver's answer changed (monotonic time, new primary or None).
         self.switches: list[tuple[float, str | None]] = []
         self._unsubscribe = self.cluster.master.add_listener(
@@ -198,6 +209,14 @@ class OursClient:
         return {
             "answers": stats.dcs_answers, "outages": stats.dcs_outages, "views": stats.dcs_views,
         }  # fmt: skip
+
+    def otel_snapshot(self) -> OtelSnapshot | None:
+        """What the OTel SDK recorded (None without ``otel``); call after :meth:`close`."""
+        if self.otel is None:
+            return None
+        snapshot = self.otel.snapshot(self.cluster.interval)
+        self.otel.shutdown()
+        return snapshot
 
     async def close(self, timeout: float = 5.0) -> None:
         self._unsubscribe()

@@ -2,6 +2,7 @@
 
     python -m compose.drill SCENARIO... [--url URL | --state-dir DIR] [--duration S]
                             [--writers N] [--readers M] [--json FILE] [--plot FILE.png]
+                            [--otel]
 
 Scenarios: switchover, failover [--to MEMBER], crash-leader [--fast],
 freeze-leader [--fast] (SIGSTOP, then SIGCONT after the new leader took
@@ -110,7 +111,8 @@ def unresolved_dcs_hosts(cluster: Cluster) -> list[str]:
 def violations(metrics: dict[str, Any], *, synchronous: bool) -> list[str]:
     """The invariants our clients (``ours`` and ``ours_dcs``) broke in one scenario.
 
-    Empty when none; a report without one of them is a violation too.
+    Empty when none; a report without one of them is a violation too, and so
+    is, with ``--otel``, an OpenTelemetry cross-check that failed or is missing.
     """
     name = metrics["scenario"]
     found = []
@@ -120,9 +122,24 @@ def violations(metrics: dict[str, Any], *, synchronous: bool) -> list[str]:
             found.append(f"{name}: no {client} client in the report")
             continue
         found += [f"{name}: {client}: {what}" for what in _broken(ours, synchronous)]
+        found += [f"{name}: {client}: {what}" for what in _otel_broken(metrics, ours)]
     if metrics["leaked_tasks"]:
         found.append(f"{name}: tasks left running: {metrics['leaked_tasks']}")
     return found
+
+
+def _otel_broken(metrics: dict[str, Any], client: dict[str, Any]) -> list[str]:
+    """With ``--otel``: the OTel data missing, or an item not matching the drill's measure."""
+    if not metrics.get("otel"):
+        return []
+    check = client.get("otel")
+    if check is None:
+        return ["no OpenTelemetry data recorded"]
+    return [
+        f"OTel cross-check: {i['item']}: drill {i['drill']}, OTel {i['otel']}"
+        for i in check["items"]
+        if not i["ok"]
+    ]
 
 
 def _broken(client: dict[str, Any], synchronous: bool) -> list[str]:

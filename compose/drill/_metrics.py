@@ -278,7 +278,23 @@ def scenario_metrics(data: ScenarioData) -> dict[str, Any]:
             },
             **_resolver_metrics(data, name, new, fault),
         }
+        if name in data.otel:
+            clients[name]["otel"] = _otel(data, name, mine, clients[name], old, new)
     return _scenario_document(data, clients, fault, old, new)
+
+
+def _otel(
+    data: ScenarioData, name: str, requests: list[Request], metrics: dict[str, Any],
+    old: Transition | None, new: Transition | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The cross-check of what the OTel SDK recorded for client ``name`` (``--otel``)."""
+    from compose.drill._otel_check import cross_check  # imports the SDK: only with --otel
+
+    return cross_check(
+        data.otel[name], old=old, new=new, transitions=data.transitions,
+        follow=metrics["writes"]["follow"], requests=requests,
+        resolver_lag=metrics["resolver_switched_to_new_primary"],
+    )  # fmt: skip
 
 
 def _resolver_metrics(
@@ -313,6 +329,7 @@ def _scenario_document(
     return {
         "scenario": data.name,
         "run": data.run,
+        "otel": data.settings.otel,
         "error": data.error,
         "fault": None if data.fault is None else vars(data.fault),
         "old_primary": None if old is None else {"host": old.host, "timeline": old.timeline},

@@ -113,6 +113,7 @@ def scenario_table(s: dict[str, Any]) -> str:
             f"{c['writes']['phantom']}; left checked out: {c['checked_out_at_end']}, "
             f"server sessions: {left}"
         )
+    lines += otel_lines(s)
     lag = s["client_loop_lag"]
     lines.append(
         f"  tasks left running: {', '.join(s['leaked_tasks']) or 'none'}; client event loop "
@@ -165,3 +166,49 @@ def markdown_table(scenarios: list[dict[str, Any]]) -> str:
             cells.append(_triple(c[key], unit) + (f" ({tail})" if any(ratios) else ""))
         rows.append(f"| {s['scenario']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def otel_lines(s: dict[str, Any]) -> list[str]:
+    """The OpenTelemetry cross-check of each of our clients (none without ``--otel``)."""
+    lines = []
+    for client in CLIENTS:
+        check = s["clients"][client].get("otel")
+        if check is None:
+            continue
+        verdict = "passed" if check["passed"] else "FAILED"
+        lines.append(f"  {client} OTel cross-check {verdict} "
+                     f"(tolerance: probe interval {check['probe_interval']} s)")  # fmt: skip
+        for i in check["items"]:
+            diff = "" if i["diff_ms"] is None else f"  diff {i['diff_ms']:.0f} ms"
+            mark = "ok " if i["ok"] else "BAD"
+            lines.append(f"    {mark} {i['item']:44} drill {_cell(i['drill'])}"
+                         f" | OTel {_cell(i['otel'])}{diff}")  # fmt: skip
+            parts = i.get("parts_ms")
+            if parts:
+                lines.append(f"        drill follow = resolver named it "
+                             f"{parts['resolver_named_new_primary']:.0f} ms after the poller + "
+                             f"OTel follow {parts['otel_follow_time']:.0f} ms + "
+                             f"{parts['rest']:.0f} ms (first INSERT, COMMIT)")  # fmt: skip
+    return lines
+
+
+def otel_markdown(scenarios: list[dict[str, Any]]) -> str:
+    """The OpenTelemetry cross-checks as a Markdown table ("" without ``--otel``)."""
+    rows = []
+    for s in scenarios:
+        for client in CLIENTS:
+            check = s["clients"][client].get("otel")
+            for i in [] if check is None else check["items"]:
+                diff = "" if i["diff_ms"] is None else f"{i['diff_ms']:.0f} ms"
+                match = "yes" if i["ok"] else "**no**"
+                rows.append(f"| {s['scenario']} | {client} | {i['item']} | {_cell(i['drill'])} "
+                            f"| {_cell(i['otel'])} | {diff} | {match} |")  # fmt: skip
+    if not rows:
+        return ""
+    head = ["| scenario | client | item | drill measured | OTel recorded | difference | match |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    return "\n".join(head + rows)

@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compose.drill._clients import BaselineClient, DcsTarget, OursClient, engine_kwargs
 from compose.drill._poller import Poller, Transition
@@ -30,6 +30,9 @@ from compose.drill._verify import (
 from compose.drill._workload import LoopLag, Request, Workload
 from compose.patroni import SUPERUSER, Cluster
 
+if TYPE_CHECKING:  # the OTel SDK is imported only by drills run with --otel
+    from compose.drill._otel import OtelSnapshot
+
 
 @dataclass(frozen=True)
 class DrillSettings:
@@ -38,7 +41,9 @@ class DrillSettings:
     ``duration``: workload time per scenario (at least ``settle`` more after
     the fault ran its course); ``pre_fault``: steady state before the fault;
     ``deadline``: each request's own bound; ``connect_timeout``: both
-    clients' connect timeout; ``synchronous``: run Patroni's synchronous mode.
+    clients' connect timeout; ``synchronous``: run Patroni's synchronous mode;
+    ``otel``: give our two clients the OpenTelemetry SDK in memory and
+    cross-check what it recorded against the drill (:mod:`compose.drill._otel_check`).
     """
 
     duration: float = 6.0
@@ -52,6 +57,7 @@ class DrillSettings:
     synchronous: bool = True
     database: str = "postgres"
     fault: FaultOptions = field(default_factory=FaultOptions)
+    otel: bool = False
 
 
 @dataclass
@@ -78,6 +84,8 @@ class ScenarioData:
     # what it saw of the DCS (answers, outages, views; None: no such client).
     dcs_resolver_switches: list[tuple[float, str | None]] = field(default_factory=list)
     dcs_stats: dict[str, Any] | None = None
+    # With settings.otel: what the OTel SDK recorded per client (ours, ours_dcs).
+    otel: dict[str, OtelSnapshot] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +100,7 @@ class _Driven:
     switches: list[tuple[float, str | None]] = field(default_factory=list)
     dcs_switches: list[tuple[float, str | None]] = field(default_factory=list)
     dcs_stats: dict[str, Any] | None = None
+    otel: dict[str, OtelSnapshot] = field(default_factory=dict)
 
 
 async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> ScenarioData:
@@ -130,7 +139,20 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
         checked_out=driven.checked_out, leaked_tasks=tasks, server_sessions=sessions,
         loop_lag=driven.loop_lag, resolver_switches=driven.switches,
         dcs_resolver_switches=driven.dcs_switches, dcs_stats=driven.dcs_stats,
+        otel=_without_secrets(driven.otel, [creds["password"], run]),
     )  # fmt: skip
+
+
+def _without_secrets(
+    snapshots: dict[str, OtelSnapshot], secrets: list[str]
+) -> dict[str, OtelSnapshot]:
+    """Note in each snapshot the attributes holding a secret (the password, the run, a SQL
+    parameter of every request); the texts themselves never leave this function."""
+    for snapshot in snapshots.values():
+        snapshot.secret_keys = sorted(
+            {t.split("=", 1)[0] for t in snapshot.attribute_texts() if any(s in t for s in secrets)}
+        )
+    return snapshots
 
 
 # ours (SQL only), ours_dcs (the DCS names the members), baseline.
@@ -164,6 +186,10 @@ async def _drive(
         driven.dcs_stats = ours_dcs.dcs_stats()
         for client in clients:
             await client.close()
+        for ours_client in (ours, ours_dcs):
+            snapshot = ours_client.otel_snapshot()
+            if snapshot is not None:
+                driven.otel[ours_client.name] = snapshot
     return driven
 
 
@@ -179,10 +205,20 @@ def _clients(
             f"drill-{run}-{client}", pool_size=pool, connect_timeout=settings.connect_timeout
         )
 
-    ours = OursClient(hosts, **common, engine_settings=engine("ours"))
-    ours_dcs = OursClient(hosts, **common, engine_settings=engine("ours_dcs"), dcs=dcs)
+    ours = OursClient(hosts, **common, engine_settings=engine("ours"), otel=_capture(settings))
+    ours_dcs = OursClient(hosts, **common, engine_settings=engine("ours_dcs"), dcs=dcs,
+                          otel=_capture(settings))  # fmt: skip
     baseline = BaselineClient(hosts, **common, engine_settings=engine("baseline"))
     return ours, ours_dcs, baseline
+
+
+def _capture(settings: DrillSettings) -> Any:
+    """A fresh in-memory OTel SDK for one client with ``settings.otel``, else None."""
+    if not settings.otel:
+        return None
+    from compose.drill._otel import OtelCapture  # the SDK: only when asked for
+
+    return OtelCapture()
 
 
 async def _inject(
