@@ -47,8 +47,8 @@ BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "steady": steady.run,
     "load": load.run,
     "ryw": ryw.run,
-    "tracing": tracing.run,
     "fleet": fleet.run,
+    "tracing": tracing.run,
 }
 
 
