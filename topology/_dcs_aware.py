@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from topology._dcs_follow import DcsFollower
 from topology._probe_loop import ProbeLoop
 from topology._publisher import Publisher
-from topology.dcs import DcsWatch
+from topology.dcs import AddressMap, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
 from topology.prober import HostProber
@@ -67,9 +67,11 @@ class DcsAware(Publisher):
     def _failure(self, host: str, exc: BaseException | None, reason: str = "unspecified") -> None:
         raise NotImplementedError
 
-    def _follower(self, dcs: DcsWatch) -> DcsFollower:
+    def _follower(self, dcs: DcsWatch, addresses: AddressMap | None) -> DcsFollower:
         if not isinstance(dcs, DcsWatch):
             raise ConfigurationError(f"dcs must be a topology.dcs.DcsWatch, not {dcs!r}")
+        if addresses is not None and not (callable(addresses) or isinstance(addresses, Mapping)):
+            raise ConfigurationError("dcs_addresses must be a mapping or a callable")
         return DcsFollower(
             dcs,
             self._names,
@@ -77,6 +79,7 @@ class DcsAware(Publisher):
             dcs_leader=self._dcs_leader,
             dcs_health=self._dcs_health,
             tracer=self._tracer,
+            translate=translator(addresses),
         )
 
     def _keeps_connections(self) -> bool:

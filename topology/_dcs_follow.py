@@ -47,6 +47,7 @@ class DcsFollower:
         dcs_leader: Callable[[str | None], None],
         dcs_health: Callable[[bool, str | None], None],
         tracer: Tracer | None = None,
+        translate: Callable[[str], str] | None = None,
     ) -> None:
         self.watch = watch
         self.static_hosts = tuple(static_hosts)
@@ -54,6 +55,7 @@ class DcsFollower:
         self.healthy = False
         self.outages = 0
         self.views = 0
+        self._translate = translate  # the DCS's member addresses -> addresses to probe
         self._set_hosts = set_hosts
         self._dcs_leader = dcs_leader
         self._dcs_health = dcs_health
@@ -86,6 +88,8 @@ class DcsFollower:
 
     def _on_view(self, view: DcsView) -> None:
         self.views += 1
+        if self._translate is not None:
+            view = view.translated(self._translate)
         if not self.healthy:
             self.healthy = True
             if self.outages:

@@ -45,7 +45,7 @@ from topology._dcs_aware import DcsAware
 from topology._probe_loop import ProbeLoop
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
-from topology.dcs import DcsWatch
+from topology.dcs import AddressMap, DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
@@ -118,6 +118,9 @@ class ClusterResolver(DcsAware):
     failover is under way, probes every ``dcs_interval`` seconds instead of
     ``interval`` and closes the probe connections between rounds. When it
     stops answering: one WARNING, and SQL-only probing as without it.
+    ``dcs_addresses`` (:data:`topology.dcs.AddressMap`) rewrites the members'
+    addresses the DCS gives where they are not reachable from here (a Docker
+    network's names, a NAT).
 
     Reading: ``cluster.view`` is the :class:`~topology.view.ClusterView` last
     published (never waits); ``cluster`` is the
@@ -149,6 +152,7 @@ class ClusterResolver(DcsAware):
         tracer: Tracer | None = None,
         dcs: DcsWatch | None = None,
         dcs_interval: float = 15.0,
+        dcs_addresses: AddressMap | None = None,
         **connect_options: Any,
     ) -> None:
         check_seconds(
@@ -192,7 +196,7 @@ class ClusterResolver(DcsAware):
         super().__init__(self._names, self.pace, Announcer(self.picker, tracer), self.stale_after)
         self._retries = retries
         self._dcs_answers = False
-        self._dcs = None if dcs is None else self._follower(dcs)
+        self._dcs = None if dcs is None else self._follower(dcs, dcs_addresses)
         self._source = self._probe_source(retries, system_identifier)
         self._task: asyncio.Task[None] | None = None
         self._closing = False

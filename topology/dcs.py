@@ -27,11 +27,11 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DcsMember", "DcsView", "DcsWatch"]
+__all__ = ["AddressMap", "DcsMember", "DcsView", "DcsWatch", "translator"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,11 @@ class DcsView:
     def hosts(self) -> tuple[str, ...]:
         return tuple(member.host for member in self.members)
 
+    def translated(self, translate: Callable[[str], str]) -> DcsView:
+        """This view with every member's address passed through ``translate``."""
+        members = tuple(replace(m, host=translate(m.host)) for m in self.members)
+        return replace(self, members=members)
+
     def same_cluster_as(self, other: DcsView | None) -> bool:
         """Same leader and same member addresses (revisions and states aside)."""
         return (
@@ -96,3 +101,37 @@ class DcsWatch(Protocol):
         retries by itself, and the next ``on_view`` means it is back. Never
         raises but CancelledError.
         """
+
+
+AddressMap = Mapping[str, str] | Callable[[str], str]
+"""How to reach a member whose address in the DCS is not reachable from here.
+
+A mapping from ``host:port`` (or a bare host, whose port is kept) to the
+address to probe, e.g. ``{"member1:5432": "127.0.0.1:25411"}`` for a Docker
+network seen from the host; or a callable taking and returning ``host:port``.
+"""
+
+
+def translator(addresses: AddressMap | None) -> Callable[[str], str] | None:
+    """A function applying ``addresses`` to one ``host:port``; None for no map.
+
+    Example::
+
+        translate = translator({"member1": "127.0.0.1"})
+        translate("member1:25411")  # "127.0.0.1:25411"
+    """
+    if addresses is None:
+        return None
+    if callable(addresses):
+        return addresses
+    table = dict(addresses)
+
+    def translate(address: str) -> str:
+        if address in table:
+            return table[address]
+        host, sep, port = address.rpartition(":")
+        if sep and host in table:
+            return f"{table[host]}:{port}"
+        return address
+
+    return translate

@@ -92,6 +92,9 @@ class DcsTarget:
     etcd: str
     scope: str
     namespace: str
+    # Member names the DCS gives (the Docker cluster's service names) -> where
+    # they are reached from here (127.0.0.1, where docker compose publishes).
+    addresses: tuple[tuple[str, str], ...] = ()
 
 
 class OursClient:
@@ -134,8 +137,9 @@ class OursClient:
             self.cluster = ClusterResolver(hosts, **common)
         else:
             self.cluster = ClusterResolver.from_patroni(
-                etcd=dcs.etcd, scope=dcs.scope, namespace=dcs.namespace, **common
-            )
+                etcd=dcs.etcd, scope=dcs.scope, namespace=dcs.namespace,
+                dcs_addresses=dict(dcs.addresses), **common,
+            )  # fmt: skip
         url = URL.create("postgresql+asyncpg", username=user, password=password, database=database)
         rendered = url.render_as_string(hide_password=False)
         self.master = DBConnect(

@@ -40,8 +40,9 @@ from typing import Any
 
 from compose.drill._metrics import OURS, scenario_metrics
 from compose.drill._report import scenario_table
-from compose.drill._run import DrillSettings, ScenarioData, run_scenario
+from compose.drill._run import DrillSettings, ScenarioData, member_addresses, run_scenario
 from compose.patroni import Cluster, ClusterError
+from topology.dcs import translator
 
 
 async def drill_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> dict[str, Any]:
@@ -84,22 +85,21 @@ def prepare(cluster: Cluster, settings: DrillSettings, timeout: float = 120.0) -
     unresolved = unresolved_dcs_hosts(cluster)
     if unresolved:
         raise ClusterError(
-            f"the DCS names members at {', '.join(unresolved)}, which do not resolve here; "
-            "the ours_dcs client connects there. With the Docker cluster, map the member "
-            "names to 127.0.0.1 (docs/drills.md)"
+            f"the DCS names members at {', '.join(unresolved)}, which do not resolve here "
+            "(even with the member names mapped to 127.0.0.1); the ours_dcs client probes there"
         )
 
 
 def unresolved_dcs_hosts(cluster: Cluster) -> list[str]:
-    """The member addresses in the DCS whose host name does not resolve on this machine.
+    """The member addresses the ``ours_dcs`` client would probe that do not resolve here.
 
-    ``ours_dcs`` connects where Patroni's DCS says: ``127.0.0.1`` natively, the
-    service names (``member1`` ...) in the Docker cluster, which reach the
-    members from the host only through a name mapped to 127.0.0.1, where
-    docker compose publishes the same ports. Blocking (name resolution).
+    The DCS's addresses after the :func:`member_addresses` map. Blocking
+    (name resolution).
     """
+    translate = translator(dict(member_addresses(cluster)))
+    assert translate is not None
     unresolved = []
-    for address in cluster.dcs_hosts():
+    for address in map(translate, cluster.dcs_hosts()):
         host, port = address.rsplit(":", 1)
         try:
             socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)

@@ -121,7 +121,10 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
         if first is None:
             raise RuntimeError(f"no member of {hosts} accepts writes")
         await create_table(first.host, creds)
-        dcs = DcsTarget(cluster.etcd_url(), cluster.layout.scope, cluster.layout.namespace)
+        dcs = DcsTarget(
+            cluster.etcd_url(), cluster.layout.scope, cluster.layout.namespace,
+            addresses=member_addresses(cluster),
+        )  # fmt: skip
         driven = await _drive(cluster, ACTIONS[name], _clients(hosts, creds, run, settings, dcs),
                               marks, settings)  # fmt: skip
         final = await poller.wait_writable(60.0)
@@ -153,6 +156,16 @@ def _without_secrets(
             {t.split("=", 1)[0] for t in snapshot.attribute_texts() if any(s in t for s in secrets)}
         )
     return snapshots
+
+
+def member_addresses(cluster: Cluster) -> tuple[tuple[str, str], ...]:
+    """Member names -> 127.0.0.1: the ``dcs_addresses`` map of the ``ours_dcs`` client.
+
+    Patroni's DCS names ``127.0.0.1`` natively (the map then changes
+    nothing) and the service names (``member1`` ...) in the Docker cluster,
+    which docker compose publishes on 127.0.0.1 with the same ports.
+    """
+    return tuple((member, "127.0.0.1") for member in cluster.layout.members)
 
 
 # ours (SQL only), ours_dcs (the DCS names the members), baseline.

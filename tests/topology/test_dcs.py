@@ -12,7 +12,7 @@ import pytest
 
 from topology._dcs_follow import DcsFollower, merged
 from topology._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
-from topology.dcs import DcsMember, DcsView, DcsWatch
+from topology.dcs import DcsMember, DcsView, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.patroni import PatroniEtcd, member_from_json, patroni_watch, view_from_cluster
 
@@ -202,3 +202,31 @@ def test_a_patroni_cluster_answer_makes_a_view() -> None:
 def test_patroni_watch_needs_one_source(kwargs: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigurationError, match=words):
         patroni_watch(**kwargs)  # type: ignore[arg-type]
+
+
+def test_translator_maps_full_addresses_bare_hosts_or_calls_a_function() -> None:
+    translate = translator({"member1:5432": "10.0.0.1:6432", "member2": "10.0.0.2"})
+    assert translate is not None
+    assert translate("member1:5432") == "10.0.0.1:6432"
+    assert translate("member2:25412") == "10.0.0.2:25412"  # a bare host keeps its port
+    assert translate("member3:5432") == "member3:5432"  # unmapped: as the DCS says
+    assert translator(str.upper) is str.upper
+    assert translator(None) is None
+
+
+async def test_a_follower_probes_the_translated_addresses() -> None:
+    store = _ScriptedStore()
+    calls: list[tuple[str, object]] = []
+    follower = DcsFollower(
+        store, (),
+        set_hosts=lambda hosts: calls.append(("hosts", tuple(hosts))),
+        dcs_leader=lambda host: calls.append(("leader", host)),
+        dcs_health=lambda ok, why: None,
+        translate=translator({"member1": "127.0.0.1"}),
+    )  # fmt: skip
+    task = follower.start()
+    await asyncio.sleep(0)
+    store.on_view(DcsView("m1", (DcsMember("m1", "member1:25411"),), 1))
+    task.cancel()
+    await asyncio.wait((task,))
+    assert calls == [("hosts", ("127.0.0.1:25411",)), ("leader", "127.0.0.1:25411")]

@@ -303,3 +303,22 @@ async def test_a_member_that_dies_leaves_the_probed_hosts_and_comes_back(
         await eventually(lambda: host in probed(cluster), timeout=30)
         await eventually(lambda: host in cluster.snapshot().replicas, timeout=30)
         assert await cluster.master() == leader
+
+
+async def test_members_named_unreachably_are_probed_through_the_address_map(
+    patroni_cluster: PatroniCluster, make_resolver: Any, own_scope: str
+) -> None:
+    """As a Docker network's members seen from the host: names only the network resolves."""
+    leader = patroni_cluster.leader()
+    prefix = f"/service/{own_scope}/"
+    for number, host in enumerate(patroni_cluster.hosts, start=1):
+        port = host.rsplit(":", 1)[1]
+        value = member_json(f"member{number}.invalid:{port}")
+        etcd_call(
+            patroni_cluster, "/v3/kv/put", {"key": f"{prefix}members/m{number}", "value": value}
+        )
+    mapped = {f"member{n}.invalid": "127.0.0.1" for n in range(1, 4)}
+    cluster = make_resolver(scope=own_scope, namespace="/service", dcs_addresses=mapped)
+    async with cluster:
+        assert await cluster.master() == f"127.0.0.1:{leader.port}"
+        assert sorted(probed(cluster)) == sorted(patroni_cluster.hosts)
