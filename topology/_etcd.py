@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from topology._http import HttpError, Unreachable, json_lines, open_request, why
+from topology._http import Endpoints, HttpError, Unreachable, json_lines, open_request, why
 from topology.errors import ConfigurationError
 
 __all__ = ["EtcdEvent", "EtcdGateway", "parse_endpoints", "prefix_end"]
@@ -108,19 +108,12 @@ class EtcdGateway:
     """Range and watch calls to the first etcd endpoint that answers (module docstring)."""
 
     def __init__(self, endpoints: str | Sequence[str], *, timeout: float = 1.0) -> None:
-        self.endpoints = parse_endpoints(endpoints)
+        self.endpoints = Endpoints(parse_endpoints(endpoints))
         self.timeout = float(timeout)
-        self._first = 0  # the endpoint that answered last
         self.requests = 0  # calls sent, watches included (for fleet measurements)
 
     def __repr__(self) -> str:
-        names = ",".join(f"{host}:{port}" for host, port in self.endpoints)
-        return f"EtcdGateway({names}, timeout={self.timeout})"
-
-    def _order(self) -> list[tuple[int, str, int]]:
-        count = len(self.endpoints)
-        indexes = [(self._first + step) % count for step in range(count)]
-        return [(i, *self.endpoints[i]) for i in indexes]
+        return f"EtcdGateway({self.endpoints}, timeout={self.timeout})"
 
     async def range_prefix(self, prefix: str) -> tuple[int, list[EtcdEvent]]:
         """Every key under ``prefix`` and the store's revision (a linearizable read).
@@ -129,13 +122,13 @@ class EtcdGateway:
         """
         body = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
         reasons: dict[str, str] = {}
-        for index, host, port in self._order():
+        for index, host, port in self.endpoints.in_turn():
             try:
                 message = await asyncio.wait_for(self._call(host, port, body), self.timeout)
             except (OSError, asyncio.TimeoutError, HttpError, ValueError) as exc:
                 reasons[f"{host}:{port}"] = why(exc)
                 continue
-            self._first = index
+            self.endpoints.answered(index)
             revision = int(message.get("header", {}).get("revision", 0))
             events = [
                 EtcdEvent(_unb64(kv["key"]), _unb64(kv.get("value", "")), int(kv["mod_revision"]))
@@ -176,7 +169,7 @@ class EtcdGateway:
             }
         }
         reasons: dict[str, str] = {}
-        for index, host, port in self._order():
+        for index, host, port in self.endpoints.in_turn():
             try:
                 self.requests += 1
                 opened = await asyncio.wait_for(
@@ -185,7 +178,7 @@ class EtcdGateway:
             except (OSError, asyncio.TimeoutError, HttpError) as exc:
                 reasons[f"{host}:{port}"] = why(exc)
                 continue
-            self._first = index
+            self.endpoints.answered(index)
             status, headers, reader, writer = opened
             try:
                 if status != 200:

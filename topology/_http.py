@@ -27,9 +27,34 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["HttpError", "Unreachable", "get_json", "json_lines", "open_request", "why"]
+__all__ = ["Endpoints", "HttpError", "Unreachable", "get_json", "json_lines", "open_request", "why"]
 
 MAX_LINE = 4 * 1024 * 1024  # one message; Patroni's values are a few hundred bytes
+
+
+class Endpoints:
+    """``(host, port)`` endpoints tried in turn, the one that answered last first.
+
+    Not thread-safe: one event loop. Example::
+
+        for index, host, port in endpoints.in_turn():
+            ...  # on an answer: endpoints.answered(index)
+    """
+
+    def __init__(self, items: list[tuple[str, int]]) -> None:
+        self.items = items
+        self._first = 0
+
+    def __str__(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.items)
+
+    def in_turn(self) -> list[tuple[int, str, int]]:
+        count = len(self.items)
+        indexes = [(self._first + step) % count for step in range(count)]
+        return [(i, *self.items[i]) for i in indexes]
+
+    def answered(self, index: int) -> None:
+        self._first = index
 
 
 class HttpError(Exception):

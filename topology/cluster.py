@@ -164,7 +164,7 @@ class ClusterResolver(DcsAware):
             wait_timeout=wait_timeout,
         )
         check_identifier(system_identifier)
-        empty = hosts == () or hosts == [] or hosts == ""
+        empty = isinstance(hosts, (str, tuple, list)) and not hosts
         self.hosts = () if dcs is not None and empty else parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
         self.driver = checked_driver(driver, self.options)

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from topology._etcd import EtcdEvent, EtcdGateway, parse_endpoints
-from topology._http import Unreachable, get_json, why
+from topology._http import Endpoints, Unreachable, get_json, why
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
@@ -102,8 +102,7 @@ class PatroniEtcd:
         self._revision = 0
 
     def describe(self) -> str:
-        endpoints = ",".join(f"{host}:{port}" for host, port in self.gateway.endpoints)
-        return f"Patroni scope {self.scope!r} in etcd {endpoints} ({self.prefix})"
+        return f"Patroni scope {self.scope!r} in etcd {self.gateway.endpoints} ({self.prefix})"
 
     def __repr__(self) -> str:
         return f"PatroniEtcd({self.describe()})"
@@ -245,17 +244,15 @@ class PatroniRest:
     ) -> None:
         if timeout <= 0 or interval <= 0:
             raise ConfigurationError("timeout and interval must be positive")
-        self.endpoints = parse_endpoints(urls, default_port=8008, what="Patroni REST")
+        self.endpoints = Endpoints(parse_endpoints(urls, default_port=8008, what="Patroni REST"))
         self.timeout = float(timeout)
         self.interval = float(interval)
         self.requests = 0
         self.views = 0
         self.outages = 0
-        self._first = 0
 
     def describe(self) -> str:
-        endpoints = ",".join(f"{host}:{port}" for host, port in self.endpoints)
-        return f"Patroni REST API {endpoints}"
+        return f"Patroni REST API {self.endpoints}"
 
     def __repr__(self) -> str:
         return f"PatroniRest({self.describe()})"
@@ -263,10 +260,7 @@ class PatroniRest:
     async def poll(self) -> DcsView:
         """Ask the members in turn for ``/cluster``; Unreachable when none answers."""
         reasons: dict[str, str] = {}
-        count = len(self.endpoints)
-        for step in range(count):
-            index = (self._first + step) % count
-            host, port = self.endpoints[index]
+        for index, host, port in self.endpoints.in_turn():
             self.requests += 1
             try:
                 status, document = await asyncio.wait_for(
@@ -278,7 +272,7 @@ class PatroniRest:
             except (OSError, asyncio.TimeoutError, ValueError) as exc:
                 reasons[f"{host}:{port}"] = why(exc)
                 continue
-            self._first = index
+            self.endpoints.answered(index)
             return view
         raise Unreachable("Patroni REST /cluster", reasons, what="Patroni REST")
 
