@@ -9,10 +9,13 @@ nothing.
 
 :class:`PositionToken` signs a position, with the time it was issued, as
 ``p1.<system identifier>.<lsn>.<issued>.<signature>`` (HMAC-SHA256 under
-your secret, cut to 128 bits). A token that is malformed, forged, older
-than ``max_age`` or issued in the future is ignored: the request behaves
-as if it brought none. A token reveals a WAL position and a cluster
-identifier, neither of them a secret, and never the secret itself.
+your secret of 32 bytes or more, cut to 128 bits). A token that is
+malformed, forged, older than ``max_age`` or issued in the future is
+ignored: the request behaves as if it brought none. The middleware issues
+a new token only for a request whose commits moved the position: a client
+that only reads keeps its token, which expires ``max_age`` after the write
+that issued it. A token reveals a WAL position and a cluster identifier,
+neither of them a secret, and never the secret itself.
 
 Example::
 
@@ -32,10 +35,12 @@ from typing import NamedTuple
 
 from ._lsn import format_lsn, parse_lsn
 
-__all__ = ["Position", "PositionToken"]
+__all__ = ["MIN_SECRET_BYTES", "Position", "PositionToken"]
 
 logger = logging.getLogger("ctxdb")
 
+# HMAC-SHA256's key strength: a shorter secret is guessable offline from any token.
+MIN_SECRET_BYTES = 32
 _VERSION = "p1"
 _MAX_TOKEN_LENGTH = 128
 # A token issued up to this many seconds "in the future" is still accepted:
@@ -64,6 +69,9 @@ class Position(NamedTuple):
 class PositionToken:
     """A signed, expiring carrier of a :class:`Position` between requests.
 
+    ``secret`` must hold at least 32 bytes (UTF-8 for a ``str``); a shorter
+    one raises ``ValueError`` naming the minimum, never the secret.
+
     ``header`` (request and response) and ``cookie`` (``None`` to disable)
     name where it travels. A token is honoured for ``max_age`` seconds after
     it was issued; the cookie lives as long. The cookie is ``Secure``,
@@ -85,10 +93,13 @@ class PositionToken:
         cookie_samesite: str = "Lax",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not secret:
+        key = secret.encode() if isinstance(secret, str) else secret
+        if len(key) < MIN_SECRET_BYTES:
+            # The length only, never the secret: a configuration error gets logged.
             raise ValueError(
-                "PositionToken needs a non-empty secret: read it from your secret store "
-                "or environment (e.g. DB_POSITION_SECRET), never from the code"
+                f"PositionToken needs a secret of at least {MIN_SECRET_BYTES} bytes (the "
+                f"HMAC-SHA256 key strength), got {len(key)}: read a random one from your "
+                "secret store or environment (e.g. DB_POSITION_SECRET), never from the code"
             )
         if max_age <= 0:
             raise ValueError(f"PositionToken max_age must be positive seconds, got {max_age!r}")
@@ -99,7 +110,7 @@ class PositionToken:
             )
         if same_site == "None" and not cookie_secure:
             raise ValueError("cookie_samesite='None' needs cookie_secure=True (browsers refuse it)")
-        self._key = secret.encode() if isinstance(secret, str) else secret
+        self._key = key
         self.header = header.lower()
         self.cookie = cookie
         self.max_age = max_age

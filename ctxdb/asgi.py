@@ -32,7 +32,7 @@ from ._lifecycle import (
     settle,
     settle_by_status,
 )
-from ._token import PositionToken
+from ._token import Position, PositionToken
 from ._websocket import run_websocket
 
 __all__ = ["ASGIApp", "ASGIHTTPDBSessionMiddleware", "Message", "Receive", "Scope", "Send"]
@@ -75,10 +75,11 @@ class ASGIHTTPDBSessionMiddleware:
             await self.app(scope, receive, send)
             return
         token = init_db_session_ctx()
-        if self._positions is not None:
-            current_scope().position = self._positions.from_headers(scope.get("headers", []))
         try:
             exchange = _Exchange(self.app, self._before_commit, send, self._positions)
+            if self._positions is not None:
+                exchange.arrived = self._positions.from_headers(scope.get("headers", []))
+                current_scope().position = exchange.arrived
             await exchange.run(scope, receive)
         finally:
             await reset_db_session_ctx(token)
@@ -100,6 +101,7 @@ class _Exchange:
         self.positions = positions
         self.started = False
         self.replaced = False  # a failed commit turned the response into a 500
+        self.arrived: Position | None = None  # the position the request's token carried
 
     async def run(self, scope: Scope, receive: Receive) -> None:
         try:
@@ -131,9 +133,13 @@ class _Exchange:
         await self.send(message)
 
     def _add_position(self, message: Message) -> None:
-        # After the commit: the position of this request's writes, if any.
+        # After the commit: a token only if this request's commits moved the
+        # position. Re-signing the position the request brought would give it
+        # a fresh issue time, so a client that keeps reading would never see
+        # its token expire; without a new token it keeps its own, and that
+        # one expires max_age after the write that issued it.
         position = current_scope().position
-        if position is not None and self.positions is not None:
+        if position is not None and position != self.arrived and self.positions is not None:
             message["headers"] = [
                 *message.get("headers", []),
                 *self.positions.response_headers(position),

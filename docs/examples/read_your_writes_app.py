@@ -46,9 +46,9 @@ def build(hosts: list[str], password: str, *, max_wait: float = 0.05) -> ReadYou
 def position_secret() -> str:
     """The token secret, from the environment: there is no safe default to fall back to."""
     secret = os.environ.get("DB_POSITION_SECRET", "")
-    if len(secret) < 16:
+    if len(secret.encode()) < 32:
         raise RuntimeError(
-            "DB_POSITION_SECRET must hold a random secret of at least 16 characters, e.g. "
+            "DB_POSITION_SECRET must hold a random secret of at least 32 bytes, e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return secret

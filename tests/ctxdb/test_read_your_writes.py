@@ -33,7 +33,7 @@ from topology import ClusterResolver
 pytestmark = pytest.mark.cluster
 
 MAX_WAIT = 0.05
-SECRET = "test-secret"
+SECRET = "test-secret-of-at-least-32-bytes-long"
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ async def test_the_documented_wiring_builds(
     await example.replica.close()
 
 
-@pytest.mark.parametrize("secret", [None, "", "short"])
+@pytest.mark.parametrize("secret", [None, "", "short", "31-characters-is-one-too-short!"])
 def test_the_documented_wiring_refuses_a_missing_or_weak_secret(
     monkeypatch: pytest.MonkeyPatch, secret: str | None
 ) -> None:
@@ -209,7 +209,7 @@ async def test_forged_or_malformed_tokens_are_ignored(
 
 
 def test_a_token_signed_with_another_secret_is_rejected() -> None:
-    token = PositionToken("other-secret").dump(parse_lsn("0/3000000"))
+    token = PositionToken("other-secret-of-at-least-32-bytes!").dump(parse_lsn("0/3000000"))
     assert PositionToken(SECRET).load(token) is None
     assert PositionToken(SECRET).load(PositionToken(SECRET).dump(123)) == 123
     with pytest.raises(ValueError, match="secret"):

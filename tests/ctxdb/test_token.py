@@ -145,7 +145,7 @@ def test_bad_settings_fail_at_once(kwargs: dict[str, object], words: str) -> Non
 
 @pytest.mark.parametrize("secret", ["", b""])
 def test_a_missing_secret_fails_fast(secret: str | bytes) -> None:
-    with pytest.raises(ValueError, match="non-empty secret"):
+    with pytest.raises(ValueError, match="at least 32 bytes"):
         PositionToken(secret)
 
 
