@@ -1,16 +1,16 @@
 """One engine of a DBConnect, with its host, sessionmaker and checkout count.
 
 Also the small pieces DBConnect builds engines and reports with: the
-creator types, the default sessionmaker, the hooked slot, background tasks
-and the frozen ``ConnectStats``.
+creator types, the default sessionmaker, the hooked slot and the frozen
+``ConnectStats`` (background tasks are ``ctxdb._tasks``'s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
@@ -19,6 +19,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from ._routing import HostRouter
 from ._setup_guard import guard_connection_setup
+from ._tasks import Supervisor, TaskInfo
 from .failover import FailureReporter, install_failover_hooks
 from .trace import Tracer
 
@@ -35,43 +36,19 @@ def default_session_maker_creator(engine: AsyncEngine) -> async_sessionmaker[Asy
 
 @dataclass(frozen=True)
 class ConnectStats:
-    """What a ``DBConnect`` did since construction (``DBConnect.stats()``)."""
+    """What a ``DBConnect`` did since construction (``DBConnect.stats()``).
+
+    ``hosts`` and ``tasks`` are left out of comparisons: they describe the
+    moment, not what happened (a stats object compares as before).
+    """
 
     host: str | None  # where new sessions go now
     swaps: int  # changes of host (engine swaps and routed moves)
     terminated: int  # connections cut because their host was no longer the answer
     checked_out: int  # connections checked out now, current and retired engines
-
-
-Tasks = set[asyncio.Task[None]]
-
-
-def spawn(tasks: Tasks, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
-    """Run ``work()`` in a task kept in ``tasks`` until it ends; nothing without a loop.
-
-    ``work`` is a factory, so no coroutine is made (and left un-awaited) when
-    no event loop runs: then nothing is checked out that could be waited for.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    task = loop.create_task(work(), name=name)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-def warm_count(router: HostRouter, wanted: int) -> int:
-    """How many connections to open ahead for ``router``: ``wanted``, within the pool.
-
-    Slots already being (re)connected by waiting sessions count against it,
-    so a warm-up never competes with a request for the first connections.
-    """
-    pool = router.engine.sync_engine.pool
-    size = getattr(pool, "size", None)
-    limit = size() if callable(size) else wanted
-    busy = getattr(pool, "checkedout", None)
-    return min(wanted, limit) - (busy() if callable(busy) else 0)
+    hosts: int = field(default=0, compare=False)  # per-host engines held (replicas)
+    # Background tasks by kind: dispose, warm-up, spares, session-close (ctxdb._tasks).
+    tasks: tuple[TaskInfo, ...] = field(default=(), compare=False)
 
 
 class EngineSlot:
@@ -157,6 +134,43 @@ class EngineSlot:
             logger.warning("disposing of the engine for %s failed", self.host, exc_info=True)
         finally:
             self.disposed = True
+
+
+class Retirement:
+    """Engines taken out of use: disposed of in the background, counted until empty.
+
+    A retired engine's idle connections are closed by a ``dispose()`` in a
+    supervised task (kind ``dispose``, ``ctxdb._tasks``) bounded by
+    ``timeout`` seconds; connections still checked out keep working until
+    their session ends, and are closed at checkin instead of pooled, so no
+    idle connection to the old host is left behind. Event loop thread only.
+    """
+
+    def __init__(self, tasks: Supervisor, timeout: float) -> None:
+        self._tasks = tasks
+        self.timeout = timeout
+        self.running = tasks.running("dispose")  # the live set of disposals
+        self._slots: set[EngineSlot] = set()
+
+    def retire(self, slot: EngineSlot) -> None:
+        """Take ``slot`` out of use and dispose of it in the background (once)."""
+        if slot.retired:  # already retiring (evicted, then closed)
+            return
+        slot.retire()
+        self._slots.add(slot)
+        work = lambda: slot.dispose(self.timeout)  # noqa: E731
+        self._tasks.spawn("dispose", work, f"ctxdb-dispose-{slot.host}")
+
+    def checked_out(self) -> int:
+        """Connections still checked out of retired engines (forgets finished ones)."""
+        self._slots = {s for s in self._slots if s.checked_out or not s.disposed}
+        return sum(s.checked_out for s in self._slots)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Wait for the disposals running now, at most ``timeout`` (default: their own)."""
+        pending = list(self.running)
+        if pending:
+            await asyncio.wait(pending, timeout=self.timeout if timeout is None else timeout)
 
 
 def build_slot(

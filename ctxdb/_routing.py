@@ -38,10 +38,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import select
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -52,6 +50,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only, greenlet_spawn
 
+from ._dbapi import abandon, driver_of, known_closed, terminate_dbapi, unreachable_error
+from ._host_engines import Blueprints
+from ._tasks import Supervisor
 from .errors import RetryableConnectionError
 from .failover import (
     HOST_TAG,
@@ -96,6 +97,7 @@ class HostRouter:
         report: FailureReporter | None,
         wait: float,
         tracer: Tracer | None = None,
+        tasks: Supervisor | None = None,
     ) -> None:
         self.engine = engine
         self._tracer = tracer
@@ -106,7 +108,9 @@ class HostRouter:
         self._follow = follow
         self._report = report
         self._wait = wait
-        self._blueprints: dict[str, AsyncEngine] = {}
+        self._tasks = tasks if tasks is not None else Supervisor(tracer)
+        # Per-host engines used only for their creator: bounded, pruned (_host_engines).
+        self._blueprints = Blueprints(build, self._tasks, timeout=wait)
         self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         # Connected, not yet handed out: SQLAlchemy's connect hooks may still run.
         self._initializing: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
@@ -170,7 +174,7 @@ class HostRouter:
             raise sa_exc.DisconnectionError(
                 f"connection to {tag} is stale (new connections go to {self.target})"
             )
-        if _known_closed(record.driver_connection):
+        if known_closed(record.driver_connection):
             # The server closed it while it sat in the pool (asyncpg notices
             # at once): sending a statement on it would only fail.
             raise sa_exc.DisconnectionError(f"connection to {tag} was closed by the server")
@@ -200,13 +204,13 @@ class HostRouter:
                         raise  # a wrong password, a missing database: not the host's state
                     report_to(self._report, host, error)
                     if time.monotonic() >= deadline:
-                        raise self._traced(_unreachable(host, error, self._wait)) from error
+                        raise self._traced(unreachable_error(host, error, self._wait)) from error
                     if self._tracer is not None:
                         self._tracer(ConnectRetried(host, "connect failed"))
                     unreachable, last_error = host, error
                     continue
             if host != self.target:  # moved as the connect finished
-                _terminate_dbapi(connection)
+                terminate_dbapi(connection)
                 continue
             if record is not None:
                 record.info[HOST_TAG] = host
@@ -229,12 +233,18 @@ class HostRouter:
         # The target's spare stays until a connect takes it: it was a
         # candidate a moment ago, and its promotion is what just happened.
         for host in [h for h in self._spares if h not in wanted and h != self.target]:
-            _terminate_dbapi(self._spares.pop(host))
-        loop = asyncio.get_running_loop()
+            terminate_dbapi(self._spares.pop(host))
+        self._blueprints.keep_only({*wanted, *self._opening, self.target or ""})
         for host in wanted - self._spares.keys() - self._opening.keys():
-            task = loop.create_task(self._open_spare(host), name=f"ctxdb-spare-{host}")
-            self._opening[host] = task
-            task.add_done_callback(functools.partial(self._opened, host))
+            # Supervised, run again after a death (ctxdb._tasks): a spare is a lasting need.
+            work = functools.partial(self._open_spare_later, host)
+            task = self._tasks.spawn("spares", work, f"ctxdb-spare-{host}", restart=True)
+            if task is not None:
+                self._opening[host] = task
+                task.add_done_callback(functools.partial(self._opened, host))
+
+    async def _open_spare_later(self, host: str) -> None:
+        await self._open_spare(host)  # looked up per run: a restart runs it anew
 
     async def _open_spare(self, host: str) -> None:
         try:
@@ -244,7 +254,7 @@ class HostRouter:
             logger.debug("no spare connection to %s: %s", host, describe(error))
             return
         if host == self.target or host in self._spares:
-            _terminate_dbapi(connection)
+            terminate_dbapi(connection)
         else:
             self._spares[host] = connection
 
@@ -253,8 +263,8 @@ class HostRouter:
 
     def _take_spare(self, host: str) -> Any:
         connection = self._spares.pop(host, None)
-        if connection is not None and _known_closed(_driver_of(connection)):
-            _terminate_dbapi(connection)
+        if connection is not None and known_closed(driver_of(connection)):
+            terminate_dbapi(connection)
             return None
         return connection
 
@@ -264,7 +274,7 @@ class HostRouter:
         """The resolver's answer now; after a short pause when it names ``unreachable`` again."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise self._traced(_unreachable(unreachable or "the primary", error, self._wait))
+            raise self._traced(unreachable_error(unreachable or "the primary", error, self._wait))
         try:
             host = await asyncio.wait_for(self._follow(), remaining)
         except Exception as exc:
@@ -290,11 +300,11 @@ class HostRouter:
         try:
             await asyncio.wait((attempt, self._moved), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # cancelled: the connection, if any, has no owner
-            _abandon(attempt)
+            abandon(attempt)
             raise
         if attempt.done():
             return attempt.result()
-        _abandon(attempt)
+        abandon(attempt)
         raise _Moved
 
     def _traced(self, error: RetryableConnectionError) -> RetryableConnectionError:
@@ -302,10 +312,7 @@ class HostRouter:
         return error
 
     def _creator_for(self, host: str) -> Callable[[Any], Any]:
-        blueprint = self._blueprints.get(host)
-        if blueprint is None:
-            blueprint = self._blueprints[host] = self._build(host)
-        return blueprint.sync_engine.pool._invoke_creator
+        return self._blueprints.creator(host)
 
     async def warm(self, count: int, timeout: float) -> None:
         """Open up to ``count`` pooled connections to the target, within ``timeout`` seconds.
@@ -336,86 +343,12 @@ class HostRouter:
         if opening:
             await asyncio.wait(opening, timeout=self._wait)
         for connection in self._spares.values():
-            _terminate_dbapi(connection)
+            terminate_dbapi(connection)
         self._spares.clear()
-        blueprints, self._blueprints = list(self._blueprints.values()), {}
-        for blueprint in blueprints:
-            await blueprint.dispose()
+        await self._blueprints.close()
 
 
 def _open_to(record: ConnectionPoolEntry, host: str | None) -> bool:
     if record.driver_connection is None:
         return False
     return host is None or record.info.get(HOST_TAG) == host
-
-
-def _known_closed(driver_connection: Any) -> bool:
-    """Whether an idle connection is known to be closed, without a round trip.
-
-    asyncpg reads its socket all the time and knows at once. psycopg reads
-    only when asked, so its socket is polled (no wait): an idle connection
-    has nothing to read unless the server closed it or said why it will.
-    """
-    is_closed = getattr(driver_connection, "is_closed", None)  # asyncpg
-    if callable(is_closed):
-        return bool(is_closed())
-    if getattr(driver_connection, "closed", False) is True:  # psycopg
-        return True
-    pgconn = getattr(driver_connection, "pgconn", None)
-    if pgconn is None:
-        return False
-    try:
-        fd = pgconn.socket  # raises once libpq has dropped the socket
-        if hasattr(select, "poll"):  # select() fails on descriptors over FD_SETSIZE
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
-        return bool(select.select([fd], [], [], 0)[0])
-    except Exception:
-        return True
-
-
-def _abandon(attempt: asyncio.Future[Any]) -> None:
-    """Give up a connect: cancel it, and terminate whatever it opens or opened."""
-    if attempt.done():
-        _drop_late_connection(attempt)
-    else:
-        attempt.cancel()
-        attempt.add_done_callback(_drop_late_connection)
-
-
-def _drop_late_connection(attempt: asyncio.Future[Any]) -> None:
-    """A connect nobody waits for any more: close what it opened, consume its error."""
-    if attempt.cancelled():
-        return
-    if attempt.exception() is None:
-        _terminate_dbapi(attempt.result())
-
-
-def _driver_of(connection: Any) -> Any:
-    return getattr(connection, "driver_connection", connection)
-
-
-def _terminate_dbapi(connection: Any) -> None:
-    """Close a connection nobody uses (a spare, a late connect) without a round trip.
-
-    psycopg's connection is finished too (its socket was shut down first, so
-    nothing waits on the server): only a connection no task reads from may
-    lose its file descriptor like this.
-    """
-    driver = _driver_of(connection)
-    terminate_driver_connection(driver)
-    pgconn = getattr(driver, "pgconn", None)
-    if pgconn is not None:
-        with contextlib.suppress(Exception):  # already finished
-            pgconn.finish()
-
-
-def _unreachable(host: str, error: BaseException | None, wait: float) -> RetryableConnectionError:
-    why = describe(error) if error is not None else "no answer"
-    return RetryableConnectionError(
-        f"could not connect to {host} ({why}) and found no other host within {wait:g} s: "
-        "nothing was sent; it is safe to retry",
-        host=host,
-        orig=error,
-    )

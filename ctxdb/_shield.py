@@ -5,7 +5,10 @@ would otherwise abandon its session's close at the first ``await`` and
 leave the connection checked out until garbage collection. Here every
 close runs in a task of its own, kept referenced until it ends, and the
 caller waits for it through ``asyncio.shield``: cancelling the caller stops
-the waiting, never the close.
+the waiting, never the close. A close whose caller was cancelled has no one
+left to see its error: that error is logged once at ERROR and counted in
+``ctxdb._tasks.SESSION_CLOSES`` (``DBConnect.stats().tasks``), never left to
+asyncio's "Task exception was never retrieved".
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from collections.abc import Awaitable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ._tasks import SESSION_CLOSES
+
 # Strong references: the event loop keeps only weak ones to tasks.
-_background: set[asyncio.Task[None]] = set()
+_background: set[asyncio.Task[None]] = SESSION_CLOSES.running
 
 
 def _spawn(closing: Awaitable[None], name: str) -> asyncio.Task[None]:
@@ -27,6 +32,16 @@ def _spawn(closing: Awaitable[None], name: str) -> asyncio.Task[None]:
     _background.add(task)
     task.add_done_callback(_background.discard)
     return task
+
+
+def _orphan(task: asyncio.Task[None]) -> None:
+    """Nobody awaits ``task`` any more: retrieve its error when it ends, log it once."""
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and (error := done.exception()) is not None:
+            SESSION_CLOSES.died(error, done.get_name(), None)
+
+    task.add_done_callback(ended)
 
 
 def _close_now(session: AsyncSession) -> bool:
@@ -47,8 +62,14 @@ def _close_now(session: AsyncSession) -> bool:
 
 async def close_shielded(session: AsyncSession) -> None:
     """Close ``session``; the close completes even if the caller is cancelled."""
-    if not _close_now(session):
-        await asyncio.shield(_spawn(session.close(), "ctxdb-close-session"))
+    if _close_now(session):
+        return
+    task = _spawn(session.close(), "ctxdb-close-session")
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        _orphan(task)
+        raise
 
 
 async def close_all_shielded(
@@ -66,7 +87,12 @@ async def close_all_shielded(
     }
     if not tasks:
         return {}
-    await asyncio.shield(asyncio.wait(tasks.values()))
+    try:
+        await asyncio.shield(asyncio.wait(tasks.values()))
+    except asyncio.CancelledError:
+        for task in tasks.values():
+            _orphan(task)
+        raise
     return {
         name: exc
         for name, task in tasks.items()

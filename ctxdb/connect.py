@@ -6,18 +6,13 @@ lock that is never held across an ``await``, and retires the old engine
 outside the lock. A hung host therefore never blocks a swap or the
 sessions that want the new engine.
 
-Retiring an engine does not break sessions that were already handed out:
-
-* idle pooled connections of the old engine are closed by a background
-  ``dispose()`` bounded by ``dispose_timeout``;
-* connections still checked out keep working until their session ends;
-  when they are checked back in, they are closed instead of pooled, so no
-  idle connection to the old host is ever left behind.
+Retiring an engine does not break sessions that were already handed out
+(``ctxdb._engine_slot.Retirement``): they finish on it, and a background
+``dispose()`` bounded by ``dispose_timeout`` closes its idle connections.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import uuid
@@ -30,26 +25,21 @@ from ._engine_slot import (
     ConnectStats,
     EngineCreatorFunc,
     EngineSlot,
+    Retirement,
     SessionMakerCreatorFunc,
-    Tasks,
     build_slot,
     default_session_maker_creator,
-    spawn,
-    warm_count,
 )
+from ._follow import AfterMove
+from ._host_engines import DEFAULT_HOST_IDLE, DEFAULT_MAX_HOSTS, HostEngines
 from ._routing import HostRouter
+from ._tasks import Supervisor
 from ._token import Position
 from .errors import NoHostError
 from .resolver import Capabilities, Resolver, engine_creator_from_url
-from .trace import ConnectionsCut, EngineSwapped, ReadRouted, Tracer, safe
+from .trace import EngineSwapped, ReadRouted, Tracer, safe
 
-__all__ = [
-    "AsyncFunc",
-    "ConnectStats",
-    "DBConnect",
-    "EngineCreatorFunc",
-    "SessionMakerCreatorFunc",
-]
+__all__ = ["AsyncFunc", "ConnectStats", "DBConnect", "EngineCreatorFunc", "SessionMakerCreatorFunc"]
 
 logger = logging.getLogger("ctxdb")
 
@@ -72,17 +62,21 @@ class DBConnect:
     Following hosts: with ``resolver=`` (``ctxdb.resolver``: its protocols
     are checked once, here) every new session asks the resolver for its
     host first, and with ``url=`` (plus ``engine_kwargs``) no
-    ``engine_creator`` is needed;
-    that URL may be the cluster's libpq multi-host URL, whose TLS settings,
-    ``options`` and other libpq parameters reach asyncpg and psycopg engines
-    alike (``ctxdb.engine_url``; ``sslpassword`` never shows in a repr).
+    ``engine_creator`` is needed; that URL may be the cluster's libpq
+    multi-host URL, whose TLS settings, ``options`` and other libpq
+    parameters reach asyncpg and psycopg engines alike
+    (``ctxdb.engine_url``; ``sslpassword`` never shows in a repr).
     An exclusive resolver (a primary) gets one engine whose connections
     follow it (``ctxdb._routing``): when the answer changes, every connection
     to the old host is cut, sessions that sent nothing reconnect to the new
     one, a connect refused by a lost host asks the resolver again for at most
     ``failover_wait`` seconds, ``warm_up`` opens as many connections to the
     new host as the old one had, and ``spares`` keeps one idle connection to
-    each of the resolver's ``candidates()``. ``stats()`` counts changes of host.
+    each of the resolver's ``candidates()``. A non-exclusive resolver
+    (replicas) gets one engine per host, for at most ``max_hosts`` hosts; one
+    not named for ``host_idle_timeout`` s is disposed of once idle
+    (``ctxdb._host_engines``). ``stats()`` counts changes of host and shows
+    the background tasks (``ctxdb._tasks``: a death is logged once at ERROR).
     ``read_your_writes=True`` makes context sessions record where their
     commits end in the WAL; a replica DBConnect asked for a session with
     that ``position`` serves it only from a replica that replayed it,
@@ -116,6 +110,8 @@ class DBConnect:
         warm_up: bool = True,
         spares: bool = True,
         tracer: Tracer | None = None,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
+        host_idle_timeout: float = DEFAULT_HOST_IDLE,
     ) -> None:
         if engine_creator is None:
             if url is None:
@@ -126,11 +122,14 @@ class DBConnect:
         self._engine_creator = engine_creator
         self._session_maker_creator = session_maker_creator or default_session_maker_creator
         self._before_create_session_handler = before_create_session_handler
-        self._dispose_timeout = dispose_timeout
         self._slot: EngineSlot | None = None
         self._swap_lock = threading.Lock()
-        self._retiring: Tasks = set()
-        self._retired: set[EngineSlot] = set()
+        self._tracer = safe(tracer)
+        # Every background task is supervised: a death is logged once and counted.
+        self._tasks = Supervisor(self._tracer)
+        self._retirement = Retirement(self._tasks, dispose_timeout)
+        self._retire = self._retirement.retire
+        self._retiring = self._retirement.running
         self._swaps = 0
         self._terminated = 0
         self._resolver = resolver
@@ -140,14 +139,15 @@ class DBConnect:
         # An exclusive resolver (a primary): one engine whose connections follow it.
         self._routed = resolver is not None and self._can.exclusive
         self._failover_wait = failover_wait
-        self._warm_up = warm_up
-        self._candidates = self._can.candidates if spares else None
-        self._warming: Tasks = set()
-        # Non-exclusive resolvers (replica pickers): one live engine per host.
-        self._by_host: dict[str, EngineSlot] = {}
+        candidates = self._can.candidates if spares else None
+        self._after_move = AfterMove(
+            self._tasks, self._tracer, warm_up=warm_up, candidates=candidates, wait=failover_wait
+        )
+        # Non-exclusive resolvers (replica pickers): one engine per host named recently.
+        self._by_host = HostEngines(
+            self._build, self._retire, limit=max_hosts, idle_after=host_idle_timeout
+        )
         self._track_writes = read_your_writes
-        self._tracer = safe(tracer)
-        self._lost: str | None = None  # the host before a move to "no host", for EngineSwapped
         self._unsubscribe: Callable[[], None] | None = None
         if self._can.add_listener is not None:
             # The answer changed: act now, not at the next session (routed DBConnects only).
@@ -187,8 +187,15 @@ class DBConnect:
         return self._terminated
 
     def stats(self) -> ConnectStats:
-        """A frozen copy of the counters; safe to call from any task."""
-        return ConnectStats(self._host, self._swaps, self._terminated, self.checked_out())
+        """A frozen copy of the counters and background tasks; safe to call from any task."""
+        return ConnectStats(
+            self._host,
+            self._swaps,
+            self._terminated,
+            self.checked_out(),
+            hosts=len(self._by_host),
+            tasks=self._tasks.stats(),
+        )
 
     @property
     def engine(self) -> AsyncEngine | None:
@@ -209,9 +216,8 @@ class DBConnect:
     def checked_out(self) -> int:
         """Connections checked out right now, over current and retired engines."""
         slot = self._slot
-        current = sum(s.checked_out for s in {slot, *self._by_host.values()} if s is not None)
-        self._retired = {s for s in self._retired if s.checked_out or not s.disposed}
-        return current + sum(s.checked_out for s in self._retired)
+        current = sum(s.checked_out for s in {slot, *self._by_host.slots()} if s is not None)
+        return current + self._retirement.checked_out()
 
     # --- swapping ------------------------------------------------------------
     async def connect(self, host: str) -> None:
@@ -273,6 +279,7 @@ class DBConnect:
                 report=self._can.report_failure,
                 wait=self._failover_wait,
                 tracer=self._tracer,
+                tasks=self._tasks,
             )
         failed, wait = self._on_engine_failure, self._failover_wait
         return build_slot(
@@ -281,7 +288,7 @@ class DBConnect:
 
     def _on_engine_failure(self, host: str, exc: BaseException) -> None:
         if not self._exclusive:
-            stale = self._by_host.pop(host, None)
+            stale = self._by_host.pop(host)
             if stale is not None:
                 self._retire(stale)
         if self._can.report_failure is not None:
@@ -311,45 +318,8 @@ class DBConnect:
         cut = router.move(host, reason)
         self._host = host
         self._swaps += host is not None
-        if cut:
-            self._terminated += cut
-            logger.warning("cut %d connection(s) still open to %s", cut, old)
-        if self._tracer is not None:
-            self._trace_move(old, host, cut, reason)
-        logger.warning("%r now sends new sessions to %s (was %s)", self, host, old)
-        if host is not None and self._warm_up:
-            self._warm(router, live)
-        self._keep_spares(router)
-
-    def _trace_move(self, old: str | None, host: str | None, cut: int, reason: str) -> None:
-        assert self._tracer is not None
-        if host is None:
-            self._lost = old  # a swap is reported once a new host is named
-        else:
-            self._tracer(EngineSwapped(old or self._lost, host, "resolver"))
-        if cut and old is not None:
-            self._tracer(ConnectionsCut(old, cut, reason))
-
-    def _keep_spares(self, router: HostRouter) -> None:
-        if self._candidates is None:
-            return
-        try:
-            router.keep_spares(self._candidates())
-        except Exception:  # a resolver's bug must not break the session that got here
-            logger.warning("%r: could not refresh the spare connections", self, exc_info=True)
-
-    def _warm(self, router: HostRouter, wanted: int) -> None:
-        """Open connections to the new host in the background: as many as the old one had."""
-        count = warm_count(router, wanted)
-        if count > 0:
-            work = lambda: router.warm(count, self._failover_wait)  # noqa: E731
-            spawn(self._warming, work, f"ctxdb-warm-{router.target}")
-
-    def _retire(self, slot: EngineSlot) -> None:
-        slot.retire()
-        self._retired.add(slot)
-        work = lambda: slot.dispose(self._dispose_timeout)  # noqa: E731
-        spawn(self._retiring, work, f"ctxdb-dispose-{slot.host}")
+        self._terminated += cut
+        self._after_move.moved(self, router, old, cut, live, reason)
 
     # --- sessions ------------------------------------------------------------
     async def session_maker(
@@ -368,7 +338,7 @@ class DBConnect:
             if self._slot is None:
                 built = self._swap(host, only_if_changed=True)
                 if built.router is not None:
-                    self._keep_spares(built.router)
+                    self._after_move.keep_spares(built.router)
             else:
                 self._retarget(host)
         if self._before_create_session_handler is not None:
@@ -394,9 +364,7 @@ class DBConnect:
         return host
 
     def _replica_slot(self, host: str) -> EngineSlot:
-        slot = self._by_host.get(host)
-        if slot is None:
-            slot = self._by_host[host] = self._build(host)
+        slot = self._by_host.get(host)  # prunes hosts beyond max_hosts or idle too long
         self._slot, self._host = slot, host
         return slot
 
@@ -418,16 +386,10 @@ class DBConnect:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        for task in list(self._warming):
-            task.cancel()
+        self._tasks.cancel("warm-up")
         with self._swap_lock:
-            slots = {self._slot, *self._by_host.values()} - {None}
+            slots = {self._slot, *self._by_host.clear()} - {None}
             self._slot = None
-            self._by_host.clear()
-        for slot in slots:
-            assert slot is not None
+        for slot in filter(None, slots):
             self._retire(slot)
-        pending = list(self._retiring)
-        if pending:
-            wait_for = self._dispose_timeout if timeout is None else timeout
-            await asyncio.wait(pending, timeout=wait_for)
+        await self._retirement.wait(timeout)

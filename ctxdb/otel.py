@@ -21,6 +21,8 @@ Metrics:
 * ``ctxdb.read_your_writes.positions`` (counter): commit positions recorded.
 * ``ctxdb.read_your_writes.reads`` (counter): replica sessions routed, by
   ``ctxdb.had_position``.
+* ``ctxdb.task.failures`` (counter, ``{failure}``): background tasks that
+  died, by ``task`` (``dispose``, ``warm-up``, ``spares``) and ``error.type``.
 
 Each swap is also a short span ``ctxdb.engine_swap`` on the tracer
 ``ctxdb``, and an event on the span current when it happens (the request
@@ -93,6 +95,9 @@ class OTelTracer:
         self.reads = meter.create_counter(
             "ctxdb.read_your_writes.reads", "{session}", "Replica sessions routed"
         )
+        self.task_failures = meter.create_counter(
+            "ctxdb.task.failures", "{failure}", "Background tasks that died, by task"
+        )
 
     def __call__(self, event: trace.Event) -> None:
         if isinstance(event, trace.EngineSwapped):
@@ -113,6 +118,8 @@ class OTelTracer:
             self.positions.add(1, _DB)
         elif isinstance(event, trace.ReadRouted):
             self.reads.add(1, {**_server(event.host), "ctxdb.had_position": event.had_position})
+        elif isinstance(event, trace.TaskFailed):
+            self.task_failures.add(1, {**_DB, "task": event.task, "error.type": event.error})
 
     def _swapped(self, event: trace.EngineSwapped) -> None:
         attributes = {

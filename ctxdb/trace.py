@@ -25,6 +25,9 @@ carries a password, a URL or a statement's parameters.
   commit that wrote ended at WAL position ``lsn`` (``"0/3000060"``).
 * :class:`ReadRouted` ``(host, had_position)``: a replica DBConnect picked
   ``host`` for a session; ``had_position`` when the context had written.
+* :class:`TaskFailed` ``(task, error)``: a background task of kind ``task``
+  (``dispose``, ``warm-up``, ``spares``) died with an exception of type
+  ``error``; a recurring one is run again after a backoff.
 
 Concurrency: events are emitted on the event loop's thread, inside
 SQLAlchemy's greenlet for the pool and error hooks, so a tracer must be
@@ -58,6 +61,7 @@ __all__ = [
     "RetrySafeFailure",
     "SafeTracer",
     "SwapFollowed",
+    "TaskFailed",
     "Tracer",
     "safe",
 ]
@@ -130,6 +134,14 @@ class ReadRouted:
     had_position: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TaskFailed:
+    """A background task of kind ``task`` died with an exception of type ``error``."""
+
+    task: str
+    error: str
+
+
 Event: TypeAlias = (
     EngineSwapped
     | ConnectionsCut
@@ -139,6 +151,7 @@ Event: TypeAlias = (
     | ConnectRetried
     | PositionRecorded
     | ReadRouted
+    | TaskFailed
 )
 Tracer = Callable[[Event], None]
 
