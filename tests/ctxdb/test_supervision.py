@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any
 
 import psycopg
@@ -63,7 +63,7 @@ class Injected(RuntimeError):
 
 
 @pytest.fixture
-def errors(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], list[logging.LogRecord]]]:
+def errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:
     """The ERROR records of loggers ctxdb and asyncio (where an unretrieved death shows)."""
     caplog.set_level(logging.ERROR)
 
@@ -71,7 +71,7 @@ def errors(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], list[loggi
         gc.collect()  # an unretrieved task exception is logged when the task is collected
         return [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-    yield records
+    return records
 
 
 def injected_deaths(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
@@ -130,7 +130,7 @@ async def test_a_dying_disposal_is_logged_once_and_counted(
     await eventually(lambda: not connect._retiring)
     monkeypatch.setattr(EngineSlot, "dispose", real_dispose)
     deaths = injected_deaths(errors())
-    assert len(deaths) == 1 and deaths[0].name == "ctxdb"
+    assert [death.name for death in deaths] == ["ctxdb"]
     assert [r for r in errors() if "never retrieved" in r.getMessage()] == []
     info = task(connect, "dispose")
     assert (info.failures, info.last_error, info.alive) == (1, "Injected", False)
@@ -167,7 +167,7 @@ async def test_a_dying_warm_up_is_logged_once_and_comes_back(
     await eventually(lambda: len(backends(table, new)) >= 1)
     assert len(calls) == 2
     deaths = injected_deaths(errors())
-    assert len(deaths) == 1 and deaths[0].name == "ctxdb"
+    assert [death.name for death in deaths] == ["ctxdb"]
     info = task(connect, "warm-up")
     assert (info.failures, info.restarts, info.last_error) == (1, 1, "Injected")
 
@@ -200,7 +200,7 @@ async def test_a_dying_spare_is_logged_once_and_comes_back(
     await eventually(lambda: len(backends(table, spare)) == 1)  # back: the spare is open
     assert calls == [spare, spare]
     deaths = injected_deaths(errors())
-    assert len(deaths) == 1 and deaths[0].name == "ctxdb"
+    assert [death.name for death in deaths] == ["ctxdb"]
     await eventually(lambda: not task(connect, "spares").alive)  # done, not dead
     info = task(connect, "spares")
     assert (info.failures, info.restarts) == (1, 1)
@@ -239,7 +239,7 @@ async def test_a_failing_close_of_a_cancelled_request_is_logged_once(
     await eventually(lambda: pending_closes() == 0)
     await asyncio.sleep(0)  # the done callbacks run
     deaths = injected_deaths(errors())
-    assert len(deaths) == 1 and deaths[0].name == "ctxdb"
+    assert [death.name for death in deaths] == ["ctxdb"]
     assert [r for r in errors() if "never retrieved" in r.getMessage()] == []
     assert task(connect, "session-close").failures == before + 1
     assert connect.checked_out() == 0
