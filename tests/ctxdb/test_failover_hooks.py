@@ -136,7 +136,8 @@ def test_error_classification_table() -> None:
     assert sqlstate_of(ValueError("x")) is None
     assert means_host_gone(Coded("57P03"), is_disconnect=False)
     # The server always sends 25006 with these words: without it, they are someone's text.
-    assert not means_host_gone(ValueError("cannot execute UPDATE in a read-only transaction"), 0)
+    read_only_words = ValueError("cannot execute INSERT in a read-only transaction")
+    assert not means_host_gone(read_only_words, is_disconnect=False)
     assert means_host_gone(ValueError("anything"), is_disconnect=True)
     assert not means_host_gone(Coded("23505"), is_disconnect=False)  # a unique violation
     # A code decides alone: neither the words nor SQLAlchemy's disconnect flag override it.
