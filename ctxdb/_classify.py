@@ -92,7 +92,11 @@ _CHAIN_LIMIT = 8  # wrappers followed at most: SQLAlchemy's and the drivers' are
 _SQLSTATE_SHAPE = re.compile(r"[0-9A-Z]{5}")
 # A statement that ends a transaction (or prepares its commit): lost mid-flight,
 # it may have been stored. ";"-separated parts count: psycopg sends several.
-_COMMITS = re.compile(r"(?:^|;)\s*(?:commit|end|prepare\s+transaction)\b", re.IGNORECASE | re.ASCII)
+_COMMENTS = r"(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*"  # leading SQL comments
+_COMMITS = re.compile(
+    rf"(?:^|;)\s*{_COMMENTS}(?:commit|end|prepare\s+transaction)\b",
+    re.IGNORECASE | re.ASCII | re.DOTALL,
+)
 
 
 class Phase(enum.Enum):

@@ -18,10 +18,9 @@ and writing the outcome the rule gives; ``test_the_table_lists_every_code``
 keeps the two in step. Each code is built as its driver builds it from the
 server's fields (``tests/support/driver_errors.py``: asyncpg's
 ``PostgresError.new``; psycopg's class for the code, with the diagnostic
-fields), then seen as
-SQLAlchemy's dialect hands it to ``handle_error`` and as SQLAlchemy raises it;
-each is given a message, DETAIL and HINT holding every phrase of the word
-lists, and parameters holding them too. Pure input: the hostile values on a
+fields), then seen as SQLAlchemy's dialect hands it to ``handle_error`` and
+as SQLAlchemy raises it; each is given a message, DETAIL and HINT holding
+every phrase of the word lists, and parameters holding them too. Pure input: the hostile values on a
 real server are in ``test_user_data_errors.py``.
 """
 
@@ -512,6 +511,8 @@ def test_errors_without_a_sqlstate(
         ("COMMIT PREPARED 'tx1'", True),
         ("PREPARE TRANSACTION 'tx1'", True),
         ("insert into t values (1); commit", True),
+        ("/* app: checkout */ COMMIT", True),
+        ("-- done\ncommit and chain", True),
         ("select 1", False),
         ("insert into commits values (1)", False),
         ("select endless from t", False),
