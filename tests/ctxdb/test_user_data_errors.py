@@ -83,8 +83,10 @@ class Harness:
         self.engines.append(engine)
         return engine
 
-    async def run(self, statement: str, **params: Any) -> Any:
+    async def run(self, statement: str, autocommit: bool = False, **params: Any) -> Any:
         async with new_non_ctx_session(self.connect) as session:
+            if autocommit:  # this session only (SQLAlchemy's execution option)
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             result = (await session.execute(text(statement), params)).scalar()
             await session.commit()
             return result
@@ -161,9 +163,11 @@ async def test_a_value_echoed_in_the_primary_message_changes_nothing(
     assert await harness.run("select pg_backend_pid()") == backend
 
 
-async def _terminate_while_sleeping(harness: Harness, server: PostgresNode) -> BaseException | None:
+async def _terminate_while_sleeping(
+    harness: Harness, server: PostgresNode, autocommit: bool = False
+) -> BaseException | None:
     """Run ``pg_sleep`` through ``harness``; kill its backend from another connection mid-flight."""
-    sleeper = asyncio.ensure_future(harness.run("select pg_sleep(30)"))
+    sleeper = asyncio.ensure_future(harness.run("select pg_sleep(30)", autocommit=autocommit))
     deadline = time.monotonic() + 10
     async with await psycopg.AsyncConnection.connect(server.conninfo(), autocommit=True) as admin:
         killed = False
@@ -182,13 +186,16 @@ async def _terminate_while_sleeping(harness: Harness, server: PostgresNode) -> B
     return None
 
 
+@pytest.mark.parametrize("how", ["engine", "execution option"])
 @pytest.mark.parametrize("pre_ping", [False, True], ids=["no-ping", "pre-ping"])
 async def test_an_autocommit_statement_lost_mid_flight_has_an_unknown_outcome(
-    make_harness: Callable[..., Harness], pg_server: PostgresNode, pre_ping: bool
+    make_harness: Callable[..., Harness], pg_server: PostgresNode, pre_ping: bool, how: str
 ) -> None:
     """Item 11: in AUTOCOMMIT a statement is its own transaction: lost, it may be stored."""
-    harness = make_harness(**engine_options("autocommit", pre_ping))
-    error = await _terminate_while_sleeping(harness, pg_server)
+    per_session = how == "execution option"
+    mode = "transaction" if per_session else "autocommit"
+    harness = make_harness(**engine_options(mode, pre_ping))
+    error = await _terminate_while_sleeping(harness, pg_server, autocommit=per_session)
     assert isinstance(error, CommitOutcomeUnknownError), repr(error)
     assert "may or may not" in str(error)
     assert pg_server.password not in str(error)
