@@ -164,17 +164,21 @@ async def test_a_value_echoed_in_the_primary_message_changes_nothing(
 
 
 async def _terminate_while_sleeping(
-    harness: Harness, server: PostgresNode, autocommit: bool = False
+    harness: Harness,
+    server: PostgresNode,
+    autocommit: bool = False,
+    statement: str = "select pg_sleep(30)",
 ) -> BaseException | None:
-    """Run ``pg_sleep`` through ``harness``; kill its backend from another connection mid-flight."""
-    sleeper = asyncio.ensure_future(harness.run("select pg_sleep(30)", autocommit=autocommit))
+    """Run ``statement`` through ``harness``; kill its backend from elsewhere mid-flight."""
+    sleeper = asyncio.ensure_future(harness.run(statement, autocommit=autocommit))
     deadline = time.monotonic() + 10
     async with await psycopg.AsyncConnection.connect(server.conninfo(), autocommit=True) as admin:
         killed = False
         while not killed and time.monotonic() < deadline and not sleeper.done():
             cursor = await admin.execute(
                 "select pg_terminate_backend(pid) from pg_stat_activity"
-                " where query = 'select pg_sleep(30)' and state = 'active'"
+                " where query = %s and state = 'active'",
+                (statement,),
             )
             killed = bool(await cursor.fetchall())
             await asyncio.sleep(0.02)
@@ -209,3 +213,17 @@ async def test_a_statement_lost_inside_a_transaction_is_still_retry_safe(
     error = await _terminate_while_sleeping(harness, pg_server)
     assert isinstance(error, RetryableConnectionError), repr(error)
     assert not isinstance(error, CommitOutcomeUnknownError)
+
+
+async def test_a_commit_statement_lost_mid_flight_has_an_unknown_outcome(
+    pg_server: PostgresNode,
+) -> None:
+    """Item 11: a COMMIT sent as SQL (psycopg sends both statements at once) may be stored."""
+    harness = Harness(pg_server, "psycopg")
+    try:
+        statement = "select pg_sleep(30); commit"
+        error = await _terminate_while_sleeping(harness, pg_server, statement=statement)
+        assert isinstance(error, CommitOutcomeUnknownError), repr(error)
+        assert "COMMIT may or may not" in str(error)
+    finally:
+        await harness.connect.close()
