@@ -65,6 +65,7 @@ class Harness:
         self.resolver = RecordingResolver(server.host)
         self.invalidations: list[str] = []
         self.engines: list[AsyncEngine] = []
+        self.connect_statement = ""
         self.connect = DBConnect(engine_creator=self._engine, resolver=self.resolver)
         self._url = server.url(DRIVERS[driver])
         self._kwargs = engine_kwargs
@@ -79,6 +80,15 @@ class Harness:
         @event.listens_for(engine.sync_engine, "soft_invalidate")
         def soft_invalidated(dbapi_connection: Any, record: Any, error: Any) -> None:
             self.invalidations.append(f"soft {type(error).__name__}")
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def on_connect(dbapi_connection: Any, record: Any) -> None:
+            if self.connect_statement:  # an application's own setup statement
+                cursor = dbapi_connection.cursor()
+                try:
+                    cursor.execute(self.connect_statement)
+                finally:
+                    cursor.close()
 
         self.engines.append(engine)
         return engine
@@ -227,3 +237,17 @@ async def test_a_commit_statement_lost_mid_flight_has_an_unknown_outcome(
         assert "COMMIT may or may not" in str(error)
     finally:
         await harness.connect.close()
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+async def test_a_failing_connect_hook_of_the_application_is_its_own_error(
+    make_harness: Callable[..., Harness], value: str
+) -> None:
+    """The checkout guard judges by code too: a hook's 22P02 quoting a value stays a 22P02."""
+    harness = make_harness()
+    harness.connect_statement = f"select cast(cast('{value}' as text) as integer)"
+    with pytest.raises(exc.DBAPIError) as raised:
+        await harness.run("select 1")
+    assert not isinstance(raised.value, ConnectionLostError)
+    assert getattr(raised.value.orig, "sqlstate", None) == "22P02"
+    assert harness.resolver.reports == []
