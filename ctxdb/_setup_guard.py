@@ -41,8 +41,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
+from ._classify import lost_connecting
 from .errors import ConnectionLostError, RetryableConnectionError
-from .failover import connect_failed_on_network, describe, says_connection_closed, trace_failure
+from .failover import describe, trace_failure
 from .trace import ConnectRetried, Tracer
 
 __all__ = ["guard_connection_setup"]
@@ -55,12 +56,17 @@ _PAUSE = 0.005
 
 
 def lost_during_setup(exc: BaseException) -> bool:
-    """Whether ``exc``, raised by a checkout (not yet typed), means the host went away."""
+    """Whether ``exc``, raised by a checkout (not yet typed), means the host went away.
+
+    Judged as every error is (:mod:`ctxdb._classify`): a SQLSTATE alone
+    when there is one, so an error of a user's connect hook (a unique
+    violation, say) passes unchanged whatever its DETAIL says.
+    """
     if isinstance(exc, sa_exc.TimeoutError):  # the pool's own limit: not the host
         return False
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return says_connection_closed(exc) or connect_failed_on_network(exc)
+    return lost_connecting(exc)
 
 
 def guard_connection_setup(

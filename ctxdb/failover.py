@@ -1,26 +1,38 @@
 """What an engine does when its host fails: classify, drop, report, translate.
 
-Hooked on every engine that DBConnect builds (``handle_error``):
+Hooked on every engine that DBConnect builds (``handle_error``, ``do_connect``).
+What counts as a lost host is decided by :mod:`ctxdb._classify`:
 
-* a lost connection, an admin shutdown (57P01/57P02/57P03), a read-only
-  transaction error (25006, "cannot execute ... in a read-only
-  transaction": the host was demoted) and a refused connect are treated
-  as a disconnect, so SQLAlchemy drops the connection and invalidates the
-  pool instead of handing out more connections to a host that is gone;
-* the resolver, if it has ``report_failure(host, exc)``, is told at once;
-* the error the application sees becomes typed: ``CommitOutcomeUnknownError``
-  when the connection was lost while a COMMIT was in flight, otherwise
-  ``RetryableConnectionError`` (nothing of the transaction was stored).
+* a SQLSTATE decides alone: class 08 (connection exception), 57P01/57P02/
+  57P03 (shutdown, cannot connect now) and 25006 (read-only transaction:
+  the host was demoted) mean the host is lost; any other code is the
+  application's error and passes through untouched, whatever its message,
+  DETAIL or HINT say (a user's value can never make it a disconnect);
+* without a code, the exception type (SQLAlchemy's ``is_disconnect``, an
+  ``OSError``) decides, and words only as a last resort, on the driver's
+  primary message (never DETAIL, HINT, a statement or a parameter);
+* a lost host is treated as a disconnect, so SQLAlchemy drops the
+  connection and invalidates the pool instead of handing out more
+  connections to a host that is gone; the resolver, if it has
+  ``report_failure(host, exc)``, is told at once;
+* the error the application sees becomes typed. ``RetryableConnectionError``
+  only when nothing can have been stored: the connection or checkout
+  failed before anything was sent, the statement ran inside an open
+  explicit transaction whose COMMIT was never sent, or the server refused
+  it (25006). ``CommitOutcomeUnknownError`` when a COMMIT (SQLAlchemy's,
+  or a ``COMMIT``/``END``/``PREPARE TRANSACTION`` statement) was in flight,
+  or the statement ran on an AUTOCOMMIT connection (engine or execution
+  option, or the driver's own autocommit): it may have been stored.
   Both are SQLAlchemy ``OperationalError`` subclasses, so existing
   ``except DBAPIError`` handlers keep working.
+
+The hooks run in SQLAlchemy's greenlet, never block and never wait on the network.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -28,95 +40,44 @@ from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ._classify import (
+    HOST_GONE_SQLSTATES,
+    Outcome,
+    Phase,
+    commits,
+    connect_failed_on_network,
+    means_host_gone,
+    outcome,
+    says_connection_closed,
+    sqlstate_of,
+)
 from .errors import CommitOutcomeUnknownError, ConnectionLostError, RetryableConnectionError
 from .trace import CommitOutcomeUnknown, RetrySafeFailure, Tracer
+
+__all__ = [
+    "HOST_GONE_SQLSTATES",
+    "HOST_TAG",
+    "TERMINATED",
+    "FailureReporter",
+    "connect_failed_on_network",
+    "describe",
+    "install_failover_hooks",
+    "means_host_gone",
+    "report_to",
+    "says_connection_closed",
+    "sqlstate_of",
+    "terminate_driver_connection",
+    "trace_failure",
+]
 
 logger = logging.getLogger("ctxdb")
 
 FailureReporter = Callable[[str, BaseException], None]
 
-# admin_shutdown, crash_shutdown, cannot_connect_now, read_only_sql_transaction
-HOST_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006"})
-_READ_ONLY_TEXT = "read-only transaction"
-_CLOSED_WORDS = ("connection is closed", "connection was closed", "connection is lost")
 _COMMITTING = "ctxdb_committing"
 TERMINATED = "ctxdb_terminated"
 # The host a routed connection reached (set by ctxdb._routing).
 HOST_TAG = "ctxdb_host"
-
-
-def sqlstate_of(exc: BaseException | None) -> str | None:
-    """The SQLSTATE of a driver error (asyncpg, psycopg, or SQLAlchemy's wrapper)."""
-    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
-        for attr in ("sqlstate", "pgcode"):
-            code = getattr(candidate, attr, None)
-            if isinstance(code, str) and code:
-                return code
-    return None
-
-
-def _host_gone_code(code: str) -> bool:
-    # Class 08 covers connection exceptions, e.g. a connection closed mid-handshake.
-    return code in HOST_GONE_SQLSTATES or code.startswith("08")
-
-
-def means_host_gone(exc: BaseException | None, is_disconnect: bool) -> bool:
-    """Whether this error says the host is no longer a usable primary."""
-    if is_disconnect:
-        return True
-    code = sqlstate_of(exc)
-    if code is not None and _host_gone_code(code):
-        return True
-    # psycopg says so in words where SQLAlchemy does not see a disconnect.
-    return _READ_ONLY_TEXT in str(exc) or says_connection_closed(exc)
-
-
-def says_connection_closed(exc: BaseException | None) -> bool:
-    """Whether the driver's message says the connection is closed or lost."""
-    text = str(exc).lower()
-    return any(words in text for words in _CLOSED_WORDS)
-
-
-_NETWORK_WORDS = (
-    "connection refused",
-    "timeout",
-    "timed out",
-    "could not connect",
-    "server closed the connection",
-    "no route to host",
-    "network is unreachable",
-    "connection reset",
-    "could not translate host name",
-    "name or service not known",
-    # 57P03 in words: psycopg's connect errors carry no SQLSTATE.
-    "the database system is shutting down",
-    "the database system is starting up",
-    "the database system is in recovery mode",
-    "the database system is not accepting connections",
-)
-
-
-# TLS errors that mean the connection was cut during the handshake, not refused.
-_TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
-
-
-def connect_failed_on_network(exc: BaseException) -> bool:
-    """Whether a failed connect means the host is unreachable (not, say, a wrong password).
-
-    asyncpg raises ``OSError``/``TimeoutError``; psycopg wraps every connect
-    failure in ``OperationalError``, without a SQLSTATE when no server answered.
-    """
-    if isinstance(exc, ssl.SSLError) and not isinstance(exc, _TLS_CUT):
-        return False  # a certificate or key refused (asyncpg): configuration, not a lost host
-    if isinstance(exc, (OSError, asyncio.TimeoutError)):
-        return True
-    code = sqlstate_of(exc)
-    if code is not None:
-        return _host_gone_code(code)
-    message = str(exc).lower()
-    if "authentication" in message or "does not exist" in message or "pg_hba" in message:
-        return False
-    return any(words in message for words in _NETWORK_WORDS)
 
 
 def install_failover_hooks(
@@ -147,17 +108,19 @@ def install_failover_hooks(
         # and must stay a cancellation.
         if not isinstance(original, Exception) or isinstance(original, ConnectionLostError):
             return None
-        if not means_host_gone(original, context.is_disconnect):
+        info = _connection_info(context)
+        phase = _phase(context, info)
+        verdict = outcome(original, is_disconnect=context.is_disconnect, phase=phase)
+        if verdict is Outcome.UNTOUCHED:
             return None
         if not context.is_pre_ping:
             context.is_disconnect = True
-        info = _connection_info(context)
         where = info.get(HOST_TAG) or (None if target is not None else host)
         # A connection we cut ourselves says nothing new about its host.
         if where is not None and TERMINATED not in info:
             report_to(report, where, original)
         named = where or (target() if target is not None else None) or host
-        typed = _typed_error(context, named, info)
+        typed = _typed_error(context, named, info, verdict)
         trace_failure(tracer, typed, "connection lost")
         return typed
 
@@ -227,28 +190,59 @@ def _connection_info(context: ExceptionContext) -> dict[str, Any]:
         return {}
 
 
-def _typed_error(
-    context: ExceptionContext, host: str, info: dict[str, Any]
-) -> BaseException | None:
+def _autocommit(context: ExceptionContext) -> bool:
+    """Whether the failing connection runs each statement in its own transaction.
+
+    Both SQLAlchemy adapters (asyncpg's, psycopg's) expose the driver-level
+    ``autocommit`` that ``isolation_level="AUTOCOMMIT"`` (engine or
+    execution option) and a driver-level setting turn on. When it cannot be
+    read, the answer is "yes": an unknown outcome is the claim that is never wrong.
+    """
+    connection = context.connection
+    if connection is None or connection.invalidated:
+        return True
+    try:
+        return bool(getattr(connection.connection.dbapi_connection, "autocommit", True))
+    except Exception:  # closed under us
+        return True
+
+
+def _phase(context: ExceptionContext, info: dict[str, Any]) -> Phase:
+    """Where the error struck: the pre-ping, a checkout, inside a transaction, or at a commit."""
     if context.is_pre_ping:
-        return None
+        return Phase.PRE_PING
     if context.connection is None:
-        # Getting a connection failed (a pooled one found closed while being
-        # set up, say): no statement of this transaction was sent.
+        return Phase.CONNECT  # getting a connection failed: no statement of the caller's sent
+    if context.statement is None:
+        # A connection-level call: SQLAlchemy's COMMIT (the "commit" event
+        # marked it) or a ROLLBACK, which stores nothing.
+        return Phase.MAY_COMMIT if info.get(_COMMITTING) else Phase.IN_TRANSACTION
+    if commits(context.statement) or _autocommit(context):
+        return Phase.MAY_COMMIT
+    return Phase.IN_TRANSACTION
+
+
+def _typed_error(
+    context: ExceptionContext, host: str, info: dict[str, Any], verdict: Outcome
+) -> BaseException | None:
+    if verdict is Outcome.HOST_LOST:
+        return None  # the pre-ping: SQLAlchemy reconnects, nothing reaches the caller
+    if context.connection is None:
         return RetryableConnectionError(
             f"could not get a connection to {host} "
             f"({describe(context.original_exception)}): nothing was sent; it is safe to retry",
             host=host,
             orig=context.original_exception,
         )
-    committing = bool(info.get(_COMMITTING)) and context.statement is None
     why = info.get(TERMINATED) or describe(context.original_exception)
-    cls = CommitOutcomeUnknownError if committing else RetryableConnectionError
-    what = (
-        "the COMMIT may or may not have been stored"
-        if committing
-        else "nothing of this transaction was stored; it is safe to retry"
-    )
+    unknown = verdict is Outcome.OUTCOME_UNKNOWN
+    cls = CommitOutcomeUnknownError if unknown else RetryableConnectionError
+    if not unknown:
+        what = "nothing of this transaction was stored; it is safe to retry"
+    elif context.statement is None or commits(context.statement):
+        what = "the COMMIT may or may not have been stored"
+    else:
+        what = "the statement ran in autocommit: it may or may not have been stored"
     return cls(
         f"connection to {host} lost ({why}): {what}",
         host=host,

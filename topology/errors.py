@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import socket
 import ssl
 from collections.abc import Iterable, Mapping
@@ -195,8 +196,8 @@ _SQLSTATES = {
     "08003": Reason.CONNECTION_LOST,  # connection_does_not_exist
 }
 
-# Lower-case message fragments, checked in order: libpq (psycopg) reports
-# most connection failures as text only, without a SQLSTATE.
+# Lower-case fragments of a primary message, checked in order, only when the
+# error has no SQLSTATE: libpq (psycopg) reports connection failures as text only.
 _MESSAGES: tuple[tuple[str, Reason], ...] = (
     ("no encryption", Reason.TLS_REQUIRED),  # pg_hba has hostssl only
     ("ssl off", Reason.TLS_REQUIRED),
@@ -237,12 +238,70 @@ _MESSAGES: tuple[tuple[str, Reason], ...] = (
 )
 
 
+_CHAIN_LIMIT = 8  # wrappers followed at most (SQLAlchemy's, the drivers', asyncio's)
+_SQLSTATE_SHAPE = re.compile(r"[0-9A-Z]{5}")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (``orig``, ``__cause__``, ``__context__``), bounded, no cycles."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < _CHAIN_LIMIT:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        todo.extend((getattr(current, "orig", None), current.__cause__, current.__context__))
+    return seen
+
+
 def _sqlstate(exc: BaseException) -> str | None:
-    code = getattr(exc, "sqlstate", None)
-    if code is None:
-        diag = getattr(exc, "diag", None)
-        code = getattr(diag, "sqlstate", None)
-    return code if isinstance(code, str) else None
+    """The SQLSTATE of ``exc`` or of an error it wraps (asyncpg, psycopg, SQLAlchemy)."""
+    for candidate in _chain(exc):
+        for holder in (candidate, getattr(candidate, "diag", None)):
+            for attr in ("sqlstate", "pgcode"):
+                code = getattr(holder, attr, None)
+                if isinstance(code, str) and _SQLSTATE_SHAPE.fullmatch(code):
+                    return code
+    return None
+
+
+def _primary_message(exc: BaseException) -> str:
+    """The driver's primary message only (lower case): never DETAIL, HINT or a statement.
+
+    asyncpg keeps DETAIL and HINT out of ``args[0]``; psycopg's text is
+    libpq's, whose first line is the primary message (``diag.message_primary``
+    when the server sent one). A SQLAlchemy wrapper (it has ``statement``)
+    adds the SQL and its parameters: it has no message here.
+    """
+    if hasattr(exc, "statement") and hasattr(exc, "orig"):
+        return ""
+    text = getattr(getattr(exc, "diag", None), "message_primary", None)
+    if not isinstance(text, str):
+        first = exc.args[0] if exc.args else ""
+        text = first if isinstance(first, str) else ""
+    return (text.strip().splitlines() or [""])[0].lower()
+
+
+def _by_code(code: str, exc: BaseException) -> Reason:
+    """The reason a SQLSTATE gives, whatever the message says.
+
+    Two codes cover two reasons that are handled alike (both retryable,
+    resp. both permanent): the primary message only picks the words.
+    """
+    if code == "57P03":  # cannot_connect_now: starting up, shutting down, in recovery
+        down = any("shutting down" in _primary_message(e) for e in _chain(exc))
+        return Reason.SHUTTING_DOWN if down else Reason.STARTING_UP
+    if code == "28000":  # invalid_authorization_specification: pg_hba said no
+        plain = any("no encryption" in _primary_message(e) for e in _chain(exc))
+        return Reason.TLS_REQUIRED if plain else Reason.AUTHENTICATION_FAILED
+    if code in _SQLSTATES:
+        return _SQLSTATES[code]
+    if code.startswith("08"):  # connection_exception
+        return Reason.CONNECTION_LOST
+    if code.startswith("28"):  # invalid_authorization_specification
+        return Reason.AUTHENTICATION_FAILED
+    return Reason.UNEXPECTED
 
 
 def _by_type(exc: BaseException) -> Reason | None:
@@ -262,26 +321,7 @@ def _by_type(exc: BaseException) -> Reason | None:
     return None
 
 
-def classify(exc: BaseException, _depth: int = 0) -> Reason:
-    """Map a driver or socket exception to a :class:`Reason`.
-
-    Looks at the SQLSTATE first, then at the exception type, then at the
-    message (libpq reports connection failures as text). For a
-    ``57P03 cannot_connect_now`` the message tells starting up from
-    shutting down. Wrapped exceptions are followed: ``__cause__``,
-    ``__context__`` and SQLAlchemy's ``orig`` (a few levels at most).
-    """
-    code = _sqlstate(exc)
-    message = str(exc).lower()
-    if code == "57P03":
-        return Reason.SHUTTING_DOWN if "shutting down" in message else Reason.STARTING_UP
-    if code == "28000":  # invalid_authorization_specification: pg_hba said no
-        return Reason.TLS_REQUIRED if "no encryption" in message else Reason.AUTHENTICATION_FAILED
-    if code in _SQLSTATES:
-        return _SQLSTATES[code]
-    by_type = _by_type(exc)
-    if by_type is not None:
-        return by_type
+def _by_words(message: str) -> Reason | None:
     if "does not exist" in message:
         if 'database "' in message:
             return Reason.DATABASE_DOES_NOT_EXIST
@@ -290,11 +330,31 @@ def classify(exc: BaseException, _depth: int = 0) -> Reason:
     for fragment, reason in _MESSAGES:
         if fragment in message:
             return reason
-    for inner in (getattr(exc, "orig", None), exc.__cause__, exc.__context__):
-        if isinstance(inner, BaseException) and inner is not exc and _depth < 5:
-            reason = classify(inner, _depth + 1)
-            if reason is not Reason.UNEXPECTED:
-                return reason
-    if isinstance(exc, (ConnectionError, EOFError)):
+    return None
+
+
+def classify(exc: BaseException) -> Reason:
+    """Map a driver or socket exception to a :class:`Reason`.
+
+    A SQLSTATE (on ``exc`` or an error it wraps: SQLAlchemy's ``orig``,
+    ``__cause__``, ``__context__``, a few levels at most) decides alone:
+    a message, DETAIL or HINT that echoes a user's value changes nothing.
+    Without a code, the exception type decides; the words of the primary
+    message are the last resort (libpq reports connection failures as
+    text only), never DETAIL or HINT.
+    """
+    chain = _chain(exc)
+    code = _sqlstate(exc)
+    if code is not None:
+        return _by_code(code, exc)
+    for candidate in chain:
+        by_type = _by_type(candidate)
+        if by_type is not None:
+            return by_type
+    for candidate in chain:
+        by_words = _by_words(_primary_message(candidate))
+        if by_words is not None:
+            return by_words
+    if any(isinstance(candidate, (ConnectionError, EOFError)) for candidate in chain):
         return Reason.CONNECTION_LOST
     return Reason.UNEXPECTED

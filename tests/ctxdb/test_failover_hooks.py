@@ -122,8 +122,8 @@ def test_a_connection_closed_mid_handshake_is_a_network_failure() -> None:
 
 def test_error_classification_table() -> None:
     class Coded(Exception):
-        def __init__(self, code: str) -> None:
-            super().__init__(f"error {code}")
+        def __init__(self, code: str, message: str = "") -> None:
+            super().__init__(message or f"error {code}")
             self.sqlstate = code
 
     class Wrapped(Exception):
@@ -135,9 +135,14 @@ def test_error_classification_table() -> None:
     assert sqlstate_of(Wrapped(Coded("57P01"))) == "57P01"
     assert sqlstate_of(ValueError("x")) is None
     assert means_host_gone(Coded("57P03"), is_disconnect=False)
-    assert means_host_gone(ValueError("cannot execute INSERT in a read-only transaction"), False)
+    # The server always sends 25006 with these words: without it, they are someone's text.
+    read_only_words = ValueError("cannot execute INSERT in a read-only transaction")
+    assert not means_host_gone(read_only_words, is_disconnect=False)
     assert means_host_gone(ValueError("anything"), is_disconnect=True)
     assert not means_host_gone(Coded("23505"), is_disconnect=False)  # a unique violation
+    # A code decides alone: neither the words nor SQLAlchemy's disconnect flag override it.
+    assert not means_host_gone(Coded("23505", "connection is closed"), is_disconnect=False)
+    assert not means_host_gone(Coded("25P03", "connection is closed"), is_disconnect=True)
 
 
 async def test_commits_that_wrote_record_a_position(

@@ -75,6 +75,20 @@ LIBPQ = 'connection failed: connection to server at "10.0.0.1", port 5432 failed
         (OSError("cannot execute UPDATE in a read-only transaction"), Reason.READ_ONLY),
         (ConfigurationError("bad"), Reason.CONFIGURATION),
         (RuntimeError("something else"), Reason.UNEXPECTED),
+        # A SQLSTATE decides alone: a value echoed in the message changes nothing.
+        (
+            asyncpg.InvalidTextRepresentationError(
+                'invalid input syntax for type integer: "connection refused"'
+            ),
+            Reason.UNEXPECTED,
+        ),
+        (
+            asyncpg.UniqueViolationError('duplicate key value violates unique constraint "u"'),
+            Reason.UNEXPECTED,
+        ),
+        (asyncpg.ConnectionRejectionError("rejected"), Reason.CONNECTION_LOST),  # 08004
+        # Without a code, only the primary message (libpq's first line) counts.
+        (OSError("something else\nDETAIL:  the database system is starting up"), Reason.UNEXPECTED),
     ],
 )
 def test_classify(exc: BaseException, reason: Reason) -> None:
@@ -125,3 +139,14 @@ def test_error_tree_and_messages() -> None:
     assert isinstance(NoReplicaError("none", {}), TopologyError)
     assert issubclass(ConfigurationError, ValueError)
     assert redact("user=u password=hunter2", ["hunter2", None, ""]) == "user=u password=***"
+
+
+def test_detail_and_hint_never_decide() -> None:
+    """A server error's DETAIL or HINT may quote anything: the code decides."""
+    error = asyncpg.UniqueViolationError('duplicate key value violates unique constraint "u"')
+    error.detail = "Key (name)=(no encryption, connection refused) already exists."  # type: ignore[attr-defined]
+    error.hint = "the database system is shutting down"  # type: ignore[attr-defined]
+    assert classify(error) is Reason.UNEXPECTED
+    starting = asyncpg.CannotConnectNowError("the database system is starting up")
+    starting.detail = "the database system is shutting down"  # type: ignore[attr-defined]
+    assert classify(starting) is Reason.STARTING_UP
