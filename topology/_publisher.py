@@ -31,23 +31,32 @@ import time
 from collections.abc import Iterable
 
 from topology._announce import Announcer
+from topology._supervise import Supervisor
 from topology.pace import Pace
 from topology.snapshot import Snapshot
 from topology.view import ClusterView
 
-__all__ = ["Publisher"]
+__all__ = ["ANNOUNCER", "Publisher"]
+
+ANNOUNCER = "announcer"  # the supervised name of the announcements (see _announce)
 
 
 class Publisher:
     """The cluster's published view and failover episode (see the module docstring)."""
 
     def __init__(
-        self, hosts: Iterable[str], pace: Pace, announcer: Announcer, stale_after: float
+        self,
+        hosts: Iterable[str],
+        pace: Pace,
+        announcer: Announcer,
+        stale_after: float,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.view = ClusterView(Snapshot.empty(hosts))
         self.pace = pace
         self.stale_after = stale_after
         self._announcer = announcer
+        self._supervisor = supervisor or Supervisor()
         self._last_round_at: float | None = None
         # When each suspect was reported: only a probe started later clears it.
         self._suspects: dict[str, float] = {}
@@ -76,6 +85,16 @@ class Publisher:
 
     def _is_suspect(self, host: str) -> bool:
         return host in self._suspects
+
+    def _forget(self, hosts: frozenset[str]) -> None:
+        """Only ``hosts`` are the cluster's now: forget what was said of the others.
+
+        A host no longer probed can never be cleared by a probe: a suspect
+        kept would keep the rounds fast (a failover under way) for good.
+        """
+        if self._suspects.keys() - hosts:
+            self._suspects = {h: t for h, t in self._suspects.items() if h in hosts}
+            self.view = dataclasses.replace(self.view, suspects=frozenset(self._suspects))
 
     def _stop_fast_path(self) -> None:
         """The loop stopped: no fast path until the next publication."""
@@ -111,7 +130,21 @@ class Publisher:
         published, self._published = self._published, None
         if published is not None and not published.done():
             published.set_result(None)
-        self._announcer.announce(old, view)
+        self._announce(old, view)
+
+    def _announce(self, old: Snapshot, view: ClusterView) -> None:
+        """Tell the news; if that fails, the announcer catches up after a backoff.
+
+        The announcer remembers what it last told in full, so the retry tells
+        every change since then (see :meth:`Announcer.announce`).
+        """
+        try:
+            self._announcer.announce(old, view)
+        except Exception as exc:
+            self._supervisor.retry_later(ANNOUNCER, exc, self._announce_current)
+
+    def _announce_current(self) -> None:
+        self._announcer.announce(self.view.snapshot, self.view)
 
     # --- when news is wanted --------------------------------------------------------
     def _wants_news(self) -> bool:

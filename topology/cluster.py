@@ -19,13 +19,16 @@ and keeps rounds at ``fast_interval`` until a primary is known again.
 host's reason. Listeners hear of every change of the resolved host, so
 engines can be swapped and connections to a demoted host terminated at once.
 
-Lifecycle: ``async with cluster`` or ``await cluster.start()`` /
-``await cluster.close()``; a resolver call before ``start()`` starts the
-cluster (once, however many callers). ``close(timeout)`` stops the loop and
-closes every probe connection within about ``timeout`` seconds (terminating
-those that do not close in time); the cluster may be started again, also on
-another event loop. Not thread-safe, except ``report_failure``, which may be
-called from any thread.
+Lifecycle (:mod:`topology._lifecycle`): ``async with cluster`` or ``await
+cluster.start()`` / ``await cluster.close()``; a resolver call before
+``start()`` starts the cluster (once, however many callers; again on another
+event loop if the first one is gone). Its background tasks are supervised
+(:mod:`topology._supervise`): one that dies is logged once at ERROR and
+restarted with a backoff; ``stats().tasks`` shows them. ``close(timeout)``
+stops the tasks and closes every probe connection within about ``timeout``
+seconds (terminating those that do not close in time), for good: any later
+call raises :class:`ResolverClosedError`. Not thread-safe, except
+``report_failure``, which may be called from any thread.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,8 +44,10 @@ from typing import Any
 
 from topology._announce import Announcer
 from topology._dcs_aware import DcsAware
+from topology._lifecycle import DCS_FOLLOWER, PROBE_LOOP, Lifecycle
 from topology._probe_loop import ProbeLoop
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
+from topology._supervise import Supervisor, TaskHealth
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
 from topology.dcs import AddressMap, DcsWatch
 from topology.drivers import ProbeDriver
@@ -60,7 +64,6 @@ from topology.view import ClusterView
 __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
-_CANCEL_GRACE = 0.5
 # Slow DCS-mode rounds of processes started together must not stay in step.
 _DCS_JITTER = 0.2
 
@@ -81,6 +84,8 @@ class ClusterStats:
     """Whether the DCS answers now (None: no DCS given)."""
     dcs_outages: int = 0
     dcs_views: int = 0
+    tasks: tuple[TaskHealth, ...] = ()
+    """The supervised background tasks: alive, restarts, last error (topology._supervise)."""
 
 
 class ClusterResolver(DcsAware):
@@ -192,18 +197,19 @@ class ClusterResolver(DcsAware):
         )
         self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
+        supervisor = Supervisor(tracer, (self.options.password, self.options.sslpassword))
+        announcer = Announcer(self.picker, tracer, supervisor.died)
         # Everything readers see, replaced as a whole (see topology.view).
-        super().__init__(self._names, self.pace, Announcer(self.picker, tracer), self.stale_after)
+        super().__init__(self._names, self.pace, announcer, self.stale_after, supervisor)
+        self._lifecycle = Lifecycle(supervisor)
         self._retries = retries
         self._dcs_answers = False
         self._dcs = None if dcs is None else self._follower(dcs, dcs_addresses)
         self._source = self._probe_source(retries, system_identifier)
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._thread_id: int | None = None
         self._failure_reports = 0
-        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout, tracer)
+        self._caught_up = CaughtUpFinder(
+            self.options, self.driver, self.probe_timeout, tracer, supervisor
+        )
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
@@ -284,7 +290,7 @@ class ClusterResolver(DcsAware):
     # --- reading ---------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._lifecycle.running
 
     def snapshot(self) -> Snapshot:
         """The snapshot last published (never waits; ``round == 0`` before the first)."""
@@ -317,6 +323,7 @@ class ClusterResolver(DcsAware):
             dcs_answers=None if self._dcs is None else self._dcs.healthy,
             dcs_outages=0 if self._dcs is None else self._dcs.outages,
             dcs_views=0 if self._dcs is None else self._dcs.views,
+            tasks=self._supervisor.health(),
         )
 
     def on_change(self, callback: Callable[[Snapshot, Snapshot], object]) -> Callable[[], None]:
@@ -343,15 +350,10 @@ class ClusterResolver(DcsAware):
         Sync, non-blocking, never raises; may be called from any thread.
         Takes the host off the fast path until a round started after this
         report has seen it, wakes the loop for one (coalesced) round and
-        keeps rounds fast until a primary is known again.
+        keeps rounds fast until a primary is known again. A no-op once closed.
         """
         try:
-            loop = self._event_loop
-            if loop is not None and threading.get_ident() != self._thread_id:
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(self._failure, host, exc)
-                return
-            self._failure(host, exc)
+            self._lifecycle.call(self._failure, host, exc)
         except Exception:
             log.exception("report_failure(%s) failed; ignored", host)
 
@@ -414,60 +416,54 @@ class ClusterResolver(DcsAware):
         """Start the loop on this event loop unless it runs there; wait for a first snapshot.
 
         Waits until ``deadline`` (a :func:`time.monotonic` time) at most; a
-        no-op when the cluster runs here and has published.
+        no-op when the cluster runs here and has published. Raises
+        :class:`ResolverClosedError` once :meth:`close` was called.
         """
-        loop = asyncio.get_running_loop()
-        if self._event_loop is not loop or not self.running:
-            self._launch(loop)  # no await since the check: a single launch
-        if self.view.snapshot.round == 0:
-            await self._next_publication(deadline - time.monotonic())
-
-    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._event_loop is not None and self._event_loop is not loop:
-            # Started on another event loop that is gone or busy elsewhere: its
+        tasks = [(PROBE_LOOP, self._probe)]
+        if self._dcs is not None:  # first: the probe loop may wait for its first list
+            tasks.insert(0, (DCS_FOLLOWER, self._follow))
+        if self._lifecycle.launch(tasks):
+            # It ran on another event loop, gone or busy elsewhere: its
             # connections cannot be used from here; drop them without a word.
             self._source.terminate()
             self._forget_waiters()
-        self._event_loop = loop
-        self._thread_id = threading.get_ident()
-        self._task = loop.create_task(self._run(), name="topology-cluster-loop")
+        if self.view.snapshot.round == 0:
+            await self._next_publication(deadline - time.monotonic())
 
-    async def _run(self) -> None:
-        follower: asyncio.Task[None] | None = None
+    async def _probe(self) -> None:
+        """The probe loop's task (supervised: restarted if it dies)."""
         try:
-            if self._dcs is not None:
-                follower = self._dcs.start()
-                if not self.hosts:  # nothing to probe before the DCS lists the members
-                    await self._dcs.wait_first_view(self.probe_timeout)
+            if self._dcs is not None and not self.hosts:
+                # Nothing to probe before the DCS lists the members.
+                await self._dcs.wait_first_view(self.probe_timeout)
             await self._source.run()
-        finally:
-            if follower is not None:
-                follower.cancel()
-                await asyncio.wait((follower,), timeout=_CANCEL_GRACE)
+        except asyncio.CancelledError:
             self._stop_fast_path()
-            if not self._closing:
+            if not self._lifecycle.closed:
                 # Cancelled by someone else, typically asyncio.run() shutting its
                 # loop down: drop the connections while that loop still runs.
                 self._source.terminate()
+            raise
+
+    async def _follow(self) -> None:
+        """The DCS follower's task (supervised: restarted if it dies)."""
+        if self._dcs is not None:
+            # A restarted follower tells everything again: what it held may
+            # not have been applied when it died.
+            self._dcs.view = None
+            await self._dcs.start()
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the loop and close every probe connection, within about ``timeout`` s.
 
-        Connections that do not close politely in time are terminated. Safe
-        to call twice, or without a start.
+        Connections that do not close politely in time are terminated. For
+        good: later calls raise :class:`ResolverClosedError`. Idempotent;
+        safe without a start.
         """
         deadline = time.monotonic() + timeout
-        task, self._task = self._task, None
+        if not await self._lifecycle.stop(timeout / 2):
+            return
         self._stop_fast_path()
-        if task is not None and not task.done():
-            self._closing = True
-            task.cancel()
-            try:
-                if task.get_loop() is asyncio.get_running_loop():
-                    budget = max(deadline - time.monotonic(), 0.0) / 2
-                    await asyncio.wait((task,), timeout=budget)
-            finally:
-                self._closing = False
         await self._announcer.cancel_tasks(0.1)
         remaining = max(deadline - time.monotonic(), 0.01)
         await asyncio.gather(self._caught_up.close(remaining), self._source.close(remaining))
