@@ -13,7 +13,8 @@ A callback returning an awaitable has it run in a tracked, named task
 such a task that raises is reported to the cluster's supervisor
 (:mod:`topology._supervise`, name ``callback tasks``: logged once at ERROR,
 counted in ``stats().tasks``). An announcement that raises half-way is
-told again after a backoff (see :meth:`Announcer.announce`).
+told again after a backoff, from the snapshot last announced in full
+(:meth:`topology._publisher.Publisher._announce`).
 
 Example::
 
@@ -115,9 +116,6 @@ class Announcer:
             Role.PRIMARY: Callbacks("master listener", died),
             Role.REPLICA: Callbacks("replica listener", died),
         }
-        # The snapshot last announced in full: an announcement that failed
-        # half-way is told again, from there, by the next one.
-        self._last: Snapshot | None = None
         # The host each role's listeners last heard of: they hear only of changes.
         self._told: dict[Role, str | None] = {Role.PRIMARY: None, Role.REPLICA: None}
         self.role_changes = 0
@@ -130,15 +128,7 @@ class Announcer:
         return listeners.add(callback)
 
     def announce(self, old: Snapshot, view: ClusterView) -> None:
-        """Tell everyone what changed to the just-published ``view``.
-
-        From ``old`` the first time, then from the snapshot last announced
-        in full: if this raises half-way (a bug), the next call tells the
-        changes again, so an ``on_change`` callback misses none.
-        """
-        if self._last is None:
-            self._last = old
-        old = self._last
+        """Tell everyone what changed from ``old`` to the just-published ``view``."""
         new = view.snapshot
         if significant(old, new):
             self.role_changes += log_changes(old, new)
@@ -148,7 +138,6 @@ class Announcer:
         self._episode.follow(view.primary)
         self._tell(Role.PRIMARY, new.primary)
         self._tell(Role.REPLICA, self._picker.preferred(new, view.suspects))
-        self._last = new
 
     def reported(self, host: str, reason: str, primary: str | None) -> None:
         """A failure was reported on ``host``; ``primary``: the one answered from now on."""

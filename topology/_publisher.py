@@ -57,6 +57,9 @@ class Publisher:
         self.stale_after = stale_after
         self._announcer = announcer
         self._supervisor = supervisor or Supervisor()
+        # The snapshot last announced in full: the next announcement tells
+        # every change since, even if one in between failed half-way.
+        self._announced = self.view.snapshot
         self._last_round_at: float | None = None
         # When each suspect was reported: only a probe started later clears it.
         self._suspects: dict[str, float] = {}
@@ -116,7 +119,7 @@ class Publisher:
             }
         primary = snapshot.primary
         fast = None if primary in self._suspects else primary
-        self.view = view = ClusterView(
+        self.view = ClusterView(
             snapshot,
             fast,
             time.monotonic() + self.stale_after,
@@ -130,21 +133,22 @@ class Publisher:
         published, self._published = self._published, None
         if published is not None and not published.done():
             published.set_result(None)
-        self._announce(old, view)
+        self._announce()
 
-    def _announce(self, old: Snapshot, view: ClusterView) -> None:
-        """Tell the news; if that fails, the announcer catches up after a backoff.
+    def _announce(self) -> None:
+        """Tell the news since the last announcement made in full (supervised).
 
-        The announcer remembers what it last told in full, so the retry tells
-        every change since then (see :meth:`Announcer.announce`).
+        If telling raises (a bug), the supervisor logs it and calls this again
+        after a backoff: on_change callbacks miss no change (one may hear a
+        change twice, when the failure came after them).
         """
+        view = self.view
         try:
-            self._announcer.announce(old, view)
+            self._announcer.announce(self._announced, view)
         except Exception as exc:
-            self._supervisor.retry_later(ANNOUNCER, exc, self._announce_current)
-
-    def _announce_current(self) -> None:
-        self._announcer.announce(self.view.snapshot, self.view)
+            self._supervisor.retry_later(ANNOUNCER, exc, self._announce)
+        else:
+            self._announced = view.snapshot
 
     # --- when news is wanted --------------------------------------------------------
     def _wants_news(self) -> bool:
