@@ -33,19 +33,17 @@ call raises :class:`ResolverClosedError`. Not thread-safe, except
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from topology._announce import Announcer
-from topology._dcs_aware import DcsAware
-from topology._lifecycle import DCS_FOLLOWER, PROBE_LOOP, Lifecycle
+from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
+from topology._running import Running
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology._supervise import Supervisor, TaskHealth
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
@@ -59,7 +57,6 @@ from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer, guarded
-from topology.view import ClusterView
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
@@ -88,7 +85,7 @@ class ClusterStats:
     """The supervised background tasks: alive, restarts, last error (topology._supervise)."""
 
 
-class ClusterResolver(DcsAware):
+class ClusterResolver(Running):
     """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
 
     ``hosts``: a comma-separated string or an iterable of ``host[:port]``
@@ -288,10 +285,6 @@ class ClusterResolver(DcsAware):
         )
 
     # --- reading ---------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._lifecycle.running
-
     def snapshot(self) -> Snapshot:
         """The snapshot last published (never waits; ``round == 0`` before the first)."""
         return self.view.snapshot
@@ -375,100 +368,6 @@ class ClusterResolver(DcsAware):
         if primary is not None and primary in hosts and not self._is_suspect(primary):
             log.info("primary %s is slow to answer its probe: looking for another", primary)
             self._failure(primary, None, "slow probe")
-
-    async def refresh(self, timeout: float | None = None) -> Snapshot:
-        """Probe now: return the complete snapshot of a round started after this call.
-
-        Coalesced with every other refresh and failure report (single flight).
-        Starts the cluster if needed. Waits at most ``timeout`` seconds
-        (default: ``wait_timeout + probe_timeout``), then returns the latest
-        snapshot, complete or not.
-        """
-        limit = self.wait_timeout + self.probe_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        await self.ensure_started(deadline)
-        target = self._source.rounds + 1  # the next round to start
-        self._source.wake()
-        while time.monotonic() < deadline:
-            snapshot = self.view.snapshot
-            if snapshot.complete and snapshot.round >= target:
-                break
-            await self._next_publication(deadline - time.monotonic())
-        return self.view.snapshot
-
-    async def next_view(self, deadline: float) -> ClusterView:
-        """Wait for the next view to be published, until ``deadline`` (monotonic) at most.
-
-        Starts the cluster first if it is not running (closed, or its task
-        cancelled). Returns the view then current, new or not.
-        """
-        if not self.running:
-            await self.ensure_started(deadline)
-        await self._next_publication(deadline - time.monotonic())
-        return self.view
-
-    # --- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the loop and wait for the first snapshot (at most ``wait_timeout``)."""
-        await self.ensure_started(time.monotonic() + self.wait_timeout)
-
-    async def ensure_started(self, deadline: float) -> None:
-        """Start the loop on this event loop unless it runs there; wait for a first snapshot.
-
-        Waits until ``deadline`` (a :func:`time.monotonic` time) at most; a
-        no-op when the cluster runs here and has published. Raises
-        :class:`ResolverClosedError` once :meth:`close` was called.
-        """
-        tasks = [(PROBE_LOOP, self._probe)]
-        if self._dcs is not None:  # first: the probe loop may wait for its first list
-            tasks.insert(0, (DCS_FOLLOWER, self._follow))
-        if self._lifecycle.launch(tasks):
-            # It ran on another event loop, gone or busy elsewhere: its
-            # connections cannot be used from here; drop them without a word.
-            self._source.terminate()
-            self._forget_waiters()
-        if self.view.snapshot.round == 0:
-            await self._next_publication(deadline - time.monotonic())
-
-    async def _probe(self) -> None:
-        """The probe loop's task (supervised: restarted if it dies)."""
-        try:
-            if self._dcs is not None and not self.hosts:
-                # Nothing to probe before the DCS lists the members.
-                await self._dcs.wait_first_view(self.probe_timeout)
-            await self._source.run()
-        except asyncio.CancelledError:
-            self._stop_fast_path()
-            if not self._lifecycle.closed:
-                # Cancelled by someone else, typically asyncio.run() shutting its
-                # loop down: drop the connections while that loop still runs.
-                self._source.terminate()
-            raise
-
-    async def _follow(self) -> None:
-        """The DCS follower's task (supervised: restarted if it dies)."""
-        if self._dcs is not None:
-            # A restarted follower tells everything again: what it held may
-            # not have been applied when it died.
-            self._dcs.view = None
-            await self._dcs.start()
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Stop the loop and close every probe connection, within about ``timeout`` s.
-
-        Connections that do not close politely in time are terminated. For
-        good: later calls raise :class:`ResolverClosedError`. Idempotent;
-        safe without a start.
-        """
-        deadline = time.monotonic() + timeout
-        if not await self._lifecycle.stop(timeout / 2):
-            return
-        self._stop_fast_path()
-        await self._announcer.cancel_tasks(0.1)
-        remaining = max(deadline - time.monotonic(), 0.01)
-        await asyncio.gather(self._caught_up.close(remaining), self._source.close(remaining))
-        await asyncio.sleep(0)  # transports closed above finish on the next iteration
-        self._forget_waiters()
 
     async def __aenter__(self) -> ClusterResolver:
         await self.start()

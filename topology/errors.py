@@ -110,9 +110,6 @@ _PERMANENT = frozenset(
         Reason.TLS_FAILED,
         Reason.PERMISSION_DENIED,
         Reason.CONFIGURATION,
-        # Not PostgreSQL as the probe knows it (a proxy, a look-alike, a
-        # function shadowed by the login's search_path): a person must look.
-        Reason.MALFORMED_ANSWER,
     }
 )
 _RETRYABLE = frozenset(

@@ -250,7 +250,6 @@ class Counters:
             "failure_reports": self.failure_reports,
             "split_brains": self.split_brains,
             "dcs_outages": self.dcs_outages,
-            "task_restarts": self.task_restarts,
             "episodes": self.episodes,
             "without_primary_seconds": round(self.without_primary, 3),
             "unavailable_seconds": round(self.unavailable(), 3),

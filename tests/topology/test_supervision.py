@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.waiting import eventually
-from topology import ClusterResolver, Snapshot, TaskHealth
+from topology import ClusterResolver, Snapshot, TaskHealth, otel
 from topology.dcs import DcsMember, DcsView
 from topology.trace import Event, TaskRestarted
 
@@ -121,8 +123,15 @@ async def test_the_probe_loop_comes_back(
     pg_server: PostgresNode, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[Event] = []
+    reader = InMemoryMetricReader()
+    metrics = otel.tracer(meter_provider=MeterProvider(metric_readers=[reader]))
+
+    def tracer(event: Event) -> None:
+        events.append(event)
+        metrics(event)
+
     words = "injected death of the probe loop"
-    async with make(pg_server, interval=0.05, tracer=events.append) as cluster:
+    async with make(pg_server, interval=0.05, tracer=tracer) as cluster:
         source = cluster._source
         with caplog.at_level(logging.ERROR, logger="topology"):
             monkeypatch.setattr(source, "_let_go", once_async(source._let_go, words))
@@ -134,6 +143,21 @@ async def test_the_probe_loop_comes_back(
         assert cluster.running
         assert await cluster.master() == pg_server.host
     assert TaskRestarted("probe-loop", f"RuntimeError: {words}") in events
+    assert restarts(reader) == {"probe-loop": 1}
+
+
+def restarts(reader: InMemoryMetricReader) -> dict[str, int]:
+    """The ``topology.task.restarts`` counter, by its ``task`` attribute."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        str((point.attributes or {})["task"]): int(point.value)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "topology.task.restarts"
+        for point in metric.data.data_points  # type: ignore[union-attr]
+    }
 
 
 async def test_the_announcer_comes_back_and_misses_no_change(
