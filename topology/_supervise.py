@@ -140,6 +140,11 @@ class Supervisor:
             entry = self._entries[name] = _Entry(name, self.first_delay)
         return entry
 
+    def register(self, *names: str) -> None:
+        """Show one-shot or inline work in :meth:`health` before its first death."""
+        for name in names:
+            self._entry(name)
+
     # --- reading -----------------------------------------------------------------
     def health(self) -> tuple[TaskHealth, ...]:
         """Every piece of work seen so far, in the order it was first started."""

@@ -40,13 +40,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from topology._announce import Announcer
+from topology._announce import CALLBACK_TASKS, Announcer
 from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
+from topology._publisher import ANNOUNCER
 from topology._running import Running
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology._supervise import Supervisor, TaskHealth
-from topology.caught_up import CaughtUpFinder, CaughtUpStats
+from topology.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
 from topology.dcs import AddressMap, DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
@@ -195,6 +196,7 @@ class ClusterResolver(Running):
         self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
         supervisor = Supervisor(tracer, (self.options.password, self.options.sslpassword))
+        supervisor.register(ANNOUNCER, CALLBACK_TASKS, CHECKS)
         announcer = Announcer(self.picker, tracer, supervisor.died)
         # Everything readers see, replaced as a whole (see topology.view).
         super().__init__(self._names, self.pace, announcer, self.stale_after, supervisor)

@@ -132,6 +132,10 @@ async def test_the_probe_loop_comes_back(
 
     words = "injected death of the probe loop"
     async with make(pg_server, interval=0.05, tracer=tracer) as cluster:
+        assert {(t.name, t.alive, t.restarts, t.last_error) for t in cluster.stats().tasks} == {
+            (name, True, 0, None)
+            for name in ("probe-loop", "announcer", "callback tasks", "caught-up checks")
+        }
         source = cluster._source
         with caplog.at_level(logging.ERROR, logger="topology"):
             monkeypatch.setattr(source, "_let_go", once_async(source._let_go, words))
