@@ -65,6 +65,15 @@ def _consume(task: asyncio.Task[Any]) -> None:
         task.exception()  # mark retrieved: an abandoned task's error is already reported
 
 
+def _drop_late_connection(task: asyncio.Task[Any]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    conn = task.result()
+    if hasattr(conn, "terminate") and hasattr(conn, "release"):
+        conn.terminate()
+        conn.release()
+
+
 class _StopAtDeadline(stop_base):
     """Stop when the next attempt would start at or after the probe deadline."""
 
@@ -308,6 +317,9 @@ class HostProber:
         for a frozen server to answer it. Waits at most ``_ABANDON_GRACE``.
         """
         if conn is None:
+            # A connect that completes as it is abandoned would leave its
+            # connection open with nobody to close it.
+            task.add_done_callback(_drop_late_connection)
             task.cancel()
         else:
             conn.terminate()

@@ -16,16 +16,19 @@ with SIGSTOP.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
 
-from compose.pg import PostgresNode, ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster, free_port
 from tests.support.waiting import eventually
-from topology import ClusterResolver
+from topology import ClusterResolver, ConnectOptions
+from topology.caught_up import MAX_HOSTS, CaughtUpFinder
 from topology.dcs import DcsMember, DcsView
+from topology.drivers import get_driver
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +133,17 @@ async def test_read_your_writes_lets_go_of_a_replica_the_dcs_dropped(
     watch.push(view_of(primary, primary, kept))
     await eventually(lambda: backends(dropped, replicated.password, name) == 0)
     assert dropped.host not in cluster._caught_up.hosts
+
+
+async def test_read_your_writes_holds_a_bounded_number_of_hosts() -> None:
+    """Hosts that come and go (pod addresses) never pile up: the least recently asked go."""
+    finder = CaughtUpFinder(ConnectOptions(user="postgres"), get_driver("asyncpg"), timeout=0.5)
+    hosts = tuple(f"127.0.0.1:{free_port()}" for _ in range(MAX_HOSTS + 8))  # nothing listens
+    try:
+        for host in hosts:  # one at a time, as replicas replaced one after the other
+            assert await finder.ask((host,), 1, time.monotonic() + 0.05) is None
+        assert len(finder.hosts) <= MAX_HOSTS
+        assert hosts[-1] in finder.hosts
+        assert hosts[0] not in finder.hosts
+    finally:
+        await finder.close(1.0)
