@@ -196,12 +196,6 @@ class Supervisor:
             self._tracer(TaskRestarted(name, error))
         return delay
 
-    def revived(self, name: str) -> None:
-        """One-shot or inline work ``name`` ran again after a death."""
-        entry = self._entries.get(name)
-        if entry is not None:
-            entry.alive = True
-
     def retry_later(self, name: str, exc: BaseException, again: Callable[[], None]) -> None:
         """Inline work ``name`` failed with ``exc``: call ``again()`` after the backoff.
 

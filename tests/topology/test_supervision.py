@@ -24,6 +24,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.waiting import eventually
 from topology import ClusterResolver, Snapshot, TaskHealth, otel
+from topology._supervise import Supervisor
 from topology.dcs import DcsMember, DcsView
 from topology.trace import Event, TaskRestarted
 
@@ -246,3 +247,28 @@ async def test_the_caught_up_checks_come_back(
     assert_came_back(cluster, "caught-up checks", words, caplog)
     assert cluster.read_your_writes_stats().waited == 1
     assert await cluster.master() == replicated.primary.host
+
+
+async def test_backoff_doubles_to_its_cap_and_a_repeated_error_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    supervisor = Supervisor(first_delay=0.001, max_delay=0.004, secrets=["hunter2"])
+    deaths_left = 4
+
+    async def flaky() -> None:
+        nonlocal deaths_left
+        if deaths_left:
+            deaths_left -= 1
+            raise RuntimeError("no luck with hunter2")
+        await asyncio.Event().wait()  # healthy: runs until cancelled
+
+    with caplog.at_level(logging.DEBUG, logger="topology"):
+        supervisor.keep("flaky", flaky)
+        await eventually(lambda: supervisor.health()[0].restarts == 4 and deaths_left == 0)
+        await eventually(lambda: supervisor.health()[0].alive)
+    delays = [r.args[2] for r in caplog.records if r.name == "topology" and r.args]
+    assert delays == [0.001, 0.002, 0.004, 0.004]  # doubling, capped
+    assert [r.levelno for r in caplog.records] == [logging.ERROR] + [logging.DEBUG] * 3
+    assert supervisor.health() == (TaskHealth("flaky", True, 4, "RuntimeError: no luck with ***"),)
+    await supervisor.close(1.0)
+    assert not supervisor.running("flaky")
