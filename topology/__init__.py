@@ -12,6 +12,7 @@ The package never imports ctxdb (nor any web framework); ``cluster.master``
 and ``cluster.replica`` are plain awaitable resolvers any session layer can use.
 """
 
+from topology._supervise import TaskHealth
 from topology.caught_up import CaughtUpStats
 from topology.cluster import ClusterResolver, ClusterStats
 from topology.drivers import ProbeDriver
@@ -21,6 +22,7 @@ from topology.errors import (
     NoReplicaError,
     ProbeError,
     Reason,
+    ResolverClosedError,
     TopologyError,
     classify,
 )
@@ -56,9 +58,11 @@ __all__ = [
     "Reason",
     "ReplicaPicker",
     "ReplicaResolver",
+    "ResolverClosedError",
     "Role",
     "Snapshot",
     "Strategy",
+    "TaskHealth",
     "TopologyError",
     "build_snapshot",
     "classify",

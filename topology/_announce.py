@@ -9,7 +9,12 @@ resolver would answer.
 Callbacks run on the event loop, synchronously, in registration order; one
 that raises is logged and skipped, never breaking the loop or its peers.
 A callback returning an awaitable has it run in a tracked, named task
-(cancelled by :meth:`Announcer.cancel_tasks`), so it cannot block the loop.
+(cancelled by :meth:`Announcer.cancel_tasks`), so it cannot block the loop;
+such a task that raises is reported to the cluster's supervisor
+(:mod:`topology._supervise`, name ``callback tasks``: logged once at ERROR,
+counted in ``stats().tasks``). An announcement that raises half-way is
+told again after a backoff, from the snapshot last announced in full
+(:meth:`topology._publisher.Publisher._announce`).
 
 Example::
 
@@ -32,16 +37,20 @@ from topology.snapshot import Role, Snapshot, role_changes
 from topology.trace import FailureReported, RoleChanged, SplitBrain, Tracer
 from topology.view import ClusterView
 
-__all__ = ["Announcer", "Callbacks", "log_changes", "significant"]
+__all__ = ["CALLBACK_TASKS", "Announcer", "Callbacks", "log_changes", "significant"]
 
 log = logging.getLogger("topology")
+CALLBACK_TASKS = "callback tasks"  # their supervised name (topology._supervise)
+# How a death is reported to a supervisor: Supervisor.died(name, exc, what).
+Died = Callable[[str, BaseException, str | None], object]
 
 
 class Callbacks:
     """A small, exception-safe observer list (see the module docstring)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, died: Died | None = None) -> None:
         self._name = name
+        self._died = died
         self._callbacks: list[Callable[..., Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -73,8 +82,12 @@ class Callbacks:
         async def run() -> None:
             try:
                 await awaitable
-            except Exception:
-                log.exception("%s callback task raised; ignored", self._name)
+            except Exception as exc:
+                what = f"a task of a {self._name} callback"
+                if self._died is None:
+                    log.exception("%s raised; ignored", what)
+                else:
+                    self._died(CALLBACK_TASKS, exc, what)
 
         task = asyncio.get_running_loop().create_task(run(), name=f"topology-{self._name}")
         self._tasks.add(task)
@@ -91,15 +104,17 @@ class Callbacks:
 class Announcer:
     """The log lines, ``on_change`` callbacks and role listeners of one cluster."""
 
-    def __init__(self, picker: ReplicaPicker, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, picker: ReplicaPicker, tracer: Tracer | None = None, died: Died | None = None
+    ) -> None:
         self._picker = picker
         self._tracer = tracer  # already guarded (topology.trace.guarded)
         # The primary callers are answered: its losses and finds, as events.
         self._episode = Episode(tracer)
-        self.on_change = Callbacks("on_change")
+        self.on_change = Callbacks("on_change", died)
         self._listeners = {
-            Role.PRIMARY: Callbacks("master listener"),
-            Role.REPLICA: Callbacks("replica listener"),
+            Role.PRIMARY: Callbacks("master listener", died),
+            Role.REPLICA: Callbacks("replica listener", died),
         }
         # The host each role's listeners last heard of: they hear only of changes.
         self._told: dict[Role, str | None] = {Role.PRIMARY: None, Role.REPLICA: None}

@@ -6,6 +6,8 @@ into a :class:`topology._dcs_follow.DcsFollower` whose three callbacks land
 here:
 
 * a member list: the hosts the probe loop probes from its next round on;
+  whatever was held for a host that left goes with it (its suspicion, its
+  probe and read-your-writes connections, a focus on it);
 * a leader the store names that is not the primary: the primary is put in
   doubt (a failure report with a constant reason) so fast rounds start at
   once, probing only the named leader and the primary in doubt until the
@@ -28,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from topology._dcs_follow import DcsFollower
 from topology._probe_loop import ProbeLoop
 from topology._publisher import Publisher
+from topology.caught_up import CaughtUpFinder
 from topology.dcs import AddressMap, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
@@ -51,6 +54,7 @@ class DcsAware(Publisher):
     dcs_interval: float
     _names: tuple[str, ...]
     _source: ProbeLoop
+    _caught_up: CaughtUpFinder
     _tracer: Tracer | None
     _dcs: DcsFollower | None
     _dcs_answers: bool
@@ -94,6 +98,14 @@ class DcsAware(Publisher):
         self._source.set_probers(
             [kept.get(str(address)) or self._prober(address) for address in addresses]
         )
+        # What was held for the hosts that left goes with them: a suspect no
+        # probe can clear any more would keep rounds fast for good, and
+        # connections to pod addresses that never come back would pile up.
+        current = frozenset(self._names)
+        self._forget(current)
+        self._caught_up.retain(current)
+        if self._focus is not None and not self._focus[1] <= current:
+            self._focus = None
         if self._dcs is not None:
             empty = "answers but lists no members: check the scope and the namespace"
             self._remark(f"{self._dcs.watch.describe()} members", None if names else empty)

@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from topology.errors import ProbeError, Reason
 from topology.prober import HostProber
 from topology.result import ProbeResult
 from topology.snapshot import HostState, Role, Snapshot, build_snapshot
@@ -51,6 +52,16 @@ _CANCEL_GRACE = 0.5
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _outcome(task: asyncio.Task[ProbeResult], host: str) -> ProbeResult:
+    """The probe's result; a probe that raised (it promises not to) is the host's error."""
+    try:
+        return task.result()
+    except Exception as exc:
+        log.error("probe %s raised; counted as its failure", host, exc_info=exc)
+        error = ProbeError(host, Reason.UNEXPECTED, type(exc).__name__)
+        return ProbeResult(host, error=error, checked_at=time.time())
 
 
 def _ended(result: ProbeResult, latency: float) -> ProbeEnded:
@@ -245,7 +256,7 @@ class ProbeLoop:
                         del self._inflight[host]
                     if task.cancelled():
                         continue  # its host was removed mid-round
-                    result = task.result()
+                    result = _outcome(task, host)
                     items[index_of[host]] = result
                     answered.add(result.host)
                     probe_started = self._started_at.pop(host, started)

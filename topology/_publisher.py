@@ -31,23 +31,35 @@ import time
 from collections.abc import Iterable
 
 from topology._announce import Announcer
+from topology._supervise import Supervisor
 from topology.pace import Pace
 from topology.snapshot import Snapshot
 from topology.view import ClusterView
 
-__all__ = ["Publisher"]
+__all__ = ["ANNOUNCER", "Publisher"]
+
+ANNOUNCER = "announcer"  # the supervised name of the announcements (see _announce)
 
 
 class Publisher:
     """The cluster's published view and failover episode (see the module docstring)."""
 
     def __init__(
-        self, hosts: Iterable[str], pace: Pace, announcer: Announcer, stale_after: float
+        self,
+        hosts: Iterable[str],
+        pace: Pace,
+        announcer: Announcer,
+        stale_after: float,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.view = ClusterView(Snapshot.empty(hosts))
         self.pace = pace
         self.stale_after = stale_after
         self._announcer = announcer
+        self._supervisor = supervisor or Supervisor()
+        # The snapshot last announced in full: the next announcement tells
+        # every change since, even if one in between failed half-way.
+        self._announced = self.view.snapshot
         self._last_round_at: float | None = None
         # When each suspect was reported: only a probe started later clears it.
         self._suspects: dict[str, float] = {}
@@ -77,6 +89,16 @@ class Publisher:
     def _is_suspect(self, host: str) -> bool:
         return host in self._suspects
 
+    def _forget(self, hosts: frozenset[str]) -> None:
+        """Only ``hosts`` are the cluster's now: forget what was said of the others.
+
+        A host no longer probed can never be cleared by a probe: a suspect
+        kept would keep the rounds fast (a failover under way) for good.
+        """
+        if self._suspects.keys() - hosts:
+            self._suspects = {h: t for h, t in self._suspects.items() if h in hosts}
+            self.view = dataclasses.replace(self.view, suspects=frozenset(self._suspects))
+
     def _stop_fast_path(self) -> None:
         """The loop stopped: no fast path until the next publication."""
         self.view = self.view.stopped()
@@ -97,7 +119,7 @@ class Publisher:
             }
         primary = snapshot.primary
         fast = None if primary in self._suspects else primary
-        self.view = view = ClusterView(
+        self.view = ClusterView(
             snapshot,
             fast,
             time.monotonic() + self.stale_after,
@@ -111,7 +133,22 @@ class Publisher:
         published, self._published = self._published, None
         if published is not None and not published.done():
             published.set_result(None)
-        self._announcer.announce(old, view)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the news since the last announcement made in full (supervised).
+
+        If telling raises (a bug), the supervisor logs it and calls this again
+        after a backoff: on_change callbacks miss no change (one may hear a
+        change twice, when the failure came after them).
+        """
+        view = self.view
+        try:
+            self._announcer.announce(self._announced, view)
+        except Exception as exc:
+            self._supervisor.retry_later(ANNOUNCER, exc, self._announce)
+        else:
+            self._announced = view.snapshot
 
     # --- when news is wanted --------------------------------------------------------
     def _wants_news(self) -> bool:

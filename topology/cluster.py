@@ -19,32 +19,35 @@ and keeps rounds at ``fast_interval`` until a primary is known again.
 host's reason. Listeners hear of every change of the resolved host, so
 engines can be swapped and connections to a demoted host terminated at once.
 
-Lifecycle: ``async with cluster`` or ``await cluster.start()`` /
-``await cluster.close()``; a resolver call before ``start()`` starts the
-cluster (once, however many callers). ``close(timeout)`` stops the loop and
-closes every probe connection within about ``timeout`` seconds (terminating
-those that do not close in time); the cluster may be started again, also on
-another event loop. Not thread-safe, except ``report_failure``, which may be
-called from any thread.
+Lifecycle (:mod:`topology._lifecycle`): ``async with cluster`` or ``await
+cluster.start()`` / ``await cluster.close()``; a resolver call before
+``start()`` starts the cluster (once, however many callers; again on another
+event loop if the first one is gone). Its background tasks are supervised
+(:mod:`topology._supervise`): one that dies is logged once at ERROR and
+restarted with a backoff; ``stats().tasks`` shows them. ``close(timeout)``
+stops the tasks and closes every probe connection within about ``timeout``
+seconds (terminating those that do not close in time), for good: any later
+call raises :class:`ResolverClosedError`. Not thread-safe, except
+``report_failure``, which may be called from any thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from topology._announce import Announcer
-from topology._dcs_aware import DcsAware
+from topology._announce import CALLBACK_TASKS, Announcer
+from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
+from topology._publisher import ANNOUNCER
+from topology._running import Running
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
-from topology.caught_up import CaughtUpFinder, CaughtUpStats
+from topology._supervise import Supervisor, TaskHealth
+from topology.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
 from topology.dcs import AddressMap, DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
@@ -55,12 +58,10 @@ from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer, guarded
-from topology.view import ClusterView
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
-_CANCEL_GRACE = 0.5
 # Slow DCS-mode rounds of processes started together must not stay in step.
 _DCS_JITTER = 0.2
 
@@ -81,9 +82,11 @@ class ClusterStats:
     """Whether the DCS answers now (None: no DCS given)."""
     dcs_outages: int = 0
     dcs_views: int = 0
+    tasks: tuple[TaskHealth, ...] = ()
+    """The supervised background tasks: alive, restarts, last error (topology._supervise)."""
 
 
-class ClusterResolver(DcsAware):
+class ClusterResolver(Running):
     """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
 
     ``hosts``: a comma-separated string or an iterable of ``host[:port]``
@@ -192,18 +195,20 @@ class ClusterResolver(DcsAware):
         )
         self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
+        supervisor = Supervisor(tracer, (self.options.password, self.options.sslpassword))
+        supervisor.register(ANNOUNCER, CALLBACK_TASKS, CHECKS)
+        announcer = Announcer(self.picker, tracer, supervisor.died)
         # Everything readers see, replaced as a whole (see topology.view).
-        super().__init__(self._names, self.pace, Announcer(self.picker, tracer), self.stale_after)
+        super().__init__(self._names, self.pace, announcer, self.stale_after, supervisor)
+        self._lifecycle = Lifecycle(supervisor)
         self._retries = retries
         self._dcs_answers = False
         self._dcs = None if dcs is None else self._follower(dcs, dcs_addresses)
         self._source = self._probe_source(retries, system_identifier)
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._thread_id: int | None = None
         self._failure_reports = 0
-        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout, tracer)
+        self._caught_up = CaughtUpFinder(
+            self.options, self.driver, self.probe_timeout, tracer, supervisor
+        )
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
@@ -282,10 +287,6 @@ class ClusterResolver(DcsAware):
         )
 
     # --- reading ---------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     def snapshot(self) -> Snapshot:
         """The snapshot last published (never waits; ``round == 0`` before the first)."""
         return self.view.snapshot
@@ -317,6 +318,7 @@ class ClusterResolver(DcsAware):
             dcs_answers=None if self._dcs is None else self._dcs.healthy,
             dcs_outages=0 if self._dcs is None else self._dcs.outages,
             dcs_views=0 if self._dcs is None else self._dcs.views,
+            tasks=self._supervisor.health(),
         )
 
     def on_change(self, callback: Callable[[Snapshot, Snapshot], object]) -> Callable[[], None]:
@@ -343,15 +345,10 @@ class ClusterResolver(DcsAware):
         Sync, non-blocking, never raises; may be called from any thread.
         Takes the host off the fast path until a round started after this
         report has seen it, wakes the loop for one (coalesced) round and
-        keeps rounds fast until a primary is known again.
+        keeps rounds fast until a primary is known again. A no-op once closed.
         """
         try:
-            loop = self._event_loop
-            if loop is not None and threading.get_ident() != self._thread_id:
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(self._failure, host, exc)
-                return
-            self._failure(host, exc)
+            self._lifecycle.call(self._failure, host, exc)
         except Exception:
             log.exception("report_failure(%s) failed; ignored", host)
 
@@ -373,106 +370,6 @@ class ClusterResolver(DcsAware):
         if primary is not None and primary in hosts and not self._is_suspect(primary):
             log.info("primary %s is slow to answer its probe: looking for another", primary)
             self._failure(primary, None, "slow probe")
-
-    async def refresh(self, timeout: float | None = None) -> Snapshot:
-        """Probe now: return the complete snapshot of a round started after this call.
-
-        Coalesced with every other refresh and failure report (single flight).
-        Starts the cluster if needed. Waits at most ``timeout`` seconds
-        (default: ``wait_timeout + probe_timeout``), then returns the latest
-        snapshot, complete or not.
-        """
-        limit = self.wait_timeout + self.probe_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        await self.ensure_started(deadline)
-        target = self._source.rounds + 1  # the next round to start
-        self._source.wake()
-        while time.monotonic() < deadline:
-            snapshot = self.view.snapshot
-            if snapshot.complete and snapshot.round >= target:
-                break
-            await self._next_publication(deadline - time.monotonic())
-        return self.view.snapshot
-
-    async def next_view(self, deadline: float) -> ClusterView:
-        """Wait for the next view to be published, until ``deadline`` (monotonic) at most.
-
-        Starts the cluster first if it is not running (closed, or its task
-        cancelled). Returns the view then current, new or not.
-        """
-        if not self.running:
-            await self.ensure_started(deadline)
-        await self._next_publication(deadline - time.monotonic())
-        return self.view
-
-    # --- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the loop and wait for the first snapshot (at most ``wait_timeout``)."""
-        await self.ensure_started(time.monotonic() + self.wait_timeout)
-
-    async def ensure_started(self, deadline: float) -> None:
-        """Start the loop on this event loop unless it runs there; wait for a first snapshot.
-
-        Waits until ``deadline`` (a :func:`time.monotonic` time) at most; a
-        no-op when the cluster runs here and has published.
-        """
-        loop = asyncio.get_running_loop()
-        if self._event_loop is not loop or not self.running:
-            self._launch(loop)  # no await since the check: a single launch
-        if self.view.snapshot.round == 0:
-            await self._next_publication(deadline - time.monotonic())
-
-    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._event_loop is not None and self._event_loop is not loop:
-            # Started on another event loop that is gone or busy elsewhere: its
-            # connections cannot be used from here; drop them without a word.
-            self._source.terminate()
-            self._forget_waiters()
-        self._event_loop = loop
-        self._thread_id = threading.get_ident()
-        self._task = loop.create_task(self._run(), name="topology-cluster-loop")
-
-    async def _run(self) -> None:
-        follower: asyncio.Task[None] | None = None
-        try:
-            if self._dcs is not None:
-                follower = self._dcs.start()
-                if not self.hosts:  # nothing to probe before the DCS lists the members
-                    await self._dcs.wait_first_view(self.probe_timeout)
-            await self._source.run()
-        finally:
-            if follower is not None:
-                follower.cancel()
-                await asyncio.wait((follower,), timeout=_CANCEL_GRACE)
-            self._stop_fast_path()
-            if not self._closing:
-                # Cancelled by someone else, typically asyncio.run() shutting its
-                # loop down: drop the connections while that loop still runs.
-                self._source.terminate()
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Stop the loop and close every probe connection, within about ``timeout`` s.
-
-        Connections that do not close politely in time are terminated. Safe
-        to call twice, or without a start.
-        """
-        deadline = time.monotonic() + timeout
-        task, self._task = self._task, None
-        self._stop_fast_path()
-        if task is not None and not task.done():
-            self._closing = True
-            task.cancel()
-            try:
-                if task.get_loop() is asyncio.get_running_loop():
-                    budget = max(deadline - time.monotonic(), 0.0) / 2
-                    await asyncio.wait((task,), timeout=budget)
-            finally:
-                self._closing = False
-        await self._announcer.cancel_tasks(0.1)
-        remaining = max(deadline - time.monotonic(), 0.01)
-        await asyncio.gather(self._caught_up.close(remaining), self._source.close(remaining))
-        await asyncio.sleep(0)  # transports closed above finish on the next iteration
-        self._forget_waiters()
 
     async def __aenter__(self) -> ClusterResolver:
         await self.start()

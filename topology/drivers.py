@@ -6,6 +6,23 @@ down at once without waiting for the server, which is how a probe abandons
 a frozen or black-holed host. Neither driver is imported before it is used
 (both are optional dependencies).
 
+Parameters: every connection parameter the URL gives (the
+:class:`ConnectOptions` fields and the others, kept in ``extra``) is either
+honoured by the probe or refused with a :class:`ConfigurationError` naming
+it and the driver, never dropped in silence: the probes send the same
+password as the engines, so they must authenticate and encrypt the same way.
+psycopg hands every one to libpq (which refuses those it does not know);
+asyncpg honours ``sslnegotiation``, ``ssl_min_protocol_version``,
+``ssl_max_protocol_version``, ``krbsrvname``, ``gsslib``, ``passfile`` and
+``service`` (through its libpq-style DSN) and ``gssencmode=disable/prefer``
+(it never encrypts with GSSAPI), and refuses the others (``require_auth``,
+``gssencmode=require``, ``keepalives``...). asyncpg's spelling ``ssl=true``
+means ``sslmode=verify-full`` (what asyncpg does with ``ssl=True``),
+``ssl=false`` means ``disable``; both drivers take it. Only the parameters
+of an engine's dialect (``prepared_statement_cache_size``,
+``prepare_threshold``), which say nothing about where or how to connect,
+are left to the engines.
+
 Timeouts: the drivers bound nothing themselves except where noted; the
 caller (:mod:`topology.prober`) wraps every await in its deadline.
 """
@@ -22,9 +39,9 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from topology.errors import ConfigurationError
-from topology.hosts import ConnectOptions, HostAddress
+from topology.hosts import SSLMODES, ConnectOptions, HostAddress
 
-__all__ = ["DRIVERS", "ProbeConnection", "ProbeDriver", "get_driver"]
+__all__ = ["DRIVERS", "ProbeConnection", "ProbeDriver", "get_driver", "probe_settings"]
 
 
 class ProbeConnection(Protocol):
@@ -89,6 +106,86 @@ _LIBPQ_SETTINGS = (
     "sslcrl",
     "options",
 )
+# asyncpg's ssl=<bool>, as SQLAlchemy users write it: ssl=True is verify-full there.
+_SSL_WORDS = {
+    **dict.fromkeys(("true", "1", "yes", "on"), "verify-full"),
+    **dict.fromkeys(("false", "0", "no", "off"), "disable"),
+}
+# Options of an engine's SQLAlchemy dialect, not of the connection: nothing to honour.
+_ENGINE_ONLY = frozenset({"prepared_statement_cache_size", "prepare_threshold"})
+# Given by topology itself (the host probed, the fields of ConnectOptions):
+# as an extra they would contradict it.
+_RESERVED = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "user",
+        "password",
+        "dbname",
+        "database",
+        "application_name",
+        "connect_timeout",
+        "channel_binding",
+        "target_session_attrs",
+        *_LIBPQ_SETTINGS,
+    }
+)
+# What asyncpg's DSN parser takes besides _LIBPQ_SETTINGS (asyncpg.connect_utils).
+_ASYNCPG_EXTRA = frozenset(
+    {
+        "sslnegotiation",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "passfile",
+        "service",
+    }
+)
+_NAME_CHARS = 64
+
+
+def _sslmode_of(value: str) -> str:
+    mode = value if value in SSLMODES else _SSL_WORDS.get(value.strip().lower())
+    if mode is None:
+        raise ConfigurationError(
+            "invalid ssl value: expected true or false (asyncpg's spelling) or an sslmode "
+            f"({', '.join(sorted(SSLMODES))})"
+        )
+    return mode
+
+
+def probe_settings(options: ConnectOptions) -> dict[str, str]:
+    """libpq's settings of ``options`` besides the host, the login and the timeouts.
+
+    The TLS fields and ``options``, then every extra parameter but the
+    dialect-only ones, with ``ssl=<bool>`` (asyncpg's spelling) turned into
+    its ``sslmode``. Raises :class:`ConfigurationError` for a parameter given
+    twice or in a way that contradicts another. Pure; never holds a value in
+    an error message (a parameter may be a secret).
+    """
+    settings = {
+        key: str(value) for key in _LIBPQ_SETTINGS if (value := getattr(options, key)) is not None
+    }
+    for key, value in options.extra:
+        name = key[:_NAME_CHARS]
+        if key in _ENGINE_ONLY:
+            continue
+        if key == "ssl":
+            mode = _sslmode_of(value)
+            if settings.setdefault("sslmode", mode) != mode:
+                raise ConfigurationError(
+                    "the connection settings give ssl and sslmode, which disagree: keep sslmode"
+                )
+        elif key in _RESERVED or key in settings:
+            raise ConfigurationError(
+                f"the connection parameter {name} is given twice, or where topology sets it"
+                " itself: give it once, as a ConnectOptions field where there is one"
+            )
+        else:
+            settings[key] = value
+    return settings
 
 
 class AsyncpgDriver:
@@ -102,24 +199,33 @@ class AsyncpgDriver:
 
     name = "asyncpg"
 
-    def check(self, options: ConnectOptions) -> None:
-        """Raise :class:`ConfigurationError` for a setting asyncpg cannot honour."""
+    def check(self, options: ConnectOptions) -> dict[str, str]:
+        """The DSN settings for ``options``; ConfigurationError for one it cannot honour."""
         if options.channel_binding not in (None, "disable"):
             raise ConfigurationError(
                 f"channel_binding={options.channel_binding} cannot be honoured by asyncpg, "
                 "which never uses channel binding: probe with driver='psycopg', "
                 "or set channel_binding=disable"
             )
+        settings = probe_settings(options)
+        for key, value in settings.items():
+            if key in _LIBPQ_SETTINGS or key in _ASYNCPG_EXTRA:
+                continue
+            if key == "gssencmode" and value in ("disable", "prefer"):
+                continue  # asyncpg never encrypts with GSSAPI: prefer falls back, as libpq may
+            shown = f"{key[:_NAME_CHARS]}=require" if key == "gssencmode" else key[:_NAME_CHARS]
+            raise ConfigurationError(
+                f"asyncpg probes cannot honour {shown}; use the psycopg probe driver"
+                " (driver='psycopg') or remove it"
+            )
+        return {key: value for key, value in settings.items() if key != "gssencmode"}
 
     async def connect(
         self, address: HostAddress, options: ConnectOptions, timeout: float
     ) -> ProbeConnection:
         import asyncpg  # type: ignore[import-untyped]
 
-        self.check(options)
-        dsn = {
-            key: value for key in _LIBPQ_SETTINGS if (value := getattr(options, key)) is not None
-        }
+        dsn = self.check(options)
         settings = {"application_name": options.application_name or "topology-probe"}
         try:
             conn = await asyncpg.connect(
@@ -176,24 +282,32 @@ class _PsycopgConnection:
         return bool(self._conn.closed)
 
 
-_PSYCOPG_PARAMS = (
-    "user",
-    "password",
-    *_LIBPQ_SETTINGS,
-    "channel_binding",
-)
-
-
 class PsycopgDriver:
     """psycopg 3 (async), autocommit so a probe never leaves a transaction open.
 
-    Every connection setting goes to libpq, which honours them all.
+    Every connection setting goes to libpq, which honours them all
+    (:meth:`check` refuses those this libpq does not know).
     """
 
     name = "psycopg"
 
-    def check(self, options: ConnectOptions) -> None:
-        """libpq takes every setting of :class:`ConnectOptions`: nothing to refuse."""
+    def check(self, options: ConnectOptions) -> dict[str, str]:
+        """The libpq settings for ``options``; :class:`ConfigurationError` for one libpq lacks."""
+        settings = probe_settings(options)
+        extra = {key: value for key, value in settings.items() if key not in _LIBPQ_SETTINGS}
+        if extra:
+            from psycopg import ProgrammingError
+            from psycopg.conninfo import make_conninfo
+
+            for key, value in extra.items():
+                try:
+                    make_conninfo("", **{key: value})  # libpq's own parser: no connection
+                except ProgrammingError:
+                    raise ConfigurationError(
+                        f"psycopg probes cannot honour {key[:_NAME_CHARS]}: this libpq does not"
+                        " know it; remove it"
+                    ) from None
+        return settings
 
     async def connect(
         self, address: HostAddress, options: ConnectOptions, timeout: float
@@ -207,10 +321,11 @@ class PsycopgDriver:
             # libpq's own minimum is 2 s; the caller's deadline is the real bound.
             "connect_timeout": max(2, math.ceil(timeout)),
         }
-        for key in _PSYCOPG_PARAMS:
+        for key in ("user", "password", "channel_binding"):
             value = getattr(options, key)
             if value is not None:
                 params[key] = value
+        params.update(self.check(options))
         if options.database is not None:
             params["dbname"] = options.database
         conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)

@@ -7,7 +7,8 @@ The tree::
     ├── ProbeError                               one host could not be probed
     │       .host, .reason (a Reason code), .detail, .permanent
     ├── NoPrimaryError                           no usable primary; .causes per host
-    └── NoReplicaError                           no replica qualifies; .causes per host
+    ├── NoReplicaError                           no replica qualifies; .causes per host
+    └── ResolverClosedError                      a call on a resolver after its close()
 
 A probe failure is classified into a stable :class:`Reason` code (its value
 is a short snake_case string, safe to put in JSON) with human words
@@ -34,6 +35,7 @@ __all__ = [
     "NoReplicaError",
     "ProbeError",
     "Reason",
+    "ResolverClosedError",
     "TopologyError",
     "classify",
     "redact",
@@ -59,6 +61,7 @@ class Reason(str, enum.Enum):
     PERMISSION_DENIED = "permission_denied"
     CONFIGURATION = "configuration"
     UNEXPECTED = "unexpected"
+    MALFORMED_ANSWER = "malformed_answer"
 
     @property
     def words(self) -> str:
@@ -97,6 +100,7 @@ _WORDS = {
     Reason.PERMISSION_DENIED: "permission denied",
     Reason.CONFIGURATION: "bad configuration",
     Reason.UNEXPECTED: "unexpected error",
+    Reason.MALFORMED_ANSWER: "malformed answer",
 }
 _PERMANENT = frozenset(
     {
@@ -125,6 +129,13 @@ class TopologyError(Exception):
 
 class ConfigurationError(TopologyError, ValueError):
     """A host list, URL or option is invalid. The message never holds a password."""
+
+
+class ResolverClosedError(TopologyError):
+    """The resolver was closed: it answers no more calls and cannot be started again."""
+
+    def __init__(self, message: str = "the resolver was closed") -> None:
+        super().__init__(message)
 
 
 class ProbeError(TopologyError):

@@ -32,6 +32,10 @@ Metrics (units in brackets):
 * ``topology.dcs.outages`` ({outage}, counter) and ``topology.dcs.up`` (1,
   observable gauge): the DCS of ``ClusterResolver(dcs=...)`` stopped
   answering / answers (1 also when no DCS is used).
+* ``topology.task.restarts`` ({restart}, counter): deaths of supervised
+  background work (each followed by a restart after a backoff), by ``task``
+  (``probe-loop``, ``dcs-follower``, ``announcer``, ``caught-up checks``,
+  ``callback tasks``); ``ClusterResolver.stats().tasks`` has the details.
 * ``topology.read_after_write`` ({read}, counter): ``replica.at_least``
   outcomes by ``topology.read.kind`` (``snapshot``, ``waited``, ``primary``,
   ``other_cluster``).
@@ -68,6 +72,7 @@ from topology.trace import (
     RoleChanged,
     RoundPublished,
     SplitBrain,
+    TaskRestarted,
 )
 
 try:
@@ -92,6 +97,7 @@ METRICS = (
     "topology.primary.unavailable",
     "topology.split_brain",
     "topology.read_after_write",
+    "topology.task.restarts",
 )
 
 _BASE = {"db.system.name": "postgresql"}
@@ -141,6 +147,11 @@ class OtelTracer:
             "topology.dcs.outages",
             unit="{outage}",
             description="Times the DCS stopped answering (SQL-only probing until it answers)",
+        )
+        self._restarts = meter.create_counter(
+            "topology.task.restarts",
+            unit="{restart}",
+            description="Deaths of background tasks, each restarted after a backoff",
         )
         self._dcs_up = 1.0  # no DCS, or one that answers
         meter.create_observable_gauge(
@@ -215,6 +226,8 @@ class OtelTracer:
             self._dcs_outages.add(1, dict(_BASE))
         elif isinstance(event, DcsAnswered):
             self._dcs_up = 1.0
+        elif isinstance(event, TaskRestarted):
+            self._restarts.add(1, {**_BASE, "task": event.name})
 
     def _span_event(self, name: str, host: str, **attributes: str) -> None:
         if self._span is not None:

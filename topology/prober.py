@@ -65,6 +65,15 @@ def _consume(task: asyncio.Task[Any]) -> None:
         task.exception()  # mark retrieved: an abandoned task's error is already reported
 
 
+def _drop_late_connection(task: asyncio.Task[Any]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    conn = task.result()
+    if hasattr(conn, "terminate") and hasattr(conn, "release"):
+        conn.terminate()
+        conn.release()
+
+
 class _StopAtDeadline(stop_base):
     """Stop when the next attempt would start at or after the probe deadline."""
 
@@ -131,6 +140,7 @@ class HostProber:
         self._last_failure: ProbeResult | None = None
         self._reused_lost = False
         self._query = PROBE_QUERY
+        self._logged_unexpected = False
 
     def __repr__(self) -> str:
         state = "connected" if self._conn is not None else "idle"
@@ -147,6 +157,12 @@ class HostProber:
 
     async def probe(self, retries: int | None = None) -> ProbeResult:
         """Probe once (with bounded retries); never raises except on cancellation.
+
+        A row that is not what PostgreSQL answers is the host's
+        ``Reason.MALFORMED_ANSWER``; any other exception that escaped the
+        driver's wrapping (a driver's bug) is classified like a driver error
+        (typically ``Reason.UNEXPECTED``) and logged once per prober at
+        WARNING with its traceback.
 
         ``retries`` overrides the prober's own count for this probe (0: one
         attempt, as the probe loop asks during a failover, when it probes
@@ -173,7 +189,24 @@ class HostProber:
                     return await self._attempt(deadline, attempts)
         except ProbeError as error:
             return self._failed(error, attempts)
+        except Exception as exc:
+            # Never raise: a bug of a driver (or of ours) is this host's error,
+            # not the end of the round that probes every other host.
+            return self._failed(self._unexpected(exc), attempts)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _unexpected(self, exc: Exception) -> ProbeError:
+        """``exc`` escaped every classification: drop the connection, log once, type it."""
+        self._drop()
+        if not self._logged_unexpected:
+            self._logged_unexpected = True
+            log.warning(
+                "probe %s raised %s: counted as this host's failure (logged once)",
+                self.host,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+        return self._error(exc)
 
     def _wait(self, state: RetryCallState) -> float:
         if self._reused_lost:  # a pooled connection died idle: reconnect at once
@@ -284,6 +317,9 @@ class HostProber:
         for a frozen server to answer it. Waits at most ``_ABANDON_GRACE``.
         """
         if conn is None:
+            # A connect that completes as it is abandoned would leave its
+            # connection open with nobody to close it.
+            task.add_done_callback(_drop_late_connection)
             task.cancel()
         else:
             conn.terminate()

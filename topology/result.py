@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from topology.errors import ProbeError
+from topology.errors import ProbeError, Reason
 
 __all__ = ["ANONYMOUS_PROBE_QUERY", "PROBE_QUERY", "ProbeResult", "result_from_row"]
 
@@ -71,29 +71,98 @@ class ProbeResult:
         return self.error is None and self.in_recovery is not None
 
 
-def _int(value: Any) -> int | None:
+# The probe query's columns, in order: a malformed answer names the one at fault.
+_COLUMNS = (
+    "in_recovery",
+    "lsn",
+    "receive_lsn",
+    "timeline",
+    "replay_timestamp",
+    "server_time",
+    "system_identifier",
+)
+# Bounds of what PostgreSQL can say: WAL positions and identifiers are 64-bit,
+# timelines 32-bit. Anything else is not PostgreSQL answering this query.
+_LIMITS = {
+    "lsn": (0, 2**64 - 1),
+    "receive_lsn": (0, 2**64 - 1),
+    "timeline": (0, 2**32 - 1),
+    "system_identifier": (-(2**63), 2**64 - 1),
+}
+_TYPE_NAME_CHARS = 40
+
+
+def _malformed(host: str, index: int, expected: str, value: object) -> ProbeError:
+    """The error for a column whose value is not what PostgreSQL gives.
+
+    Names the column and the type received, never the value: the server
+    chose it (a proxy or a rogue member may echo anything, a secret included).
+    """
+    got = type(value).__name__[:_TYPE_NAME_CHARS]
+    detail = f"column {index + 1} ({_COLUMNS[index]}): expected {expected}, got {got}"
+    return ProbeError(host, Reason.MALFORMED_ANSWER, detail)
+
+
+def _int(host: str, row: Sequence[Any], index: int) -> int | None:
+    value = row[index]
     if value is None:
         return None
-    if isinstance(value, (int, Decimal)):
-        return int(value)
-    raise TypeError(f"unexpected {type(value).__name__} in the probe row")
+    low, high = _LIMITS[_COLUMNS[index]]
+    # bool is an int subclass: a boolean here is a malformed answer too.
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        number = int(value)
+    else:
+        raise _malformed(host, index, "an integer", value)
+    if not low <= number <= high:
+        raise _malformed(host, index, f"an integer in [{low}, {high}]", value)
+    return number
+
+
+def _time(host: str, row: Sequence[Any], index: int) -> datetime | None:
+    value = row[index]
+    if value is None:
+        return None
+    # A naive datetime (timestamp without time zone) could not be compared
+    # with the others later, far from here: refuse it now.
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise _malformed(host, index, "a timestamp with time zone", value)
+    return value
 
 
 def result_from_row(
     host: str, row: Sequence[Any], latency: float, checked_at: float, attempts: int
 ) -> ProbeResult:
-    """Build a result from the row of :data:`PROBE_QUERY`."""
-    in_recovery, lsn, receive_lsn, timeline, replay_ts, now, identifier = row
+    """Build a result from the row of :data:`PROBE_QUERY`.
+
+    Raises :class:`ProbeError` (``Reason.MALFORMED_ANSWER``) when the row is
+    not what PostgreSQL answers (a proxy, a look-alike, a catalog function
+    shadowed by the login's ``search_path``): the wrong number of columns, or
+    a column of another type or out of range. The message names the column
+    and the type received, never the value.
+    """
+    try:
+        values = tuple(row)
+    except TypeError:
+        raise ProbeError(
+            host, Reason.MALFORMED_ANSWER, f"no row but a {type(row).__name__[:_TYPE_NAME_CHARS]}"
+        ) from None
+    if len(values) != len(_COLUMNS):
+        detail = f"{len(values)} columns instead of {len(_COLUMNS)}"
+        raise ProbeError(host, Reason.MALFORMED_ANSWER, detail)
+    if not isinstance(values[0], bool):
+        raise _malformed(host, 0, "a boolean", values[0])
     return ProbeResult(
         host=host,
-        in_recovery=bool(in_recovery),
-        lsn=_int(lsn),
-        receive_lsn=_int(receive_lsn),
-        timeline=_int(timeline),
-        replay_timestamp=replay_ts,
-        server_time=now,
+        in_recovery=values[0],
+        lsn=_int(host, values, 1),
+        receive_lsn=_int(host, values, 2),
+        timeline=_int(host, values, 3),
+        replay_timestamp=_time(host, values, 4),
+        server_time=_time(host, values, 5),
         latency=latency,
         checked_at=checked_at,
         attempts=attempts,
-        system_identifier=_int(identifier),
+        system_identifier=_int(host, values, 6),
     )

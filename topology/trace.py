@@ -41,6 +41,11 @@ Events, and when they fire:
 * :class:`DcsLost` ``(source, reason)``: the DCS (``ClusterResolver(dcs=...)``)
   stopped answering; the cluster probes over SQL alone until
   :class:`DcsAnswered` ``(source)``. Fired once per outage.
+* :class:`TaskRestarted` ``(name, error)``: a supervised piece of background
+  work (``probe-loop``, ``dcs-follower``, ``announcer``, ``caught-up checks``,
+  ``callback tasks``: see :mod:`topology._supervise`) died and runs again
+  after a backoff; ``error``: the exception's type and first line (at most
+  200 characters).
 
 :class:`Counters` is a tracer that keeps the counts the OpenTelemetry
 metrics (:mod:`topology.otel`) are made of; ``python -m topology.probe
@@ -80,6 +85,7 @@ __all__ = [
     "RoleChanged",
     "RoundPublished",
     "SplitBrain",
+    "TaskRestarted",
     "Tracer",
     "guarded",
 ]
@@ -159,6 +165,12 @@ class DcsAnswered:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaskRestarted:
+    name: str
+    error: str
+
+
 Event = (
     ProbeStarted
     | ProbeEnded
@@ -171,6 +183,7 @@ Event = (
     | ReadAfterWrite
     | DcsLost
     | DcsAnswered
+    | TaskRestarted
 )
 Tracer = Callable[[Event], None]
 
@@ -179,10 +192,11 @@ class Counters:
     """A tracer counting what :mod:`topology.otel` measures, for a screen or a test.
 
     ``probes`` / ``probe_failures`` (:class:`ProbeEnded`), ``role_changes``,
-    ``failure_reports``, ``split_brains``; ``episodes`` without a primary that
-    ended and their total ``without_primary`` seconds; :meth:`unavailable`
-    the seconds since the primary was lost (0 while one is answered). Read it
-    on the thread that feeds it. Example::
+    ``failure_reports``, ``split_brains``, ``dcs_outages``, ``task_restarts``;
+    ``episodes`` without a primary that ended and their total
+    ``without_primary`` seconds; :meth:`unavailable` the seconds since the
+    primary was lost (0 while one is answered). Read it on the thread that
+    feeds it. Example::
 
         counters = Counters()
         cluster = ClusterResolver(hosts, tracer=counters)
@@ -197,6 +211,7 @@ class Counters:
         self.failure_reports = 0
         self.split_brains = 0
         self.dcs_outages = 0
+        self.task_restarts = 0
         self.episodes = 0
         self.without_primary = 0.0
         self._lost_at: float | None = None
@@ -213,6 +228,8 @@ class Counters:
             self.split_brains += 1
         elif isinstance(event, DcsLost):
             self.dcs_outages += 1
+        elif isinstance(event, TaskRestarted):
+            self.task_restarts += 1
         elif isinstance(event, PrimaryLost):
             self._lost_at = time.monotonic()
         elif isinstance(event, PrimaryFound):
