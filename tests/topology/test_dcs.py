@@ -55,6 +55,7 @@ def test_parse_endpoints(endpoints: str | list[str], expected: list[tuple[str, i
         ("https://a:2379", "only http://"),
         ("http://a:notaport", "bad port"),
         ("http://:2379", "no host"),
+        ("http://root:s3cret@a:2379", "credentials in the URL are not supported"),
     ],
 )
 def test_bad_endpoints_are_refused(endpoints: str, words: str) -> None:
@@ -62,9 +63,50 @@ def test_bad_endpoints_are_refused(endpoints: str, words: str) -> None:
         parse_endpoints(endpoints)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://root:s3cret@10.0.0.5:2379",
+        "http://root:s3cret@10.0.0.5:notaport",
+        "http://root:s3cret@:2379",
+        "http://root:s3cret@10.0.0.5:2379",
+        "ftp://root:s3cret@10.0.0.5/x",
+    ],
+)
+def test_an_endpoints_credentials_never_appear_in_an_error(url: str) -> None:
+    """Issue 21 item 9: on main the URL, password included, was in the message."""
+    for build in (
+        lambda: parse_endpoints(url),
+        lambda: patroni_watch(etcd=url, scope="demo"),
+        lambda: patroni_watch(rest=url),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            build()
+        assert "s3cret" not in str(caught.value)
+        assert "s3cret" not in repr(caught.value)
+        assert "***@" in str(caught.value)
+
+
 def test_prefix_end_is_the_first_key_after_the_prefix() -> None:
-    assert prefix_end("/service/demo/") == "/service/demo0"
-    assert "/service/demo/leader" < prefix_end("/service/demo/") < "/service/demo0/x"
+    assert prefix_end("/service/demo/") == b"/service/demo0"
+    assert b"/service/demo/leader" < prefix_end("/service/demo/") < b"/service/demo0/x"
+
+
+@pytest.mark.parametrize("scope", ["démo", "кластер", "集群", "a\u00ff", "\U0001f418"])
+def test_prefix_end_works_on_the_keys_utf8_bytes(scope: str) -> None:
+    """Issue 21 item 9: on main it worked in latin-1, so a non-ASCII scope read an empty range."""
+    prefix = f"/service/{scope}/"
+    end = prefix_end(prefix)
+    for key in (prefix, prefix + "leader", prefix + "members/m1", prefix + "\U0010ffff"):
+        assert key.encode() < end
+    assert not (prefix[:-1] + "0").encode() < end  # the next scope's keys are out
+
+
+def test_prefix_end_of_0xff_bytes_and_an_empty_prefix() -> None:
+    assert prefix_end(b"a\xff\xff") == b"b"
+    assert prefix_end(b"\xff") == b"\0"  # etcd's "every key from the start key on"
+    with pytest.raises(ConfigurationError, match="empty etcd key prefix"):
+        prefix_end("")  # on main: IndexError
 
 
 def test_watch_messages_become_events_and_a_cancelled_watch_an_error() -> None:
