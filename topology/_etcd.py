@@ -49,10 +49,12 @@ from topology._http import (
     Endpoints,
     HttpError,
     HttpLimits,
+    Response,
     Unreachable,
     open_request,
     why,
 )
+from topology._within import within
 from topology.errors import ConfigurationError
 
 __all__ = ["EtcdEvent", "EtcdGateway", "parse_endpoints", "prefix_end", "redacted"]
@@ -220,7 +222,7 @@ class EtcdGateway:
         reasons: dict[str, str] = {}
         for index, host, port in self.endpoints.in_turn():
             try:
-                message = await asyncio.wait_for(self._call(host, port, body), self.timeout)
+                message = await within(self._call(host, port, body), self.timeout)
                 answer = _range_answer(message)
             except Exception as exc:  # any peer's failure: its reason, then the next one
                 reasons[f"{host}:{port}"] = _reason(exc)
@@ -268,9 +270,8 @@ class EtcdGateway:
             endpoint = f"{host}:{port}"
             try:
                 self.requests += 1
-                response = await asyncio.wait_for(
-                    open_request(host, port, "POST", "/v3/watch", body, self.limits), self.timeout
-                )
+                opening = open_request(host, port, "POST", "/v3/watch", body, self.limits)
+                response = await within(opening, self.timeout, Response.close)
             except Exception as exc:  # any peer's failure: its reason, then the next one
                 reasons[endpoint] = _reason(exc)
                 continue

@@ -15,7 +15,8 @@ All three are :class:`HttpError` s. Reading body pieces of at most 64 KiB
 keeps memory within a cap plus one piece, whatever the peer sends.
 
 Timeouts: :func:`open_request` (connect + request + response head) is the
-caller's to bound (``asyncio.wait_for``). After the head, every read must
+caller's to bound (:func:`topology._within.within`, which, unlike
+``asyncio.wait_for`` on Python < 3.12, never loses a cancellation). After the head, every read must
 deliver within ``idle`` seconds; a whole answer must also be complete by
 ``deadline`` (loop time). A stream may wait without limit *between* messages
 (an idle watch is silent; its liveness is the caller's business), but a
@@ -25,8 +26,8 @@ after, the caller closes the :class:`Response`.
 
 Example::
 
-    response = await asyncio.wait_for(
-        open_request("127.0.0.1", 8008, "GET", "/cluster"), 1.0)
+    response = await within(
+        open_request("127.0.0.1", 8008, "GET", "/cluster"), 1.0, Response.close)
     try:
         document = await response.json(idle=1.0)
     finally:
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from topology._http_body import BadAnswer, Body, HttpError, HttpLimits, ReadTimeout, TooLarge
+from topology._within import within
 
 __all__ = [
     "BadAnswer",
@@ -187,7 +189,7 @@ async def open_request(
 ) -> Response:
     """Send one request; return the status, the headers and the open stream (caller closes).
 
-    Unbounded in time: wrap it in ``asyncio.wait_for``. Bounded in bytes by
+    Unbounded in time: wrap it in :func:`topology._within.within`. Bounded in bytes by
     ``limits`` (default :class:`HttpLimits`).
     """
     limits = limits or HttpLimits()
@@ -220,7 +222,8 @@ async def get_json(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    response = await asyncio.wait_for(open_request(host, port, "GET", path, None, limits), timeout)
+    opening = open_request(host, port, "GET", path, None, limits)
+    response = await within(opening, timeout, Response.close)
     try:
         document = await response.json(idle=timeout, deadline=deadline)
     finally:

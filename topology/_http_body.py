@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from topology._within import within
+
 __all__ = ["BadAnswer", "Body", "HttpError", "HttpLimits", "ReadTimeout", "TooLarge"]
 
 _T = TypeVar("_T")
@@ -189,7 +191,7 @@ class Body:
         if self.deadline is not None:
             timeout = min(timeout, self.deadline - loop.time())
         try:
-            return await asyncio.wait_for(read, max(timeout, 0.0))
+            return await within(read, max(timeout, 0.0))
         except asyncio.TimeoutError:
             raise ReadTimeout(
                 f"{self.endpoint}: the {where} did not arrive in time "

@@ -87,6 +87,7 @@ async def make_resolver(patroni_cluster: PatroniCluster) -> AsyncIterator[Any]:
             "dcs_interval": 60.0,
             "probe_timeout": 1.0,
             "wait_timeout": 10.0,
+            "dcs_allow": "127.0.0.0/8",  # the members run on loopback
             **kwargs,
         }
         cluster = ClusterResolver.from_patroni(**settings)
