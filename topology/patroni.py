@@ -28,8 +28,15 @@ Example::
 
     cluster = ClusterResolver.from_patroni(
         etcd="http://10.0.0.1:2379,http://10.0.0.2:2379", scope="demo",
+        dcs_allow="10.0.0.0/24",  # the members that may receive the credentials
         user="app", password=secret, database="app",
     )
+
+Hostile peers: whatever an endpoint does wrong (closes without answering,
+sends something that is not HTTP, too much, too slowly, or JSON of the wrong
+shape) is that endpoint's reason; the next endpoint is asked, and when none
+answers, ``on_lost`` says why for each. ``run()`` never ends but by
+cancellation. Every answer is read within :class:`topology._http.HttpLimits`.
 """
 
 from __future__ import annotations
