@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from topology._within import within
+from topology.errors import ConfigurationError
 
 __all__ = ["BadAnswer", "Body", "HttpError", "HttpLimits", "ReadTimeout", "TooLarge"]
 
@@ -58,8 +59,9 @@ class HttpLimits:
         for name in ("status_line", "header_count", "header_bytes", "body", "chunk", "line"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                # ValueError, not ConfigurationError: this module depends on nothing.
-                raise ValueError(f"HttpLimits.{name} must be a positive integer, not {value!r}")
+                raise ConfigurationError(
+                    f"HttpLimits.{name} must be a positive integer, not {value!r}"
+                )
 
 
 class HttpError(Exception):

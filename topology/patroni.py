@@ -56,6 +56,7 @@ from topology.hosts import DEFAULT_PORT, HostAddress
 
 __all__ = [
     "REST_LIMITS",
+    "HttpLimits",
     "PatroniEtcd",
     "PatroniRest",
     "member_from_json",

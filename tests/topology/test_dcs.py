@@ -17,7 +17,13 @@ from topology._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_en
 from topology.dcs import DcsMember, DcsView, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions, HostAddress
-from topology.patroni import PatroniEtcd, member_from_json, patroni_watch, view_from_cluster
+from topology.patroni import (
+    HttpLimits,
+    PatroniEtcd,
+    member_from_json,
+    patroni_watch,
+    view_from_cluster,
+)
 
 
 @pytest.mark.parametrize(
@@ -359,3 +365,10 @@ async def test_members_outside_the_trusted_set_are_left_out_and_warned_of_once(
     assert len(warnings) == 1
     assert "192.0.2.9:5432" in warnings[0]
     assert "not probed" in warnings[0]
+
+
+def test_http_limits_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match=r"HttpLimits\.body must be a positive integer"):
+        HttpLimits(body=0)
+    with pytest.raises(ConfigurationError, match=r"HttpLimits\.line"):
+        HttpLimits(line=True)
