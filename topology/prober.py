@@ -65,6 +65,14 @@ def _consume(task: asyncio.Task[Any]) -> None:
         task.exception()  # mark retrieved: an abandoned task's error is already reported
 
 
+def _drop_orphan(task: asyncio.Task[Any]) -> None:
+    """Terminate the connection an abandoned connect produced after all (nobody holds it)."""
+    if not task.cancelled() and task.exception() is None:
+        conn = task.result()
+        conn.terminate()
+        conn.release()
+
+
 class _StopAtDeadline(stop_base):
     """Stop when the next attempt would start at or after the probe deadline."""
 
@@ -284,6 +292,7 @@ class HostProber:
         for a frozen server to answer it. Waits at most ``_ABANDON_GRACE``.
         """
         if conn is None:
+            task.add_done_callback(_drop_orphan)  # a connect may finish as it is abandoned
             task.cancel()
         else:
             conn.terminate()
