@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from topology._within import within
 from topology.dcs import DcsView, DcsWatch
 from topology.trace import DcsAnswered, DcsLost, Tracer
 
@@ -81,7 +82,7 @@ class DcsFollower:
         if first is None:
             return False
         try:
-            await asyncio.wait_for(first.wait(), timeout)
+            await within(first.wait(), timeout)  # never loses a cancellation
         except asyncio.TimeoutError:
             return False
         return True

@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from topology._announce import CALLBACK_TASKS, Announcer
+from topology._dcs_trust import guard_dcs
 from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
 from topology._publisher import ANNOUNCER
@@ -123,7 +124,11 @@ class ClusterResolver(Running):
     stops answering: one WARNING, and SQL-only probing as without it.
     ``dcs_addresses`` (:data:`topology.dcs.AddressMap`) rewrites the members'
     addresses the DCS gives where they are not reachable from here (a Docker
-    network's names, a NAT).
+    network's names, a NAT). Trust (:mod:`topology._dcs_trust`): a member is
+    probed, with the credentials, only if its host is in ``hosts``, in
+    ``dcs_allow`` (host names and/or CIDR networks, ``"*"``: any), or
+    ``sslmode="verify-full"`` is set; with none of the three,
+    ``ConfigurationError``. Others are logged once at WARNING and left out.
 
     Reading: ``cluster.view`` is the :class:`~topology.view.ClusterView` last
     published (never waits); ``cluster`` is the
@@ -156,6 +161,7 @@ class ClusterResolver(Running):
         dcs: DcsWatch | None = None,
         dcs_interval: float = 15.0,
         dcs_addresses: AddressMap | None = None,
+        dcs_allow: str | Iterable[str] | None = None,
         **connect_options: Any,
     ) -> None:
         check_seconds(
@@ -203,7 +209,9 @@ class ClusterResolver(Running):
         self._lifecycle = Lifecycle(supervisor)
         self._retries = retries
         self._dcs_answers = False
-        self._dcs = None if dcs is None else self._follower(dcs, dcs_addresses)
+        if dcs is not None:  # the trust model (topology._dcs_trust) translates, then filters
+            dcs = guard_dcs(dcs, dcs_addresses, dcs_allow, self.hosts, self.options)
+        self._dcs = None if dcs is None else self._follower(dcs, None)
         self._source = self._probe_source(retries, system_identifier)
         self._failure_reports = 0
         self._caught_up = CaughtUpFinder(
@@ -244,6 +252,7 @@ class ClusterResolver(Running):
         namespace: str = "/service",
         rest: str | Sequence[str] | None = None,
         hosts: str | Iterable[str | HostAddress] = (),
+        dcs_allow: str | Iterable[str] | None = None,
         dcs_timeout: float = 1.0,
         dcs_check_interval: float = 3.0,
         **kwargs: Any,
@@ -255,6 +264,14 @@ class ClusterResolver(Running):
         API endpoints, ``"http://h1:8008,..."``, polled every
         ``dcs_check_interval`` s). ``hosts``: static hosts probed besides the
         members the DCS lists. ``kwargs``: the constructor's.
+
+        What the DCS is trusted with: the members it names receive the
+        credentials only if trusted. Choose one (else ``ConfigurationError``):
+        ``hosts`` (members on these hosts, any port), ``dcs_allow`` (host
+        names and/or CIDR networks, e.g. ``"10.0.0.0/8"``; ``"*"`` trusts
+        whatever the DCS names), or ``sslmode="verify-full"`` (every server
+        proves its name with a certificate). A member outside is never
+        probed: it is logged once at WARNING and kept out of the view.
         """
         from topology.patroni import patroni_watch
 
@@ -262,7 +279,7 @@ class ClusterResolver(Running):
             etcd=etcd, scope=scope, namespace=namespace, rest=rest,
             timeout=dcs_timeout, check_interval=dcs_check_interval,
         )  # fmt: skip
-        return cls(hosts, dcs=watch, **kwargs)
+        return cls(hosts, dcs=watch, dcs_allow=dcs_allow, **kwargs)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterResolver:

@@ -8,7 +8,10 @@ leader starts a probe round at once, members added or removed change the
 hosts it probes, and while the store answers the SQL probes may slow down.
 The SQL probe stays the proof: a host becomes the primary only once it says
 ``pg_is_in_recovery() = false``; a store that names another leader than the
-one SQL sees loses.
+one SQL sees loses. Nor is the store trusted with where the credentials go:
+a member is probed only if the user trusts its address (``hosts=``,
+``dcs_allow=``) or the server proves its name (``sslmode=verify-full``); see
+:mod:`topology._dcs_trust`.
 
 Implementations: :class:`topology.patroni.PatroniEtcd` (Patroni on etcd v3).
 Consul or Kubernetes would be another class with the same two methods.
@@ -97,9 +100,10 @@ class DcsWatch(Protocol):
 
         ``on_view`` may also be called with an unchanged view: it proves the
         store still answers. ``on_lost(reason)`` is called when the store
-        stops answering (no endpoint reachable, the watch broke); the watch
-        retries by itself, and the next ``on_view`` means it is back. Never
-        raises but CancelledError.
+        stops answering (no endpoint reachable, the watch broke, or an
+        endpoint answered with something that is not a valid answer); the
+        watch retries by itself, and the next ``on_view`` means it is back.
+        Never raises but CancelledError, whatever a peer sends.
         """
 
 

@@ -28,8 +28,15 @@ Example::
 
     cluster = ClusterResolver.from_patroni(
         etcd="http://10.0.0.1:2379,http://10.0.0.2:2379", scope="demo",
+        dcs_allow="10.0.0.0/24",  # the members that may receive the credentials
         user="app", password=secret, database="app",
     )
+
+Hostile peers: whatever an endpoint does wrong (closes without answering,
+sends something that is not HTTP, too much, too slowly, or JSON of the wrong
+shape) is that endpoint's reason; the next endpoint is asked, and when none
+answers, ``on_lost`` says why for each. ``run()`` never ends but by
+cancellation. Every answer is read within :class:`topology._http.HttpLimits`.
 """
 
 from __future__ import annotations
@@ -42,15 +49,25 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from topology._etcd import EtcdEvent, EtcdGateway, parse_endpoints
-from topology._http import Endpoints, Unreachable, get_json, why
+from topology._http import BadAnswer, Endpoints, HttpError, HttpLimits, Unreachable, get_json, why
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
 
-__all__ = ["PatroniEtcd", "PatroniRest", "member_from_json", "patroni_watch", "view_from_cluster"]
+__all__ = [
+    "REST_LIMITS",
+    "HttpLimits",
+    "PatroniEtcd",
+    "PatroniRest",
+    "member_from_json",
+    "patroni_watch",
+    "view_from_cluster",
+]
 
 log = logging.getLogger("topology")
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+REST_LIMITS = HttpLimits(body=1024 * 1024, chunk=1024 * 1024)
+"""A ``/cluster`` answer is a few hundred bytes per member: 1 MiB is thousands of members."""
 
 
 def member_from_json(name: str, value: str) -> DcsMember | None:
@@ -61,8 +78,8 @@ def member_from_json(name: str, value: str) -> DcsMember | None:
         if not url.hostname:
             return None
         host = str(HostAddress(url.hostname, url.port or DEFAULT_PORT))
-    except (ValueError, KeyError, TypeError, ConfigurationError):
-        return None
+    except (ValueError, KeyError, TypeError, RecursionError, ConfigurationError):
+        return None  # RecursionError: a value nested too deep to parse
     return DcsMember(name, host, str(data.get("role", "")), str(data.get("state", "")))
 
 
@@ -75,7 +92,8 @@ class PatroniEtcd:
 
     ``etcd``: endpoints, ``"http://h1:2379,http://h2:2379"`` or a list;
     ``scope``: Patroni's ``scope``; ``namespace``: Patroni's ``namespace``
-    (default ``/service``). Counters (for measurements): ``views``,
+    (default ``/service``); ``limits``: the caps on one etcd answer (default
+    :class:`topology._http.HttpLimits`: 8 MiB for a range). Counters (for measurements): ``views``,
     ``outages``, and the gateway's ``requests``.
     """
 
@@ -87,6 +105,7 @@ class PatroniEtcd:
         namespace: str = "/service",
         timeout: float = 1.0,
         check_interval: float = 3.0,
+        limits: HttpLimits | None = None,
     ) -> None:
         if not scope or "/" in scope:
             raise ConfigurationError(f"Patroni scope {scope!r}: a non-empty name without '/'")
@@ -94,7 +113,7 @@ class PatroniEtcd:
             raise ConfigurationError("timeout and check_interval must be positive")
         self.scope = scope
         self.prefix = f"{'/' + namespace.strip('/') if namespace.strip('/') else ''}/{scope}/"
-        self.gateway = EtcdGateway(etcd, timeout=timeout)
+        self.gateway = EtcdGateway(etcd, timeout=timeout, limits=limits)
         self.check_interval = float(check_interval)
         self.views = 0
         self.outages = 0
@@ -214,9 +233,12 @@ _LEADER_ROLES = frozenset({"leader", "standby_leader", "primary", "master"})
 
 
 def view_from_cluster(document: object, revision: int) -> DcsView:
-    """A view from Patroni's ``GET /cluster`` answer; ValueError when it is not one."""
+    """A view from Patroni's ``GET /cluster`` answer; BadAnswer (a ValueError) when it is not one.
+
+    Members without a usable address (still starting, or not objects) are left out.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("members"), list):
-        raise ValueError("not a Patroni /cluster answer")
+        raise BadAnswer(f"not a Patroni /cluster answer ({type(document).__name__})")
     members, leader = [], None
     for item in document["members"]:
         try:
@@ -236,15 +258,22 @@ class PatroniRest:
 
     ``urls``: members' REST endpoints, ``"http://h1:8008,http://h2:8008"``;
     each poll asks the one that answered last first, the others after it,
-    each within ``timeout`` seconds.
+    each within ``timeout`` seconds. ``limits``: the caps on one answer
+    (default :data:`REST_LIMITS`: a ``/cluster`` answer up to 1 MiB).
     """
 
     def __init__(
-        self, urls: str | Sequence[str], *, timeout: float = 1.0, interval: float = 1.0
+        self,
+        urls: str | Sequence[str],
+        *,
+        timeout: float = 1.0,
+        interval: float = 1.0,
+        limits: HttpLimits | None = None,
     ) -> None:
         if timeout <= 0 or interval <= 0:
             raise ConfigurationError("timeout and interval must be positive")
         self.endpoints = Endpoints(parse_endpoints(urls, default_port=8008, what="Patroni REST"))
+        self.limits = limits or REST_LIMITS
         self.timeout = float(timeout)
         self.interval = float(interval)
         self.requests = 0
@@ -258,18 +287,26 @@ class PatroniRest:
         return f"PatroniRest({self.describe()})"
 
     async def poll(self) -> DcsView:
-        """Ask the members in turn for ``/cluster``; Unreachable when none answers."""
+        """Ask the members in turn for ``/cluster``; Unreachable when none answers.
+
+        Whatever a member does wrong (refuses, closes without answering,
+        stalls, sends too much, sends JSON that is not a ``/cluster`` answer)
+        becomes its reason, and the next member is asked. Each within
+        ``timeout`` seconds, connect included.
+        """
         reasons: dict[str, str] = {}
         for index, host, port in self.endpoints.in_turn():
             self.requests += 1
             try:
-                status, document = await asyncio.wait_for(
-                    get_json(host, port, "/cluster"), self.timeout
+                status, document = await get_json(
+                    host, port, "/cluster", timeout=self.timeout, limits=self.limits
                 )
                 if status != 200:
-                    raise ValueError(f"HTTP {status}")
+                    raise HttpError(f"HTTP {status}")
                 view = view_from_cluster(document, self.views + 1)
-            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            except Exception as exc:  # any peer's failure: its reason, then the next one
+                if not isinstance(exc, (OSError, asyncio.TimeoutError, HttpError, ValueError)):
+                    log.debug("unexpected failure of a Patroni REST call", exc_info=exc)
                 reasons[f"{host}:{port}"] = why(exc)
                 continue
             self.endpoints.answered(index)
@@ -277,13 +314,21 @@ class PatroniRest:
         raise Unreachable("Patroni REST /cluster", reasons, what="Patroni REST")
 
     async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
-        """Poll every ``interval`` s until cancelled (see :class:`topology.dcs.DcsWatch`)."""
+        """Poll every ``interval`` s until cancelled (see :class:`topology.dcs.DcsWatch`).
+
+        Never raises but CancelledError: a poll that fails in a way
+        :meth:`poll` did not foresee is reported through ``on_lost`` too.
+        """
         while True:
             try:
                 view = await self.poll()
             except Unreachable as exc:
                 self.outages += 1
                 on_lost(str(exc))
+            except Exception as exc:  # belt and braces: no answer may end the follower
+                self.outages += 1
+                log.debug("Patroni REST poll failed", exc_info=True)
+                on_lost(f"unexpected failure polling Patroni REST ({type(exc).__name__})")
             else:
                 self.views += 1
                 on_view(view)

@@ -136,9 +136,11 @@ class OursClient:
         if dcs is None:
             self.cluster = ClusterResolver(hosts, **common)
         else:
+            # The drill clusters run on loopback (native, or Docker publishing its
+            # ports on 127.0.0.1): the members the DCS names are trusted there only.
             self.cluster = ClusterResolver.from_patroni(
                 etcd=dcs.etcd, scope=dcs.scope, namespace=dcs.namespace,
-                dcs_addresses=dict(dcs.addresses), **common,
+                dcs_addresses=dict(dcs.addresses), dcs_allow="127.0.0.0/8", **common,
             )  # fmt: skip
         url = URL.create("postgresql+asyncpg", username=user, password=password, database=database)
         rendered = url.render_as_string(hide_password=False)

@@ -10,11 +10,20 @@ from collections.abc import Callable
 
 import pytest
 
+from topology import ClusterResolver
 from topology._dcs_follow import DcsFollower, merged
+from topology._dcs_trust import dcs_trust, guard_dcs
 from topology._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
 from topology.dcs import DcsMember, DcsView, DcsWatch, translator
 from topology.errors import ConfigurationError
-from topology.patroni import PatroniEtcd, member_from_json, patroni_watch, view_from_cluster
+from topology.hosts import ConnectOptions, HostAddress
+from topology.patroni import (
+    HttpLimits,
+    PatroniEtcd,
+    member_from_json,
+    patroni_watch,
+    view_from_cluster,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +64,7 @@ def test_parse_endpoints(endpoints: str | list[str], expected: list[tuple[str, i
         ("https://a:2379", "only http://"),
         ("http://a:notaport", "bad port"),
         ("http://:2379", "no host"),
+        ("http://root:s3cret@a:2379", "credentials in the URL are not supported"),
     ],
 )
 def test_bad_endpoints_are_refused(endpoints: str, words: str) -> None:
@@ -62,9 +72,50 @@ def test_bad_endpoints_are_refused(endpoints: str, words: str) -> None:
         parse_endpoints(endpoints)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://root:s3cret@10.0.0.5:2379",
+        "http://root:s3cret@10.0.0.5:notaport",
+        "http://root:s3cret@:2379",
+        "http://root:s3cret@10.0.0.5:2379",
+        "ftp://root:s3cret@10.0.0.5/x",
+    ],
+)
+def test_an_endpoints_credentials_never_appear_in_an_error(url: str) -> None:
+    """Issue 21 item 9: on main the URL, password included, was in the message."""
+    for build in (
+        lambda: parse_endpoints(url),
+        lambda: patroni_watch(etcd=url, scope="demo"),
+        lambda: patroni_watch(rest=url),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            build()
+        assert "s3cret" not in str(caught.value)
+        assert "s3cret" not in repr(caught.value)
+        assert "***@" in str(caught.value)
+
+
 def test_prefix_end_is_the_first_key_after_the_prefix() -> None:
-    assert prefix_end("/service/demo/") == "/service/demo0"
-    assert "/service/demo/leader" < prefix_end("/service/demo/") < "/service/demo0/x"
+    assert prefix_end("/service/demo/") == b"/service/demo0"
+    assert b"/service/demo/leader" < prefix_end("/service/demo/") < b"/service/demo0/x"
+
+
+@pytest.mark.parametrize("scope", ["démo", "кластер", "集群", "a\u00ff", "\U0001f418"])
+def test_prefix_end_works_on_the_keys_utf8_bytes(scope: str) -> None:
+    """Issue 21 item 9: on main it worked in latin-1, so a non-ASCII scope read an empty range."""
+    prefix = f"/service/{scope}/"
+    end = prefix_end(prefix)
+    for key in (prefix, prefix + "leader", prefix + "members/m1", prefix + "\U0010ffff"):
+        assert key.encode() < end
+    assert not (prefix[:-1] + "0").encode() < end  # the next scope's keys are out
+
+
+def test_prefix_end_of_0xff_bytes_and_an_empty_prefix() -> None:
+    assert prefix_end(b"a\xff\xff") == b"b"
+    assert prefix_end(b"\xff") == b"\0"  # etcd's "every key from the start key on"
+    with pytest.raises(ConfigurationError, match="empty etcd key prefix"):
+        prefix_end("")  # on main: IndexError
 
 
 def test_watch_messages_become_events_and_a_cancelled_watch_an_error() -> None:
@@ -230,3 +281,94 @@ async def test_a_follower_probes_the_translated_addresses() -> None:
     task.cancel()
     await asyncio.wait((task,))
     assert calls == [("hosts", ("127.0.0.1:25411",)), ("leader", "127.0.0.1:25411")]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ClusterResolver.from_patroni(etcd="http://10.0.0.5:2379", scope="d", user="app"),
+        lambda: ClusterResolver.from_patroni(rest="http://10.0.0.5:8008", password="pw"),
+        lambda: ClusterResolver((), dcs=PatroniEtcd("http://10.0.0.5:2379", "d")),
+        lambda: ClusterResolver.from_patroni(
+            etcd="http://10.0.0.5:2379", scope="d", sslmode="verify-ca"
+        ),
+    ],
+)
+def test_a_dcs_without_a_trust_choice_is_refused(build: Callable[[], object]) -> None:
+    """Issue 21 item 10: on main the DCS named where the credentials went, unchecked."""
+    with pytest.raises(ConfigurationError, match=r"hosts=.*dcs_allow=.*verify-full"):
+        build()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"hosts": "10.0.0.1:5432"},
+        {"dcs_allow": "10.0.0.0/8"},
+        {"dcs_allow": ["db1.internal", "fd00::/8"]},
+        {"dcs_allow": "*"},
+        {"sslmode": "verify-full"},
+    ],
+)
+def test_each_trust_choice_is_accepted(kwargs: dict[str, object]) -> None:
+    cluster = ClusterResolver.from_patroni(etcd="http://10.0.0.5:2379", scope="d", **kwargs)
+    assert "dcs=" in repr(cluster)
+
+
+@pytest.mark.parametrize(
+    ("allow", "words"),
+    [("", "dcs_allow is empty"), ("10.0.0.0/33", "neither a host name nor a network"),
+     ("not a host!", "neither"), ([b"10.0.0.0/8"], "as strings")],
+)  # fmt: skip
+def test_bad_allow_lists_are_refused(allow: object, words: str) -> None:
+    with pytest.raises(ConfigurationError, match=words):
+        ClusterResolver.from_patroni(rest="http://10.0.0.5:8008", dcs_allow=allow)
+
+
+def test_trust_matches_hosts_names_and_networks_without_dns() -> None:
+    trust = dcs_trust(
+        (HostAddress("db1.example", 5432), HostAddress("10.1.0.1", 5432)),
+        ["DB2.example.", "10.0.0.0/24", "fd00::/8", "192.0.2.7"],
+        ConnectOptions(),
+    )
+    for trusted in ("db1.example:6000", "db2.example:5432", "10.1.0.1:5433", "10.0.0.200:5432",
+                    "[fd00::1]:5432", "192.0.2.7:5432"):  # fmt: skip
+        assert trust.trusts(trusted), trusted
+    for untrusted in ("db3.example:5432", "10.0.1.1:5432", "[fe80::1]:5432", "192.0.2.8:5432",
+                      "evil.10.0.0.1.nip.io:5432", "10.0.0.0.evil:5432"):  # fmt: skip
+        assert not trust.trusts(untrusted), untrusted
+    assert dcs_trust((), None, ConnectOptions(sslmode="verify-full")).trusts("anything:5432")
+
+
+async def test_members_outside_the_trusted_set_are_left_out_and_warned_of_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _ScriptedStore()
+    calls: list[tuple[str, object]] = []
+    watch = guard_dcs(store, {"member1": "10.0.0.1"}, "10.0.0.0/24", (), ConnectOptions())
+    follower = DcsFollower(
+        watch, (),
+        set_hosts=lambda hosts: calls.append(("hosts", tuple(hosts))),
+        dcs_leader=lambda host: calls.append(("leader", host)),
+        dcs_health=lambda ok, why: None,
+    )  # fmt: skip
+    task = follower.start()
+    await asyncio.sleep(0)
+    members = (DcsMember("m1", "member1:5432"), DcsMember("m9", "192.0.2.9:5432"))
+    with caplog.at_level(logging.WARNING, logger="topology"):
+        store.on_view(DcsView("m9", members, 1))
+        store.on_view(DcsView("m9", members, 2))
+    task.cancel()
+    await asyncio.wait((task,))
+    assert calls == [("hosts", ("10.0.0.1:5432",)), ("leader", None)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "192.0.2.9:5432" in warnings[0]
+    assert "not probed" in warnings[0]
+
+
+def test_http_limits_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match=r"HttpLimits\.body must be a positive integer"):
+        HttpLimits(body=0)
+    with pytest.raises(ConfigurationError, match=r"HttpLimits\.line"):
+        HttpLimits(line=True)

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.hostile_http import HostileHttp
 from tests.support.paths import REPO_ROOT
 from tests.support.patroni import PatroniCluster
 from tests.support.waiting import eventually
@@ -87,6 +88,7 @@ async def make_resolver(patroni_cluster: PatroniCluster) -> AsyncIterator[Any]:
             "dcs_interval": 60.0,
             "probe_timeout": 1.0,
             "wait_timeout": 10.0,
+            "dcs_allow": "127.0.0.0/8",  # the members run on loopback
             **kwargs,
         }
         cluster = ClusterResolver.from_patroni(**settings)
@@ -271,17 +273,21 @@ async def test_patronis_rest_api_is_a_source_too(
 ) -> None:
     layout = patroni_cluster.cluster.layout
     urls = ",".join(f"http://127.0.0.1:{layout.rest_port(m)}" for m in layout.members)
-    # The first endpoint refuses: the next one answers.
-    cluster = make_resolver(etcd=None, scope=None, rest="http://127.0.0.1:1," + urls,
-                            dcs_check_interval=0.2)  # fmt: skip
-    async with cluster:
-        leader = patroni_cluster.leader()
-        assert await cluster.master() == f"127.0.0.1:{leader.port}"
-        assert sorted(probed(cluster)) == sorted(patroni_cluster.hosts)
-        new_leader = await asyncio.to_thread(patroni_cluster.switchover)
-        new = f"127.0.0.1:{new_leader.port}"
-        await eventually(lambda: cluster.view.primary == new, timeout=30)
-        assert cluster.stats().dcs_outages == 0
+    # The first endpoint refuses, the second accepts and closes (a Patroni
+    # restarting, a proxy with no backend; on main that ended the poller): the
+    # next one answers.
+    async with HostileHttp("accept_and_close") as closing:
+        cluster = make_resolver(etcd=None, scope=None,
+                                rest=f"http://127.0.0.1:1,{closing.url},{urls}",
+                                dcs_check_interval=0.2)  # fmt: skip
+        async with cluster:
+            leader = patroni_cluster.leader()
+            assert await cluster.master() == f"127.0.0.1:{leader.port}"
+            assert sorted(probed(cluster)) == sorted(patroni_cluster.hosts)
+            new_leader = await asyncio.to_thread(patroni_cluster.switchover)
+            new = f"127.0.0.1:{new_leader.port}"
+            await eventually(lambda: cluster.view.primary == new, timeout=30)
+            assert cluster.stats().dcs_outages == 0
 
 
 async def test_a_member_that_dies_leaves_the_probed_hosts_and_comes_back(
