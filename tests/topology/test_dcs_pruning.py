@@ -16,7 +16,6 @@ with SIGSTOP.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -32,18 +31,6 @@ from topology.dcs import DcsMember, DcsView
 from topology.drivers import get_driver
 
 pytestmark = pytest.mark.integration
-
-
-def trusting_loopback() -> dict[str, str]:
-    """``dcs_allow`` for the loopback members, where the resolver has a DCS trust model.
-
-    (A resolver that probes only the DCS members it is told to trust, issue 21
-    item 10, refuses a DCS without such a rule; one without the model has no
-    such keyword.)
-    """
-    if "dcs_allow" in inspect.signature(ClusterResolver.__init__).parameters:
-        return {"dcs_allow": "127.0.0.0/8"}
-    return {}
 
 
 class PushedViews:
@@ -98,7 +85,7 @@ async def follow(replicated: ReplicatedCluster) -> AsyncIterator[Callable[..., C
             "wait_timeout": 10.0,
         }
         settings.update(kwargs)
-        settings.update(trusting_loopback())
+        settings["dcs_allow"] = "127.0.0.0/8"  # the members run on loopback
         made.append(ClusterResolver((), dcs=watch, **settings))  # type: ignore[arg-type]
         return made[-1]
 

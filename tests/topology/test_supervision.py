@@ -12,7 +12,6 @@ still resolving.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,18 +29,6 @@ from topology.dcs import DcsMember, DcsView
 from topology.trace import Event, TaskRestarted
 
 pytestmark = pytest.mark.integration
-
-
-def trusting_loopback() -> dict[str, str]:
-    """``dcs_allow`` for the loopback members, where the resolver has a DCS trust model.
-
-    (A resolver that probes only the DCS members it is told to trust, issue 21
-    item 10, refuses a DCS without such a rule; one without the model has no
-    such keyword.)
-    """
-    if "dcs_allow" in inspect.signature(ClusterResolver.__init__).parameters:
-        return {"dcs_allow": "127.0.0.0/8"}
-    return {}
 
 
 class PushedViews:
@@ -224,7 +211,7 @@ async def test_the_dcs_follower_comes_back(
     words = "injected death of the DCS follower"
     member = DcsMember("m1", pg_server.host, "primary", "running")
     watch = PushedViews(DcsView("m1", (member,), 1))
-    cluster = make(pg_server, hosts=(), dcs=watch, interval=60, **trusting_loopback())
+    cluster = make(pg_server, hosts=(), dcs=watch, interval=60, dcs_allow="127.0.0.0/8")
     follower = cluster._dcs
     assert follower is not None
     monkeypatch.setattr(follower, "_set_hosts", once(follower._set_hosts, words))
