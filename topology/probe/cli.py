@@ -215,7 +215,7 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
 
 
 def _url_secrets(arg: str) -> list[str]:
-    """The password and sslpassword in a URL-shaped argument (scrubbed before any parsing).
+    """The password, sslpassword and probe_password in a URL-shaped argument (scrubbed first).
 
     As in ``topology.hosts``: the credentials end at the last ``@`` before the
     first ``/``; with a ``/`` in the password (which parse_url refuses),
@@ -231,7 +231,7 @@ def _url_secrets(arg: str) -> list[str]:
     query = after_credentials.partition("?")[2].partition("#")[0]
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
-        if key == "sslpassword":
+        if key in ("sslpassword", "probe_password"):
             found.append(unquote_plus(value))
     return found
 
