@@ -111,7 +111,8 @@ async def test_minimal_role_gives_every_field_the_resolver_uses(
         assert await resolver.master() == cluster.primary.host
         # The probes logged in as the probe login, never as the application.
         query = "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE application_name = %s"
-        users = {row[0] for node in cluster.nodes for row in cluster.query(node, query, (app_name,))}
+        rows = [row for node in cluster.nodes for row in cluster.query(node, query, (app_name,))]
+    users = {user for (user,) in rows}
     assert users == {"probe_min"}
     assert snapshot.primary == cluster.primary.host
     assert sorted(snapshot.replicas) == sorted(node.host for node in cluster.replicas)
@@ -221,6 +222,7 @@ def test_check_grants_says_what_a_login_lacks(logins: Logins) -> None:
     assert code == 2, text
     doc = json.loads(text)
     assert doc["schema"] == "topology.probe.grants/1"
+    grant = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_current_wal_lsn() TO probe_min"
     for host in doc["hosts"]:
         required = [item["statement"] for item in host["lacking"] if item["required"]]
-        assert required == ["GRANT EXECUTE ON FUNCTION pg_catalog.pg_current_wal_lsn() TO probe_min"]
+        assert required == [grant]
