@@ -224,8 +224,10 @@ class HostProber:
                 raise
             # 42501: the catalog says which grant is missing (never the message).
             lacking = await self._bounded(lacking_grants(conn), deadline, conn, "grants")
-            if self._query is not PROBE_QUERY or any(grant.required for grant in lacking):
+            if any(grant.required for grant in lacking):
                 raise missing_grant(self.host, lacking, self.options) from None
+            if self._query is not PROBE_QUERY or IDENTITY not in lacking:
+                raise  # a 42501 the catalog does not explain: reported as it came
             log.warning(
                 "probe %s: this login may not read pg_control_system() (to allow it: %s):"
                 " the host's system identifier stays unknown, so it is never excluded as foreign",

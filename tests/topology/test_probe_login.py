@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from compose.pg import ReplicatedCluster
+from compose.pg import ReplicatedCluster, free_port
 from topology import ClusterResolver, ConnectOptions, NoPrimaryError, Role, parse_host
 from topology._probe_login import GRANTS, for_probes
 from topology.errors import Reason
@@ -109,6 +109,13 @@ async def test_minimal_role_gives_every_field_the_resolver_uses(
     async with resolver:
         snapshot = await resolver.refresh()
         assert await resolver.master() == cluster.primary.host
+        # A position past every snapshot: the caught-up check asks the replicas directly.
+        cluster.query(cluster.primary, "CREATE TABLE IF NOT EXISTS probe_login_writes (i int)")
+        cluster.query(cluster.primary, "INSERT INTO probe_login_writes VALUES (1)")
+        lsn = cluster.current_lsn()
+        cluster.wait_caught_up()
+        assert await resolver.replica.at_least(lsn, max_wait=5.0) in snapshot.replicas
+        assert resolver.read_your_writes_stats().waited == 1
         # The probes logged in as the probe login, never as the application.
         query = "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE application_name = %s"
         rows = [row for node in cluster.nodes for row in cluster.query(node, query, (app_name,))]
@@ -226,3 +233,49 @@ def test_check_grants_says_what_a_login_lacks(logins: Logins) -> None:
     for host in doc["hosts"]:
         required = [item["statement"] for item in host["lacking"] if item["required"]]
         assert required == [grant]
+
+
+@pytest.mark.cluster
+async def test_from_patroni_takes_the_probe_login(logins: Logins) -> None:
+    """The DCS does not answer here (nothing listens): the static hosts are probed, as probe_min."""
+    cluster = logins.cluster
+    app_name = f"probe-patroni-{secrets.token_hex(4)}"
+    resolver = ClusterResolver.from_patroni(
+        rest=f"http://127.0.0.1:{free_port()}",
+        hosts=cluster.hosts,
+        user="postgres",
+        password=cluster.password,
+        database="postgres",
+        application_name=app_name,
+        probe_user="probe_min",
+        probe_password=logins.password,
+        probe_timeout=2.0,
+        wait_timeout=10.0,
+    )
+    async with resolver:
+        assert await resolver.master() == cluster.primary.host
+        query = "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE application_name = %s"
+        rows = cluster.query(cluster.primary, query, (app_name,))
+    assert rows == [("probe_min",)]
+
+
+@pytest.mark.cluster
+def test_cli_url_form_never_prints_the_probe_password(logins: Logins) -> None:
+    cluster = logins.cluster
+    wrong = "wrong-" + secrets.token_urlsafe(8)
+    for probe_password in (logins.password, wrong):
+        url = (
+            f"postgresql://postgres:{cluster.password}@{','.join(cluster.hosts)}/postgres"
+            f"?probe_user=probe_min&probe_password={probe_password}"
+        )
+        out, err = io.StringIO(), io.StringIO()
+        env = {"HOME": "/nonexistent"}
+        code = main([url, "--timeout", "5"], env, out, err, process_hooks=False)
+        text = out.getvalue() + err.getvalue()
+        assert probe_password not in text
+        assert cluster.password not in text
+        if probe_password == wrong:
+            assert code == 2, text
+            assert "authentication failed" in text
+        else:
+            assert code == 0, text
