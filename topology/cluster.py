@@ -42,7 +42,6 @@ from typing import Any
 
 from topology._announce import Announcer
 from topology._dcs_aware import DcsAware
-from topology._probe_login import for_probes
 from topology._probe_loop import ProbeLoop
 from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology.caught_up import CaughtUpFinder, CaughtUpStats
@@ -171,7 +170,6 @@ class ClusterResolver(DcsAware):
         self.hosts = () if dcs is not None and empty else parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
         self.driver = checked_driver(driver, self.options)
-        self._probing = for_probes(self.options)  # the probe login, if one is given
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
         self.pace = Pace(
@@ -207,7 +205,7 @@ class ClusterResolver(DcsAware):
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._failure_reports = 0
-        self._caught_up = CaughtUpFinder(self._probing, self.driver, self.probe_timeout, tracer)
+        self._caught_up = CaughtUpFinder(self.options, self.driver, self.probe_timeout, tracer)
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
@@ -231,7 +229,7 @@ class ClusterResolver(DcsAware):
 
     def _prober(self, address: HostAddress) -> HostProber:
         return HostProber(
-            address, self._probing, self.driver, timeout=self.probe_timeout, retries=self._retries
+            address, self.options, self.driver, timeout=self.probe_timeout, retries=self._retries
         )
 
     @classmethod

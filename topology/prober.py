@@ -42,7 +42,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
-from topology._probe_login import IDENTITY, connect_denied, lacking_grants, missing_grant
+from topology._probe_login import (
+    IDENTITY,
+    connect_denied,
+    for_probes,
+    lacking_grants,
+    missing_grant,
+)
 from topology.drivers import ProbeConnection, ProbeDriver, get_driver
 from topology.errors import ConfigurationError, ProbeError, Reason, classify, redact
 from topology.hosts import ConnectOptions, HostAddress
@@ -118,7 +124,7 @@ class HostProber:
             raise ConfigurationError(f"retries must be >= 0, not {retries!r}")
         self.address = address
         self.host = str(address)
-        self.options = options
+        self.options = for_probes(options)  # the probe login, when the options name one
         self.driver = get_driver(driver)
         self.timeout = timeout
         self.retries = retries
