@@ -23,12 +23,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from compose.pg import ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster
 
 __all__ = ["SHADOWS", "Shadowed"]
 
 DATABASE = "shadowdb"
 ROLE = "shadowed"
+MIXED = "mixed"  # plain on the cluster, shadowed on pg_foreign
 # Set once per test session: a rebuilt cluster gets the same password again.
 PASSWORD = secrets.token_urlsafe(16)
 
@@ -76,6 +77,14 @@ CREATE DOMAIN evil."bit" AS pg_catalog.bit(32) CHECK (false);
 CREATE TABLE public.shadow_writes (id serial PRIMARY KEY, v pg_catalog.text);
 """
 
+# The issue's measurement: pg_control_system() alone, giving text for the bigint.
+SHADOW_IDENTITY = """
+CREATE SCHEMA evil;
+GRANT USAGE ON SCHEMA evil TO PUBLIC;
+CREATE FUNCTION evil.pg_control_system() RETURNS TABLE (system_identifier pg_catalog.text)
+    LANGUAGE sql AS $$SELECT 'foreign'::pg_catalog.text$$;
+"""
+
 
 @dataclass
 class Shadowed:
@@ -117,3 +126,29 @@ def shadowed(replicated: ReplicatedCluster) -> Shadowed:
     """The healthy cluster with the hostile login in place (made once per cluster build)."""
     _install(replicated)
     return Shadowed(replicated)
+
+
+def _admin(node: PostgresNode, database: str, statements: list[sql.Composable]) -> None:
+    with psycopg.connect(node.conninfo(database), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.fixture
+def shadowed_foreign(shadowed: Shadowed, pg_foreign: PostgresNode) -> Shadowed:
+    """A login ``mixed`` (to ``shadowdb``) that is plain on the cluster and, on
+    ``pg_foreign`` (another cluster), sees :data:`SHADOW_IDENTITY`: one hostile host
+    beside a healthy cluster."""
+    mixed = Shadowed(shadowed.cluster, user=MIXED)
+    create = _with_password(f"CREATE ROLE {MIXED} LOGIN PASSWORD {{}}")
+    primary = shadowed.cluster.primary
+    if not shadowed.cluster.value(primary, "SELECT 1 FROM pg_roles WHERE rolname = %s", (MIXED,)):
+        shadowed.cluster.query(primary, create)
+        shadowed.cluster.wait_caught_up()
+    with psycopg.connect(pg_foreign.conninfo(), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (MIXED,)).fetchone():
+            return mixed
+    path = sql.SQL(f"ALTER ROLE {MIXED} IN DATABASE {DATABASE} SET search_path = evil, pg_catalog")
+    _admin(pg_foreign, "postgres", [create, sql.SQL(f"CREATE DATABASE {DATABASE}"), path])
+    _admin(pg_foreign, DATABASE, [sql.SQL(SHADOW_IDENTITY)])
+    return mixed

@@ -16,9 +16,10 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 
-from compose.pg import ReplicatedCluster
+from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.shadowed import Shadowed
 from topology import ClusterResolver, ConnectOptions, parse_host
 from topology.caught_up import CaughtUpFinder
@@ -43,8 +44,6 @@ def catalog_names(statement: str) -> set[str]:
 
 
 def evil_names(shadowed: Shadowed) -> set[str]:
-    import psycopg
-
     conninfo = shadowed.cluster.primary.conninfo(shadowed.database)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         rows = conn.execute(
@@ -180,3 +179,37 @@ def test_cli_reads_the_catalog(shadowed: Shadowed) -> None:
 def _lsn(text: str) -> int:
     high, _, low = text.partition("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_shadowed_host_beside_a_healthy_cluster_blocks_nothing(
+    shadowed_foreign: Shadowed, pg_foreign: PostgresNode, driver: str
+) -> None:
+    """The issue's measurement: a host whose search_path shadows pg_control_system() with
+    a function of another type, listed first; the real primary must still be resolved,
+    and the shadowed host is read correctly (a primary of another cluster: foreign)."""
+    cluster = shadowed_foreign.cluster
+    resolver = ClusterResolver(
+        [pg_foreign.host, *cluster.hosts],
+        user=shadowed_foreign.user,
+        password=shadowed_foreign.password,
+        database=shadowed_foreign.database,
+        driver=driver,
+        interval=60.0,
+        probe_timeout=2.0,
+        wait_timeout=10.0,
+    )
+    async with resolver:
+        snapshot = await resolver.refresh()
+        assert await resolver.master() == cluster.primary.host
+    foreign = snapshot[pg_foreign.host]
+    assert foreign.error is None, foreign.error
+    assert snapshot.foreign == (pg_foreign.host,)
+    assert foreign.system_identifier == _identifier(pg_foreign)
+
+
+def _identifier(node: PostgresNode) -> int:
+    with psycopg.connect(node.conninfo(), autocommit=True) as conn:
+        row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+    assert row is not None
+    return int(row[0])
