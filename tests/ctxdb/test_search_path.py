@@ -10,18 +10,31 @@ an LSN between the primary's positions before and after the write.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, db_session, run_in_new_ctx
 from ctxdb.context import current_scope
-from ctxdb.read_your_writes import parse_lsn
+from ctxdb.read_your_writes import _POSITION_QUERY, parse_lsn
 from tests.support.shadowed import Shadowed
 
 pytestmark = pytest.mark.cluster
+
+
+def test_every_catalog_name_of_the_position_query_has_an_impostor(shadowed: Shadowed) -> None:
+    used = set(re.findall(r"pg_catalog\.(\w+)", _POSITION_QUERY))
+    assert {"pg_current_wal_insert_lsn", "pg_control_system", "text"} <= used
+    with psycopg.connect(shadowed.cluster.primary.conninfo(shadowed.database)) as conn:
+        rows = conn.execute(
+            "SELECT proname::text FROM pg_proc WHERE pronamespace = 'evil'::regnamespace "
+            "UNION SELECT typname::text FROM pg_type WHERE typnamespace = 'evil'::regnamespace"
+        ).fetchall()
+    assert used <= {name for (name,) in rows}
 
 
 def insert_lsn(cluster: ReplicatedCluster) -> int:

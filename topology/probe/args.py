@@ -51,6 +51,9 @@ exit status:
   64  usage error (bad argument, host or URL)
   70  internal error
   With --watch, Ctrl-C (or SIGTERM) ends the watch with status 0.
+  With --check-grants: 0 the login holds every grant the probe uses, 1 only
+  optional ones are missing, 2 a required one is missing or a host could not
+  be checked (docs/topology.md, "The probe login").
 
 JSON (--json): one document with schema "topology.probe/1"; with --watch,
 one such document per line and round. See docs/probe-cli.md."""
