@@ -138,6 +138,8 @@ def engine_url(url: str, connect_args: dict[str, Any] | None = None) -> tuple[UR
     """
     base = make_url(_without_host_list(url))  # validates now, not at the first request
     base = base.difference_update_query(("host", "port"))  # DBConnect gives each engine its host
+    # topology's probe login: not the engines', and SQLAlchemy prints the query string.
+    base = base.difference_update_query(("probe_user", "probe_password"))
     _check(base)
     driver = base.get_driver_name()
     derived: dict[str, Any] = {}

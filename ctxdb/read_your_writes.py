@@ -61,8 +61,8 @@ _TRACER = "ctxdb_tracer"
 # replica that replayed up to the write position would still miss it.
 # The cluster's identifier binds the position to this cluster (see _token).
 _POSITION_QUERY = (
-    "select pg_current_wal_insert_lsn()::text, "
-    "(select system_identifier::text from pg_control_system())"
+    "select pg_catalog.pg_current_wal_insert_lsn()::pg_catalog.text, "
+    "(select system_identifier::pg_catalog.text from pg_catalog.pg_control_system())"
 )
 _READ_ONLY_KEYWORDS = frozenset({"select", "show", "explain", "values", "table", "fetch"})
 

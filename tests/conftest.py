@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.replicated",
     "tests.support.patroni",
     "tests.support.tls",
+    "tests.support.shadowed",
 ]

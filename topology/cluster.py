@@ -96,6 +96,8 @@ class ClusterResolver(Running):
     field given as keywords taking precedence (``sslmode``, ``sslrootcert``,
     ``sslcert``, ``sslkey``, ``sslpassword``, ``sslcrl``, ``options``,
     ``channel_binding``, ``connect_timeout``, ``application_name``).
+    ``probe_user`` / ``probe_password``: the probes' own login (least
+    privilege: see :mod:`topology._probe_login`); the engines never see it.
 
     Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
     no primary is known or after a failure report, and ``burst_interval``

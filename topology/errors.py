@@ -59,6 +59,7 @@ class Reason(str, enum.Enum):
     CONNECTION_LOST = "connection_lost"
     READ_ONLY = "read_only"
     PERMISSION_DENIED = "permission_denied"
+    MISSING_GRANT = "missing_grant"  # 42501, and the catalog names the grant (_probe_login)
     CONFIGURATION = "configuration"
     UNEXPECTED = "unexpected"
     MALFORMED_ANSWER = "malformed_answer"
@@ -98,6 +99,7 @@ _WORDS = {
     Reason.CONNECTION_LOST: "connection lost",
     Reason.READ_ONLY: "read-only (a standby or a demoted primary)",
     Reason.PERMISSION_DENIED: "permission denied",
+    Reason.MISSING_GRANT: "the login lacks a grant",
     Reason.CONFIGURATION: "bad configuration",
     Reason.UNEXPECTED: "unexpected error",
     Reason.MALFORMED_ANSWER: "malformed answer",
@@ -110,6 +112,7 @@ _PERMANENT = frozenset(
         Reason.TLS_REFUSED,
         Reason.TLS_FAILED,
         Reason.PERMISSION_DENIED,
+        Reason.MISSING_GRANT,
         Reason.CONFIGURATION,
     }
 )

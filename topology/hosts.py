@@ -212,8 +212,11 @@ class ConnectOptions:
     still bounds every wait); ``sslpassword`` decrypts the ``sslkey``;
     ``sslcrl`` is a revocation list; ``options`` holds server settings
     (``-c statement_timeout=5s``), sent at connect; ``channel_binding``
-    (psycopg only: asyncpg never binds channels). ``password`` and
-    ``sslpassword`` are left out of ``repr``.
+    (psycopg only: asyncpg never binds channels). ``probe_user`` and
+    ``probe_password`` are the probes' own login (see ``docs/topology.md``,
+    "The probe login"): probes connect with it instead of ``user`` and
+    ``password``. ``password``, ``sslpassword`` and ``probe_password`` are
+    left out of ``repr``.
 
     ``target_session_attrs`` is refused unless ``any``: the probes connect
     to every host whatever its role, and the roles are served by
@@ -235,6 +238,9 @@ class ConnectOptions:
     sslcrl: str | None = None
     options: str | None = None
     channel_binding: str | None = None
+    # The probes' own login (topology._probe_login); the engines never use it.
+    probe_user: str | None = None
+    probe_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.sslmode is not None and self.sslmode not in SSLMODES:
@@ -242,6 +248,8 @@ class ConnectOptions:
                 f"invalid sslmode {self.sslmode!r}: expected one of {', '.join(sorted(SSLMODES))}"
             )
         _check_target_session_attrs(self.target_session_attrs)
+        if self.probe_password is not None and self.probe_user is None:
+            raise ConfigurationError("probe_password is set without probe_user")
         binding = self.channel_binding
         if binding is not None and binding not in CHANNEL_BINDINGS:
             raise ConfigurationError(

@@ -42,6 +42,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
+from topology._probe_login import (
+    IDENTITY,
+    connect_denied,
+    for_probes,
+    lacking_grants,
+    missing_grant,
+)
 from topology.drivers import ProbeConnection, ProbeDriver, get_driver
 from topology.errors import ConfigurationError, ProbeError, Reason, classify, redact
 from topology.hosts import ConnectOptions, HostAddress
@@ -126,7 +133,7 @@ class HostProber:
             raise ConfigurationError(f"retries must be >= 0, not {retries!r}")
         self.address = address
         self.host = str(address)
-        self.options = options
+        self.options = for_probes(options)  # the probe login, when the options name one
         self.driver = get_driver(driver)
         self.timeout = timeout
         self.retries = retries
@@ -252,13 +259,19 @@ class HostProber:
         try:
             return await self._bounded(self._timed_fetch(conn), deadline, conn, "query")
         except ProbeError as error:
-            if error.reason is not Reason.PERMISSION_DENIED or self._query is not PROBE_QUERY:
+            if error.reason is not Reason.PERMISSION_DENIED:
                 raise
+            # 42501: the catalog says which grant is missing (never the message).
+            lacking = await self._bounded(lacking_grants(conn), deadline, conn, "grants")
+            if any(grant.required for grant in lacking):
+                raise missing_grant(self.host, lacking, self.options) from None
+            if self._query is not PROBE_QUERY or IDENTITY not in lacking:
+                raise  # a 42501 the catalog does not explain: reported as it came
             log.warning(
-                "probe %s: this login may not read pg_control_system() (%s): the host's"
-                " system identifier stays unknown, so it is never excluded as foreign",
+                "probe %s: this login may not read pg_control_system() (to allow it: %s):"
+                " the host's system identifier stays unknown, so it is never excluded as foreign",
                 self.host,
-                error.detail,
+                IDENTITY.grant(self.options.user or "the probe login"),
             )
         self._query = ANONYMOUS_PROBE_QUERY  # an autocommit connection survives the error
         return await self._bounded(self._timed_fetch(conn), deadline, conn, "query")
@@ -274,9 +287,12 @@ class HostProber:
             limit = min(deadline, time.monotonic() + self.options.connect_timeout)
         self.connects += 1
         remaining = max(limit - time.monotonic(), 0.0)
-        conn = await self._bounded(
-            self.driver.connect(self.address, self.options, remaining), limit, None, "connect"
-        )
+        try:
+            conn = await self._bounded(
+                self.driver.connect(self.address, self.options, remaining), limit, None, "connect"
+            )
+        except ProbeError as error:
+            raise connect_denied(error, self.options) from None
         self._conn = conn
         return conn
 

@@ -23,20 +23,31 @@ __all__ = ["ANONYMOUS_PROBE_QUERY", "PROBE_QUERY", "ProbeResult", "result_from_r
 # an administrator revoked pg_control_system() the query fails as a whole
 # (privileges are checked when the plan starts, even in a CASE branch not
 # taken), so the prober then switches to ANONYMOUS_PROBE_QUERY.
+# Every function, relation and type is schema-qualified and no operator is
+# used (functions stand in for '-' and '||'): a login whose search_path puts a
+# schema before pg_catalog would otherwise run that schema's objects (measured:
+# operators and types on catalog types are shadowed too, CVE-2018-1058).
 _QUERY = """\
 SELECT r.rec,
-       (CASE WHEN r.rec THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)
-           - '0/0'::pg_lsn,
-       CASE WHEN r.rec THEN pg_last_wal_receive_lsn() - '0/0'::pg_lsn END,
-       CASE WHEN r.rec THEN (SELECT w.received_tli FROM pg_stat_wal_receiver w LIMIT 1)
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       pg_catalog.pg_wal_lsn_diff(
+           CASE WHEN r.rec THEN pg_catalog.pg_last_wal_replay_lsn()
+                ELSE pg_catalog.pg_current_wal_lsn() END,
+           '0/0'::pg_catalog.pg_lsn),
+       CASE WHEN r.rec THEN pg_catalog.pg_wal_lsn_diff(
+           pg_catalog.pg_last_wal_receive_lsn(), '0/0'::pg_catalog.pg_lsn) END,
+       CASE WHEN r.rec THEN (SELECT w.received_tli FROM pg_catalog.pg_stat_wal_receiver w LIMIT 1)
+            ELSE pg_catalog.concat('x', pg_catalog.substr(
+                     pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8)
+                 )::pg_catalog.bit(32)::pg_catalog.int4
        END,
-       CASE WHEN r.rec THEN pg_last_xact_replay_timestamp() END,
-       now(),
+       CASE WHEN r.rec THEN pg_catalog.pg_last_xact_replay_timestamp() END,
+       pg_catalog.now(),
        {identifier}
-FROM (SELECT pg_is_in_recovery() AS rec) r"""
-PROBE_QUERY = _QUERY.format(identifier="(SELECT c.system_identifier FROM pg_control_system() c)")
-ANONYMOUS_PROBE_QUERY = _QUERY.format(identifier="NULL::bigint")
+FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r"""
+PROBE_QUERY = _QUERY.format(
+    identifier="(SELECT c.system_identifier FROM pg_catalog.pg_control_system() c)"
+)
+ANONYMOUS_PROBE_QUERY = _QUERY.format(identifier="NULL::pg_catalog.int8")
 
 
 @dataclass(frozen=True, slots=True)

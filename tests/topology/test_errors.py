@@ -120,6 +120,7 @@ def test_reason_codes_are_stable_words() -> None:
         Reason.TLS_REFUSED,
         Reason.TLS_FAILED,
         Reason.PERMISSION_DENIED,
+        Reason.MISSING_GRANT,
         Reason.CONFIGURATION,
     }
     assert not any(r.permanent and r.retryable for r in Reason)

@@ -20,6 +20,7 @@ import getpass
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from topology._probe_login import for_probes
 from topology.errors import ConfigurationError
 from topology.hosts import (
     DEFAULT_PORT,
@@ -118,6 +119,7 @@ def resolve_target(
 ) -> Target:
     """Combine the command line and the environment (see the module docstring)."""
     addresses, options = _hosts_and_options(hosts, url, env)
+    options = for_probes(options)  # a URL's probe_user: the CLI is a probe too
     changes: dict[str, object] = {
         "user": user or options.user or env.get("PGUSER") or _os_user(),
     }

@@ -51,6 +51,9 @@ exit status:
   64  usage error (bad argument, host or URL)
   70  internal error
   With --watch, Ctrl-C (or SIGTERM) ends the watch with status 0.
+  With --check-grants: 0 the login holds every grant the probe uses, 1 only
+  optional ones are missing, 2 a required one is missing or a host could not
+  be checked (docs/topology.md, "The probe login").
 
 JSON (--json): one document with schema "topology.probe/1"; with --watch,
 one such document per line and round. See docs/probe-cli.md."""
@@ -71,6 +74,7 @@ class Arguments:
     driver: str
     json: bool
     watch: float | None
+    check_grants: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,6 +166,12 @@ def _parser() -> _Parser:
     )
     add("--json", action="store_true", help="print JSON (schema topology.probe/1)")
     add(
+        "--check-grants",
+        action="store_true",
+        help="say which grants the login lacks on each host, with the GRANT to run "
+        "(exit 0: none, 1: optional ones, 2: required ones or a host unchecked)",
+    )
+    add(
         "-w",
         "--watch",
         nargs="?",
@@ -180,6 +190,8 @@ def parse_args(argv: Sequence[str]) -> Arguments:
     hosts = tuple(ns.hosts)
     url = ns.url
     urls = [h for h in hosts if "://" in h]
+    if ns.check_grants and ns.watch is not None:
+        raise UsageError("--check-grants and --watch do not go together")
     if urls:
         if url is not None or len(hosts) > 1:
             raise UsageError("give one URL alone, or hosts without a URL")
@@ -194,4 +206,5 @@ def parse_args(argv: Sequence[str]) -> Arguments:
         driver=ns.driver,
         json=ns.json,
         watch=None if ns.watch is None else _seconds(ns.watch, "--watch"),
+        check_grants=ns.check_grants,
     )

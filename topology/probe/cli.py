@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote, unquote_plus
 
 from topology.errors import ConfigurationError, redact
+from topology.probe._grants import check_all, exit_code, render
 from topology.probe._render import LoggedChange, document, judge, summary, table
 from topology.probe._session import ProbeSession
 from topology.probe._target import Target, resolve_target
@@ -215,7 +216,7 @@ async def _probe(args: Arguments, target: Target, output: Output) -> int:
 
 
 def _url_secrets(arg: str) -> list[str]:
-    """The password and sslpassword in a URL-shaped argument (scrubbed before any parsing).
+    """The password, sslpassword and probe_password in a URL-shaped argument (scrubbed first).
 
     As in ``topology.hosts``: the credentials end at the last ``@`` before the
     first ``/``; with a ``/`` in the password (which parse_url refuses),
@@ -231,7 +232,7 @@ def _url_secrets(arg: str) -> list[str]:
     query = after_credentials.partition("?")[2].partition("#")[0]
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
-        if key == "sslpassword":
+        if key in ("sslpassword", "probe_password"):
             found.append(unquote_plus(value))
     return found
 
@@ -273,7 +274,17 @@ def main(
     except (UsageError, ConfigurationError) as exc:
         output.error(f"{exc} (see --help)")
         return EXIT_USAGE
+    if args.check_grants:
+        return _guarded(lambda: _run(_grants(args, target, output)), output)
     return _guarded(lambda: _run(_probe(args, target, output)), output)
+
+
+async def _grants(args: Arguments, target: Target, output: Output) -> int:
+    reports = await check_all(target.hosts, target.options, args.driver, args.timeout)
+    database = target.options[0].database or "" if target.options else ""
+    for text in render(reports, database, args.json):
+        output.line(text)
+    return exit_code(reports)
 
 
 def _guarded(run: Callable[[], int], output: Output) -> int:
