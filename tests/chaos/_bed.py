@@ -23,7 +23,7 @@ import contextlib
 import time
 import tracemalloc
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, new_non_ctx_atomic_session
 from ctxdb.errors import CtxDBError, RetryableConnectionError
-from tests.support.faultproxy import PASS, Fault, FaultProxy
+from tests.support.faultproxy import FaultProxy
 from topology import ClusterResolver
 from topology.errors import TopologyError
 
 DEADLINE = 10.0  # per request; generous: it only has to be finite
 RECOVER = 20.0  # after the fault is lifted, a write must succeed within this
+HOLD = 1.0  # how long a fault lasts in a case
 MEMORY_BOUND = 32 << 20  # peak traced allocation growth during a case
 TYPED = (CtxDBError, TopologyError, SQLAlchemyError)
 
@@ -127,7 +128,16 @@ class Ledger:
             )
             await asyncio.sleep(0.05)
 
+    def summary(self) -> str:
+        """One line for the log of a run (docs/reliability.md quotes these)."""
+        kinds = sorted({line.split(":")[0] for line in self.typed + self.untyped})
+        return (
+            f"acked={len(self.acked)} typed={len(self.typed)} untyped={len(self.untyped)} "
+            f"late={len(self.late)} retry_safe={len(self.retry_safe)} errors={kinds}"
+        )
+
     def check(self, bed: Bed) -> None:
+        print(f"CHAOS {self.summary()}")  # shown by pytest -rP; the docs quote a run
         stored = bed.stored(self.table)
         primary = bed.cluster.primary.port
         assert not self.late, f"bounded time: {len(self.late)} request(s) outlived {DEADLINE} s"
@@ -185,19 +195,26 @@ def memory_bounded(bound: int = MEMORY_BOUND) -> Iterator[None]:
 
 
 async def under_fault(
-    bed: Bed, master: DBConnect, proxy: FaultProxy, fault: Fault, hold: float
+    bed: Bed,
+    master: DBConnect,
+    inject: Callable[[], object],
+    lift: Callable[[], object],
+    hold: float = HOLD,
 ) -> Ledger:
-    """Write before, during (``hold`` s) and after ``fault`` on ``proxy``; the ledger."""
+    """Write before, during (``hold`` s) and after a fault that ``inject`` starts and
+    ``lift`` ends; then write until one is acknowledged. Memory is bounded throughout."""
     ledger = Ledger(bed.table())
     await ledger.write_until_ok(master)  # warm: pools hold connections through the proxy
     stop = asyncio.Event()
     with memory_bounded():
         load = asyncio.create_task(workload(master, ledger, stop))
-        await asyncio.sleep(0.2)
-        proxy.set(fault)
-        await asyncio.sleep(hold)
-        proxy.set(PASS)
-        stop.set()
-        await asyncio.wait_for(load, DEADLINE + 1)
+        try:
+            await asyncio.sleep(0.2)
+            inject()
+            await asyncio.sleep(hold)
+        finally:
+            lift()
+            stop.set()
+            await asyncio.wait_for(load, DEADLINE + 1)
         await ledger.write_until_ok(master)
     return ledger

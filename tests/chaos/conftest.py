@@ -29,7 +29,6 @@ from compose.pg import ReplicatedCluster, free_port
 from ctxdb import DBConnect
 from tests.chaos._bed import Bed
 from tests.support.faultproxy import FaultProxy
-from tests.support.replicated import resolver_and_master
 from topology import ClusterResolver
 
 
@@ -112,18 +111,27 @@ async def stack(bed: Bed) -> AsyncIterator[Callable[..., Stack]]:
     made: list[Stack] = []
 
     def make(driver: str, pre_ping: bool, hosts: list[str] | None = None, **kw: Any) -> Stack:
-        options: dict[str, Any] = {"driver": driver, "interval": 0.5, "probe_timeout": 1.0}
+        """The probes and the engine use ``driver``; ``kw`` are ClusterResolver's keywords."""
+        password = bed.cluster.password
+        options: dict[str, Any] = {"interval": 0.5, "probe_timeout": 1.0, "wait_timeout": 10.0}
         options.update(kw)
-        engine = {"pool_pre_ping": pre_ping, "pool_size": 2, "max_overflow": 2}
-        made.append(
-            resolver_and_master(
-                bed.hosts if hosts is None else hosts,
-                bed.cluster.password,
-                driver=driver,
-                engine_kwargs=engine,
-                **options,
-            )
+        hosts = bed.hosts if hosts is None else hosts
+        factory = ClusterResolver.from_patroni if "etcd" in options else ClusterResolver
+        cluster = factory(
+            hosts=hosts, user="postgres", password=password, database="postgres",
+            driver=driver, **options,
+        )  # fmt: skip
+        timeout_key = "timeout" if driver == "asyncpg" else "connect_timeout"
+        engine = {
+            "connect_args": {"password": password, timeout_key: 2},
+            "pool_pre_ping": pre_ping, "pool_size": 2, "max_overflow": 2,
+        }  # fmt: skip
+        master = DBConnect(
+            resolver=cluster.master,
+            url=f"postgresql+{driver}://postgres@/postgres",
+            engine_kwargs=engine,
         )
+        made.append((cluster, master))
         return made[-1]
 
     yield make

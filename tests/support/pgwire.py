@@ -5,7 +5,8 @@ It reads the client's side up to its first query (a simple ``Query`` 'Q' or an
 extended ``Parse`` 'P'); if ``match(query text)`` says yes, every ``DataRow``
 ('D') the server sends on that connection from then on gets column ``column``
 replaced by ``value`` (bytes in the format the server used, or None: SQL NULL),
-with the message length fixed. Otherwise the connection is passed through
+with the message length fixed, while ``active()`` says so (a switch the test
+flips at run time; probe connections live long). Otherwise the connection is passed through
 untouched, as is any connection that switches to TLS or GSS encryption (the
 bytes are then opaque).
 
@@ -65,10 +66,17 @@ def _field(value: bytes) -> bytes:
 class ColumnRewriter:
     """See the module docstring. ``matched`` is None until the first query is seen."""
 
-    def __init__(self, match: Callable[[str], bool], column: int, value: bytes | None) -> None:
+    def __init__(
+        self,
+        match: Callable[[str], bool],
+        column: int,
+        value: bytes | None,
+        active: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.match = match
         self.column = column
         self.value = value
+        self.active = active
         self.matched: bool | None = None
         self.rewritten = 0
         self.off = False  # pass-through for good: not a match, encrypted or malformed
@@ -149,7 +157,7 @@ class ColumnRewriter:
         if len(self._server) < 1 + length:
             return None
         message, self._server = self._server[: 1 + length], self._server[1 + length :]
-        if message[:1] != b"D" or not self.matched:
+        if message[:1] != b"D" or not self.matched or not self.active():
             return message
         body = rewrite_data_row(message[5:], self.column, self.value)
         self.rewritten += 1
