@@ -118,12 +118,14 @@ class Ledger:
             self.untyped.append(f"{type(exc).__name__}: {str(exc)[:200]}")
         return False
 
-    async def write_until_ok(self, master: DBConnect, timeout: float = RECOVER) -> None:
-        """Write until one is acknowledged (liveness after a fault), within ``timeout``."""
+    async def write_until_ok(
+        self, master: DBConnect, timeout: float = RECOVER, when: str = "after the fault"
+    ) -> None:
+        """Write until one is acknowledged (liveness), within ``timeout``."""
         deadline = time.monotonic() + timeout
         while not await self.write(master):
             assert time.monotonic() < deadline, (
-                f"no write acknowledged within {timeout} s of the fault ending: "
+                f"no write acknowledged within {timeout} s {when}: "
                 f"{(self.typed + self.untyped)[-3:]}"
             )
             await asyncio.sleep(0.05)
