@@ -60,10 +60,6 @@ class Bed:
         node = self.cluster.primary if role == "primary" else self.cluster.replicas[0]
         return self.proxies[self.cluster.nodes.index(node)]
 
-    def everywhere(self, fault: Fault) -> None:
-        for proxy in self.proxies:
-            proxy.set(fault)
-
     def table(self) -> str:
         name = f"chaos_{uuid.uuid4().hex[:12]}"
         self.cluster.query(
@@ -99,7 +95,9 @@ class Ledger:
         async def request() -> int:
             async with new_non_ctx_atomic_session(master) as session:
                 result = await session.execute(
-                    text(f"insert into {self.table} values (:t, inet_server_port()) returning port"),
+                    text(
+                        f"insert into {self.table} values (:t, inet_server_port()) returning port"
+                    ),
                     {"t": token},
                 )
                 port = int(result.scalar_one())

@@ -96,7 +96,8 @@ def test_reset_now_breaks_open_connections(
 def test_reset_after_the_commit_is_sent_leaves_it_committed(
     replicated: ReplicatedCluster, proxy: FaultProxy
 ) -> None:
-    """Invariant: reset_after(0, "s2c") before COMMIT: the client gets an error, the row is stored."""
+    """Invariant: reset_after(0, "s2c") armed before COMMIT: the client gets an
+    error, and the row is stored."""
     table = f"proxy_{uuid.uuid4().hex[:10]}"
     replicated.query(replicated.primary, f"create table {table} (x int)")
     info = conninfo(replicated, proxy.port) | {"autocommit": False}
@@ -121,7 +122,7 @@ def test_reset_after_n_client_bytes_forwards_exactly_those(
         # A simple Query message: 'Q', int32 length, the text, NUL.
         proxy.set(fp.reset_after(1 + 4 + len(query) + 1, "c2s"))
         with pytest.raises(psycopg.OperationalError):
-            conn.execute(query.decode(), prepare=False)  # type: ignore[call-overload]
+            conn.execute(query.decode(), prepare=False)
             conn.execute("select 1")  # the second query is never forwarded
     proxy.set(fp.PASS)
     with psycopg.connect(**conninfo(replicated, replicated.primary.port)) as direct:
@@ -150,7 +151,8 @@ def test_stop_closes_everything_it_started(replicated: ReplicatedCluster) -> Non
     thread = proxy._thread
     proxy.stop()
     proxy.stop()  # idempotent
-    assert thread is not None and not thread.is_alive()
+    assert thread is not None
+    assert not thread.is_alive()
     with pytest.raises(psycopg.OperationalError):
         conn.execute("select 1")
     conn.close()

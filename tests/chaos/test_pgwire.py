@@ -6,7 +6,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import psycopg
 import pytest
 
@@ -49,7 +49,9 @@ def test_framing_holds_however_the_bytes_are_split(piece: int) -> None:
     rewriter = ColumnRewriter(lambda q: MARK in q, 0, b"maybe")
     for start in range(0, len(client), piece):
         rewriter.client_bytes(client[start : start + piece])
-    out = b"".join(rewriter.server_bytes(server[i : i + piece]) for i in range(0, len(server), piece))
+    out = b"".join(
+        rewriter.server_bytes(server[i : i + piece]) for i in range(0, len(server), piece)
+    )
     assert rewriter.matched is True
     assert out == b"N" + message(b"R", b"\0\0\0\0") + data_row(b"maybe", b"1") + message(b"Z", b"I")
 
@@ -110,7 +112,11 @@ async def test_a_real_server_answer_is_rewritten_through_the_proxy(
 
     query = f"select '{MARK}'::text, 'real'::text, inet_server_port()"
     with FaultProxy(replicated.primary.port, rewriter=rewriter) as proxy:
-        assert await fetch(replicated, proxy.port, query) == (MARK, "maybe", replicated.primary.port)
+        assert await fetch(replicated, proxy.port, query) == (
+            MARK,
+            "maybe",
+            replicated.primary.port,
+        )
         assert await fetch(replicated, proxy.port, "select 'real'::text") == ("real",)
     assert [r.matched for r in made] == [True, False]
     assert made[0].rewritten == 1

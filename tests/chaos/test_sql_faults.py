@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -53,8 +54,8 @@ CASES = [
 ]
 
 
-def combos() -> list[object]:
-    params = []
+def combos() -> list[Any]:
+    params: list[Any] = []
     for i, case in enumerate(CASES):
         pre_ping = i % 2 == 0
         for driver, ping in (("asyncpg", pre_ping), ("psycopg", not pre_ping)):
@@ -66,7 +67,11 @@ def combos() -> list[object]:
 def injector(bed: Bed, case: Case) -> tuple[Callable[[], object], Callable[[], object]]:
     proxy = bed.proxy(case.role)
     if case.fault is None:
-        return proxy.reset_now, lambda: None
+
+        def reset() -> None:
+            assert proxy.reset_now() > 0, "reset_now found connections to reset"
+
+        return reset, lambda: None
     fault = case.fault
     return (lambda: proxy.set(fault)), (lambda: proxy.set(fp.PASS))
 

@@ -7,8 +7,11 @@ the fault at run time, for open connections and new ones alike:
 - :data:`PASS`: forward as is.
 - :func:`latency`: each chunk waits ``seconds`` before it is forwarded.
 - :func:`bandwidth`: at most ``rate`` bytes/s per direction and connection.
-- :func:`black_hole`: accept, read and drop everything; a new connection never
-  reaches the server (a frozen host, a dropping firewall).
+- :func:`black_hole`: nothing crosses. A new connection is accepted and never
+  reaches the server: it is read and dropped, and hears nothing, ever (a dead
+  host behind a dropping firewall). Open connections stall both ways until the
+  fault is lifted, then go on: TCP retransmits through a partition, so an
+  established stream is delayed, never silently cut short.
 - :func:`half_open`: stop reading from the peer in ``direction`` (the kernel's
   buffers fill, then the peer's writes block).
 - :func:`drip`: one byte every ``interval`` seconds in ``direction``.
@@ -287,11 +290,12 @@ class FaultProxy:
             if self._fault.kind == "black_hole":
                 await self._sink(reader)
                 return
-            up_reader, link.server = await asyncio.wait_for(
+            up_reader, server = await asyncio.wait_for(
                 asyncio.open_connection(*self.target), CONTROL_TIMEOUT
             )
+            link.server = server
             link.tasks = [
-                asyncio.ensure_future(self._pump(link, reader, link.server, "c2s")),
+                asyncio.ensure_future(self._pump(link, reader, server, "c2s")),
                 asyncio.ensure_future(self._pump(link, up_reader, writer, "s2c")),
             ]
             await asyncio.wait(link.tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -324,8 +328,7 @@ class FaultProxy:
     ) -> None:
         """Copy one direction until EOF, applying the current fault to each chunk."""
         while link in self._links:
-            fault = self._fault
-            if fault.kind == "half_open" and fault.hits(direction):
+            if self._stalls(direction):
                 assert self._changed is not None
                 await self._changed.wait()  # not reading: the peer's buffers fill up
                 continue
@@ -334,7 +337,7 @@ class FaultProxy:
                 if not sink.transport.is_closing() and sink.can_write_eof():
                     sink.write_eof()
                 return
-            while self._fault.kind == "half_open" and self._fault.hits(direction):
+            while self._stalls(direction):
                 assert self._changed is not None
                 await self._changed.wait()  # read just before the fault: hold it back
             if link.rewriter is not None:
@@ -344,15 +347,19 @@ class FaultProxy:
                     data = link.rewriter.server_bytes(data)
             await self._forward(link, sink, direction, data)
 
+    def _stalls(self, direction: str) -> bool:
+        """Whether an open connection holds ``direction`` back now. A black hole
+        holds both: TCP retransmits through a partition, so bytes are late, never lost."""
+        fault = self._fault
+        return fault.kind == "black_hole" or (fault.kind == "half_open" and fault.hits(direction))
+
     async def _forward(
         self, link: _Link, sink: asyncio.StreamWriter, direction: str, data: bytes
     ) -> None:
         """Write ``data`` to ``sink`` the way the fault in force says."""
         fault = self._fault
-        if not fault.hits(direction) or fault.kind in ("pass", "refuse", "half_open"):
+        if not fault.hits(direction) or fault.kind in ("pass", "refuse", "half_open", "black_hole"):
             await _write(sink, data)
-        elif fault.kind == "black_hole":
-            return
         elif fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
             await _write(sink, data)

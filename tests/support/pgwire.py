@@ -128,10 +128,10 @@ class ColumnRewriter:
     # --- server to client: rewrite the rows ---------------------------------------------
     def server_bytes(self, data: bytes) -> bytes:
         if self.off:
-            out, self._server = self._server + data, b""
-            return out
+            held, self._server = self._server + data, b""
+            return held
         self._server += data
-        out = []
+        out: list[bytes] = []
         while self._raw_answers and self._server:
             answer, self._server = self._server[:1], self._server[1:]
             self._raw_answers -= 1
