@@ -73,14 +73,16 @@ async def test_an_autocommit_insert_whose_answer_is_lost_is_outcome_unknown(
     token = uuid.uuid4().hex
     proxy = bed.proxy()
 
+    insert = text(f"insert into {ledger.table} values (:t, inet_server_port())")
+
     async def request() -> None:
         async with new_non_ctx_session(master) as session:
             conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            await conn.execute(text("select 1"))  # the connection is up: only the INSERT is cut
+            # Once first, so that asyncpg has the statement prepared: the INSERT
+            # then goes out in one flight, and the first byte back follows its commit.
+            await conn.execute(insert, {"t": uuid.uuid4().hex})
             proxy.set(fp.reset_after(0, "s2c"))
-            await conn.execute(
-                text(f"insert into {ledger.table} values (:t, inet_server_port())"), {"t": token}
-            )
+            await conn.execute(insert, {"t": token})
 
     try:
         with pytest.raises(ConnectionLostError) as caught:

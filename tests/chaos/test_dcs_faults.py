@@ -1,7 +1,8 @@
 """Chaos in DCS mode: a real etcd behind a fault proxy, the real cluster behind proxies.
 
-The resolver follows Patroni's keys in a real etcd (``ClusterResolver.from_patroni``,
-no static hosts: the members come from the store only). The keys are written
+The resolver follows Patroni's keys in a real etcd (``ClusterResolver.from_patroni``;
+the members' addresses are also given as ``hosts=``, the way the DCS trust
+model asks an app to name the hosts that may receive its credentials). The keys are written
 the way Patroni writes them (leader name, one JSON document per member whose
 ``conn_url`` is the member's proxy); no Patroni runs, so nothing but the test
 changes them. Each case injects one fault between the app and etcd (or, for
@@ -96,7 +97,7 @@ async def test_writes_survive_a_fault_in_dcs_mode(
     scope = f"chaos{uuid.uuid4().hex[:8]}"
     publish(etcd, bed, scope)
     cluster, master = stack(
-        driver, pre_ping, hosts=[], etcd=f"http://{etcd_proxy.host}", scope=scope,
+        driver, pre_ping, hosts=bed.hosts, etcd=f"http://{etcd_proxy.host}", scope=scope,
         dcs_timeout=1.0, dcs_check_interval=1.0,
     )  # fmt: skip
     await cluster.start()
