@@ -171,10 +171,6 @@ class FaultProxy:
         return f"{HOST}:{self.port}"
 
     @property
-    def fault(self) -> Fault:
-        return self._fault
-
-    @property
     def open_connections(self) -> int:
         return len(self._links)
 
