@@ -82,11 +82,13 @@ class Ledger:
     """What a workload saw; see the module docstring for what :meth:`check` asserts."""
 
     table: str
+    deadline: float = DEADLINE  # per request
     acked: dict[str, int] = field(default_factory=dict)  # token -> server port
     retry_safe: set[str] = field(default_factory=set)
     typed: list[str] = field(default_factory=list)
     untyped: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
+    slowest: float = 0.0  # seconds, the longest request (for the log, never asserted)
 
     async def write(self, master: DBConnect) -> bool:
         """One INSERT in its own transaction; True when its COMMIT returned."""
@@ -103,8 +105,9 @@ class Ledger:
                 port = int(result.scalar_one())
             return port  # the COMMIT returned: acknowledged
 
+        started = time.monotonic()
         try:
-            self.acked[token] = await asyncio.wait_for(request(), DEADLINE)
+            self.acked[token] = await asyncio.wait_for(request(), self.deadline)
             return True
         except asyncio.TimeoutError:
             self.late.append(token)
@@ -114,6 +117,8 @@ class Ledger:
                 self.retry_safe.add(token)
         except Exception as exc:
             self.untyped.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+        finally:
+            self.slowest = max(self.slowest, time.monotonic() - started)
         return False
 
     async def write_until_ok(
@@ -133,14 +138,17 @@ class Ledger:
         kinds = sorted({line.split(":")[0] for line in self.typed + self.untyped})
         return (
             f"acked={len(self.acked)} typed={len(self.typed)} untyped={len(self.untyped)} "
-            f"late={len(self.late)} retry_safe={len(self.retry_safe)} errors={kinds}"
+            f"late={len(self.late)} retry_safe={len(self.retry_safe)} "
+            f"slowest={self.slowest:.1f}s errors={kinds}"
         )
 
     def check(self, bed: Bed) -> None:
         print(f"CHAOS {self.summary()}")  # shown by pytest -rP; the docs quote a run
         stored = bed.stored(self.table)
         primary = bed.cluster.primary.port
-        assert not self.late, f"bounded time: {len(self.late)} request(s) outlived {DEADLINE} s"
+        assert not self.late, (
+            f"bounded time: {len(self.late)} request(s) outlived {self.deadline} s"
+        )
         assert not self.untyped, f"typed errors only: {self.untyped[:3]}"
         wrong = {t: p for t, p in self.acked.items() if p != primary}
         assert not wrong, f"no write acknowledged by a non-primary: {wrong}"
@@ -200,10 +208,11 @@ async def under_fault(
     inject: Callable[[], object],
     lift: Callable[[], object],
     hold: float = HOLD,
+    deadline: float = DEADLINE,
 ) -> Ledger:
     """Write before, during (``hold`` s) and after a fault that ``inject`` starts and
     ``lift`` ends; then write until one is acknowledged. Memory is bounded throughout."""
-    ledger = Ledger(bed.table())
+    ledger = Ledger(bed.table(), deadline)
     await ledger.write_until_ok(master)  # warm: pools hold connections through the proxy
     stop = asyncio.Event()
     with memory_bounded():
@@ -215,6 +224,6 @@ async def under_fault(
         finally:
             lift()
             stop.set()
-            await asyncio.wait_for(load, DEADLINE + 1)
+            await asyncio.wait_for(load, deadline + 1)
         await ledger.write_until_ok(master)
     return ledger

@@ -89,3 +89,38 @@ async def test_writes_survive_a_fault_on_one_host(
     ledger.check(bed)
     assert not dead_tasks(cluster), f"no background task dead: {dead_tasks(cluster)}"
     assert ledger.acked, "some write was acknowledged"
+
+
+OUTAGE_DEADLINE = 6.0
+OUTAGES = [
+    pytest.param(fp.black_hole(), "asyncpg", False, id="black_hole_all-asyncpg-noping"),
+    # refuse + reset now: every server down (a stopped server refuses and resets).
+    pytest.param(fp.refuse(), "psycopg", True, id="down_all-psycopg-ping"),
+]
+
+
+@pytest.mark.parametrize(("fault", "driver", "pre_ping"), OUTAGES)
+async def test_a_total_outage_gives_typed_errors_in_bounded_time(
+    bed: Bed, stack: Callable[..., Stack], fault: fp.Fault, driver: str, pre_ping: bool
+) -> None:
+    """Every host unreachable for longer than a request may take (``OUTAGE_DEADLINE``,
+    with a resolver that waits 2 s for a primary). Invariants: every request ends
+    within the deadline, with a typed error while nothing can answer (none hangs
+    until the outage ends); nothing acknowledged is lost; writes resume after;
+    no background task dead; memory bounded."""
+    cluster, master = stack(driver, pre_ping, wait_timeout=2.0)
+
+    def inject() -> None:
+        for proxy in bed.proxies:
+            proxy.set(fault)
+            if fault.kind == "refuse":
+                proxy.reset_now()
+
+    def lift() -> None:
+        for proxy in bed.proxies:
+            proxy.set(fp.PASS)
+
+    ledger = await under_fault(bed, master, inject, lift, OUTAGE_DEADLINE + 1, OUTAGE_DEADLINE)
+    ledger.check(bed)
+    assert ledger.typed, "the outage reached the application as typed errors"
+    assert not dead_tasks(cluster), f"no background task dead: {dead_tasks(cluster)}"
