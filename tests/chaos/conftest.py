@@ -5,8 +5,8 @@
   all stopped at teardown (the teardown fails if a proxy thread survives).
 - ``etcd`` (session): one real etcd on free loopback ports, in a temporary
   directory, killed and removed at session end.
-- ``stack`` (function): ``stack(driver, pre_ping, hosts=None, **cluster_kwargs)``
-  builds a ClusterResolver and ``DBConnect(resolver=cluster.master)`` the way
+- ``stack`` (function): ``stack(driver, pre_ping, hosts=None, failover_wait=None,
+  **cluster_kwargs)`` builds a ClusterResolver and ``DBConnect(resolver=cluster.master)`` the way
   users do (small pool), closed at teardown within a deadline.
 """
 
@@ -110,8 +110,15 @@ Stack = tuple[ClusterResolver, DBConnect]
 async def stack(bed: Bed) -> AsyncIterator[Callable[..., Stack]]:
     made: list[Stack] = []
 
-    def make(driver: str, pre_ping: bool, hosts: list[str] | None = None, **kw: Any) -> Stack:
-        """The probes and the engine use ``driver``; ``kw`` are ClusterResolver's keywords."""
+    def make(
+        driver: str,
+        pre_ping: bool,
+        hosts: list[str] | None = None,
+        failover_wait: float | None = None,
+        **kw: Any,
+    ) -> Stack:
+        """The probes and the engine use ``driver``; ``kw`` are ClusterResolver's keywords;
+        ``failover_wait``: DBConnect's (its default when None)."""
         password = bed.cluster.password
         options: dict[str, Any] = {"interval": 0.5, "probe_timeout": 1.0, "wait_timeout": 10.0}
         options.update(kw)
@@ -126,10 +133,12 @@ async def stack(bed: Bed) -> AsyncIterator[Callable[..., Stack]]:
             "connect_args": {"password": password, timeout_key: 2},
             "pool_pre_ping": pre_ping, "pool_size": 2, "max_overflow": 2,
         }  # fmt: skip
+        waits = {} if failover_wait is None else {"failover_wait": failover_wait}
         master = DBConnect(
             resolver=cluster.master,
             url=f"postgresql+{driver}://postgres@/postgres",
             engine_kwargs=engine,
+            **waits,
         )
         made.append((cluster, master))
         return made[-1]

@@ -103,12 +103,13 @@ OUTAGES = [
 async def test_a_total_outage_gives_typed_errors_in_bounded_time(
     bed: Bed, stack: Callable[..., Stack], fault: fp.Fault, driver: str, pre_ping: bool
 ) -> None:
-    """Every host unreachable for longer than a request may take (``OUTAGE_DEADLINE``,
-    with a resolver that waits 2 s for a primary). Invariants: every request ends
+    """Every host unreachable for longer than a request may take (``OUTAGE_DEADLINE``;
+    the resolver waits 2 s for a primary, DBConnect 2 s for another host after a
+    failed connect: ``failover_wait``, 5 s by default). Invariants: every request ends
     within the deadline, with a typed error while nothing can answer (none hangs
     until the outage ends); nothing acknowledged is lost; writes resume after;
     no background task dead; memory bounded."""
-    cluster, master = stack(driver, pre_ping, wait_timeout=2.0)
+    cluster, master = stack(driver, pre_ping, failover_wait=2.0, wait_timeout=2.0)
 
     def inject() -> None:
         for proxy in bed.proxies:
