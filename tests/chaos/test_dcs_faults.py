@@ -49,6 +49,8 @@ CASES = [
     ("primary_black_hole", fp.black_hole(), "primary", 2.0),
     ("primary_reset_now", None, "primary", 1.0),
 ]
+# Faults that leave the store unanswered for longer than dcs_timeout (1 s).
+CUT_OFF = {"black_hole", "half_open", "refuse", "drip"}
 COMBOS = [("asyncpg", True), ("psycopg", False), ("asyncpg", False), ("psycopg", True)]
 
 
@@ -109,8 +111,12 @@ async def test_writes_survive_a_fault_in_dcs_mode(
         lift: Callable[[], object] = lambda: None  # noqa: E731
     else:
         inject, lift = (lambda: proxy.set(fault)), (lambda: proxy.set(fp.PASS))
+    outages = cluster.stats().dcs_outages
     ledger = await under_fault(bed, master, inject, lift, hold)
     ledger.check(bed)
+    assert etcd_proxy.accepted, "the DCS traffic crossed the etcd proxy"
+    if target == "etcd" and fault is not None and fault.kind in CUT_OFF:
+        assert cluster.stats().dcs_outages > outages, "the resolver noticed the store was gone"
     assert fault is not None or resets[0] > 0, "reset_now found connections to reset"
     await eventually(lambda: cluster.stats().dcs_answers, RECOVER)
     assert not dead_tasks(cluster), f"no background task dead: {dead_tasks(cluster)}"
