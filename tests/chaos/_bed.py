@@ -25,7 +25,6 @@ import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 from sqlalchemy import text
@@ -173,16 +172,8 @@ async def workload(master: DBConnect, ledger: Ledger, stop: asyncio.Event) -> No
 
 
 def dead_tasks(cluster: ClusterResolver) -> list[str]:
-    """The resolver's background tasks that are not alive (``stats().tasks``).
-
-    Before ``stats().tasks`` existed (the code before issue 21), only
-    ``stats().running`` tells: the probe loop's task is alive.
-    """
-    stats: Any = cluster.stats()
-    tasks = getattr(stats, "tasks", None)
-    if tasks is None:
-        return [] if stats.running else ["probe loop"]
-    return [f"{t.name}: {t.last_error}" for t in tasks if not t.alive]
+    """The resolver's background tasks that are not alive (``stats().tasks``)."""
+    return [f"{t.name}: {t.last_error}" for t in cluster.stats().tasks if not t.alive]
 
 
 @contextlib.contextmanager
