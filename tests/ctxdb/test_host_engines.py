@@ -11,7 +11,7 @@ had. Here the "hosts" are labels of engines on the one real server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from ctxdb import DBConnect, db_session, init_db_session_ctx, reset_db_session_ctx
 from tests.support.ctxdb import backends
+from tests.support.resolvers import Primary
 from tests.support.waiting import eventually
 
 
@@ -32,32 +33,6 @@ class Replicas:
 
     async def __call__(self) -> str:
         return self.host
-
-
-class Primary:
-    """An exclusive resolver with spare candidates that change."""
-
-    exclusive = True
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.spares: list[str] = []
-        self.listeners: list[Callable[[str | None], None]] = []
-
-    async def __call__(self) -> str:
-        return self.label
-
-    def candidates(self) -> Collection[str]:
-        return list(self.spares)
-
-    def add_listener(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
-        self.listeners.append(callback)
-        return lambda: self.listeners.remove(callback)
-
-    def switch(self, label: str) -> None:
-        self.label = label
-        for callback in list(self.listeners):
-            callback(label)
 
 
 async def read(connect: DBConnect) -> None:

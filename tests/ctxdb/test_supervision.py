@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -29,33 +29,8 @@ from ctxdb._shield import pending_closes
 from ctxdb._tasks import TaskInfo
 from ctxdb.trace import Event, TaskFailed
 from tests.support.ctxdb import backends
+from tests.support.resolvers import Primary
 from tests.support.waiting import eventually
-
-
-class Primary:
-    """An exclusive resolver naming one label at a time, with spare candidates."""
-
-    exclusive = True
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.spares: list[str] = []
-        self.listeners: list[Callable[[str | None], None]] = []
-
-    async def __call__(self) -> str:
-        return self.label
-
-    def candidates(self) -> Collection[str]:
-        return list(self.spares)
-
-    def add_listener(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
-        self.listeners.append(callback)
-        return lambda: self.listeners.remove(callback)
-
-    def switch(self, label: str) -> None:
-        self.label = label
-        for callback in list(self.listeners):
-            callback(label)
 
 
 class Injected(RuntimeError):

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from compose.pg import PostgresNode, ReplicatedCluster, free_port
+from tests.support.dcs_watch import PushedViews
 from tests.support.waiting import eventually
 from topology import ClusterResolver, ConnectOptions
 from topology.caught_up import MAX_HOSTS, CaughtUpFinder
@@ -31,27 +32,6 @@ from topology.dcs import DcsMember, DcsView
 from topology.drivers import get_driver
 
 pytestmark = pytest.mark.integration
-
-
-class PushedViews:
-    """A real DcsWatch: each ``run()`` delivers the current view, then every view pushed."""
-
-    def __init__(self, view: DcsView) -> None:
-        self.current = view
-        self._changed = asyncio.Event()
-
-    def describe(self) -> str:
-        return "views pushed by the test"
-
-    def push(self, view: DcsView) -> None:
-        self.current = view
-        self._changed.set()
-
-    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
-        while True:
-            self._changed.clear()
-            on_view(self.current)
-            await self._changed.wait()
 
 
 def view_of(leader: PostgresNode, *nodes: PostgresNode) -> DcsView:

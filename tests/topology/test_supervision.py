@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from compose.pg import PostgresNode, ReplicatedCluster
+from tests.support.dcs_watch import PushedViews
 from tests.support.waiting import eventually
 from topology import ClusterResolver, Snapshot, TaskHealth, otel
 from topology._supervise import Supervisor
@@ -29,32 +30,6 @@ from topology.dcs import DcsMember, DcsView
 from topology.trace import Event, TaskRestarted
 
 pytestmark = pytest.mark.integration
-
-
-class PushedViews:
-    """A real :class:`topology.dcs.DcsWatch` whose views the test pushes.
-
-    Like a real watch, each ``run()`` delivers the current view first, then
-    every view pushed, until cancelled.
-    """
-
-    def __init__(self, view: DcsView | None = None) -> None:
-        self.current = view
-        self._changed = asyncio.Event()
-
-    def describe(self) -> str:
-        return "views pushed by the test"
-
-    def push(self, view: DcsView) -> None:
-        self.current = view
-        self._changed.set()
-
-    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
-        while True:
-            self._changed.clear()
-            if self.current is not None:
-                on_view(self.current)
-            await self._changed.wait()
 
 
 def once(real: Callable[..., Any], words: str) -> Callable[..., Any]:
