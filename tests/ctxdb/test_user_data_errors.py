@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -179,7 +180,12 @@ async def _terminate_while_sleeping(
     autocommit: bool = False,
     statement: str = "select pg_sleep(30)",
 ) -> BaseException | None:
-    """Run ``statement`` through ``harness``; kill its backend from elsewhere mid-flight."""
+    """Run ``statement`` through ``harness``; kill its backend from elsewhere mid-flight.
+
+    The statement gets a unique comment, so that a ``pg_sleep`` another test
+    left running on the shared server is never the one killed.
+    """
+    statement = f"/* {uuid.uuid4().hex} */ {statement}"
     sleeper = asyncio.ensure_future(harness.run(statement, autocommit=autocommit))
     deadline = time.monotonic() + 10
     async with await psycopg.AsyncConnection.connect(server.conninfo(), autocommit=True) as admin:
