@@ -116,6 +116,7 @@ class HostRouter:
         self._initializing: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         self._moved: asyncio.Future[None] | None = None
         self._spares: dict[str, Any] = {}  # host -> an idle DBAPI connection, not pooled
+        self._wanted: frozenset[str] = frozenset()  # the hosts the last keep_spares named
         self._opening: dict[str, asyncio.Task[None]] = {}
         # The pool's creator, not the do_connect event: an engine made with
         # creator= or async_creator= (an IAM token, a cloud connector) never
@@ -230,6 +231,7 @@ class HostRouter:
         promotion, and can write once it is over.
         """
         wanted = {host for host in hosts if host != self.target}
+        self._wanted = frozenset(wanted)
         # The target's spare stays until a connect takes it: it was a
         # candidate a moment ago, and its promotion is what just happened.
         for host in [h for h in self._spares if h not in wanted and h != self.target]:
@@ -253,7 +255,8 @@ class HostRouter:
         except Exception as error:
             logger.debug("no spare connection to %s: %s", host, describe(error))
             return
-        if host == self.target or host in self._spares:
+        # No longer wanted while it was opening: nobody would ever close it.
+        if host == self.target or host in self._spares or host not in self._wanted:
             terminate_dbapi(connection)
         else:
             self._spares[host] = connection
