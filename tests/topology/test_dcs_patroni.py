@@ -182,7 +182,9 @@ async def test_sql_wins_over_the_dcs_and_members_follow_the_keys(
         etcd_call(patroni_cluster, "/v3/kv/put", {"key": prefix + f"members/m{named + 1}",
                                                    "value": member_json(dropped)})  # fmt: skip
         await eventually(lambda: dropped in probed(cluster), timeout=10)
-        await eventually(lambda: dropped in cluster.snapshot().replicas, timeout=10)
+        # While the store answers, rounds come every dcs_interval (15 s): a
+        # first probe of the returning member that fails waits for the next one.
+        await eventually(lambda: dropped in cluster.snapshot().replicas, timeout=35)
         assert await cluster.master() == f"127.0.0.1:{leader.port}"
 
 
