@@ -53,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from topology.patroni_config import EXTRA_HINT, TlsFiles
@@ -231,7 +231,8 @@ class HttpClient:
         endpoint: str,
     ) -> tuple[int, Any]:
         request = self._pool().build_request(method, url, json=body, headers=headers)
-        response = await _send(self._pool(), request, endpoint, self.limits)
+        with self._no_client_cert_hint(url):
+            response = await _send(self._pool(), request, endpoint, self.limits)
         try:
             length = declared_length(response.headers, endpoint)
             if length is not None and length > self.limits.body:
@@ -274,7 +275,25 @@ class HttpClient:
         if not done:
             await _settle(opening)
             raise ReadTimeout(f"{endpoint}: no answer in time (timeout {self.timeout:g} s)")
-        return Stream(opening.result(), endpoint, self.limits)
+        with self._no_client_cert_hint(url):
+            return Stream(opening.result(), endpoint, self.limits)
+
+    @contextlib.contextmanager
+    def _no_client_cert_hint(self, url: str) -> Iterator[None]:
+        """A TLS server that drops us before answering, when we have no client certificate.
+
+        A server requiring one (etcd's ``--client-cert-auth``) ends the
+        handshake with an alert that often arrives as a reset or a broken
+        pipe: say what is most likely missing, as a :class:`TlsError`.
+        """
+        try:
+            yield
+        except (OSError, Disconnected) as exc:
+            if not url.startswith("https://") or self.tls.cert:
+                raise
+            raise TlsError(
+                f"{exc} (no client certificate was given: the server may require one; set cert/key)"
+            ) from None
 
 
 async def _settle(task: asyncio.Future[httpx.Response]) -> None:
