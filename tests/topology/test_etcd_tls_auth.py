@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,12 +27,13 @@ import pytest
 from compose.etcd import TlsEtcd
 from compose.pg import PostgresNode
 from tests.support.etcd_tls import running_tls_etcd
+from tests.support.hostile_http import HostileHttp
 from tests.support.waiting import eventually
-from topology import ClusterResolver, EtcdConfig, TlsFiles
+from topology import ClusterResolver, EtcdConfig, RestConfig, TlsFiles
 from topology._etcd import AuthFailed, EtcdGateway
 from topology._http import Unreachable
 from topology.dcs import DcsView
-from topology.patroni import PatroniEtcd
+from topology.patroni import PatroniEtcd, PatroniRest
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +235,37 @@ async def test_a_patroni_yaml_drives_from_patroni_to_the_real_leader(
             shown = repr(cluster)
     assert f"127.0.0.1:{tls_etcd.client_port}" in shown
     assert secret not in shown + caplog.text
+
+
+def _server_context(etcd: TlsEtcd) -> ssl.SSLContext:
+    """A server context with the bed's server certificate, requiring a client certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(etcd.ca))
+    context.load_cert_chain(str(etcd.pki.server.cert), str(etcd.pki.server.key))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def test_patroni_rest_over_https_with_a_client_certificate(tls_etcd: TlsEtcd) -> None:
+    """Issue 22 item 2: on main the REST source refused https:// (and had no TLS files)."""
+    pair = tls_etcd.client_cert("app")
+    document = {"members": [{"name": "m1", "role": "leader", "host": "127.0.0.1", "port": 5432}]}
+    async with HostileHttp("good", document=document, tls=_server_context(tls_etcd)) as rest:
+        good = PatroniRest(
+            RestConfig((rest.url,), TlsFiles(str(tls_etcd.ca), str(pair.cert), str(pair.key))),
+            timeout=2.0,
+        )
+        untrusting = PatroniRest(
+            RestConfig((rest.url,), TlsFiles(str(pair.cert), str(pair.cert), str(pair.key))),
+            timeout=2.0,
+        )
+        certless = PatroniRest(RestConfig((rest.url,), TlsFiles(str(tls_etcd.ca))), timeout=2.0)
+        try:
+            view = await asyncio.wait_for(good.poll(), 10)
+            assert view.leader == "m1"
+            for source, words in ((untrusting, "not trusted"), (certless, "TlsError")):
+                with pytest.raises(Unreachable, match=words):
+                    await asyncio.wait_for(source.poll(), 10)
+        finally:
+            for source in (good, untrusting, certless):
+                await source.client.aclose()
+    assert rest.requests == ["GET /cluster"]  # only the client with a certificate got through
