@@ -63,7 +63,6 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from topology._http import (
     BadAnswer,
@@ -76,7 +75,7 @@ from topology._http import (
     why,
 )
 from topology.errors import ConfigurationError
-from topology.patroni_config import EtcdConfig, TlsFiles
+from topology.patroni_config import EtcdConfig, TlsFiles, parse_endpoints, redacted
 
 __all__ = [
     "AuthFailed",
@@ -133,49 +132,6 @@ def prefix_end(prefix: str | bytes) -> bytes:
     if not stripped:
         return b"\0"
     return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def redacted(url: str) -> str:
-    """``url`` without its user name and password (``http://***@host:2379``)."""
-    scheme, sep, rest = url.rpartition("://")
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
-
-
-def _endpoint(url: str, default_port: int, what: str) -> str:
-    shown_url = redacted(url)  # an endpoint's credentials never reach a message
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(f"{what} endpoint {shown_url!r}: only http:// and https://")
-    if "@" in parts.netloc:
-        raise ConfigurationError(
-            f"{what} endpoint {shown_url!r}: credentials in the URL are not supported "
-            "(give username/password)"
-        )
-    try:
-        port = parts.port or default_port
-        host = parts.hostname
-    except ValueError as exc:
-        raise ConfigurationError(f"{what} endpoint {shown_url!r}: bad port") from exc
-    if not host:
-        raise ConfigurationError(f"{what} endpoint {shown_url!r}: no host")
-    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
-
-
-def parse_endpoints(
-    endpoints: str | Sequence[str], default_port: int = 2379, what: str = "etcd"
-) -> list[str]:
-    """Base URLs from ``"https://h1:2379,h2:2379"`` or a list; ConfigurationError if bad or empty.
-
-    Without a scheme: ``http://``; without a port: ``default_port``.
-    """
-    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
-    parsed = [_endpoint(item.strip(), default_port, what) for item in items if item.strip()]
-    if not parsed:
-        raise ConfigurationError(f"no {what} endpoint given")
-    return parsed
 
 
 def _grpc_code(message: Any) -> int | None:

@@ -52,20 +52,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from topology.patroni_config import EXTRA_HINT, TlsFiles
 
 try:
-    import h11
     import httpx
 except ImportError as exc:  # the [patroni] extra is not installed
     raise ImportError(f"the Patroni DCS sources need httpx: {EXTRA_HINT}") from exc
 
 from topology._http_body import (
     BadAnswer,
+    Disconnected,
     HttpError,
     HttpLimits,
     LineSplitter,
@@ -74,10 +73,11 @@ from topology._http_body import (
     TooLarge,
     declared_length,
     loads,
+    mapped,
     read_whole,
+    ssl_context,
 )
 from topology._within import within
-from topology.errors import ConfigurationError
 
 __all__ = [
     "BadAnswer",
@@ -94,12 +94,7 @@ __all__ = [
     "why",
 ]
 
-_H11_HEAD = 100 * 1024  # httpcore's h11 max_incomplete_event_size: a head over it is refused
 _HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
-
-
-class Disconnected(BadAnswer):
-    """The peer closed the connection before a byte of its answer."""
 
 
 class Endpoints:
@@ -130,27 +125,6 @@ class Endpoints:
 def shown(url: str) -> str:
     """``host:port`` of a base URL (what messages name an endpoint by)."""
     return url.partition("://")[2].partition("/")[0]
-
-
-def ssl_context(tls: TlsFiles) -> ssl.SSLContext:
-    """A client context verifying the server (``tls.cacert``, else the system's CAs).
-
-    Reads the files now (ConfigurationError naming the file's role when one
-    cannot be loaded; no file content is ever shown).
-    """
-    try:
-        context = ssl.create_default_context(cafile=tls.cacert)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigurationError(f"cannot load the CA file {tls.cacert!r} ({exc})") from None
-    if tls.cert:
-        try:
-            context.load_cert_chain(tls.cert, tls.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigurationError(
-                f"cannot load the client certificate {tls.cert!r} / key {tls.key!r} "
-                f"({type(exc).__name__})"
-            ) from None
-    return context
 
 
 class HttpClient:
@@ -237,7 +211,7 @@ class HttpClient:
             length = declared_length(response.headers, endpoint)
             if length is not None and length > self.limits.body:
                 raise TooLarge(endpoint, "body", self.limits.body)
-            with _mapped(endpoint, "body"):
+            with mapped(endpoint, "body"):
                 data = await read_whole(response.aiter_raw(), endpoint, self.limits)
         except HttpError:
             if response.status_code == 200:
@@ -329,7 +303,7 @@ class Stream:
         deadline: float | None = None
         while True:
             wait = None if deadline is None else max(deadline - loop.time(), 0.0)
-            with _mapped(self.endpoint, "stream"):
+            with mapped(self.endpoint, "stream"):
                 try:
                     piece = await _next_within(pieces, wait)
                 except StopAsyncIteration:
@@ -375,7 +349,7 @@ async def _send(
     client: httpx.AsyncClient, request: httpx.Request, endpoint: str, limits: HttpLimits
 ) -> httpx.Response:
     """Send ``request``; the response with its head checked against ``limits``, body unread."""
-    with _mapped(endpoint, "head"):
+    with mapped(endpoint, "head"):
         response = await client.send(request, stream=True)
     try:
         _check_head(response, endpoint, limits)
@@ -393,63 +367,6 @@ def _check_head(response: httpx.Response, endpoint: str, limits: HttpLimits) -> 
         raise TooLarge(endpoint, "header_bytes", limits.header_bytes)
     if len(response.reason_phrase) + 15 > limits.status_line:
         raise TooLarge(endpoint, "status_line", limits.status_line)
-
-
-@contextlib.contextmanager
-def _mapped(endpoint: str, phase: str) -> Any:
-    """httpx's errors as ours (see the module docstring); ``phase``: head, body or stream."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        words = "connect" if isinstance(exc, httpx.ConnectTimeout) else f"the {phase}"
-        raise ReadTimeout(f"{endpoint}: {words} did not arrive in time (timeout)") from None
-    except httpx.TransportError as exc:
-        raise _transport_error(exc, endpoint, phase) from None
-
-
-def _transport_error(exc: httpx.TransportError, endpoint: str, phase: str) -> Exception:
-    """Judged by the exception types under httpx's (h11's, ssl's, the OS's), not by text."""
-    causes = _causes(exc)
-    for cause in causes:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            words = cause.verify_message or "certificate verify failed"
-            return TlsError(f"{endpoint}: TLS: the server's certificate is not trusted ({words})")
-        if isinstance(cause, ssl.SSLError):
-            return TlsError(f"{endpoint}: TLS handshake failed ({cause.reason or 'SSLError'})")
-        if isinstance(cause, h11.RemoteProtocolError):
-            return _protocol_error(cause, endpoint, phase)
-        if isinstance(cause, ConnectionRefusedError):
-            return ConnectionRefusedError(f"{endpoint}: connection refused")
-        if isinstance(cause, OSError) and cause.errno is not None:
-            return OSError(cause.errno, f"{endpoint}: {cause.strerror}")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and phase == "head":
-        return Disconnected(f"{endpoint}: closed the connection before answering")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return BadAnswer(f"{endpoint}: closed the connection mid-{phase}")
-    return HttpError(f"{endpoint}: {type(exc).__name__}")
-
-
-def _protocol_error(cause: h11.RemoteProtocolError, endpoint: str, phase: str) -> Exception:
-    if cause.error_status_hint == 431:  # h11's "receive buffer too long": a head over 100 KiB
-        return TooLarge(endpoint, "header_bytes", _H11_HEAD)
-    if phase == "head":
-        return BadAnswer(f"{endpoint}: not an HTTP answer (h11: {str(cause)[:60]!r})")
-    # h11 says "peer closed connection without sending complete message body: incomplete
-    # chunked read" (or "... received N bytes, expected M"): its own words, not the peer's.
-    text = str(cause)
-    if text.startswith("peer closed connection"):
-        where = "mid-chunk" if "chunked" in text else "mid-body"
-        return BadAnswer(f"{endpoint}: closed the connection {where}")
-    return BadAnswer(f"{endpoint}: a malformed body framing (h11: {text[:60]!r})")
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(found) < 8:
-        found.append(current)
-        current = current.__cause__ or current.__context__
-    return found
 
 
 class Unreachable(Exception):

@@ -11,19 +11,28 @@ Errors are :class:`HttpError` s whose messages name the endpoint and, for a
 cap, the cap and its limit; never a secret (no request header is ever put in
 a message), and the peer's own bytes only repr-escaped and cut short.
 Nothing here waits: timeouts are the transport's (see :mod:`topology._http`).
+:func:`mapped` turns httpx's errors into these, judging by the exception types
+under httpx's (h11's, ssl's, the OS's); :func:`ssl_context` loads the TLS files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import h11
+import httpx
+
 from topology.errors import ConfigurationError
+from topology.patroni_config import TlsFiles
 
 __all__ = [
     "BadAnswer",
+    "Disconnected",
     "HttpError",
     "HttpLimits",
     "LineSplitter",
@@ -32,10 +41,13 @@ __all__ = [
     "TooLarge",
     "declared_length",
     "loads",
+    "mapped",
     "read_whole",
+    "ssl_context",
 ]
 
 _MIB = 1024 * 1024
+_H11_HEAD = 100 * 1024  # httpcore's h11 max_incomplete_event_size: a head over it is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,10 @@ class TooLarge(HttpError):
 
 class ReadTimeout(HttpError):
     """The peer stopped sending mid-answer (or sent too slowly to finish in time)."""
+
+
+class Disconnected(BadAnswer):
+    """The peer closed the connection before a byte of its answer."""
 
 
 class TlsError(HttpError):
@@ -160,3 +176,81 @@ class LineSplitter:
     def _check(self) -> None:
         if len(self._partial) > self.cap:
             raise TooLarge(self.endpoint, "line", self.cap)
+
+
+def ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """A client context verifying the server (``tls.cacert``, else the system's CAs).
+
+    Reads the files now (ConfigurationError naming the file's role when one
+    cannot be loaded; no file content is ever shown).
+    """
+    try:
+        context = ssl.create_default_context(cafile=tls.cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load the CA file {tls.cacert!r} ({exc})") from None
+    if tls.cert:
+        try:
+            context.load_cert_chain(tls.cert, tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"cannot load the client certificate {tls.cert!r} / key {tls.key!r} "
+                f"({type(exc).__name__})"
+            ) from None
+    return context
+
+
+@contextlib.contextmanager
+def mapped(endpoint: str, phase: str) -> Iterator[None]:
+    """httpx's errors as ours (see the module docstring); ``phase``: head, body or stream."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        words = "connect" if isinstance(exc, httpx.ConnectTimeout) else f"the {phase}"
+        raise ReadTimeout(f"{endpoint}: {words} did not arrive in time (timeout)") from None
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, endpoint, phase) from None
+
+
+def _transport_error(exc: httpx.TransportError, endpoint: str, phase: str) -> Exception:
+    """Judged by the exception types under httpx's (h11's, ssl's, the OS's), not by text."""
+    causes = _causes(exc)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            words = cause.verify_message or "certificate verify failed"
+            return TlsError(f"{endpoint}: TLS: the server's certificate is not trusted ({words})")
+        if isinstance(cause, ssl.SSLError):
+            return TlsError(f"{endpoint}: TLS handshake failed ({cause.reason or 'SSLError'})")
+        if isinstance(cause, h11.RemoteProtocolError):
+            return _protocol_error(cause, endpoint, phase)
+        if isinstance(cause, ConnectionRefusedError):
+            return ConnectionRefusedError(f"{endpoint}: connection refused")
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return OSError(cause.errno, f"{endpoint}: {cause.strerror}")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and phase == "head":
+        return Disconnected(f"{endpoint}: closed the connection before answering")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return BadAnswer(f"{endpoint}: closed the connection mid-{phase}")
+    return HttpError(f"{endpoint}: {type(exc).__name__}")
+
+
+def _protocol_error(cause: h11.RemoteProtocolError, endpoint: str, phase: str) -> Exception:
+    if cause.error_status_hint == 431:  # h11's "receive buffer too long": a head over 100 KiB
+        return TooLarge(endpoint, "header_bytes", _H11_HEAD)
+    if phase == "head":
+        return BadAnswer(f"{endpoint}: not an HTTP answer (h11: {str(cause)[:60]!r})")
+    # h11 says "peer closed connection without sending complete message body: incomplete
+    # chunked read" (or "... received N bytes, expected M"): its own words, not the peer's.
+    text = str(cause)
+    if text.startswith("peer closed connection"):
+        where = "mid-chunk" if "chunked" in text else "mid-body"
+        return BadAnswer(f"{endpoint}: closed the connection {where}")
+    return BadAnswer(f"{endpoint}: a malformed body framing (h11: {text[:60]!r})")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 8:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found

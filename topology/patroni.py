@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -375,22 +376,32 @@ class PatroniRest:
 
 def patroni_watch(
     *,
+    config: str | os.PathLike[str] | PatroniConfig | None = None,
     etcd: str | Sequence[str] | None = None,
     scope: str | None = None,
-    namespace: str = "/service",
+    namespace: str | None = None,
     rest: str | Sequence[str] | None = None,
     timeout: float = 1.0,
     check_interval: float = 3.0,
 ) -> PatroniEtcd | PatroniRest:
-    """The watch for ``ClusterResolver.from_patroni``: etcd (with a scope) or the REST API."""
+    """The watch for ``ClusterResolver.from_patroni``: from ``config`` (a Patroni YAML path or
+    a :class:`PatroniConfig`), or etcd (with a scope), or the REST API."""
+    if config is not None:
+        if etcd is not None or scope is not None or namespace is not None or rest is not None:
+            raise ConfigurationError(
+                "from_patroni: give either config= or etcd=/scope=/namespace=/rest=, not both"
+            )
+        loaded = config if isinstance(config, PatroniConfig) else PatroniConfig.load(config)
+        return watch_from_config(loaded, timeout=timeout, check_interval=check_interval)
     if (etcd is None) == (rest is None):
         raise ConfigurationError("give either etcd= (with scope=) or rest=, not both or neither")
     if etcd is not None:
         if scope is None:
             raise ConfigurationError("etcd= needs Patroni's scope= (its 'scope:' setting)")
         return PatroniEtcd(
-            etcd, scope, namespace=namespace, timeout=timeout, check_interval=check_interval
-        )
+            etcd, scope, namespace=namespace or "/service", timeout=timeout,
+            check_interval=check_interval,
+        )  # fmt: skip
     assert rest is not None
     return PatroniRest(rest, timeout=timeout, interval=check_interval)
 
