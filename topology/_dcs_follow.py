@@ -7,8 +7,8 @@ cluster three things, through three callbacks, each only when it changes:
 * ``dcs_leader(host)``: the leader the store names (None: no leader), so the
   cluster probes at once instead of at its next round;
 * ``leader_ready(host)`` (optional): the leader's own member key says it
-  is ``primary`` (or ``master``) and ``running``, i.e. Patroni finished
-  promoting it; called when that becomes true for a leader;
+  is ``promoted`` / ``primary`` (or ``master``) and ``running``, i.e.
+  Patroni finished promoting it; called when that becomes true for a leader;
 * ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
@@ -32,9 +32,11 @@ from topology.trace import DcsAnswered, DcsLost, Tracer
 __all__ = ["DcsFollower", "merged", "ready_leader"]
 
 log = logging.getLogger("topology")
-# What Patroni writes in a member key once it runs as the read-write leader
-# ("master" before Patroni 3; a standby_leader is no read-write primary).
-_PRIMARY_ROLES = frozenset({"primary", "master"})
+# What Patroni writes in a member key once it runs as the read-write leader:
+# "promoted" right after pg_ctl promote returned (its on_role_change, measured
+# ~10 ms after the first accepted write), "primary" ("master" before Patroni
+# 3) from its next HA cycle (~2 s later). A standby_leader is no read-write primary.
+_PRIMARY_ROLES = frozenset({"promoted", "primary", "master"})
 
 
 def ready_leader(view: DcsView | None) -> str | None:

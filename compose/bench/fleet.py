@@ -25,7 +25,13 @@ Per mode:
   resolver, from the new leader's first accepted write (polled by this
   process) to the resolver's first naming of it, in ``time.time()`` across
   processes. A resolver that has not followed ``BOUND`` s later is counted
-  as not following (an infinite time in the percentiles).
+  as not following (an infinite time in the percentiles);
+- DCS mode only, an etcd outage: the fleet reaches etcd through a TCP
+  forwarder (:class:`compose.bench._fleet_parts.EtcdForwarder`), SIGSTOPped
+  for ``outage`` seconds, so the fleet loses the store while Patroni keeps
+  it: held probe connections on the busiest server (sampled every
+  ``SAMPLE_STEP`` s), and a crash of the leader a third of the way in,
+  followed over SQL alone.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from compose.bench import _stats as st
 from compose.bench._env import Env
 from compose.bench._fleet_parts import (
     WATCH_GAUGES,
+    EtcdForwarder,
     Observer,
     Worker,
     ask_all,
@@ -63,6 +70,7 @@ class Plan:
     window: float
     bound: float  # seconds a resolver has to follow a failover
     spread: float  # seconds over which the fleet's resolvers start, evenly
+    outage: float  # seconds the DCS-mode fleet is cut off from etcd (0: no outage phase)
     failovers: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -70,8 +78,8 @@ class Plan:
         return self.processes * self.per_process
 
 
-FULL = Plan(4, 50, 10, 5, 30, 30, 15, {"sql": ["crash", "freeze"], "dcs": ["crash", "freeze"]})
-QUICK = Plan(2, 10, 2, 2, 3, 15, 2, {"sql": [], "dcs": ["crash"]})
+FULL = Plan(4, 50, 10, 5, 30, 30, 15, 20, {"sql": ["crash", "freeze"], "dcs": ["crash", "freeze"]})
+QUICK = Plan(2, 10, 2, 2, 3, 15, 2, 6, {"sql": [], "dcs": ["crash"]})
 
 
 async def run(env: Env) -> dict[str, Any]:
@@ -91,9 +99,10 @@ async def one_mode(
     """Start the mode's fleet on a healthy cluster, measure it, stop it (15 s per worker)."""
     cluster.heal(120)  # main thread: heal may restart members
     app = f"bench-fleet-{mode}-probe"
+    forwarder = await EtcdForwarder.start(cluster.layout.etcd_client_port)
     config = {
         "mode": mode, "count": plan.per_process, "hosts": cluster.hosts(),
-        "etcd": f"http://127.0.0.1:{cluster.layout.etcd_client_port}",
+        "etcd": f"http://127.0.0.1:{forwarder.port}",
         "scope": cluster.layout.scope, "namespace": cluster.layout.namespace, "app": app,
     }  # fmt: skip
     password = cluster.secrets.superuser
@@ -110,9 +119,15 @@ async def one_mode(
             cluster.heal(120)
             failovers[kind] = await failover(cluster, workers, kind, plan.bound)
             env.log(f"fleet {mode} {kind}: {_brief(failovers[kind])}")
-        return {"steady": steady, "failovers": failovers}
+        outage = None
+        if mode == "dcs" and plan.outage:
+            cluster.heal(120)
+            outage = await etcd_outage(cluster, workers, forwarder, app, plan)
+            env.log(f"fleet {mode} etcd outage: {_brief(outage)}, {_brief(outage['follow'])}")
+        return {"steady": steady, "failovers": failovers, "outage": outage}
     finally:
         await asyncio.gather(*(w.close() for w in workers))
+        await forwarder.close()
 
 
 async def start_fleet(workers: list[Worker], plan: Plan) -> list[dict[str, Any]]:
@@ -250,6 +265,61 @@ async def failover(
     }  # fmt: skip
 
 
+async def etcd_outage(
+    cluster: Cluster, workers: list[Worker], forwarder: EtcdForwarder, app: str, plan: Plan
+) -> dict[str, Any]:
+    """Cut the fleet off etcd for ``plan.outage`` s; held connections; a crash meanwhile."""
+    forwarder.pause()
+    try:
+        lost_after = await until_lost(workers, 15.0)
+        observer = await Observer.open(cluster.hosts(), cluster.secrets.superuser)
+        try:
+            before = await ask_all(workers, "sample")
+            sampling = asyncio.ensure_future(busiest(observer, app, plan.outage))
+            await asyncio.sleep(plan.outage / 3)
+            follow = await failover(cluster, workers, "crash", plan.bound)
+            held = await sampling
+            after = await ask_all(workers, "sample")
+        finally:
+            await observer.close()
+        answering = sum(a["dcs_answering"] for a in after)
+    finally:
+        forwarder.resume()
+    pairs = list(zip(after, before, strict=True))
+    n, seconds = plan.resolvers, st.mean([a["t"] - b["t"] for a, b in pairs])
+    probes = sum(a["probes"] - b["probes"] for a, b in pairs)
+    return {
+        "seconds_until_all_lost": lost_after,
+        "held_busiest_mean": st.mean(held),
+        "held_busiest_max": max(held, default=0.0),
+        "held_busiest_max_per_process": max(held, default=0.0) / n,
+        "held_busiest_mean_per_process": st.mean(held) / n,
+        "probes_per_s_per_process": probes / seconds / n,
+        "dcs_answering_at_end": float(answering),
+        "follow": follow,
+    }
+
+
+async def until_lost(workers: list[Worker], bound: float) -> float:
+    """Seconds until no resolver says the store answers (at most ``bound``)."""
+    started = time.time()
+    while time.time() - started < bound:
+        if not sum(a["dcs_answering"] for a in await ask_all(workers, "sample")):
+            break
+        await asyncio.sleep(0.25)
+    return time.time() - started
+
+
+async def busiest(observer: Observer, app: str, seconds: float) -> list[float]:
+    """Every ``SAMPLE_STEP`` for ``seconds``: probe connections on the busiest server."""
+    held: list[float] = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        held.append(float(max((await observer.activity(app)).values(), default=0)))
+        await asyncio.sleep(SAMPLE_STEP)
+    return held
+
+
 async def followers(workers: list[Worker], host: str, since: float, until: float) -> list[Any]:
     """Each resolver's first ``time.time()`` naming ``host`` (None if not by ``until``)."""
     while True:
@@ -295,6 +365,20 @@ def rows(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
     for kind, label in (("crash", "crash-leader"), ("freeze", "freeze-leader")):
         cells = [_follow_cell(measured[m]["failovers"].get(kind)) for m in MODES]
         table.append([f"{label}: follow time (new leader writable -> resolver names it)", *cells])
+    outage = measured["dcs"].get("outage")
+    if outage is not None:
+        table += [
+            ["etcd outage: probe connections held on the busiest server, mean / max sample",
+             "no DCS", f"{st.fmt(outage['held_busiest_mean'], 2)} / "
+             f"{st.fmt(outage['held_busiest_max'], 0)}"],
+            ["... per process, mean / max sample", "no DCS",
+             f"{st.fmt(outage['held_busiest_mean_per_process'], 4)} / "
+             f"{st.fmt(outage['held_busiest_max_per_process'], 4)}"],
+            ["etcd outage: probe queries/s per process (all servers)", "no DCS",
+             st.fmt(outage["probes_per_s_per_process"], 3)],
+            ["etcd outage: crash-leader follow time (over SQL alone)", "no DCS",
+             _follow_cell(outage["follow"])],
+        ]  # fmt: skip
     return table
 
 
@@ -336,6 +420,32 @@ def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, 
             "unit": "ms",
             "met": data["followed"] == data["resolvers"] == plan.resolvers,
         })  # fmt: skip
+    outage = dcs.get("outage")
+    if outage is not None:
+        found.append(
+            {
+                "target": "DCS mode, etcd outage: held probe connections per process per server"
+                " <= 0.2 (max sample, busiest server)",
+                "value": outage["held_busiest_max_per_process"],
+                "met": outage["held_busiest_max_per_process"] <= 0.2,
+            }
+        )
+        follow = outage["follow"]
+        found.append({
+            "target": f"DCS mode, etcd outage: all {plan.resolvers} resolvers follow a crash",
+            "value": follow["p99_ms"] if math.isfinite(follow["p99_ms"]) else None,
+            "unit": "ms",
+            "met": follow["followed"] == plan.resolvers,
+        })  # fmt: skip
+    for kind, data in dcs["failovers"].items():
+        sql = measured["sql"]["failovers"].get(kind)
+        if sql is not None:
+            found.append({
+                "target": f"{kind}-leader: DCS-mode p99 <= SQL-only p99 and <= 500 ms",
+                "value": data["p99_ms"] if math.isfinite(data["p99_ms"]) else None,
+                "unit": "ms",
+                "met": data["p99_ms"] <= min(sql["p99_ms"], 500.0),
+            })  # fmt: skip
     return found
 
 
@@ -369,7 +479,11 @@ def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]
             " connection per resolver on every server, more than the 200 the other clusters"
             " here allow, or PostgreSQL's default 100). A resolver stands for one application"
             " process: 'per process' is per resolver. Library defaults: 1 s interval SQL-only;"
-            f" in DCS mode 15 s between probe rounds, probe connections closed between them."
+            " in DCS mode 15 s between probe rounds, probe connections closed between them"
+            " (topology.pace.DcsPace: a promotion the DCS confirms - leader key and the"
+            " leader's own member key primary + running - is followed with no connection;"
+            " SQL rounds held 1.5-2.25 s for that confirmation; 5 s +-50 % rounds while the"
+            " store is lost)."
             f" The resolvers start at evenly spread moments over {plan.spread:g} s, as a"
             " fleet's processes do (started at one instant, their rounds stay aligned)."
             f" Steady window {plan.window:g} s after {plan.warm:g} s of warm-up; held"
@@ -382,11 +496,11 @@ def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]
             " the new leader's first accepted write (pg_current_xact_id(), polled every 2 ms by"
             " the benchmark process) to the resolver's first naming of it (its primary"
             " listener), both in time.time(); a negative time means the resolver named it"
-            " before the poller saw it write. In DCS mode the probe connections are closed"
-            " between rounds, so at a failover every resolver connects at once to the leader"
-            " the DCS names (and to the primary in doubt: the rounds after a DCS push probe"
-            " only those two) (SCRAM authentication each, about 2 ms of client and 4 ms of"
-            " server CPU here): the DCS mode's follow times include that storm. A resolver"
+            " before the poller saw it write. The DCS-mode fleet reaches etcd through a TCP"
+            " forwarder of its own; the etcd outage SIGSTOPs it for"
+            f" {plan.outage:g} s (the fleet loses the store, Patroni keeps it and still fails"
+            " over), samples the probe connections on the busiest server every"
+            f" {SAMPLE_STEP} s, and crashes the leader a third of the way in. A resolver"
             " that has not followed within"
             f" {plan.bound:g} s counts as not following (∞). The 2-core machine runs the"
             " cluster, the fleet and the benchmark at once: follow times include CPU queueing."

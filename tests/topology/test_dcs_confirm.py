@@ -80,6 +80,7 @@ def _members(role_of_b: str, state_of_b: str) -> tuple[DcsMember, ...]:
 @pytest.mark.parametrize(
     ("role", "state", "ready"),
     [
+        ("promoted", "running", "b:1"),  # written right after pg_ctl promote returned
         ("primary", "running", "b:1"),
         ("master", "running", "b:1"),  # Patroni before 3.0
         ("replica", "running", None),  # took the leader key, not promoted yet
