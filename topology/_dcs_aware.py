@@ -47,6 +47,7 @@ from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
 from topology.pace import DcsPace
 from topology.prober import HostProber
+from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer
 
 __all__ = ["DcsAware"]
@@ -78,6 +79,7 @@ class DcsAware(Publisher):
     _hold_until: float = 0.0  # monotonic: no SQL round before, unless asked (a report)
     _lost_round_at: float = 0.0  # monotonic: the first round after the store was lost
     _doubted: str | None = None  # the primary the store's news put in doubt
+    _ours: frozenset[str] = frozenset()  # hosts SQL has seen as members of this cluster
 
     @property
     def running(self) -> bool:
@@ -142,6 +144,7 @@ class DcsAware(Publisher):
         # connections to pod addresses that never come back would pile up.
         current = frozenset(self._names)
         self._forget(current)
+        self._ours = self._ours & current
         self._caught_up.retain(current)
         if self._focus is not None and not self._focus[1] <= current:
             self._focus = None
@@ -193,7 +196,7 @@ class DcsAware(Publisher):
         if self._is_suspect(host) or not self._dcs_answers:
             return  # the application or SQL doubts it: SQL decides
         former = self.view.snapshot.primary
-        snapshot = dcs_named(self.view.snapshot, host, time.time())
+        snapshot = dcs_named(self.view.snapshot, host, time.time(), self._ours)
         if snapshot is None:
             return  # not a host SQL has seen as one of ours, or already the primary
         self._hold_until = 0.0
@@ -209,6 +212,14 @@ class DcsAware(Publisher):
         self._publish(snapshot, time.monotonic(), frozenset())
         if self.running:
             self._source.reschedule()  # back to the calm pace: no round now
+
+    def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
+        """Publish (see Publisher), remembering which hosts SQL saw as members of ours."""
+        if not snapshot.dcs_named:
+            seen = {s.host for s in snapshot.hosts if s.role in (Role.PRIMARY, Role.REPLICA)}
+            if not seen <= self._ours:
+                self._ours = self._ours | seen
+        super()._publish(snapshot, round_started, answered)
 
     def _focus_hosts(self) -> frozenset[str] | None:
         """The hosts a hurried round probes, or None for all of them.

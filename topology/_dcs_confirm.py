@@ -11,8 +11,10 @@ read-only error, puts the host in doubt and SQL probing takes over).
 
 What the store may do is bounded: only a host that SQL has already seen as
 a member of this cluster (a replica or the primary, with this cluster's
-identity) can be named; never an unknown, down, foreign or stale host
-(a stale primary is one on a timeline below the highest seen). The former
+identity) can be named, or one down or not probed since that SQL saw as
+one earlier (a member restarted after a failover); never a host SQL never
+saw as ours, a foreign or a stale one (a stale primary is one on a
+timeline below the highest seen). The former
 primary's state becomes ``unknown`` (not probed since the store named
 another) until its next probe.
 
@@ -28,25 +30,35 @@ from topology.snapshot import HostState, Role, Snapshot
 __all__ = ["dcs_named"]
 
 
-def _eligible(state: HostState | None, snapshot: Snapshot) -> bool:
-    """Seen over SQL as a replica (or the primary) with this cluster's identity."""
-    if state is None or state.role not in (Role.REPLICA, Role.PRIMARY):
+def _eligible(state: HostState | None, snapshot: Snapshot, known: frozenset[str]) -> bool:
+    """Seen over SQL as a replica (or the primary) with this cluster's identity: now,
+    or, for a host down or not probed since (a member restarted), in ``known``."""
+    if state is None:
         return False
+    if state.role in (Role.DOWN, Role.UNKNOWN):
+        return state.host in known
+    if state.role not in (Role.REPLICA, Role.PRIMARY):
+        return False  # foreign, or a stale primary
     identifier = snapshot.system_identifier
     return identifier is None or state.system_identifier in (None, identifier)
 
 
-def dcs_named(snapshot: Snapshot, host: str, taken_at: float) -> Snapshot | None:
+def dcs_named(
+    snapshot: Snapshot, host: str, taken_at: float, known: frozenset[str] = frozenset()
+) -> Snapshot | None:
     """``snapshot`` with ``host`` as its primary, marked ``dcs_named``; None if not eligible.
 
-    None also when ``host`` is the primary already (nothing to publish).
+    ``known``: the hosts SQL has seen as members of this cluster at some
+    point. None also when ``host`` is the primary already (nothing to publish).
     """
-    if snapshot.primary == host or not _eligible(snapshot.get(host), snapshot):
+    if snapshot.primary == host or not _eligible(snapshot.get(host), snapshot, known):
         return None
     states = []
     for state in snapshot.hosts:
         if state.host == host:
-            states.append(replace(state, role=Role.PRIMARY, lag_bytes=None, lag_seconds=None))
+            states.append(
+                replace(state, role=Role.PRIMARY, error=None, lag_bytes=None, lag_seconds=None)
+            )
         elif state.host == snapshot.primary or state.role is Role.STALE_PRIMARY:
             # Not probed since the store named another leader: unknown, not
             # a claimant (a carried-over claimant would compete with the new one).

@@ -140,3 +140,13 @@ def test_the_dcs_mode_pace_is_jittered_and_the_hold_bounded() -> None:
     fast = [pace.pause(fast=True) for _ in range(200)]
     assert all(0.5 <= p <= 1.5 for p in fast)  # never a burst of 2 ms
     assert len(set(fast)) > 100
+
+
+@pytest.mark.parametrize("role", [Role.DOWN, Role.UNKNOWN])
+def test_a_member_sql_saw_as_ours_before_a_restart_can_be_named(role: Role) -> None:
+    before = _snapshot(_state("a:1", Role.PRIMARY), HostState("b:1", role))
+    assert dcs_named(before, "b:1", taken_at=1.0) is None
+    after = dcs_named(before, "b:1", taken_at=1.0, known=frozenset({"a:1", "b:1"}))
+    assert after is not None
+    assert after.primary == "b:1"
+    assert after["b:1"].error is None
