@@ -24,8 +24,10 @@ into a :class:`topology._dcs_follow.DcsFollower` whose callbacks land here:
   one instant does not probe at once).
 
 Connection budget: in DCS mode no probe connection is kept between rounds,
-whether the store answers or not; a failover under way probes at
-``DcsPace.fast_interval`` (jittered, no burst).
+whether the store answers or not, except during the burst (``burst_window``)
+of an episode the application started while the store answers (a failure
+report, or a caller waiting for a primary during a hold); a failover under
+way otherwise probes at ``DcsPace.fast_interval`` (jittered, no burst).
 
 Concurrency: everything runs on the cluster's event loop; nothing waits.
 """
@@ -68,6 +70,7 @@ class DcsAware(Publisher):
     interval: float
     dcs_interval: float
     dcs_pace: DcsPace
+    burst_window: float
     _names: tuple[str, ...]
     _source: ProbeLoop
     _caught_up: CaughtUpFinder
@@ -108,8 +111,9 @@ class DcsAware(Publisher):
         )
 
     def _keeps_connections(self) -> bool:
-        """SQL-only: probe connections stay open. DCS mode: never kept between rounds."""
-        return self._dcs is None
+        """SQL-only: probe connections stay open. DCS mode: kept only during the burst of
+        an episode the application started (its failure report) while the DCS answers."""
+        return self._dcs is None or (self._dcs_answers and self.pace.bursting())
 
     def _dcs_paced(self, answers: bool) -> None:
         """The pace of DCS mode: calm, lost, and failover rounds (see topology.pace.DcsPace)."""
@@ -118,7 +122,10 @@ class DcsAware(Publisher):
         pace.jitter = _DCS_JITTER if answers else settings.lost_jitter
         pace.fast_interval = settings.fast_interval
         pace.fast_jitter = settings.fast_jitter
-        pace.burst_window = 0.0  # a fleet bursting at once is the storm to avoid
+        # While the DCS is lost, no burst: a fleet bursting at once is the storm
+        # to avoid. While it answers, only the application's failure reports
+        # burst (a DCS push starts an episode without one: see _dcs_leader).
+        pace.burst_window = self.burst_window if answers else 0.0
 
     def _pause(self) -> float:
         """The Publisher's pause, held while the DCS may still confirm a leader it named,
@@ -184,7 +191,10 @@ class DcsAware(Publisher):
                 reason, host or "none", primary, hold,
             )  # fmt: skip
             self._doubted = primary
+            fresh = self.pace.episode_started is None
             self._suspect(primary, primary in self._names, reason)
+            if fresh:  # an episode without a burst: the DCS's confirmation is awaited
+                self.pace.episode_started = now - self.pace.burst_window
         if self.running:
             if hold > 0:
                 self._source.reschedule()
@@ -212,6 +222,18 @@ class DcsAware(Publisher):
         self._publish(snapshot, time.monotonic(), frozenset())
         if self.running:
             self._source.reschedule()  # back to the calm pace: no round now
+
+    async def _next_publication(self, timeout: float) -> None:
+        """Wait for the next publication (see Publisher); a caller waiting for a primary
+        during a hold ends it: the application needs an answer now, so the named
+        leader is probed at once, in a burst (a fleet with no traffic waits for
+        the DCS's confirmation and connects nowhere)."""
+        if self._dcs_answers and self._hold_until > time.monotonic():
+            self._hold_until = 0.0
+            self.pace.episode_started = time.monotonic()  # the burst starts now
+            if self.running:
+                self._source.wake()
+        await super()._next_publication(timeout)
 
     def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         """Publish (see Publisher), remembering which hosts SQL saw as members of ours."""

@@ -184,11 +184,12 @@ class ClusterResolver(Running):
         self.driver = checked_driver(driver, self.options)
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
+        self.burst_window = max(float(burst_window), 0.0)
         self.pace = Pace(
             interval=self.interval,
             fast_interval=self.fast_interval,
             burst_interval=float(burst_interval),
-            burst_window=max(float(burst_window), 0.0),
+            burst_window=self.burst_window,
         )
         self.probe_timeout = float(probe_timeout)
         self.wait_timeout = float(wait_timeout)
