@@ -120,7 +120,7 @@ class DcsAware(Publisher):
         pace, settings = self.pace, self.dcs_pace
         pace.interval = self.dcs_interval if answers else settings.lost_interval
         pace.jitter = _DCS_JITTER if answers else settings.lost_jitter
-        pace.fast_interval = settings.fast_interval
+        pace.fast_interval = settings.fast_interval if answers else settings.lost_fast_interval
         pace.fast_jitter = settings.fast_jitter
         # While the DCS is lost, no burst: a fleet bursting at once is the storm
         # to avoid. While it answers, only the application's failure reports
