@@ -102,11 +102,13 @@ async def one_mode(
         failovers = {}
         for kind in plan.failovers[mode]:
             cluster.heal(120)
+            await settled(cluster, workers, plan.bound)
             failovers[kind] = await failover(cluster, workers, kind, plan.bound)
             env.log(f"fleet {mode} {kind}: {_brief(failovers[kind])}")
         outage = None
         if mode == "dcs" and plan.outage:
             cluster.heal(120)
+            await settled(cluster, workers, plan.bound)
             crash = functools.partial(failover, cluster, workers, "crash", plan.bound)
             outage = await etcd_outage(cluster, workers, forwarder, app, plan.outage, crash)
             env.log(f"fleet {mode} etcd outage: {_brief(outage)}, {_brief(outage['follow'])}")
@@ -249,6 +251,23 @@ async def failover(
         "dcs_outages": sum(a["dcs_outages"] - b["dcs_outages"] for a, b in pairs),
         "probe_failures": sum(a["probe_failures"] - b["probe_failures"] for a, b in pairs),
     }  # fmt: skip
+
+
+async def settled(cluster: Cluster, workers: list[Worker], bound: float) -> float:
+    """Seconds until every resolver names the healed cluster's leader (``bound`` at most).
+
+    A heal may switch the leader over: a phase that starts before the fleet
+    followed it would count a resolver still naming the next leader as one
+    that never followed.
+    """
+    leader = (await asyncio.to_thread(cluster.leader)).host
+    started = time.time()
+    while time.time() - started < bound:
+        answers = await ask_all(workers, "sample")
+        if all(set(a["primaries"]) == {leader} for a in answers):
+            break
+        await asyncio.sleep(0.25)
+    return time.time() - started
 
 
 async def followers(workers: list[Worker], host: str, since: float, until: float) -> list[Any]:
