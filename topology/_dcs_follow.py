@@ -6,6 +6,9 @@ cluster three things, through three callbacks, each only when it changes:
 * ``set_hosts(hosts)``: the static hosts followed by the members' addresses;
 * ``dcs_leader(host)``: the leader the store names (None: no leader), so the
   cluster probes at once instead of at its next round;
+* ``leader_ready(host)`` (optional): the leader's own member key says it
+  is ``promoted`` / ``primary`` (or ``master``) and ``running``, i.e.
+  Patroni finished promoting it; called when that becomes true for a leader;
 * ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
@@ -26,9 +29,25 @@ from topology._within import within
 from topology.dcs import DcsView, DcsWatch
 from topology.trace import DcsAnswered, DcsLost, Tracer
 
-__all__ = ["DcsFollower", "merged"]
+__all__ = ["DcsFollower", "merged", "ready_leader"]
 
 log = logging.getLogger("topology")
+# What Patroni writes in a member key once it runs as the read-write leader:
+# "promoted" right after pg_ctl promote returned (its on_role_change, measured
+# ~10 ms after the first accepted write), "primary" ("master" before Patroni
+# 3) from its next HA cycle (~2 s later). A standby_leader is no read-write primary.
+_PRIMARY_ROLES = frozenset({"promoted", "primary", "master"})
+
+
+def ready_leader(view: DcsView | None) -> str | None:
+    """The leader's address if its own member key says primary + running, else None."""
+    if view is None or view.leader is None:
+        return None
+    for member in view.members:
+        if member.name == view.leader:
+            ready = member.role in _PRIMARY_ROLES and member.state == "running"
+            return member.host if ready and member.host else None
+    return None
 
 
 def merged(static: Sequence[str], members: Sequence[str]) -> tuple[str, ...]:
@@ -49,6 +68,7 @@ class DcsFollower:
         dcs_health: Callable[[bool, str | None], None],
         tracer: Tracer | None = None,
         translate: Callable[[str], str] | None = None,
+        leader_ready: Callable[[str], None] | None = None,
     ) -> None:
         self.watch = watch
         self.static_hosts = tuple(static_hosts)
@@ -60,6 +80,7 @@ class DcsFollower:
         self._set_hosts = set_hosts
         self._dcs_leader = dcs_leader
         self._dcs_health = dcs_health
+        self._leader_ready = leader_ready
         self._tracer = tracer  # already guarded
         self._first: asyncio.Event | None = None
 
@@ -103,8 +124,15 @@ class DcsFollower:
         old, self.view = self.view, view
         if self._first is not None:
             self._first.set()
-        if view.same_cluster_as(old):
-            return
+        ready, was_ready = ready_leader(view), ready_leader(old)
+        if not view.same_cluster_as(old):
+            self._changed(old, view)
+        if ready is not None and ready != was_ready and self._leader_ready is not None:
+            log.info("the DCS says leader %s runs as the primary (%s)", view.leader, ready)
+            self._leader_ready(ready)
+
+    def _changed(self, old: DcsView | None, view: DcsView) -> None:
+        """The members or the leader changed: tell the cluster."""
         hosts = merged(self.static_hosts, view.hosts)
         if old is None or hosts != merged(self.static_hosts, old.hosts):
             log.info(

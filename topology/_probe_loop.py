@@ -92,8 +92,9 @@ class ProbeLoop:
     answered started (the round's start, unless a slow probe carried over) and
     the hosts that answered in this round (the others' states are carried
     over from the previous snapshot); it must not block. ``current()``
-    returns the snapshot last published; ``pause()`` how many seconds to
-    sleep before the next round; ``hurry()`` whether a failover is under way
+    returns the snapshot last published; ``pause()`` how many seconds
+    after the start of the last round the next one starts (asked again after
+    :meth:`reschedule`); ``hurry()`` whether a failover is under way
     (probes without retries, rounds that do not wait for slow hosts beyond
     ``patience`` seconds; otherwise ``slow_after``); ``straggling(hosts)`` is
     told which hosts a round stopped waiting for; ``early(provisional,
@@ -140,6 +141,8 @@ class ProbeLoop:
         self.probe_failures = 0
         self.last_round_duration: float | None = None
         self._wake_requested = False
+        self._reschedule = False
+        self.round_started_at = time.monotonic()  # of the last round (monotonic)
         self._sleeper: asyncio.Future[None] | None = None
         self._tracer = tracer  # already guarded (topology.trace.guarded)
 
@@ -181,6 +184,12 @@ class ProbeLoop:
         if idle:
             await asyncio.gather(*(prober.close(self.slow_after) for prober in idle))
 
+    def reschedule(self) -> None:
+        """Ask ``pause()`` again for the sleep under way (never blocks, never probes)."""
+        self._reschedule = True
+        if self._sleeper is not None:
+            _resolve(self._sleeper)
+
     def wake(self) -> None:
         """Start a round now, or right after the one in flight (coalesced). Never blocks."""
         self._wake_requested = True
@@ -197,10 +206,23 @@ class ProbeLoop:
             except Exception:
                 log.exception("probe round failed; the loop goes on")
             await self._let_go()
-            if not self._wake_requested:
-                # Fixed rate: a round slowed down by one host (a replica busy
-                # being promoted) is followed by the next one at once.
-                await self._sleep(max(self._pause() - (self.last_round_duration or 0.0), 0.0))
+            await self._rest()
+
+    async def _rest(self) -> None:
+        """Sleep until ``pause()`` seconds after the last round started (or a wake-up).
+
+        Fixed rate: a round slowed down by one host (a replica busy being
+        promoted) is followed by the next one at once. :meth:`reschedule`
+        makes this ask ``pause()`` again (the owner's reasons changed).
+        """
+        while not self._wake_requested:
+            self._reschedule = False
+            left = self.round_started_at + self._pause() - time.monotonic()
+            if left <= 0:
+                return
+            await self._sleep(left)
+            if not self._reschedule:
+                return
 
     async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -221,7 +243,7 @@ class ProbeLoop:
         later round.
         """
         self._wake_requested = False
-        started = time.monotonic()
+        self.round_started_at = started = time.monotonic()
         self.rounds += 1
         number = self.rounds
         probers = self.probers

@@ -89,6 +89,11 @@ class Publisher:
     def _is_suspect(self, host: str) -> bool:
         return host in self._suspects
 
+    def _clear_suspect(self, host: str) -> None:
+        """Stop doubting ``host`` (e.g. a former primary the DCS says was replaced)."""
+        if self._suspects.pop(host, None) is not None:
+            self.view = dataclasses.replace(self.view, suspects=frozenset(self._suspects))
+
     def _forget(self, hosts: frozenset[str]) -> None:
         """Only ``hosts`` are the cluster's now: forget what was said of the others.
 

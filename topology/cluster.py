@@ -54,7 +54,7 @@ from topology.dcs import AddressMap, DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
-from topology.pace import Pace
+from topology.pace import DcsPace, Pace
 from topology.patroni_config import PatroniConfig
 from topology.picker import ReplicaPicker, Strategy
 from topology.prober import HostProber
@@ -65,8 +65,6 @@ from topology.trace import Tracer, guarded
 __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
-# Slow DCS-mode rounds of processes started together must not stay in step.
-_DCS_JITTER = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +122,12 @@ class ClusterResolver(Running):
     adds the members it lists to ``hosts`` (which may then be empty), starts a
     round the moment it names a new leader, and, while it answers and no
     failover is under way, probes every ``dcs_interval`` seconds instead of
-    ``interval`` and closes the probe connections between rounds. When it
-    stops answering: one WARNING, and SQL-only probing as without it.
+    ``interval``; probe connections are never kept between rounds. A leader
+    whose own member key says primary + running is followed at once, with
+    no connection (SQL confirms it at the next round; a failure report wins).
+    When it stops answering: one WARNING, and SQL probing every
+    ``dcs_pace.lost_interval`` s, jittered (:class:`topology.pace.DcsPace`:
+    the budget of each mode, its named defaults).
     ``dcs_addresses`` (:data:`topology.dcs.AddressMap`) rewrites the members'
     addresses the DCS gives where they are not reachable from here (a Docker
     network's names, a NAT). Trust (:mod:`topology._dcs_trust`): a member is
@@ -166,6 +168,7 @@ class ClusterResolver(Running):
         dcs_interval: float = 15.0,
         dcs_addresses: AddressMap | None = None,
         dcs_allow: str | Iterable[str] | None = None,
+        dcs_pace: DcsPace | None = None,
         **connect_options: Any,
     ) -> None:
         check_seconds(
@@ -183,17 +186,26 @@ class ClusterResolver(Running):
         self.driver = checked_driver(driver, self.options)
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
+        self.burst_window = max(float(burst_window), 0.0)
         self.pace = Pace(
             interval=self.interval,
             fast_interval=self.fast_interval,
             burst_interval=float(burst_interval),
-            burst_window=max(float(burst_window), 0.0),
-            jitter=_DCS_JITTER if dcs is not None else 0.0,
+            burst_window=self.burst_window,
         )
         self.probe_timeout = float(probe_timeout)
         self.wait_timeout = float(wait_timeout)
         self.dcs_interval = float(dcs_interval)
-        slowest = max(self.interval, self.dcs_interval) if dcs is not None else self.interval
+        if dcs_pace is not None and not isinstance(dcs_pace, DcsPace):
+            raise ConfigurationError(f"dcs_pace must be a topology.pace.DcsPace, not {dcs_pace!r}")
+        self.dcs_pace = dcs_pace or DcsPace()
+        if dcs is not None:
+            self._dcs_paced(False)  # until the store answers (see topology._dcs_aware)
+        slowest = (
+            max(self.interval, self.dcs_interval, self.dcs_pace.lost_interval)
+            if dcs is not None
+            else self.interval
+        )
         self.stale_after = (
             float(stale_after) if stale_after else 3 * slowest + 2 * self.probe_timeout
         )

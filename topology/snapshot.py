@@ -125,6 +125,10 @@ class Snapshot:
     complete: bool = True
     system_identifier: int | None = None
     pinned: bool = False  # system_identifier was given, not learned
+    # The primary was named by the DCS (its leader key and its own member key
+    # said primary + running), not yet confirmed over SQL: the next round
+    # that probes it confirms or overrules it (see topology._dcs_confirm).
+    dcs_named: bool = False
     # The primary's WAL positions over time, for lag_seconds (see topology.lag).
     marks: Marks = field(default=(), repr=False, compare=False)
     _index: Mapping[str, HostState] = field(

@@ -10,6 +10,9 @@
 - :class:`Observer`: one plain asyncpg connection per member (not topology),
   opened before the fleet so it never competes for a connection slot, for
   the server-side counts;
+- :class:`EtcdForwarder`: a TCP forwarder (:mod:`compose.bench._forward`)
+  between the DCS-mode fleet and etcd: SIGSTOPped, the fleet loses the
+  store while Patroni keeps it (and can still fail over);
 - :func:`first_writable`: the moment a member first accepts a write;
 - :func:`etcd_gauges`: etcd's watcher gauges from its metrics endpoint.
 
@@ -23,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -138,6 +142,7 @@ class Observer:
 
     def __init__(self, conns: dict[str, Any]) -> None:
         self.conns = conns
+        self.gone: set[str] = set()
 
     @classmethod
     async def open(cls, hosts: list[str], password: str) -> Observer:
@@ -145,11 +150,22 @@ class Observer:
         return cls(conns)
 
     async def activity(self, app: str) -> dict[str, int]:
-        """Backends named ``app`` on each member (2 s per member at most)."""
+        """Backends named ``app`` on each member (2 s per member at most).
+
+        A member that does not answer (crashed, frozen) counts 0 (it holds
+        nobody's connection) and is not asked again.
+        """
         query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
-        return {
-            h: int(await asyncio.wait_for(c.fetchval(query, app), 2)) for h, c in self.conns.items()
-        }
+        counts = {}
+        for host, conn in list(self.conns.items()):
+            try:
+                counts[host] = int(await asyncio.wait_for(conn.fetchval(query, app), 2))
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn.terminate()
+                del self.conns[host]
+                counts[host] = 0
+        self.gone.update(h for h in counts if h not in self.conns)
+        return {**{h: 0 for h in self.gone}, **counts}
 
     async def sessions(self) -> dict[str, int]:
         """Sessions (connections) ever opened, every database, per member.
@@ -165,6 +181,37 @@ class Observer:
     async def close(self) -> None:
         for conn in self.conns.values():
             conn.terminate()  # a member may be frozen or gone: never wait on it
+
+
+class EtcdForwarder:
+    """``python -m compose.bench._forward`` to etcd's client port; ``pause``/``resume`` it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @classmethod
+    async def start(cls, etcd_port: int) -> EtcdForwarder:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "compose.bench._forward", str(etcd_port),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        return cls(proc, int(line))
+
+    def pause(self) -> None:
+        """The store is unreachable from the fleet: connects hang, reads time out."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    async def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+        await asyncio.wait_for(self.proc.wait(), 10)
 
 
 async def first_writable(host: str, password: str, until: float) -> float | None:

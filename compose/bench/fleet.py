@@ -25,21 +25,29 @@ Per mode:
   resolver, from the new leader's first accepted write (polled by this
   process) to the resolver's first naming of it, in ``time.time()`` across
   processes. A resolver that has not followed ``BOUND`` s later is counted
-  as not following (an infinite time in the percentiles).
+  as not following (an infinite time in the percentiles);
+- DCS mode only, an etcd outage: the fleet reaches etcd through a TCP
+  forwarder (:class:`compose.bench._fleet_parts.EtcdForwarder`), SIGSTOPped
+  for ``outage`` seconds, so the fleet loses the store while Patroni keeps
+  it: held probe connections on the busiest server (sampled every
+  ``SAMPLE_STEP`` s), and a crash of the leader a third of the way in,
+  followed over SQL alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from compose.bench import _stats as st
 from compose.bench._env import Env
+from compose.bench._fleet_outage import etcd_outage
 from compose.bench._fleet_parts import (
     WATCH_GAUGES,
+    EtcdForwarder,
     Observer,
     Worker,
     ask_all,
@@ -47,31 +55,16 @@ from compose.bench._fleet_parts import (
     first_writable,
     patroni_cluster,
 )
+from compose.bench._fleet_result import (
+    FULL,
+    MAX_CONNECTIONS,
+    MODES,
+    QUICK,
+    SAMPLE_STEP,
+    Plan,
+    result,
+)
 from compose.patroni import Cluster
-
-MODES = {"sql": "SQL-only", "dcs": "DCS (Patroni on etcd)"}
-SAMPLE_STEP = 0.25
-MAX_CONNECTIONS = 500
-
-
-@dataclass(frozen=True)
-class Plan:
-    processes: int
-    per_process: int
-    idle: float  # seconds of the idle (no fleet) window
-    warm: float  # seconds between the fleet's start and its steady window
-    window: float
-    bound: float  # seconds a resolver has to follow a failover
-    spread: float  # seconds over which the fleet's resolvers start, evenly
-    failovers: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def resolvers(self) -> int:
-        return self.processes * self.per_process
-
-
-FULL = Plan(4, 50, 10, 5, 30, 30, 15, {"sql": ["crash", "freeze"], "dcs": ["crash", "freeze"]})
-QUICK = Plan(2, 10, 2, 2, 3, 15, 2, {"sql": [], "dcs": ["crash"]})
 
 
 async def run(env: Env) -> dict[str, Any]:
@@ -91,9 +84,10 @@ async def one_mode(
     """Start the mode's fleet on a healthy cluster, measure it, stop it (15 s per worker)."""
     cluster.heal(120)  # main thread: heal may restart members
     app = f"bench-fleet-{mode}-probe"
+    forwarder = await EtcdForwarder.start(cluster.layout.etcd_client_port)
     config = {
         "mode": mode, "count": plan.per_process, "hosts": cluster.hosts(),
-        "etcd": f"http://127.0.0.1:{cluster.layout.etcd_client_port}",
+        "etcd": f"http://127.0.0.1:{forwarder.port}",
         "scope": cluster.layout.scope, "namespace": cluster.layout.namespace, "app": app,
     }  # fmt: skip
     password = cluster.secrets.superuser
@@ -108,11 +102,20 @@ async def one_mode(
         failovers = {}
         for kind in plan.failovers[mode]:
             cluster.heal(120)
+            await settled(cluster, workers, plan.bound)
             failovers[kind] = await failover(cluster, workers, kind, plan.bound)
             env.log(f"fleet {mode} {kind}: {_brief(failovers[kind])}")
-        return {"steady": steady, "failovers": failovers}
+        outage = None
+        if mode == "dcs" and plan.outage:
+            cluster.heal(120)
+            await settled(cluster, workers, plan.bound)
+            crash = functools.partial(failover, cluster, workers, "crash", plan.bound)
+            outage = await etcd_outage(cluster, workers, forwarder, app, plan.outage, crash)
+            env.log(f"fleet {mode} etcd outage: {_brief(outage)}, {_brief(outage['follow'])}")
+        return {"steady": steady, "failovers": failovers, "outage": outage}
     finally:
         await asyncio.gather(*(w.close() for w in workers))
+        await forwarder.close()
 
 
 async def start_fleet(workers: list[Worker], plan: Plan) -> list[dict[str, Any]]:
@@ -250,6 +253,23 @@ async def failover(
     }  # fmt: skip
 
 
+async def settled(cluster: Cluster, workers: list[Worker], bound: float) -> float:
+    """Seconds until every resolver names the healed cluster's leader (``bound`` at most).
+
+    A heal may switch the leader over: a phase that starts before the fleet
+    followed it would count a resolver still naming the next leader as one
+    that never followed.
+    """
+    leader = (await asyncio.to_thread(cluster.leader)).host
+    started = time.time()
+    while time.time() - started < bound:
+        answers = await ask_all(workers, "sample")
+        if all(set(a["primaries"]) == {leader} for a in answers):
+            break
+        await asyncio.sleep(0.25)
+    return time.time() - started
+
+
 async def followers(workers: list[Worker], host: str, since: float, until: float) -> list[Any]:
     """Each resolver's first ``time.time()`` naming ``host`` (None if not by ``until``)."""
     while True:
@@ -258,137 +278,3 @@ async def followers(workers: list[Worker], host: str, since: float, until: float
         if all(t is not None for t in firsts) or time.time() >= until:
             return firsts
         await asyncio.sleep(0.5)
-
-
-# --- the result ----------------------------------------------------------------------------
-STEADY_ROWS = [
-    ("probe connections held per server (pg_stat_activity, mean)", "held_per_server", 2),
-    ("... per process", "held_per_server_per_process", 4),
-    ("probe queries/s per server (resolvers' stats)", "probes_per_s_per_server", 2),
-    ("... per process", "probes_per_s_per_server_per_process", 4),
-    ("connections opened/s per server above idle (pg_stat_database.sessions)",
-     "sessions_per_s_per_server_above_idle", 2),
-    ("etcd requests/s, whole fleet", "etcd_requests_per_s", 2),
-    ("etcd watchers above Patroni's own (etcd metrics)", "etcd_watchers_above_idle", 0),
-    ("etcd watch streams above Patroni's own", "etcd_watch_streams_above_idle", 0),
-    ("CPU per worker process, share of a core", "cpu_share_per_worker", 3),
-    ("CPU per process (resolver), ms per s", "cpu_ms_per_s_per_process", 3),
-]  # fmt: skip
-
-
-def _follow_cell(data: dict[str, Any] | None) -> str:
-    if data is None:
-        return "not run"
-    return (
-        f"{data['followed']}/{data['resolvers']} followed; p50 {st.fmt(data['p50_ms'], 0)},"
-        f" p99 {st.fmt(data['p99_ms'], 0)}, max {st.fmt(data['max_ms'], 0)} ms"
-        f" (workers at {st.fmt(100 * data['cpu_share_per_worker'], 0)} % of a core"
-        + (f"; the DCS lost {data['dcs_outages']} times)" if data["dcs_outages"] else ")")
-    )
-
-
-def rows(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    table = [
-        [label, *(st.fmt(measured[m]["steady"][key], digits) for m in MODES)]
-        for label, key, digits in STEADY_ROWS
-    ]
-    for kind, label in (("crash", "crash-leader"), ("freeze", "freeze-leader")):
-        cells = [_follow_cell(measured[m]["failovers"].get(kind)) for m in MODES]
-        table.append([f"{label}: follow time (new leader writable -> resolver names it)", *cells])
-    return table
-
-
-def capacity(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    """Extrapolated from the measured per-process rates: load grows with processes."""
-    out = []
-    for processes in (50, 200, 1000):
-        for hosts in (3, 5):
-            row: list[Any] = [processes, hosts]
-            for mode in MODES:
-                steady = measured[mode]["steady"]
-                held = steady["held_per_server_per_process"] * processes
-                row += [st.fmt(held, 2), st.fmt(held * hosts, 2)]
-                row.append(st.fmt(steady["probes_per_s_per_server_per_process"] * processes, 1))
-            out.append(row)
-    return out
-
-
-def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    dcs = measured["dcs"]
-    steady = dcs["steady"]
-    found = [
-        {
-            "target": "DCS mode: probe connections held per server per process <= 0.1",
-            "value": steady["held_per_server_per_process"],
-            "met": steady["held_per_server_per_process"] <= 0.1,
-        },
-        {
-            "target": "DCS mode: probe queries/s per server per process <= 0.1",
-            "value": steady["probes_per_s_per_server_per_process"],
-            "met": steady["probes_per_s_per_server_per_process"] <= 0.1,
-        },
-    ]
-    for kind, data in dcs["failovers"].items():
-        p99 = data["p99_ms"]
-        found.append({
-            "target": f"DCS mode, {kind}-leader: all {plan.resolvers} resolvers follow (p99)",
-            "value": p99 if math.isfinite(p99) else None,
-            "unit": "ms",
-            "met": data["followed"] == data["resolvers"] == plan.resolvers,
-        })  # fmt: skip
-    return found
-
-
-def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    n, p = plan.resolvers, plan.processes
-    names = ("connections per server", "connections, all servers", "queries/s per server")
-    mode_columns = [f"{label}: {name}" for label in MODES.values() for name in names]
-    return {
-        "name": "fleet",
-        "title": f"8. A fleet of {n} resolvers in {p} processes: SQL-only against DCS mode",
-        "columns": ["steady state, per database server (3 members)", *MODES.values()],
-        "rows": rows(measured),
-        "tables": [
-            {
-                "caption": "Capacity, extrapolated from the measured per-process rates above"
-                " (each application process runs one resolver):",
-                "columns": ["application processes", "hosts", *mode_columns],
-                "rows": capacity(measured),
-            }
-        ],
-        "verdicts": verdicts(plan, measured),
-        "data": {
-            "plan": {"processes": p, "per_process": plan.per_process, "window_s": plan.window},
-            "idle": idle,
-            **measured,
-        },
-        "notes": (
-            f"{p} worker processes x {plan.per_process} resolvers per mode, one mode after the"
-            " other, on a native 3-member Patroni + etcd cluster of the benchmark's own"
-            f" (max_connections = {MAX_CONNECTIONS}: the SQL-only fleet holds one probe"
-            " connection per resolver on every server, more than the 200 the other clusters"
-            " here allow, or PostgreSQL's default 100). A resolver stands for one application"
-            " process: 'per process' is per resolver. Library defaults: 1 s interval SQL-only;"
-            f" in DCS mode 15 s between probe rounds, probe connections closed between them."
-            f" The resolvers start at evenly spread moments over {plan.spread:g} s, as a"
-            " fleet's processes do (started at one instant, their rounds stay aligned)."
-            f" Steady window {plan.window:g} s after {plan.warm:g} s of warm-up; held"
-            f" connections sampled every {SAMPLE_STEP} s; connections opened are the servers'"
-            f" sessions, all clients, minus an idle window of {plan.idle:g} s before the fleets"
-            " (a DCS-mode probe opens one; xact_commit is no cross-check: PostgreSQL 15 defers"
-            " counting a backend's transactions that touch no table)."
-            " Failovers: the leader is killed (crash) or SIGSTOPped with its Patroni (freeze),"
-            " and its leader key deleted so a replica takes over at once; follow time is from"
-            " the new leader's first accepted write (pg_current_xact_id(), polled every 2 ms by"
-            " the benchmark process) to the resolver's first naming of it (its primary"
-            " listener), both in time.time(); a negative time means the resolver named it"
-            " before the poller saw it write. In DCS mode the probe connections are closed"
-            " between rounds, so at a failover every resolver connects at once to the leader"
-            " the DCS names (and to the primary in doubt: the rounds after a DCS push probe"
-            " only those two) (SCRAM authentication each, about 2 ms of client and 4 ms of"
-            " server CPU here): the DCS mode's follow times include that storm. A resolver"
-            " that has not followed within"
-            f" {plan.bound:g} s counts as not following (∞). The 2-core machine runs the"
-            " cluster, the fleet and the benchmark at once: follow times include CPU queueing."
-        ),
-    }

@@ -1,0 +1,218 @@
+"""The fleet benchmark's plan and its result table (see :mod:`compose.bench.fleet`).
+
+:class:`Plan` holds the counts and durations (``FULL`` for ``make bench``,
+``QUICK`` for ``--quick``); :func:`result` turns the measurements into the
+rows, the capacity table, the verdicts and the notes of docs/performance.md
+section 8. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from compose.bench import _stats as st
+
+MODES = {"sql": "SQL-only", "dcs": "DCS (Patroni on etcd)"}
+SAMPLE_STEP = 0.25
+MAX_CONNECTIONS = 500
+
+
+@dataclass(frozen=True)
+class Plan:
+    processes: int
+    per_process: int
+    idle: float  # seconds of the idle (no fleet) window
+    warm: float  # seconds between the fleet's start and its steady window
+    window: float
+    bound: float  # seconds a resolver has to follow a failover
+    spread: float  # seconds over which the fleet's resolvers start, evenly
+    outage: float  # seconds the DCS-mode fleet is cut off from etcd (0: no outage phase)
+    failovers: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def resolvers(self) -> int:
+        return self.processes * self.per_process
+
+
+FULL = Plan(4, 50, 10, 5, 30, 30, 15, 20, {"sql": ["crash", "freeze"], "dcs": ["crash", "freeze"]})
+QUICK = Plan(2, 10, 2, 2, 3, 15, 2, 6, {"sql": [], "dcs": ["crash"]})
+
+
+# --- the result ----------------------------------------------------------------------------
+STEADY_ROWS = [
+    ("probe connections held per server (pg_stat_activity, mean)", "held_per_server", 2),
+    ("... per process", "held_per_server_per_process", 4),
+    ("probe queries/s per server (resolvers' stats)", "probes_per_s_per_server", 2),
+    ("... per process", "probes_per_s_per_server_per_process", 4),
+    ("connections opened/s per server above idle (pg_stat_database.sessions)",
+     "sessions_per_s_per_server_above_idle", 2),
+    ("etcd requests/s, whole fleet", "etcd_requests_per_s", 2),
+    ("etcd watchers above Patroni's own (etcd metrics)", "etcd_watchers_above_idle", 0),
+    ("etcd watch streams above Patroni's own", "etcd_watch_streams_above_idle", 0),
+    ("CPU per worker process, share of a core", "cpu_share_per_worker", 3),
+    ("CPU per process (resolver), ms per s", "cpu_ms_per_s_per_process", 3),
+]  # fmt: skip
+
+
+def _follow_cell(data: dict[str, Any] | None) -> str:
+    if data is None:
+        return "not run"
+    return (
+        f"{data['followed']}/{data['resolvers']} followed; p50 {st.fmt(data['p50_ms'], 0)},"
+        f" p99 {st.fmt(data['p99_ms'], 0)}, max {st.fmt(data['max_ms'], 0)} ms"
+        f" (workers at {st.fmt(100 * data['cpu_share_per_worker'], 0)} % of a core"
+        + (f"; the DCS lost {data['dcs_outages']} times)" if data["dcs_outages"] else ")")
+    )
+
+
+def rows(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    table = [
+        [label, *(st.fmt(measured[m]["steady"][key], digits) for m in MODES)]
+        for label, key, digits in STEADY_ROWS
+    ]
+    for kind, label in (("crash", "crash-leader"), ("freeze", "freeze-leader")):
+        cells = [_follow_cell(measured[m]["failovers"].get(kind)) for m in MODES]
+        table.append([f"{label}: follow time (new leader writable -> resolver names it)", *cells])
+    outage = measured["dcs"].get("outage")
+    if outage is not None:
+        table += [
+            ["etcd outage: probe connections held on the busiest server, mean / max sample",
+             "no DCS", f"{st.fmt(outage['held_busiest_mean'], 2)} / "
+             f"{st.fmt(outage['held_busiest_max'], 0)}"],
+            ["... per process, mean / max sample", "no DCS",
+             f"{st.fmt(outage['held_busiest_mean_per_process'], 4)} / "
+             f"{st.fmt(outage['held_busiest_max_per_process'], 4)}"],
+            ["etcd outage: probe queries/s per process (all servers)", "no DCS",
+             st.fmt(outage["probes_per_s_per_process"], 3)],
+            ["etcd outage: crash-leader follow time (over SQL alone)", "no DCS",
+             _follow_cell(outage["follow"])],
+        ]  # fmt: skip
+    return table
+
+
+def capacity(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """Extrapolated from the measured per-process rates: load grows with processes."""
+    out = []
+    for processes in (50, 200, 1000):
+        for hosts in (3, 5):
+            row: list[Any] = [processes, hosts]
+            for mode in MODES:
+                steady = measured[mode]["steady"]
+                held = steady["held_per_server_per_process"] * processes
+                row += [st.fmt(held, 2), st.fmt(held * hosts, 2)]
+                row.append(st.fmt(steady["probes_per_s_per_server_per_process"] * processes, 1))
+            out.append(row)
+    return out
+
+
+def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    dcs = measured["dcs"]
+    steady = dcs["steady"]
+    found = [
+        {
+            "target": "DCS mode: probe connections held per server per process <= 0.1",
+            "value": steady["held_per_server_per_process"],
+            "met": steady["held_per_server_per_process"] <= 0.1,
+        },
+        {
+            "target": "DCS mode: probe queries/s per server per process <= 0.1",
+            "value": steady["probes_per_s_per_server_per_process"],
+            "met": steady["probes_per_s_per_server_per_process"] <= 0.1,
+        },
+    ]
+    for kind, data in dcs["failovers"].items():
+        p99 = data["p99_ms"]
+        found.append({
+            "target": f"DCS mode, {kind}-leader: all {plan.resolvers} resolvers follow (p99)",
+            "value": p99 if math.isfinite(p99) else None,
+            "unit": "ms",
+            "met": data["followed"] == data["resolvers"] == plan.resolvers,
+        })  # fmt: skip
+    outage = dcs.get("outage")
+    if outage is not None:
+        found.append(
+            {
+                "target": "DCS mode, etcd outage: held probe connections per process per server"
+                " <= 0.2 (max sample, busiest server)",
+                "value": outage["held_busiest_max_per_process"],
+                "met": outage["held_busiest_max_per_process"] <= 0.2,
+            }
+        )
+        follow = outage["follow"]
+        found.append({
+            "target": f"DCS mode, etcd outage: all {plan.resolvers} resolvers follow a crash",
+            "value": follow["p99_ms"] if math.isfinite(follow["p99_ms"]) else None,
+            "unit": "ms",
+            "met": follow["followed"] == plan.resolvers,
+        })  # fmt: skip
+    for kind, data in dcs["failovers"].items():
+        sql = measured["sql"]["failovers"].get(kind)
+        if sql is not None:
+            found.append({
+                "target": f"{kind}-leader: DCS-mode p99 <= SQL-only p99 and <= 500 ms",
+                "value": data["p99_ms"] if math.isfinite(data["p99_ms"]) else None,
+                "unit": "ms",
+                "met": data["p99_ms"] <= min(sql["p99_ms"], 500.0),
+            })  # fmt: skip
+    return found
+
+
+def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    n, p = plan.resolvers, plan.processes
+    names = ("connections per server", "connections, all servers", "queries/s per server")
+    mode_columns = [f"{label}: {name}" for label in MODES.values() for name in names]
+    return {
+        "name": "fleet",
+        "title": f"8. A fleet of {n} resolvers in {p} processes: SQL-only against DCS mode",
+        "columns": ["steady state, per database server (3 members)", *MODES.values()],
+        "rows": rows(measured),
+        "tables": [
+            {
+                "caption": "Capacity, extrapolated from the measured per-process rates above"
+                " (each application process runs one resolver):",
+                "columns": ["application processes", "hosts", *mode_columns],
+                "rows": capacity(measured),
+            }
+        ],
+        "verdicts": verdicts(plan, measured),
+        "data": {
+            "plan": {"processes": p, "per_process": plan.per_process, "window_s": plan.window},
+            "idle": idle,
+            **measured,
+        },
+        "notes": (
+            f"{p} worker processes x {plan.per_process} resolvers per mode, one mode after the"
+            " other, on a native 3-member Patroni + etcd cluster of the benchmark's own"
+            f" (max_connections = {MAX_CONNECTIONS}: the SQL-only fleet holds one probe"
+            " connection per resolver on every server, more than the 200 the other clusters"
+            " here allow, or PostgreSQL's default 100). A resolver stands for one application"
+            " process: 'per process' is per resolver. Library defaults: 1 s interval SQL-only;"
+            " in DCS mode 15 s between probe rounds, probe connections closed between them"
+            " (topology.pace.DcsPace: a promotion the DCS confirms - leader key and the"
+            " leader's own member key primary + running - is followed with no connection;"
+            " SQL rounds held 1.5-2.25 s for that confirmation, then 2 s +-50 %; 10 s +-50 %"
+            " rounds while the store is lost, 4 s +-50 % during a failover then)."
+            f" The resolvers start at evenly spread moments over {plan.spread:g} s, as a"
+            " fleet's processes do (started at one instant, their rounds stay aligned)."
+            f" Steady window {plan.window:g} s after {plan.warm:g} s of warm-up; held"
+            f" connections sampled every {SAMPLE_STEP} s; connections opened are the servers'"
+            f" sessions, all clients, minus an idle window of {plan.idle:g} s before the fleets"
+            " (a DCS-mode probe opens one; xact_commit is no cross-check: PostgreSQL 15 defers"
+            " counting a backend's transactions that touch no table)."
+            " Failovers: the leader is killed (crash) or SIGSTOPped with its Patroni (freeze),"
+            " and its leader key deleted so a replica takes over at once; follow time is from"
+            " the new leader's first accepted write (pg_current_xact_id(), polled every 2 ms by"
+            " the benchmark process) to the resolver's first naming of it (its primary"
+            " listener), both in time.time(); a negative time means the resolver named it"
+            " before the poller saw it write. The DCS-mode fleet reaches etcd through a TCP"
+            " forwarder of its own; the etcd outage SIGSTOPs it for"
+            f" {plan.outage:g} s (the fleet loses the store, Patroni keeps it and still fails"
+            " over), samples the probe connections on the busiest server every"
+            f" {SAMPLE_STEP} s, and crashes the leader a third of the way in. A resolver"
+            " that has not followed within"
+            f" {plan.bound:g} s counts as not following (∞). The 2-core machine runs the"
+            " cluster, the fleet and the benchmark at once: follow times include CPU queueing."
+        ),
+    }
