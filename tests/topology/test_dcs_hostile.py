@@ -49,11 +49,13 @@ CLUSTER = {"members": [{"name": "m1", "role": "leader", "host": "127.0.0.1", "po
 REST_WORDS = {
     "accept_and_close": "closed the connection",
     "garbage_status": "not an HTTP answer",
-    "endless_headers": "header_count cap of 100 headers",
+    # httpx (issue 22): h11 refuses a head over 100 KiB as it reads it, before our count.
+    "endless_headers": "header_bytes cap",
     "endless_body": "body cap of 1 MiB",
     "huge_content_length": "body cap of 1 MiB",
     "truncated_chunk": "closed the connection mid-chunk",
-    "oversize_chunk": "chunk cap of 1 MiB",
+    # httpx does not show chunk boundaries: a chunk is held to the whole body's cap.
+    "oversize_chunk": "body cap of 1 MiB",
     "json_list": "not a Patroni /cluster answer",
     "json_string": "not a Patroni /cluster answer",
     "json_missing_keys": "not a Patroni /cluster answer",
@@ -64,7 +66,7 @@ ETCD_WORDS = {
     **REST_WORDS,
     "endless_body": "body cap of 8 MiB",
     "huge_content_length": "body cap of 8 MiB",
-    "oversize_chunk": "chunk cap of 8 MiB",
+    "oversize_chunk": "body cap of 8 MiB",
     "json_list": "not an etcd range answer",
     "json_string": "not an etcd range answer",
     "json_missing_keys": "an answer without a header",
@@ -221,6 +223,7 @@ async def test_a_hostile_watch_is_a_typed_error_and_the_follower_goes_on(
 
         with pytest.raises(Unreachable) as caught:
             await asyncio.wait_for(watch_once(), 10)
+        await gateway.aclose()  # the pooled client (issue 22) is the gateway's to close
         assert f"127.0.0.1:{bad.port}" in str(caught.value)
         assert words in str(caught.value)
         # The follower reads again after each broken watch, and stays alive.
@@ -247,6 +250,7 @@ async def test_an_idle_watch_is_not_a_stall(etcd: int) -> None:
     await eventually(lambda: seen and seen[-1] > revision, timeout=10)
     task.cancel()
     await asyncio.wait({task})
+    await gateway.aclose()
 
 
 @pytest.mark.parametrize("source", ["rest", "etcd"])
@@ -276,7 +280,10 @@ async def test_a_non_ascii_scope_lists_its_members(etcd: int) -> None:
     member = json.dumps(MEMBER)
     await asyncio.to_thread(_etcd_put, etcd, f"/service/{scope}/members/m1", member)
     source = PatroniEtcd(f"http://127.0.0.1:{etcd}", scope, timeout=2.0)
-    _, events = await source.gateway.range_prefix(source.prefix)
+    try:
+        _, events = await source.gateway.range_prefix(source.prefix)
+    finally:
+        await source.gateway.aclose()
     assert sorted(event.key for event in events) == [
         f"/service/{scope}/leader",
         f"/service/{scope}/members/m1",
@@ -358,3 +365,22 @@ async def test_a_member_outside_the_trusted_set_never_gets_a_connection(
     assert len(warned) == 1
     assert f"127.0.0.2:{rogue_port}" in warned[0]
     assert pg_server.password not in warned[0]
+
+
+async def test_the_reads_reuse_a_kept_alive_connection(
+    etcd: int, follow: Callable[[DcsWatch], Running]
+) -> None:
+    """Issue 22 item 1: on main every etcd call opened a TCP connection (``Connection: close``).
+
+    The proxy records the first request of each connection it accepts, then
+    passes the rest through: its ``requests`` are the connections opened.
+    """
+    async with HostileHttp("good", upstream=("127.0.0.1", etcd)) as proxy:
+        source = PatroniEtcd(proxy.url, SCOPE, timeout=2.0, check_interval=0.05)
+        running = follow(source)
+        await eventually(lambda: source.requests >= 12 or running.task.done(), timeout=15)
+        assert not running.task.done()
+        assert not running.lost
+        assert running.views[-1].leader == "m1"
+        # One connection for the re-reads, one for the watch (a spare for a race).
+        assert len(proxy.requests) <= 3, proxy.requests
