@@ -6,9 +6,10 @@
   commits like the middleware (``auto_commit_by_status_code(200)``) and
   resets the context; readers go through ``cluster.replica``. Twice: ``ours``
   probes the hosts over SQL only; ``ours_dcs`` is built with
-  ``ClusterResolver.from_patroni`` (a :class:`DcsTarget`: Patroni's etcd,
-  scope and namespace), is given no host, and learns the members and every
-  leader change from the DCS.
+  ``ClusterResolver.from_patroni(config=...)`` (a :class:`DcsTarget`: the
+  cluster's app-side Patroni YAML: scope, namespace, etcd over TLS as the
+  read-only etcd user ``app``), is given no host, and learns the members and
+  every leader change from the DCS.
 * :class:`BaselineClient`: what a user sets up without this project:
   SQLAlchemy + asyncpg with a libpq-style multi-host URL,
   ``target_session_attrs=read-write`` (readers: ``prefer-standby``) and
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -87,11 +89,10 @@ def engine_kwargs(
 
 @dataclass(frozen=True)
 class DcsTarget:
-    """Where Patroni keeps its leader and members: etcd's endpoint(s), scope, namespace."""
+    """Where Patroni keeps its leader and members: the cluster's app-side Patroni YAML
+    (scope, namespace, etcd over TLS with the read-only user ``app``)."""
 
-    etcd: str
-    scope: str
-    namespace: str
+    config: Path
     # Member names the DCS gives (the Docker cluster's service names) -> where
     # they are reached from here (127.0.0.1, where docker compose publishes).
     addresses: tuple[tuple[str, str], ...] = ()
@@ -139,8 +140,8 @@ class OursClient:
             # The drill clusters run on loopback (native, or Docker publishing its
             # ports on 127.0.0.1): the members the DCS names are trusted there only.
             self.cluster = ClusterResolver.from_patroni(
-                etcd=dcs.etcd, scope=dcs.scope, namespace=dcs.namespace,
-                dcs_addresses=dict(dcs.addresses), dcs_allow="127.0.0.0/8", **common,
+                config=dcs.config, dcs_addresses=dict(dcs.addresses),
+                dcs_allow="127.0.0.0/8", **common,
             )  # fmt: skip
         url = URL.create("postgresql+asyncpg", username=user, password=password, database=database)
         rendered = url.render_as_string(hide_password=False)

@@ -121,10 +121,7 @@ async def run_scenario(cluster: Cluster, name: str, settings: DrillSettings) -> 
         if first is None:
             raise RuntimeError(f"no member of {hosts} accepts writes")
         await create_table(first.host, creds)
-        dcs = DcsTarget(
-            cluster.etcd_url(), cluster.layout.scope, cluster.layout.namespace,
-            addresses=member_addresses(cluster),
-        )  # fmt: skip
+        dcs = DcsTarget(cluster.app_config_path, addresses=member_addresses(cluster))
         driven = await _drive(cluster, ACTIONS[name], _clients(hosts, creds, run, settings, dcs),
                               marks, settings)  # fmt: skip
         final = await poller.wait_writable(60.0)

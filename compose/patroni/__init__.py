@@ -10,10 +10,16 @@
   templates sit in this folder: ``patroni.yml.tmpl`` and ``docker/*.yml``.
 - The REST client (``_rest``: :func:`http_json`, :class:`ClusterError`) and
   the state directory (``_state``: :func:`native_cluster`, :func:`attach`).
+- etcd runs with TLS and authentication (:mod:`compose.etcd`) unless
+  ``Layout.etcd_tls`` is False; ``Cluster.app_config_path`` is the app-side
+  Patroni YAML (``_appconfig``; Docker: ``_docker_etcd``) that
+  ``ClusterResolver.from_patroni(config=...)`` reads, ``Cluster.dcs_gateway(user)``
+  a blocking etcd client.
 
-Standard library only (plus PostgreSQL's ``psql``), so ``python -m compose.patroni``
-runs with any Python 3.10+. Every call blocks, each wait bounded by a timeout;
-one controller per cluster at a time.
+Standard library only (plus PostgreSQL's ``psql``, ``openssl``, ``etcd`` and
+``etcdctl``), so ``python -m compose.patroni`` runs with any Python 3.10+.
+Every call blocks, each wait bounded by a timeout; one controller per cluster
+at a time.
 
 Example::
 

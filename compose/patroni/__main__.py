@@ -66,7 +66,10 @@ def _print_hosts(cluster: Cluster) -> None:
         f"user:       {SUPERUSER} (password: ${'{'}CTXDB_CLUSTER_PASSWORD{'}'} if it was set at up,"
     )
     print("            else in the state directory's secrets.json, mode 0600)")
-    print(f"etcd:       127.0.0.1:{lay.etcd_client_port}")
+    print(f"etcd:       {cluster.etcd_url()}" + (" (TLS + auth)" if lay.etcd_tls else ""))
+    if lay.etcd_tls:
+        # The path only: the file holds the app user's password (mode 0600).
+        print(f"app config: {cluster.app_config_path} (from_patroni(config=...), etcd user app)")
     rest = " ".join(f"{m}=127.0.0.1:{lay.rest_port(m)}" for m in lay.members)
     print(f"patroni:    {rest}")
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from compose.etcd import EtcdError, EtcdGateway
 from compose.patroni._config import SUPERUSER, Layout
-from compose.patroni._rest import ClusterError, etcd_delete, http_json, psql_value
+from compose.patroni._rest import ClusterError, http_json, psql_value
 
 SYNC_STABLE = 1.5  # seconds the synchronous standby assignment must hold still
 
@@ -78,6 +79,9 @@ class Runtime(Protocol):
     def kill_member(self, member: str) -> None: ...
     def freeze_member(self, member: str, *, patroni: bool) -> list[Any]: ...
     def thaw(self) -> None: ...
+    def dcs_gateway(self, user: str = "patroni") -> EtcdGateway: ...
+    @property
+    def app_config_path(self) -> Path | None: ...
 
 
 @dataclass(frozen=True)
@@ -119,9 +123,31 @@ class Cluster:
         return self.layout.hosts()
 
     def etcd_url(self) -> str:
-        """etcd's client endpoint as this host reaches it, where Patroni keeps its leader
-        and members (``layout.namespace`` / ``layout.scope``); Docker publishes the same port."""
-        return f"http://127.0.0.1:{self.layout.etcd_client_port}"
+        """etcd's client endpoint as this host reaches it (https with TLS), where Patroni
+        keeps its leader and members (``layout.namespace`` / ``layout.scope``); Docker
+        publishes the same port."""
+        return self.runtime.dcs_gateway().endpoint
+
+    @property
+    def app_config_path(self) -> Path:
+        """The app-side Patroni YAML (scope, namespace, etcd3 with TLS files and the
+        read-only ``app`` user): ``ClusterResolver.from_patroni(config=...)`` reads it."""
+        path = self.runtime.app_config_path
+        if path is None or not path.is_file():
+            raise ClusterError(f"this cluster has no app-side Patroni YAML ({path})")
+        return path
+
+    def dcs_gateway(self, user: str = "patroni") -> EtcdGateway:
+        """A blocking client of the cluster's etcd as ``user`` (``patroni``: readwrite,
+        ``app``: read-only, ``root``); anonymous on a plain etcd."""
+        return self.runtime.dcs_gateway(user)
+
+    def delete_leader_key(self) -> None:
+        """Delete Patroni's leader key, as its lease expiry would (2 s per call at most)."""
+        try:
+            self.dcs_gateway().delete(self.layout.leader_key())
+        except (EtcdError, OSError) as exc:
+            raise ClusterError(f"could not delete the leader key: {exc}") from exc
 
     def url(self, *, masked: bool = True, driver: str = "postgresql", **params: str) -> str:
         """Multi-host libpq URL of the superuser; the password is ``***`` unless unmasked."""
@@ -273,7 +299,7 @@ class Cluster:
         leader = self.leader()
         self.runtime.kill_member(leader.name)
         if fast:
-            etcd_delete(self.layout.etcd_client_port, self.layout.leader_key())
+            self.delete_leader_key()
         return leader, self.wait_new_leader(leader.name, timeout)
 
     def freeze_leader(self, *, with_patroni: bool = True, fast: bool = False) -> Member:
@@ -291,7 +317,7 @@ class Cluster:
         if with_patroni:
             self.frozen.add(leader.name)
         if fast:
-            etcd_delete(self.layout.etcd_client_port, self.layout.leader_key())
+            self.delete_leader_key()
         return leader
 
     def thaw(self) -> None:

@@ -10,18 +10,24 @@ freezer stops Patroni and PostgreSQL together), a restart ``start``.
 
 The cluster's life is the user's: nothing here starts or removes it. Every
 command has a timeout; the superuser's password comes from
-``$CTXDB_CLUSTER_PASSWORD`` (as for ``docker compose up``) and is passed
-only in the environment of the commands, never in their arguments.
+``$CTXDB_CLUSTER_PASSWORD`` and the etcd users' from
+``$CTXDB_ETCD_*_PASSWORD`` (as for ``docker compose up``); they are passed
+only in the environment of the commands, never in their arguments. The
+app-side Patroni YAML is written to a private temporary directory.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from compose.etcd import EtcdGateway
 from compose.patroni._cluster import PASSWORD_ENV, REPL_PASSWORD_ENV, Cluster, Secrets
 from compose.patroni._config import COMPOSE_DIR, Layout
+from compose.patroni._docker_etcd import docker_etcd, etcd_passwords_from, write_docker_app_config
 from compose.patroni._rest import ClusterError
 from compose.pg import find_bin_dir
 
@@ -38,6 +44,16 @@ class ComposeRuntime:
         # the containers already have theirs, so any value does for the second.
         self._env = {**os.environ, PASSWORD_ENV: password}
         self._env.setdefault(REPL_PASSWORD_ENV, "unused-by-these-commands")
+        self._etcd = docker_etcd(self.layout, etcd_passwords_from(os.environ))
+        self._app_dir = Path(tempfile.mkdtemp(prefix="ctxdb-compose-app-"))
+
+    @property
+    def app_config_path(self) -> Path:
+        """The app-side Patroni YAML (written on first use; the etcd ``app`` password)."""
+        return write_docker_app_config(self._app_dir, self.layout, self._etcd)
+
+    def dcs_gateway(self, user: str = "patroni") -> EtcdGateway:
+        return self._etcd.gateway(user, cert=user)
 
     def _compose(self, *args: str, timeout: float = 60) -> str:
         argv = ["docker", "compose", "-f", str(COMPOSE_FILE), *args]

@@ -35,6 +35,11 @@ SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 DOCKER_BIN_DIR = "/usr/lib/postgresql/15/bin"
 DOCKER_DATA_ROOT = "/var/lib/postgresql/patroni"
+# Where the Docker flavour's etcd certificates are mounted (made by the
+# compose file's one-shot etcd-certs service; see docker-compose.yml).
+DOCKER_PKI_DIR = "/etc/ctxdb-etcd/pki"
+ETCD_PATRONI_USER = "patroni"
+TLS_ONLY = "  # tls-only"
 
 Flavor = Literal["native", "docker"]
 
@@ -54,6 +59,9 @@ class Layout:
     # 200 fits the drills and tests; the fleet benchmark needs room for 200
     # SQL-only resolvers' probe connections on every member, besides Patroni's.
     max_connections: int = 200
+    # etcd with TLS (client certificates required) and authentication; False:
+    # the plain-http etcd without users of earlier versions.
+    etcd_tls: bool = True
 
     def __post_init__(self) -> None:
         if not 1024 <= self.base_port <= 65535 - 30:
@@ -131,6 +139,7 @@ def template_values(
         listen = connect = "127.0.0.1"
         etcd_hosts = f"127.0.0.1:{layout.etcd_client_port}"
         network = "127.0.0.1/32"
+        pki = Path(data_root) / "etcd" / "pki"
     else:
         root = Path(DOCKER_DATA_ROOT)
         bin_dir = DOCKER_BIN_DIR
@@ -139,6 +148,7 @@ def template_values(
         # Containers share a private bridge network; the host publishes the
         # ports on 127.0.0.1 only (see docker-compose.yml).
         network = "0.0.0.0/0"
+        pki = Path(DOCKER_PKI_DIR)
     return {
         "scope": layout.scope,
         "namespace": layout.namespace,
@@ -148,6 +158,10 @@ def template_values(
         "rest_port": str(layout.rest_port(member)),
         "pg_port": str(layout.pg_port(member)),
         "etcd_hosts": etcd_hosts,
+        "etcd_cacert": str(pki / "ca.crt"),
+        "etcd_cert": str(pki / "client-patroni.crt"),
+        "etcd_key": str(pki / "client-patroni.key"),
+        "etcd_user": ETCD_PATRONI_USER,
         "ttl": str(layout.ttl),
         "loop_wait": str(layout.loop_wait),
         "retry_timeout": str(layout.retry_timeout),
@@ -173,7 +187,10 @@ def render_member(
 ) -> str:
     """The Patroni YAML of ``member``; a missing template value raises KeyError."""
     values = template_values(layout, member, flavor, data_root=data_root, bin_dir=bin_dir)
-    return Template(TEMPLATE.read_text()).substitute(values)
+    text = Template(TEMPLATE.read_text()).substitute(values)
+    if layout.etcd_tls:
+        return text.replace(TLS_ONLY, "")
+    return "".join(line for line in text.splitlines(True) if not line.endswith(TLS_ONLY + "\n"))
 
 
 def docker_config_path(member: str) -> Path:

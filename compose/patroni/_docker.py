@@ -21,8 +21,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from compose.etcd import EtcdGateway
 from compose.patroni._cluster import PASSWORD_ENV, REPL_PASSWORD_ENV, Secrets
 from compose.patroni._config import COMPOSE_DIR, Layout
+from compose.patroni._docker_etcd import (
+    ETCD_PASSWORD_ENV,
+    docker_etcd,
+    generate_etcd_passwords,
+    write_docker_app_config,
+)
 from compose.patroni._rest import ClusterError
 
 BACKEND_ENV = "CTXDB_CLUSTER_BACKEND"
@@ -57,6 +64,15 @@ class DockerRuntime:
         self._env_dir = Path(tempfile.mkdtemp(prefix="ctxdb-compose-"))
         self._compose: Any = None
         self._paused: set[str] = set()
+        self._etcd = docker_etcd(self.layout, generate_etcd_passwords())
+
+    @property
+    def app_config_path(self) -> Path:
+        """The app-side Patroni YAML (etcd over TLS as the read-only user ``app``)."""
+        return write_docker_app_config(self._env_dir, self.layout, self._etcd)
+
+    def dcs_gateway(self, user: str = "patroni") -> EtcdGateway:
+        return self._etcd.gateway(user, cert=user)
 
     def _command(self, *args: str, timeout: float = 120) -> None:
         if self._compose is None:
@@ -77,6 +93,7 @@ class DockerRuntime:
         env_file.write_text(
             f"{PASSWORD_ENV}={self._secrets.superuser}\n"
             f"{REPL_PASSWORD_ENV}={self._secrets.replication}\n"
+            + "".join(f"{ETCD_PASSWORD_ENV[u]}={p}\n" for u, p in self._etcd.passwords.items())
         )
         self._compose = DockerCompose(
             context=COMPOSE_DIR,

@@ -2,9 +2,15 @@
 
 Everything lives under one state directory: ``state.json`` (the layout and
 every process started, as PID + start time, rewritten after each spawn so a
-crashed launcher leaves a usable record), ``secrets.json`` (mode 0600) and
-``data/`` (handed to the unprivileged server user: etcd's data, and per
-member its ``patroni.yml``, PostgreSQL data directory, socket and log).
+crashed launcher leaves a usable record), ``secrets.json`` (mode 0600),
+``app-patroni.yml`` (mode 0600: the app-side Patroni YAML, see
+``_appconfig``) and ``data/`` (handed to the unprivileged server user:
+``etcd/`` with etcd's certificates, passwords and data (see
+:class:`compose.etcd.TlsEtcd`), and per member its ``patroni.yml``,
+PostgreSQL data directory, socket and log).
+
+etcd runs with TLS and authentication unless ``Layout.etcd_tls`` is False;
+Patroni logs in as etcd user ``patroni`` (password in its environment only).
 
 Nothing is installed here; :func:`missing_prerequisites` says what to install.
 Methods block, each wait bounded by its timeout; not thread-safe: one
@@ -25,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import compose.patroni._procs as procs
-from compose.patroni._config import Layout, render_member
-from compose.patroni._rest import ClusterError, etcd_healthy
+from compose.etcd import EtcdGateway, TlsEtcd
+from compose.patroni._appconfig import APP_CONFIG_NAME, app_config_text, write_app_config
+from compose.patroni._config import ETCD_PATRONI_USER, Layout, render_member
+from compose.patroni._rest import ClusterError
 from compose.pg import MissingBinariesError, ServerUser, find_bin_dir, server_user
 
 PATRONI_VENV_ENV = "CTXDB_PATRONI_VENV"
@@ -82,6 +90,7 @@ class NativeRuntime:
     die_with_parent: bool = False
     user: ServerUser = field(default_factory=server_user)
     etcd: procs.Proc | None = None
+    tls_etcd: TlsEtcd | None = None
     patroni: dict[str, procs.Proc] = field(default_factory=dict)
     frozen: list[procs.Proc] = field(default_factory=list)
     # PATRONI_*_PASSWORD for every Patroni started; never written to state.json.
@@ -95,6 +104,21 @@ class NativeRuntime:
     @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
+
+    @property
+    def etcd_root(self) -> Path:
+        return self.data_root / "etcd"
+
+    @property
+    def app_config_path(self) -> Path:
+        """The app-side Patroni YAML (written when etcd starts; mode 0600)."""
+        return self.state_dir / APP_CONFIG_NAME
+
+    def dcs_gateway(self, user: str = ETCD_PATRONI_USER) -> EtcdGateway:
+        """A client of etcd's JSON gateway as ``user`` (TLS) or anonymous (plain etcd)."""
+        if self.tls_etcd is not None:
+            return self.tls_etcd.gateway(user, cert=user)
+        return EtcdGateway(f"http://127.0.0.1:{self.layout.etcd_client_port}")
 
     def member_dir(self, member: str) -> Path:
         return self.data_root / member
@@ -124,6 +148,8 @@ class NativeRuntime:
         runtime.etcd = procs.Proc.from_json(state["etcd"]) if state.get("etcd") else None
         runtime.patroni = {m: procs.Proc.from_json(p) for m, p in state["patroni"].items()}
         runtime.frozen = [procs.Proc.from_json(p) for p in state.get("frozen", [])]
+        if runtime.layout.etcd_tls:
+            runtime.tls_etcd = TlsEtcd.attach(runtime.etcd_root)
         return runtime
 
     # --- start -------------------------------------------------------------------
@@ -159,12 +185,27 @@ class NativeRuntime:
 
     def _start_etcd(self, timeout: float) -> None:
         lay = self.layout
+        if lay.etcd_tls:
+            self.tls_etcd = TlsEtcd.start(
+                self.etcd_root, user=self.user, client_port=lay.etcd_client_port,
+                peer_port=lay.etcd_peer_port, metrics_port=lay.etcd_metrics_port,
+                prefix=lay.namespace, die_with_parent=self.die_with_parent, timeout=timeout,
+            )  # fmt: skip
+            self.etcd = procs.Proc(self.tls_etcd.pid, self.tls_etcd.started)
+        else:
+            self._start_plain_etcd(timeout)
+        self.save()
+        host = f"127.0.0.1:{lay.etcd_client_port}"
+        write_app_config(self.app_config_path, app_config_text(lay, self.tls_etcd, host))
+
+    def _start_plain_etcd(self, timeout: float) -> None:
+        """etcd on plain http without users (``Layout.etcd_tls`` False)."""
+        lay = self.layout
         url = "http://127.0.0.1:{}".format
-        etcd_dir = self.data_root / "etcd"
         argv = [
             shutil.which("etcd") or "etcd",
             "--name", "ctxdb-etcd",
-            "--data-dir", str(etcd_dir),
+            "--data-dir", str(self.etcd_root),
             "--listen-client-urls", url(lay.etcd_client_port),
             "--advertise-client-urls", url(lay.etcd_client_port),
             "--listen-peer-urls", url(lay.etcd_peer_port),
@@ -180,7 +221,7 @@ class NativeRuntime:
         )  # fmt: skip
         self.save()
         deadline = time.monotonic() + timeout
-        while not etcd_healthy(lay.etcd_client_port):
+        while not self.dcs_gateway().healthy():
             if not self.etcd.alive() or time.monotonic() > deadline:
                 raise ClusterError(f"etcd did not become healthy; see {self._log('etcd')}")
             time.sleep(0.05)
@@ -209,6 +250,11 @@ class NativeRuntime:
         )
         self.user.give(home)
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(home), **self.patroni_env}
+        if self.tls_etcd is not None:
+            # Patroni applies PATRONI_ETCD3_PASSWORD only alongside another
+            # PATRONI_ETCD3_* setting: the protocol (also in the file) is that one.
+            env["PATRONI_ETCD3_PROTOCOL"] = "https"
+            env["PATRONI_ETCD3_PASSWORD"] = self.tls_etcd.password(ETCD_PATRONI_USER)
         patroni = patroni_venv() / "bin" / "patroni"
         self.patroni[member] = procs.spawn(
             [str(patroni), str(config)], user=self.user, log=self._log(f"{member}-patroni"),
@@ -272,6 +318,8 @@ class NativeRuntime:
         procs.terminate(postgres, signal.SIGQUIT, 10)
         for member in self.layout.members:  # a postmaster Patroni started late
             procs.terminate(self.postgres(member), signal.SIGQUIT, 10)
+        if self.tls_etcd is not None:
+            self.tls_etcd.stop()  # by PID + start time, and reaps our child
         if self.etcd is not None:
             procs.terminate([self.etcd], signal.SIGTERM, 10)
         left = self.all_processes()
@@ -279,7 +327,7 @@ class NativeRuntime:
             raise ClusterError(f"processes survived the stop: {[p.pid for p in left]}")
         if not keep_data:
             shutil.rmtree(self.data_root, ignore_errors=True)
-            for name in ("state.json", "secrets.json"):
+            for name in ("state.json", "secrets.json", APP_CONFIG_NAME):
                 with contextlib.suppress(FileNotFoundError):
                     (self.state_dir / name).unlink()
             with contextlib.suppress(OSError):

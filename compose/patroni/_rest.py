@@ -1,5 +1,5 @@
-"""The network side of the cluster: Patroni's REST API, etcd's HTTP gateway and
-a one-query PostgreSQL probe through ``psql``.
+"""The network side of the cluster: Patroni's REST API and a one-query
+PostgreSQL probe through ``psql`` (etcd: :class:`compose.etcd.EtcdGateway`).
 
 Standard library only (plus the ``psql`` binary that ships with the server),
 so ``python -m compose.patroni`` runs with any Python 3.10+. Every call takes
@@ -9,7 +9,6 @@ passes; nothing here retries: the callers' wait loops do.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -45,28 +44,6 @@ def http_json(
         return status, json.loads(text)
     except ValueError:
         return status, text.strip()
-
-
-def etcd_healthy(client_port: int, timeout: float = 1.0) -> bool:
-    try:
-        status, body = http_json(f"http://127.0.0.1:{client_port}/health", timeout=timeout)
-    except OSError:
-        return False
-    return status == 200 and isinstance(body, dict) and body.get("health") == "true"
-
-
-def etcd_delete(client_port: int, key: str, timeout: float = 2.0) -> int:
-    """Delete ``key`` through etcd's v3 JSON gateway; returns how many were deleted."""
-    encoded = base64.b64encode(key.encode()).decode()
-    status, body = http_json(
-        f"http://127.0.0.1:{client_port}/v3/kv/deleterange",
-        method="POST",
-        payload={"key": encoded},
-        timeout=timeout,
-    )
-    if status != 200 or not isinstance(body, dict):
-        raise ClusterError(f"etcd refused to delete {key}: HTTP {status}")
-    return int(body.get("deleted", 0))
 
 
 def psql_value(

@@ -14,9 +14,12 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import yaml
 
 from compose.etcd import EtcdError, EtcdGateway, TlsEtcd
+from compose.patroni import Cluster, NativeRuntime
 from tests.support.etcd_tls import running_tls_etcd
+from tests.support.patroni import PatroniCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -103,3 +106,52 @@ def test_passwords_stay_out_of_argv_and_files_are_private(tls_etcd: TlsEtcd) -> 
     assert tls_etcd.client_cert("app").key.stat().st_mode & 0o077 == 0
     listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=10)
     assert tls_etcd.password("root") not in listing.stdout
+
+
+# --- Patroni on the TLS + auth etcd (the session cluster) ----------------------------
+def test_patroni_leads_through_the_tls_etcd_and_the_app_config_reads_it(
+    patroni_cluster: PatroniCluster,
+) -> None:
+    cluster = patroni_cluster.cluster
+    leader = patroni_cluster.leader()
+    assert cluster.etcd_url().startswith("https://127.0.0.1:")
+    assert cluster.dcs_gateway("app").get(cluster.layout.leader_key()) == leader.name
+    with pytest.raises(EtcdError) as anonymous:  # a certificate alone reads nothing
+        _tls_etcd(cluster).gateway(None).get(cluster.layout.leader_key())
+    assert anonymous.value.status == 403
+    path = patroni_cluster.app_config_path
+    assert path.stat().st_mode & 0o077 == 0
+    settings = yaml.safe_load(path.read_text())
+    etcd3 = settings["etcd3"]
+    assert (settings["scope"], etcd3["protocol"], etcd3["username"]) == (
+        cluster.layout.scope, "https", "app",
+    )  # fmt: skip
+    app = EtcdGateway(f"https://{etcd3['hosts']}", ca=Path(etcd3["cacert"]),
+                      cert=Path(etcd3["cert"]), key=Path(etcd3["key"]),
+                      username=etcd3["username"], password=etcd3["password"])  # fmt: skip
+    assert app.get(f"{settings['namespace'].rstrip('/')}/{settings['scope']}/leader") == leader.name
+    with pytest.raises(EtcdError) as refused:
+        app.put(cluster.layout.leader_key(), "intruder")
+    assert refused.value.status == 403
+
+
+def test_no_etcd_password_in_member_files_or_argv(patroni_cluster: PatroniCluster) -> None:
+    runtime = patroni_cluster.cluster.runtime
+    assert isinstance(runtime, NativeRuntime)
+    assert runtime.tls_etcd is not None
+    secrets = [runtime.tls_etcd.password(u) for u in ("root", "patroni", "app")]
+    for member in runtime.layout.members:
+        config = (runtime.member_dir(member) / "patroni.yml").read_text()
+        assert "protocol: https" in config
+        assert "username: patroni" in config
+        assert not any(s in config for s in secrets)
+        argv = Path(f"/proc/{runtime.patroni[member].pid}/cmdline").read_bytes().decode()
+        assert not any(s in argv for s in secrets)
+    assert not any(s in repr(patroni_cluster) + repr(runtime) for s in secrets)
+
+
+def _tls_etcd(cluster: Cluster) -> TlsEtcd:
+    runtime = cluster.runtime
+    assert isinstance(runtime, NativeRuntime)
+    assert runtime.tls_etcd is not None
+    return runtime.tls_etcd

@@ -286,6 +286,12 @@ def test_native_and_docker_configs_agree() -> None:
         assert _port(native["postgresql"]["listen"]) == layout.pg_port(member)
         assert _port(native["restapi"]["listen"]) == layout.rest_port(member)
         assert _port(native["etcd3"]["hosts"]) == _port(docker["etcd3"]["hosts"])
+        assert native["etcd3"]["protocol"] == docker["etcd3"]["protocol"] == "https"
+        assert native["etcd3"]["username"] == docker["etcd3"]["username"] == "patroni"
+        assert "password" not in native["etcd3"]
+        assert "password" not in docker["etcd3"]
+        for name in ("cacert", "cert", "key"):
+            assert Path(native["etcd3"][name]).name == Path(docker["etcd3"][name]).name
         assert native["postgresql"]["authentication"] == docker["postgresql"]["authentication"]
         auth = native["postgresql"]["authentication"]
         assert auth["superuser"] == {"username": SUPERUSER}
@@ -300,7 +306,12 @@ def test_compose_file_publishes_the_layout_on_loopback() -> None:
     layout = Layout()
     compose = _yaml((COMPOSE_DIR / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"etcd", *layout.members}
+    assert set(services) == {"etcd", "etcd-certs", "etcd-auth", *layout.members}
+    assert "--client-cert-auth" in services["etcd"]["command"]
+    assert (
+        f"--listen-client-urls=https://0.0.0.0:{layout.etcd_client_port}"
+        in (services["etcd"]["command"])
+    )
     assert (
         f"127.0.0.1:{layout.etcd_client_port}:{layout.etcd_client_port}"
         in (services["etcd"]["ports"])
@@ -313,8 +324,12 @@ def test_compose_file_publishes_the_layout_on_loopback() -> None:
             for port in (layout.pg_port(member), layout.rest_port(member))
         }
         assert set(service["ports"]) == expected
-        assert service["volumes"] == [f"./patroni/docker/{member}.yml:/etc/patroni/patroni.yml:ro"]
-        assert set(service["environment"]) == password_vars
+        assert service["volumes"] == [
+            f"./patroni/docker/{member}.yml:/etc/patroni/patroni.yml:ro",
+            "./.state/docker-etcd/pki:/etc/ctxdb-etcd/pki:ro",
+        ]
+        etcd_vars = {"PATRONI_ETCD3_PROTOCOL", "PATRONI_ETCD3_PASSWORD"}
+        assert set(service["environment"]) == password_vars | etcd_vars
         docker_config = _yaml((COMPOSE_DIR / "patroni" / "docker" / f"{member}.yml").read_text())
         assert docker_config["restapi"]["connect_address"].split(":")[0] == service["hostname"]
     assert (REPO / "compose" / "Dockerfile").read_text().count("patroni[etcd3]") == 1
@@ -332,3 +347,12 @@ def test_port_taken_sees_listeners_but_not_time_wait_leftovers() -> None:
         accepted.close()  # the server side closes first: its port enters TIME_WAIT
     listener.close()
     assert not port_taken(port)
+
+
+def test_plain_etcd_mode_renders_no_tls_settings() -> None:
+    plain = _yaml(
+        render_member(Layout(etcd_tls=False), "member1", "native", data_root="/x", bin_dir="/b")
+    )
+    assert plain["etcd3"] == {"hosts": f"127.0.0.1:{Layout().etcd_client_port}"}
+    tls = render_member(Layout(), "member1", "native", data_root="/x", bin_dir="/b")
+    assert "  # tls-only\n" not in tls

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -30,25 +30,29 @@ from tests.support.hostile_http import HostileHttp
 from tests.support.paths import REPO_ROOT
 from tests.support.patroni import PatroniCluster
 from tests.support.waiting import eventually
-from topology import ClusterResolver
+from topology import ClusterResolver, PatroniConfig
 from topology.pace import DcsPace
 from topology.trace import Counters, Event, FailureReported, PrimaryFound, ProbeStarted
 
 pytestmark = pytest.mark.cluster
 
 
-def etcd_url(patroni: PatroniCluster) -> str:
-    return f"http://127.0.0.1:{patroni.cluster.layout.etcd_client_port}"
-
-
 def etcd_call(patroni: PatroniCluster, path: str, body: dict[str, str]) -> Any:
-    """One call to the real etcd's JSON gateway (keys and values in base64)."""
+    """One call to the real etcd's JSON gateway (keys and values in base64), over TLS
+    as etcd user ``patroni`` (readwrite on the namespace)."""
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in body.items()}
-    request = urllib.request.Request(
-        etcd_url(patroni) + path, data=json.dumps(encoded).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.load(answer)
+    return patroni.cluster.dcs_gateway("patroni").call(path, encoded)
+
+
+def app_config(patroni: PatroniCluster, **changes: Any) -> PatroniConfig:
+    """The cluster's app-side Patroni YAML (etcd over TLS, read-only user ``app``);
+    ``scope``/``namespace`` replaced, ``etcd`` (one endpoint URL) too, when given."""
+    config = PatroniConfig.load(patroni.app_config_path)
+    etcd = changes.pop("etcd", None)
+    if etcd is not None:
+        assert config.etcd is not None
+        changes["etcd"] = dataclasses.replace(config.etcd, endpoints=(etcd,))
+    return dataclasses.replace(config, **changes)
 
 
 def member_json(host: str) -> str:
@@ -77,10 +81,13 @@ async def make_resolver(patroni_cluster: PatroniCluster) -> AsyncIterator[Any]:
     made: list[ClusterResolver] = []
 
     def make(**kwargs: Any) -> ClusterResolver:
+        if "rest" in kwargs:  # the REST API as the source, not etcd
+            source: dict[str, Any] = {}
+        else:
+            dcs = {k: kwargs.pop(k) for k in ("etcd", "scope", "namespace") if k in kwargs}
+            source = {"config": app_config(patroni_cluster, **dcs)}
         settings: dict[str, Any] = {
-            "etcd": etcd_url(patroni_cluster),
-            "scope": patroni_cluster.cluster.layout.scope,
-            "namespace": patroni_cluster.cluster.layout.namespace,
+            **source,
             "user": patroni_cluster.superuser,
             "password": patroni_cluster.password,
             "database": "postgres",
@@ -231,7 +238,7 @@ async def test_an_unreachable_dcs_falls_back_to_sql_and_back_while_writes_go_on(
     forwarder, port = etcd_forwarder
     counters = Counters()
     cluster = make_resolver(
-        etcd=f"http://127.0.0.1:{port}",
+        etcd=f"https://127.0.0.1:{port}",
         dcs_timeout=0.3,
         dcs_check_interval=0.3,
         interval=0.2,
