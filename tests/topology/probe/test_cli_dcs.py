@@ -1,0 +1,270 @@
+"""``python -m topology.probe`` with a DCS: Patroni's etcd beside what SQL says (issue 22, item 6).
+
+On the session's real Patroni + etcd cluster (tests/support/patroni.py):
+a healthy cluster agrees (exit 0, first line ``DCS AGREES``); a host given
+on the command line that the DCS does not list, and a scope of our own in
+the same etcd whose keys contradict the servers, disagree (exit 3, each
+finding in the text and in JSON); an etcd that refuses or never answers is
+reported per endpoint within its deadline (exit 4). Every run goes through
+:func:`tests.topology.probe.test_cli.run_cli`, which fails if a secret (the
+cluster's password, the DCS password) appears in stdout or stderr.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from compose.pg import BlackHole, free_port
+from tests.support.patroni import PatroniCluster
+from tests.topology.probe.test_cli import Run, clean_env, run_cli
+from topology.probe.args import UsageError, parse_args
+
+DCS_PASSWORD = "dcs-secret-" + uuid.uuid4().hex[:12]  # must never be printed
+TIMEOUT = "1"
+
+
+def etcd_url(patroni: PatroniCluster) -> str:
+    return f"http://127.0.0.1:{patroni.cluster.layout.etcd_client_port}"
+
+
+def dcs_env(patroni: PatroniCluster) -> dict[str, str]:
+    return clean_env(
+        PGUSER=patroni.superuser, PGPASSWORD=patroni.password, TOPOLOGY_DCS_PASSWORD=DCS_PASSWORD
+    )
+
+
+def run_dcs(patroni: PatroniCluster, *args: str, scope: str | None = None) -> Run:
+    """The CLI on the cluster's etcd (its own scope unless ``scope``); secrets checked."""
+    layout = patroni.cluster.layout
+    where = ["--etcd", etcd_url(patroni), "--scope", scope or layout.scope]
+    if scope is None:
+        where += ["--namespace", layout.namespace]
+    return run_cli(
+        *where, "--timeout", TIMEOUT, *args,
+        env=dcs_env(patroni), secrets=[patroni.password, DCS_PASSWORD],
+    )  # fmt: skip
+
+
+def first_line(run: Run) -> str:
+    return run.out.splitlines()[0] if run.out else ""
+
+
+def dcs_doc(run: Run) -> dict[str, Any]:
+    doc = json.loads(run.out)
+    assert doc["exit_code"] == run.code
+    dcs = doc["dcs"]
+    assert set(dcs) == {
+        "source", "error", "agrees", "exit_code", "leader", "leader_host", "revision",
+        "members", "unlisted", "findings", "summary",
+    }  # fmt: skip
+    for member in dcs["members"]:
+        assert set(member) == {
+            "name", "host", "role", "state", "leader", "sql_role", "agrees", "note",
+        }  # fmt: skip
+    return doc  # type: ignore[no-any-return]
+
+
+def kinds(doc: dict[str, Any]) -> dict[str, str | None]:
+    return {f["kind"]: f["host"] for f in doc["dcs"]["findings"]}
+
+
+# --- on the real Patroni cluster -------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_a_healthy_cluster_agrees_with_its_dcs(
+    patroni_cluster: PatroniCluster, driver: str
+) -> None:
+    leader = f"127.0.0.1:{patroni_cluster.leader().port}"
+    text = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--driver", driver)
+    assert text.code == 0, text.out + text.err
+    assert first_line(text).startswith("DCS AGREES: leader "), text.out
+    assert f"({leader}) is the writable host; 3/3 members agree" in first_line(text)
+    assert text.err == ""
+
+    doc = dcs_doc(
+        run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", "--driver", driver)
+    )
+    dcs = doc["dcs"]
+    assert (dcs["agrees"], dcs["error"], dcs["findings"], dcs["unlisted"]) == (True, None, [], [])
+    assert dcs["leader_host"] == leader == doc["primary"]
+    assert sorted(m["host"] for m in dcs["members"]) == sorted(patroni_cluster.hosts)
+    assert all(m["agrees"] and m["sql_role"] in ("primary", "replica") for m in dcs["members"])
+    assert sorted(h["host"] for h in doc["hosts"]) == sorted(patroni_cluster.hosts)
+
+
+@pytest.mark.cluster
+def test_a_host_the_dcs_does_not_list_is_a_disagreement(patroni_cluster: PatroniCluster) -> None:
+    """Members trusted by being given on the command line, plus one the DCS does not list."""
+    stray = f"127.0.0.1:{free_port()}"
+    run = run_dcs(patroni_cluster, *patroni_cluster.hosts, stray, "--json")
+    assert run.code == 3, run.out + run.err
+    doc = dcs_doc(run)
+    assert kinds(doc) == {"not_in_dcs": stray}
+    assert doc["dcs"]["unlisted"] == [stray]
+    assert doc["dcs"]["agrees"] is False
+    assert doc["status"] == "degraded"  # SQL's own verdict is unchanged: one host down
+
+    text = run_dcs(patroni_cluster, *patroni_cluster.hosts, stray)
+    assert text.code == 3
+    assert first_line(text).startswith(
+        f"DCS DISAGREES: {stray} is probed but the DCS does not list"
+    )
+
+
+def etcd_put(patroni: PatroniCluster, key: str, value: str) -> None:
+    body = {
+        k: base64.b64encode(v.encode()).decode() for k, v in {"key": key, "value": value}.items()
+    }
+    request = urllib.request.Request(
+        etcd_url(patroni) + "/v3/kv/put", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        answer.read()
+
+
+@pytest.fixture
+def own_scope(patroni_cluster: PatroniCluster) -> Iterator[str]:
+    """A scope of our own in the real etcd (``/service/<scope>/``), removed afterwards."""
+    scope = f"cli{uuid.uuid4().hex[:8]}"
+    yield scope
+    prefix = f"/service/{scope}/"
+    body = {"key": prefix, "range_end": prefix[:-1] + "0"}
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in body.items()}
+    request = urllib.request.Request(
+        etcd_url(patroni_cluster) + "/v3/kv/deleterange",
+        data=json.dumps(encoded).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        answer.read()
+
+
+def put_member(patroni: PatroniCluster, scope: str, name: str, host: str, role: str) -> None:
+    value = {"conn_url": f"postgres://{host}/postgres", "role": role, "state": "running"}
+    etcd_put(patroni, f"/service/{scope}/members/{name}", json.dumps(value))
+
+
+@pytest.mark.cluster
+def test_a_dcs_that_contradicts_the_servers_disagrees(
+    patroni_cluster: PatroniCluster, own_scope: str
+) -> None:
+    """Leader key on a replica, a primary listed as replica, a dead member, an untrusted one."""
+    primary = f"127.0.0.1:{patroni_cluster.leader().port}"
+    replica = f"127.0.0.1:{patroni_cluster.replicas()[0].port}"
+    dead = f"127.0.0.1:{free_port()}"
+    foreign = "10.255.255.1:5432"  # outside --dcs-allow: never receives the credentials
+    put_member(patroni_cluster, own_scope, "m1", primary, "replica")
+    put_member(patroni_cluster, own_scope, "m2", replica, "primary")
+    put_member(patroni_cluster, own_scope, "m3", dead, "replica")
+    put_member(patroni_cluster, own_scope, "m4", foreign, "replica")
+
+    no_leader = dcs_doc(
+        run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope)
+    )
+    assert no_leader["exit_code"] == 3
+    assert "no_leader" in kinds(no_leader)
+
+    etcd_put(patroni_cluster, f"/service/{own_scope}/leader", "m2")
+    run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope)
+    assert run.code == 3, run.out + run.err
+    doc = dcs_doc(run)
+    assert kinds(doc) == {
+        "leader_not_writable": replica,
+        "role_differs": primary,
+        "member_unreachable": dead,
+        "not_trusted": foreign,
+    }
+    assert foreign not in [h["host"] for h in doc["hosts"]]  # never probed
+    by_name = {m["name"]: m for m in doc["dcs"]["members"]}
+    assert (by_name["m2"]["leader"], by_name["m2"]["agrees"]) == (True, False)
+    assert (by_name["m4"]["sql_role"], by_name["m4"]["agrees"]) == (None, None)
+    assert doc["primary"] == primary  # SQL is the proof; the DCS only disagrees
+
+    text = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", scope=own_scope)
+    assert text.code == 3
+    line = first_line(text)
+    assert line.startswith(f"DCS DISAGREES: DCS leader m2 ({replica}) is not writable"), line
+    assert f"SQL finds {primary} writable" in line
+    assert "member m3" in line
+    assert "cannot reach" in line
+
+
+# --- without a database ------------------------------------------------------------------
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHole]:
+    hole = BlackHole().start()
+    try:
+        yield hole
+    finally:
+        hole.stop()
+
+
+def test_an_unreachable_dcs_is_reported_per_endpoint_within_its_deadline(
+    black_hole: BlackHole,
+) -> None:
+    refused = f"127.0.0.1:{free_port()}"
+    endpoints = f"http://{refused},http://{black_hole.host}"
+    env = clean_env(PGPASSWORD="pg-secret-x1", TOPOLOGY_DCS_PASSWORD=DCS_PASSWORD)
+    secrets = ["pg-secret-x1", DCS_PASSWORD]
+    args = ("--etcd", endpoints, "--scope", "demo", "--dcs-allow", "127.0.0.1", "--timeout", "1")
+    run = run_cli(*args, env=env, secrets=secrets)
+    assert run.code == 4, run.out + run.err
+    line = first_line(run)
+    assert line.startswith("DCS UNREACHABLE: "), run.out
+    assert f"{refused}: connection refused" in line
+    assert f"{black_hole.host}: timed out" in line
+    # Two endpoints, one timeout each, plus the interpreter: a bound, not a speed claim.
+    assert run.elapsed < 2 * 1.0 + 1.0 + 6.0
+
+    doc = json.loads(run_cli(*args, "--json", env=env, secrets=secrets).out)
+    assert doc["exit_code"] == 4
+    assert doc["dcs"]["agrees"] is None
+    assert doc["dcs"]["members"] == []
+    assert [f["kind"] for f in doc["dcs"]["findings"]] == ["dcs_unreachable"]
+    assert f"{refused}: connection refused" in doc["dcs"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--etcd", "http://h:2379"], "--scope"),
+        (["--etcd", "http://h:2379", "--rest", "http://h:8008"], "one DCS"),
+        (["--scope", "demo"], "need a DCS"),
+        (["--rest", "http://h:8008", "--watch"], "single run"),
+        (["--etcd", "http://h:2379", "--scope", "s", "--dcs-cert", "c.pem"], "go together"),
+    ],
+)
+def test_dcs_usage_errors(argv: list[str], words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        parse_args(argv)
+
+
+def test_a_dcs_without_a_trust_rule_is_a_usage_error() -> None:
+    """No host given, no --dcs-allow, no verify-full: nobody said who may get the password."""
+    env = clean_env(PGPASSWORD="pg-secret-x2", TOPOLOGY_DCS_PASSWORD=DCS_PASSWORD)
+    run = run_cli(
+        "--etcd", f"http://127.0.0.1:{free_port()}", "--scope", "demo",
+        env=env, secrets=["pg-secret-x2", DCS_PASSWORD],
+    )  # fmt: skip
+    assert run.code == 64, run.err
+    assert "dcs_allow" in run.err
+    assert run.out == ""
+
+
+def test_help_documents_the_dcs_exit_codes() -> None:
+    run = run_cli("--help", env=clean_env(), secrets=[])
+    assert run.code == 0
+    assert "  3   with a DCS" in run.out
+    assert "  4   with a DCS" in run.out
+    assert "TOPOLOGY_DCS_PASSWORD" in run.out
