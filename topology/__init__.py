@@ -34,6 +34,7 @@ from topology.hosts import (
     parse_hosts,
     parse_url,
 )
+from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.picker import ReplicaPicker, Strategy
 from topology.prober import HostProber, probe_once
 from topology.result import ProbeResult
@@ -46,12 +47,14 @@ __all__ = [
     "ClusterStats",
     "ConfigurationError",
     "ConnectOptions",
+    "EtcdConfig",
     "HostAddress",
     "HostProber",
     "HostState",
     "MasterResolver",
     "NoPrimaryError",
     "NoReplicaError",
+    "PatroniConfig",
     "ProbeDriver",
     "ProbeError",
     "ProbeResult",
@@ -59,10 +62,12 @@ __all__ = [
     "ReplicaPicker",
     "ReplicaResolver",
     "ResolverClosedError",
+    "RestConfig",
     "Role",
     "Snapshot",
     "Strategy",
     "TaskHealth",
+    "TlsFiles",
     "TopologyError",
     "build_snapshot",
     "classify",

@@ -56,6 +56,7 @@ from topology._http import (
 )
 from topology._within import within
 from topology.errors import ConfigurationError
+from topology.patroni_config import EtcdConfig
 
 __all__ = ["EtcdEvent", "EtcdGateway", "parse_endpoints", "prefix_end", "redacted"]
 
@@ -198,11 +199,15 @@ class EtcdGateway:
 
     def __init__(
         self,
-        endpoints: str | Sequence[str],
+        endpoints: str | Sequence[str] | EtcdConfig,
         *,
         timeout: float = 1.0,
         limits: HttpLimits | None = None,
     ) -> None:
+        if isinstance(endpoints, EtcdConfig):
+            if endpoints.username:
+                raise ConfigurationError("etcd authentication is not supported yet")
+            endpoints = endpoints.endpoints
         self.endpoints = Endpoints(parse_endpoints(endpoints))
         self.timeout = float(timeout)
         self.limits = limits or HttpLimits()

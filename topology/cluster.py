@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -54,6 +55,7 @@ from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.pace import Pace
+from topology.patroni_config import PatroniConfig
 from topology.picker import ReplicaPicker, Strategy
 from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
@@ -249,9 +251,10 @@ class ClusterResolver(Running):
     def from_patroni(
         cls,
         *,
+        config: str | os.PathLike[str] | PatroniConfig | None = None,
         etcd: str | Sequence[str] | None = None,
         scope: str | None = None,
-        namespace: str = "/service",
+        namespace: str | None = None,
         rest: str | Sequence[str] | None = None,
         hosts: str | Iterable[str | HostAddress] = (),
         dcs_allow: str | Iterable[str] | None = None,
@@ -261,11 +264,18 @@ class ClusterResolver(Running):
     ) -> ClusterResolver:
         """Follow a Patroni cluster through its DCS (see :mod:`topology.patroni`).
 
-        Either ``etcd`` (its v3 endpoints, ``"http://h1:2379,http://h2:2379"``)
-        with Patroni's ``scope`` and ``namespace``, or ``rest`` (members' REST
-        API endpoints, ``"http://h1:8008,..."``, polled every
+        ``config``: a Patroni YAML file's path, or a
+        :class:`topology.patroni_config.PatroniConfig`; everything DCS-related
+        (scope, namespace, etcd endpoints, TLS files, credentials, or the REST
+        API) then comes from it, and ``etcd``/``scope``/``namespace``/``rest``
+        must not be given. Otherwise either ``etcd`` (its v3 endpoints,
+        ``"http://h1:2379,http://h2:2379"``) with Patroni's ``scope`` and
+        ``namespace`` (default ``/service``), or ``rest`` (members' REST API
+        endpoints, ``"http://h1:8008,..."``, polled every
         ``dcs_check_interval`` s). ``hosts``: static hosts probed besides the
-        members the DCS lists. ``kwargs``: the constructor's.
+        members the DCS lists. ``kwargs``: the constructor's. Needs the
+        ``[patroni]`` extra (httpx; PyYAML for a file): ConfigurationError
+        naming it otherwise.
 
         What the DCS is trusted with: the members it names receive the
         credentials only if trusted. Choose one (else ``ConfigurationError``):
@@ -275,12 +285,22 @@ class ClusterResolver(Running):
         proves its name with a certificate). A member outside is never
         probed: it is logged once at WARNING and kept out of the view.
         """
-        from topology.patroni import patroni_watch
+        from topology.patroni import patroni_watch, watch_from_config
 
-        watch = patroni_watch(
-            etcd=etcd, scope=scope, namespace=namespace, rest=rest,
-            timeout=dcs_timeout, check_interval=dcs_check_interval,
-        )  # fmt: skip
+        if config is not None:
+            if etcd is not None or scope is not None or namespace is not None or rest is not None:
+                raise ConfigurationError(
+                    "from_patroni: give either config= or etcd=/scope=/namespace=/rest=, not both"
+                )
+            loaded = config if isinstance(config, PatroniConfig) else PatroniConfig.load(config)
+            watch = watch_from_config(
+                loaded, timeout=dcs_timeout, check_interval=dcs_check_interval
+            )
+        else:
+            watch = patroni_watch(
+                etcd=etcd, scope=scope, namespace=namespace or "/service", rest=rest,
+                timeout=dcs_timeout, check_interval=dcs_check_interval,
+            )  # fmt: skip
         return cls(hosts, dcs=watch, dcs_allow=dcs_allow, **kwargs)
 
     @classmethod

@@ -53,6 +53,7 @@ from topology._http import BadAnswer, Endpoints, HttpError, HttpLimits, Unreacha
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
+from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig
 
 __all__ = [
     "REST_LIMITS",
@@ -62,6 +63,7 @@ __all__ = [
     "member_from_json",
     "patroni_watch",
     "view_from_cluster",
+    "watch_from_config",
 ]
 
 log = logging.getLogger("topology")
@@ -99,7 +101,7 @@ class PatroniEtcd:
 
     def __init__(
         self,
-        etcd: str | Sequence[str],
+        etcd: str | Sequence[str] | EtcdConfig,
         scope: str,
         *,
         namespace: str = "/service",
@@ -264,7 +266,7 @@ class PatroniRest:
 
     def __init__(
         self,
-        urls: str | Sequence[str],
+        urls: str | Sequence[str] | RestConfig,
         *,
         timeout: float = 1.0,
         interval: float = 1.0,
@@ -272,6 +274,8 @@ class PatroniRest:
     ) -> None:
         if timeout <= 0 or interval <= 0:
             raise ConfigurationError("timeout and interval must be positive")
+        if isinstance(urls, RestConfig):
+            urls = urls.endpoints
         self.endpoints = Endpoints(parse_endpoints(urls, default_port=8008, what="Patroni REST"))
         self.limits = limits or REST_LIMITS
         self.timeout = float(timeout)
@@ -355,3 +359,19 @@ def patroni_watch(
         )
     assert rest is not None
     return PatroniRest(rest, timeout=timeout, interval=check_interval)
+
+
+def watch_from_config(
+    config: PatroniConfig, *, timeout: float = 1.0, check_interval: float = 3.0
+) -> PatroniEtcd | PatroniRest:
+    """The watch a :class:`PatroniConfig` describes: etcd when it has one, else the REST API."""
+    if config.etcd is not None:
+        return PatroniEtcd(
+            config.etcd,
+            config.scope,
+            namespace=config.namespace,
+            timeout=timeout,
+            check_interval=check_interval,
+        )
+    assert config.rest is not None  # PatroniConfig refuses neither
+    return PatroniRest(config.rest, timeout=timeout, interval=check_interval)

@@ -122,6 +122,4 @@ async def test_spare_blueprints_follow_the_candidates(
     assert max(held) <= 3  # the target's and the spares' engines, not one per host ever seen
     # Spares to hosts no longer candidates are closed (the last one just now,
     # in a disposal task: the server sees its connection go a moment later).
-    await eventually(
-        lambda: not any(backends(table, f"bp-spare-{n}-{driver}") for n in range(19))
-    )
+    await eventually(lambda: not any(backends(table, f"bp-spare-{n}-{driver}") for n in range(19)))
