@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from topology.dcs import DcsView, DcsWatch
 from topology.errors import ConfigurationError
-from topology.patroni import patroni_watch
+from topology.patroni import watch_from_config
+from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.probe.args import DcsArgs
 
 __all__ = ["PASSWORD_ENV", "DcsReading", "DcsSource", "build_watch", "read_deadline", "read_once"]
@@ -53,30 +54,57 @@ class DcsReading:
     error: str | None = None
 
 
-def _count(urls: str) -> int:
-    return max(1, len([item for item in urls.split(",") if item.strip()]))
+def _split(urls: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in urls.split(",") if item.strip())
+
+
+def _tls(dcs: DcsArgs, base: TlsFiles) -> TlsFiles:
+    """The YAML's TLS files, each replaced by its command-line option when given."""
+    return TlsFiles(dcs.cacert or base.cacert, dcs.cert or base.cert, dcs.key or base.key)
+
+
+def _etcd(dcs: DcsArgs, base: EtcdConfig, password: str | None) -> EtcdConfig:
+    user = dcs.user or base.username
+    if dcs.user and not (password or base.password):
+        raise ConfigurationError(f"--dcs-user needs the password in ${PASSWORD_ENV}")
+    secret = (password or base.password) if user else None
+    return EtcdConfig(base.endpoints, _tls(dcs, base.tls), user, secret)
+
+
+def _config(dcs: DcsArgs, password: str | None) -> PatroniConfig:
+    """The DCS settings: the YAML's (``--patroni-config``) or the options', options winning."""
+    if dcs.config is not None:
+        loaded = PatroniConfig.load(dcs.config)
+        scope = dcs.scope or loaded.scope
+        namespace = dcs.namespace or loaded.namespace
+        if loaded.etcd is not None:
+            return PatroniConfig(scope, namespace, etcd=_etcd(dcs, loaded.etcd, password))
+        assert loaded.rest is not None  # PatroniConfig refuses neither
+        rest = RestConfig(loaded.rest.endpoints, _tls(dcs, loaded.rest.tls))
+        return PatroniConfig(scope, namespace, rest=rest)
+    if dcs.etcd is not None:
+        assert dcs.scope is not None  # parse_args requires it
+        etcd = _etcd(dcs, EtcdConfig(_split(dcs.etcd)), password)
+        return PatroniConfig(dcs.scope, dcs.namespace or "/service", etcd=etcd)
+    assert dcs.rest is not None
+    # The REST API needs no scope: every member answers for its own cluster.
+    return PatroniConfig("-", rest=RestConfig(_split(dcs.rest), _tls(dcs, TlsFiles())))
 
 
 def build_watch(dcs: DcsArgs, env: Mapping[str, str], timeout: float) -> DcsSource:
     """The watch ``dcs`` describes, each call bounded by ``timeout`` per endpoint.
 
-    Raises :class:`ConfigurationError` (no secret in it) for a bad setting.
+    Raises :class:`ConfigurationError` (no secret in it) for a bad setting or
+    an unusable Patroni YAML.
     """
-    password = env.get(PASSWORD_ENV) or None
-    secrets = (password,) if password else ()
-    if dcs.config is not None:
-        raise ConfigurationError("--patroni-config needs topology.patroni_config")
-    if dcs.cacert or dcs.cert or dcs.user:
-        raise ConfigurationError("TLS and authentication to the DCS need topology.patroni_config")
-    if dcs.etcd is not None:
-        watch = patroni_watch(
-            etcd=dcs.etcd, scope=dcs.scope, namespace=dcs.namespace or "/service",
-            timeout=timeout, check_interval=_NEVER,
-        )  # fmt: skip
-        return DcsSource(watch, _count(dcs.etcd), secrets)
-    assert dcs.rest is not None
-    watch = patroni_watch(rest=dcs.rest, timeout=timeout, check_interval=_NEVER)
-    return DcsSource(watch, _count(dcs.rest), secrets)
+    config = _config(dcs, env.get(PASSWORD_ENV) or None)
+    secrets = tuple(
+        secret for secret in (env.get(PASSWORD_ENV), config.etcd and config.etcd.password) if secret
+    )
+    watch = watch_from_config(config, timeout=timeout, check_interval=_NEVER)
+    place = config.etcd or config.rest
+    assert place is not None
+    return DcsSource(watch, max(1, len(place.endpoints)), secrets)
 
 
 def read_deadline(source: DcsSource, timeout: float) -> float:

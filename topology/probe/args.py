@@ -252,8 +252,8 @@ def _dcs_args(ns: argparse.Namespace) -> DcsArgs | None:
         raise UsageError("--etcd needs Patroni's --scope")
     if dcs.rest is not None and (dcs.scope or dcs.namespace or dcs.user):
         raise UsageError("--rest takes no --scope, --namespace or --dcs-user")
-    if (dcs.cert is None) != (dcs.key is None):
-        raise UsageError("--dcs-cert and --dcs-key go together")
+    if dcs.key is not None and dcs.cert is None and dcs.config is None:
+        raise UsageError("--dcs-key needs its --dcs-cert")
     return dcs
 
 

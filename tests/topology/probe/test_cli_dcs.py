@@ -242,7 +242,7 @@ def test_an_unreachable_dcs_is_reported_per_endpoint_within_its_deadline(
         (["--etcd", "http://h:2379", "--rest", "http://h:8008"], "one DCS"),
         (["--scope", "demo"], "need a DCS"),
         (["--rest", "http://h:8008", "--watch"], "single run"),
-        (["--etcd", "http://h:2379", "--scope", "s", "--dcs-cert", "c.pem"], "go together"),
+        (["--etcd", "http://h:2379", "--scope", "s", "--dcs-key", "k.pem"], "needs its --dcs-cert"),
     ],
 )
 def test_dcs_usage_errors(argv: list[str], words: str) -> None:
