@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from topology._dcs_trust import DcsTrust, dcs_trust
+from topology.errors import ConfigurationError
 from topology.hosts import parse_host
 from topology.probe._agree import Agreement, compare
 from topology.probe._dcs_read import DcsSource, build_watch, read_deadline, read_once
@@ -54,7 +55,16 @@ def plan_dcs(args: Arguments, env: Mapping[str, str], warn: Callable[[str], None
         args.hosts, args.url, env, user=args.user, database=args.dbname, warn=warn,
         default_hosts=False,
     )  # fmt: skip
-    trust = dcs_trust(given.hosts, args.dcs.allow, given.common)
+    try:
+        trust = dcs_trust(given.hosts, args.dcs.allow, given.common)
+    except ConfigurationError as exc:
+        if args.dcs.allow is not None:
+            raise  # a bad --dcs-allow entry: its own words
+        raise ConfigurationError(
+            "the DCS names the hosts that receive your credentials: say which to trust, "
+            'with HOST arguments, --dcs-allow (names and/or CIDR networks; "*" trusts '
+            "whatever the DCS names), or PGSSLMODE=verify-full"
+        ) from None
     return DcsPlan(build_watch(args.dcs, env, args.timeout), trust, given)
 
 

@@ -17,6 +17,7 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,7 +259,7 @@ def test_a_dcs_without_a_trust_rule_is_a_usage_error() -> None:
         env=env, secrets=["pg-secret-x2", DCS_PASSWORD],
     )  # fmt: skip
     assert run.code == 64, run.err
-    assert "dcs_allow" in run.err
+    assert "--dcs-allow" in run.err
     assert run.out == ""
 
 
@@ -268,3 +269,49 @@ def test_help_documents_the_dcs_exit_codes() -> None:
     assert "  3   with a DCS" in run.out
     assert "  4   with a DCS" in run.out
     assert "TOPOLOGY_DCS_PASSWORD" in run.out
+
+
+@pytest.mark.cluster
+def test_a_patroni_yaml_names_the_dcs(patroni_cluster: PatroniCluster, tmp_path: Path) -> None:
+    """``--patroni-config``: scope, namespace and etcd3 hosts from the YAML Patroni reads."""
+    layout = patroni_cluster.cluster.layout
+    config = tmp_path / "patroni.yml"
+    config.write_text(
+        f"scope: {layout.scope}\nnamespace: {layout.namespace}\n"
+        f"etcd3:\n  protocol: http\n  hosts:\n  - 127.0.0.1:{layout.etcd_client_port}\n"
+    )
+    run = run_cli(
+        "--patroni-config", str(config), "--dcs-allow", "127.0.0.1/32", "--json",
+        env=dcs_env(patroni_cluster), secrets=[patroni_cluster.password, DCS_PASSWORD],
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    doc = dcs_doc(run)
+    assert doc["dcs"]["agrees"] is True
+    assert f"Patroni scope '{layout.scope}'" in doc["dcs"]["source"]
+    assert sorted(m["host"] for m in doc["dcs"]["members"]) == sorted(patroni_cluster.hosts)
+
+
+def test_the_dcs_password_is_never_printed(tmp_path: Path, black_hole: BlackHole) -> None:
+    """From the environment or the YAML, whatever happens to the run, it is scrubbed."""
+    secret = "yaml-pw-" + uuid.uuid4().hex[:10]
+    config = tmp_path / "patroni.yml"
+    config.write_text(
+        f"scope: demo\netcd3:\n  hosts: 127.0.0.1:{black_hole.port}\n"
+        f"  username: app\n  password: {secret}\n"
+    )
+    env = clean_env(PGPASSWORD="pg-secret-x3", TOPOLOGY_DCS_PASSWORD=DCS_PASSWORD)
+    secrets = ["pg-secret-x3", DCS_PASSWORD, secret]
+    runs = [
+        ["--patroni-config", str(config), "--dcs-allow", "*"],
+        ["--patroni-config", str(config), "--dcs-allow", "*", "--json"],
+        ["--etcd", f"http://{black_hole.host}", "--scope", "s", "--dcs-user", "app",
+         "--dcs-allow", "*"],
+    ]  # fmt: skip
+    for args in runs:
+        run = run_cli(*args, "--timeout", "0.5", env=env, secrets=secrets)
+        # The DCS was tried with the credentials (unreachable), or they were refused by name.
+        tried = run.code == 4 and "DCS UNREACHABLE" in run.out
+        assert tried or (run.code == 64 and "authentication" in run.err), run.out + run.err
+    bad = run_cli(*runs[0], "--dcs-user", "x", "--bogus", env=env, secrets=secrets)
+    assert bad.code == 64
+    assert "--bogus" in bad.err
