@@ -57,7 +57,7 @@ def plan_dcs(args: Arguments, env: Mapping[str, str], warn: Callable[[str], None
     )  # fmt: skip
     try:
         trust = dcs_trust(given.hosts, args.dcs.allow, given.common)
-    except ConfigurationError as exc:
+    except ConfigurationError:
         if args.dcs.allow is not None:
             raise  # a bad --dcs-allow entry: its own words
         raise ConfigurationError(

@@ -36,7 +36,8 @@ EPILOG = """\
 hosts:
   name, name:port, IPv4[:port], [IPv6]:port, or one libpq URL such as
   postgresql://user@h1,h2:5433/db?sslmode=require (also given with --url).
-  Without hosts: PGHOST / PGPORT (libpq lists), else localhost.
+  Without hosts: PGHOST / PGPORT (libpq lists), else localhost (with a DCS:
+  only the members it lists).
   User and database: -U / -d, the URL, PGUSER / PGDATABASE, else the OS user.
   Password: the URL, else PGPASSWORD, else the password file (PGPASSFILE or
   ~/.pgpass, mode 0600, matched per host as libpq does). It is never printed.
@@ -52,9 +53,9 @@ exit status:
       disagree (its leader is not the writable host, a member's role differs,
       a member SQL cannot reach, a probed host it does not list, no leader)
   4   with a DCS: the DCS could not be read (the reason per endpoint is shown)
-  Precedence: 2, then 3 or 4, then 1.
   64  usage error (bad argument, host or URL)
   70  internal error
+  With a DCS, 2 comes first, then 3 or 4, then 1.
   With --watch, Ctrl-C (or SIGTERM) ends the watch with status 0.
   With --check-grants: 0 the login holds every grant the probe uses, 1 only
   optional ones are missing, 2 a required one is missing or a host could not
