@@ -14,7 +14,8 @@ each disagreement as a :class:`Finding`:
 * ``not_in_dcs``: a host probed (given on the command line) that the DCS
   does not list;
 * ``not_trusted``: a member outside the trust rule (``--dcs-allow``), so not
-  probed with the credentials: the DCS names a host you did not expect.
+  probed with the credentials: the DCS names a host you did not expect;
+* ``not_probed``: a trusted member beyond the first :data:`MAX_PROBED`.
 
 The SQL probe stays the proof, as in the resolver: a finding says the two
 differ, never which is right. Pure functions, no I/O. Text that the DCS
@@ -34,6 +35,7 @@ from topology.snapshot import HostState, Role, Snapshot
 __all__ = [
     "EXIT_DCS_UNREACHABLE",
     "EXIT_DISAGREE",
+    "MAX_PROBED",
     "Agreement",
     "Finding",
     "MemberCheck",
@@ -41,6 +43,8 @@ __all__ = [
     "safe",
 ]
 
+MAX_PROBED = 64
+"""Members probed at most: how many the DCS lists is not ours to choose."""
 EXIT_DISAGREE = 3
 EXIT_DCS_UNREACHABLE = 4
 _PRIMARY_ROLES = frozenset({"leader", "primary", "master"})
@@ -117,15 +121,23 @@ def _expected(role: str) -> Role | None:
     return None  # a role we do not know: only up / down is compared
 
 
+def _unprobed(member: DcsMember, leader: bool, trusted: bool) -> tuple[MemberCheck, Finding]:
+    where = f"member {safe(member.name)} ({member.host})"
+    if trusted:  # beyond the cap on members probed: a store listing thousands
+        text = f"{where} is not probed: the DCS lists more than {MAX_PROBED} members"
+        return MemberCheck(member, leader, None, None, "not probed"), Finding(
+            "not_probed", text, member.host
+        )
+    text = f"{where} is outside the trusted hosts (--dcs-allow): not probed"
+    return MemberCheck(member, leader, None, None, "not trusted"), Finding(
+        "not_trusted", text, member.host
+    )
+
+
 def _check_member(
-    member: DcsMember, state: HostState | None, leader: bool
+    member: DcsMember, state: HostState, leader: bool
 ) -> tuple[MemberCheck, Finding | None]:
     where = f"member {safe(member.name)} ({member.host})"
-    if state is None:
-        text = f"{where} is outside the trusted hosts (--dcs-allow): not probed"
-        return MemberCheck(member, leader, None, None, "not trusted"), Finding(
-            "not_trusted", text, member.host
-        )
     if not state.up:
         running = member.state.lower() in _RUNNING_STATES
         note = f"DCS: {safe(member.state) or 'listed'}, SQL: {_sql_words(state)}"
@@ -176,7 +188,11 @@ def _members(
     for member in view.members:
         is_leader = member.name == view.leader
         state = states.get(member.host) if trusted(member.host) else None
-        check, finding = _check_member(member, state, is_leader)
+        finding: Finding | None
+        if state is None:
+            check, finding = _unprobed(member, is_leader, trusted(member.host))
+        else:
+            check, finding = _check_member(member, state, is_leader)
         if is_leader and leader is not None and state is not None:
             # The leader finding already says what SQL thinks of this host.
             check = MemberCheck(member, True, check.sql_role, False, check.note or "not writable")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from topology._dcs_trust import DcsTrust, dcs_trust
 from topology.errors import ConfigurationError
 from topology.hosts import parse_host
-from topology.probe._agree import Agreement, compare
+from topology.probe._agree import MAX_PROBED, Agreement, compare
 from topology.probe._dcs_read import DcsSource, build_watch, read_deadline, read_once
 from topology.probe._dcs_render import dcs_json, headline, member_table
 from topology.probe._render import Verdict, document, judge, summary, table
@@ -91,7 +91,8 @@ async def run_dcs(args: Arguments, env: Mapping[str, str], plan: DcsPlan, output
     """Read the DCS once, probe, print the agreement first; the exit status."""
     reading = await read_once(plan.source.watch, read_deadline(plan.source, args.timeout))
     members = () if reading.view is None else reading.view.members
-    extra = [parse_host(m.host) for m in members if plan.trust.trusts(m.host)]
+    trusted = [m.host for m in members if plan.trust.trusts(m.host)]
+    extra = [parse_host(host) for host in dict.fromkeys(trusted)][:MAX_PROBED]
     target = resolve_target(
         args.hosts, args.url, env, user=args.user, database=args.dbname,
         warn=output.error, extra=extra, default_hosts=False,
@@ -104,8 +105,9 @@ async def run_dcs(args: Arguments, env: Mapping[str, str], plan: DcsPlan, output
     if args.json:
         doc = document(snapshot, verdict, args.lag, at=time.time())
         doc["exit_code"] = status
-        doc["dcs"] = dcs_json(agreement)
-        output.line(json.dumps(doc, indent=2))
+        # Right after the exit status: the first thing a reader of the document meets.
+        head = {key: doc.pop(key) for key in ("schema", "time", "status", "exit_code")}
+        output.line(json.dumps({**head, "dcs": dcs_json(agreement), **doc}, indent=2))
         return status
     output.line(headline(agreement))
     if reading.view is not None:

@@ -25,6 +25,7 @@ import pytest
 from compose.pg import BlackHole, free_port
 from tests.support.patroni import PatroniCluster
 from tests.topology.probe.test_cli import Run, clean_env, run_cli
+from topology.probe._agree import MAX_PROBED
 from topology.probe.args import UsageError, parse_args
 
 DCS_PASSWORD = "dcs-secret-" + uuid.uuid4().hex[:12]  # must never be printed
@@ -315,3 +316,20 @@ def test_the_dcs_password_is_never_printed(tmp_path: Path, black_hole: BlackHole
     bad = run_cli(*runs[0], "--dcs-user", "x", "--bogus", env=env, secrets=secrets)
     assert bad.code == 64
     assert "--bogus" in bad.err
+
+
+@pytest.mark.cluster
+def test_a_dcs_listing_many_members_gets_a_bounded_probe(
+    patroni_cluster: PatroniCluster, own_scope: str
+) -> None:
+    """How many members a store lists is not ours to choose: at most MAX_PROBED are probed."""
+    hosts = [f"127.0.0.1:{port}" for port in range(1, MAX_PROBED + 7)]  # refused at once
+    for index, host in enumerate(hosts):
+        put_member(patroni_cluster, own_scope, f"m{index:03d}", host, "replica")
+    run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope)
+    assert run.code == 2, run.err  # no primary among them: SQL's 2 comes before the DCS's 3
+    doc = dcs_doc(run)
+    assert doc["dcs"]["exit_code"] == 3
+    assert [h["host"] for h in doc["hosts"]] == hosts[:MAX_PROBED]
+    unprobed = [f["host"] for f in doc["dcs"]["findings"] if f["kind"] == "not_probed"]
+    assert unprobed == hosts[MAX_PROBED:]
