@@ -25,6 +25,7 @@ import pytest
 from compose.pg import BlackHole, free_port
 from tests.support.patroni import PatroniCluster
 from tests.topology.probe.test_cli import Run, clean_env, run_cli
+from topology.patroni_config import PatroniConfig
 from topology.probe._agree import MAX_PROBED
 from topology.probe.args import UsageError, parse_args
 
@@ -32,8 +33,27 @@ DCS_PASSWORD = "dcs-secret-" + uuid.uuid4().hex[:12]  # must never be printed
 TIMEOUT = "1"
 
 
+def app_config(patroni: PatroniCluster) -> Path | None:
+    """The bed's app-side Patroni YAML (etcd over TLS with a read-only user), if it has one."""
+    try:
+        path = getattr(patroni.cluster, "app_config_path", None)
+    except Exception:  # a plain-http bed: no app-side YAML
+        return None
+    return Path(path) if path is not None else None
+
+
 def etcd_url(patroni: PatroniCluster) -> str:
     return f"http://127.0.0.1:{patroni.cluster.layout.etcd_client_port}"
+
+
+def dcs_secrets(patroni: PatroniCluster) -> list[str]:
+    """Every secret of the run: the cluster's, ours, and the app-side YAML's etcd password."""
+    secrets = [patroni.password, DCS_PASSWORD]
+    config = app_config(patroni)
+    if config is not None:
+        etcd = PatroniConfig.load(config).etcd
+        secrets += [etcd.password] if etcd is not None and etcd.password else []
+    return secrets
 
 
 def dcs_env(patroni: PatroniCluster) -> dict[str, str]:
@@ -42,15 +62,23 @@ def dcs_env(patroni: PatroniCluster) -> dict[str, str]:
     )
 
 
+def dcs_source(patroni: PatroniCluster, scope: str | None = None) -> list[str]:
+    """The cluster's DCS as a user names it: the app-side YAML on the TLS + auth bed, else
+    the plain etcd's URL; ``scope`` overrides the cluster's (a scope of the test's own)."""
+    layout = patroni.cluster.layout
+    config = app_config(patroni)
+    chosen = ["--scope", scope] if scope else []
+    if config is not None:
+        return ["--patroni-config", str(config), *chosen]
+    return ["--etcd", etcd_url(patroni), "--scope", scope or layout.scope,
+            "--namespace", layout.namespace]  # fmt: skip
+
+
 def run_dcs(patroni: PatroniCluster, *args: str, scope: str | None = None) -> Run:
     """The CLI on the cluster's etcd (its own scope unless ``scope``); secrets checked."""
-    layout = patroni.cluster.layout
-    where = ["--etcd", etcd_url(patroni), "--scope", scope or layout.scope]
-    if scope is None:
-        where += ["--namespace", layout.namespace]
     return run_cli(
-        *where, "--timeout", TIMEOUT, *args,
-        env=dcs_env(patroni), secrets=[patroni.password, DCS_PASSWORD],
+        *dcs_source(patroni, scope), "--timeout", TIMEOUT, *args,
+        env=dcs_env(patroni), secrets=dcs_secrets(patroni),
     )  # fmt: skip
 
 
@@ -122,61 +150,78 @@ def test_a_host_the_dcs_does_not_list_is_a_disagreement(patroni_cluster: Patroni
     )
 
 
-def etcd_put(patroni: PatroniCluster, key: str, value: str) -> None:
-    body = {
-        k: base64.b64encode(v.encode()).decode() for k, v in {"key": key, "value": value}.items()
-    }
+def etcd_call(patroni: PatroniCluster, path: str, body: dict[str, str]) -> None:
+    """One write to the plain etcd's JSON gateway (keys and values in base64)."""
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in body.items()}
     request = urllib.request.Request(
-        etcd_url(patroni) + "/v3/kv/put", data=json.dumps(body).encode(), method="POST"
+        etcd_url(patroni) + path, data=json.dumps(encoded).encode(), method="POST"
     )
     with urllib.request.urlopen(request, timeout=5) as answer:
         answer.read()
+
+
+class OwnScope:
+    """A scope of the test's own in the cluster's real etcd, next to Patroni's, written as
+    Patroni's own user would (over TLS with credentials on the TLS + auth bed)."""
+
+    def __init__(self, patroni: PatroniCluster) -> None:
+        self.patroni = patroni
+        self.name = f"cli{uuid.uuid4().hex[:8]}"
+        self.prefix = f"{patroni.cluster.layout.namespace.rstrip('/')}/{self.name}/"
+        self.keys: list[str] = []
+
+    def put(self, key: str, value: str) -> None:
+        self.keys.append(self.prefix + key)
+        gateway = getattr(self.patroni.cluster, "dcs_gateway", None)
+        if gateway is not None:
+            gateway("patroni").put(self.prefix + key, value)
+        else:
+            etcd_call(self.patroni, "/v3/kv/put", {"key": self.prefix + key, "value": value})
+
+    def member(self, name: str, host: str, role: str) -> None:
+        value = {"conn_url": f"postgres://{host}/postgres", "role": role, "state": "running"}
+        self.put(f"members/{name}", json.dumps(value))
+
+    def remove(self) -> None:
+        gateway = getattr(self.patroni.cluster, "dcs_gateway", None)
+        for key in self.keys:
+            if gateway is not None:
+                gateway("patroni").delete(key)
+            else:
+                etcd_call(self.patroni, "/v3/kv/deleterange", {"key": key})
 
 
 @pytest.fixture
-def own_scope(patroni_cluster: PatroniCluster) -> Iterator[str]:
-    """A scope of our own in the real etcd (``/service/<scope>/``), removed afterwards."""
-    scope = f"cli{uuid.uuid4().hex[:8]}"
-    yield scope
-    prefix = f"/service/{scope}/"
-    body = {"key": prefix, "range_end": prefix[:-1] + "0"}
-    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in body.items()}
-    request = urllib.request.Request(
-        etcd_url(patroni_cluster) + "/v3/kv/deleterange",
-        data=json.dumps(encoded).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        answer.read()
-
-
-def put_member(patroni: PatroniCluster, scope: str, name: str, host: str, role: str) -> None:
-    value = {"conn_url": f"postgres://{host}/postgres", "role": role, "state": "running"}
-    etcd_put(patroni, f"/service/{scope}/members/{name}", json.dumps(value))
+def own_scope(patroni_cluster: PatroniCluster) -> Iterator[OwnScope]:
+    scope = OwnScope(patroni_cluster)
+    try:
+        yield scope
+    finally:
+        scope.remove()
 
 
 @pytest.mark.cluster
 def test_a_dcs_that_contradicts_the_servers_disagrees(
-    patroni_cluster: PatroniCluster, own_scope: str
+    patroni_cluster: PatroniCluster, own_scope: OwnScope
 ) -> None:
     """Leader key on a replica, a primary listed as replica, a dead member, an untrusted one."""
     primary = f"127.0.0.1:{patroni_cluster.leader().port}"
     replica = f"127.0.0.1:{patroni_cluster.replicas()[0].port}"
     dead = f"127.0.0.1:{free_port()}"
     foreign = "10.255.255.1:5432"  # outside --dcs-allow: never receives the credentials
-    put_member(patroni_cluster, own_scope, "m1", primary, "replica")
-    put_member(patroni_cluster, own_scope, "m2", replica, "primary")
-    put_member(patroni_cluster, own_scope, "m3", dead, "replica")
-    put_member(patroni_cluster, own_scope, "m4", foreign, "replica")
+    own_scope.member("m1", primary, "replica")
+    own_scope.member("m2", replica, "primary")
+    own_scope.member("m3", dead, "replica")
+    own_scope.member("m4", foreign, "replica")
 
     no_leader = dcs_doc(
-        run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope)
+        run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope.name)
     )
     assert no_leader["exit_code"] == 3
     assert "no_leader" in kinds(no_leader)
 
-    etcd_put(patroni_cluster, f"/service/{own_scope}/leader", "m2")
-    run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope)
+    own_scope.put("leader", "m2")
+    run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope.name)
     assert run.code == 3, run.out + run.err
     doc = dcs_doc(run)
     assert kinds(doc) == {
@@ -191,7 +236,7 @@ def test_a_dcs_that_contradicts_the_servers_disagrees(
     assert (by_name["m4"]["sql_role"], by_name["m4"]["agrees"]) == (None, None)
     assert doc["primary"] == primary  # SQL is the proof; the DCS only disagrees
 
-    text = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", scope=own_scope)
+    text = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", scope=own_scope.name)
     assert text.code == 3
     line = first_line(text)
     assert line.startswith(f"DCS DISAGREES: DCS leader m2 ({replica}) is not writable"), line
@@ -274,16 +319,19 @@ def test_help_documents_the_dcs_exit_codes() -> None:
 
 @pytest.mark.cluster
 def test_a_patroni_yaml_names_the_dcs(patroni_cluster: PatroniCluster, tmp_path: Path) -> None:
-    """``--patroni-config``: scope, namespace and etcd3 hosts from the YAML Patroni reads."""
+    """``--patroni-config``: scope, namespace and etcd3 from the YAML (the bed's app-side one
+    on the TLS + auth bed: https, CA, client certificate, user and password)."""
     layout = patroni_cluster.cluster.layout
-    config = tmp_path / "patroni.yml"
-    config.write_text(
-        f"scope: {layout.scope}\nnamespace: {layout.namespace}\n"
-        f"etcd3:\n  protocol: http\n  hosts:\n  - 127.0.0.1:{layout.etcd_client_port}\n"
-    )
+    config = app_config(patroni_cluster)
+    if config is None:
+        config = tmp_path / "patroni.yml"
+        config.write_text(
+            f"scope: {layout.scope}\nnamespace: {layout.namespace}\n"
+            f"etcd3:\n  protocol: http\n  hosts:\n  - 127.0.0.1:{layout.etcd_client_port}\n"
+        )
     run = run_cli(
         "--patroni-config", str(config), "--dcs-allow", "127.0.0.1/32", "--json",
-        env=dcs_env(patroni_cluster), secrets=[patroni_cluster.password, DCS_PASSWORD],
+        env=dcs_env(patroni_cluster), secrets=dcs_secrets(patroni_cluster),
     )  # fmt: skip
     assert run.code == 0, run.out + run.err
     doc = dcs_doc(run)
@@ -320,13 +368,13 @@ def test_the_dcs_password_is_never_printed(tmp_path: Path, black_hole: BlackHole
 
 @pytest.mark.cluster
 def test_a_dcs_listing_many_members_gets_a_bounded_probe(
-    patroni_cluster: PatroniCluster, own_scope: str
+    patroni_cluster: PatroniCluster, own_scope: OwnScope
 ) -> None:
     """How many members a store lists is not ours to choose: at most MAX_PROBED are probed."""
     hosts = [f"127.0.0.1:{port}" for port in range(1, MAX_PROBED + 7)]  # refused at once
     for index, host in enumerate(hosts):
-        put_member(patroni_cluster, own_scope, f"m{index:03d}", host, "replica")
-    run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope)
+        own_scope.member(f"m{index:03d}", host, "replica")
+    run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json", scope=own_scope.name)
     assert run.code == 2, run.err  # no primary among them: SQL's 2 comes before the DCS's 3
     doc = dcs_doc(run)
     assert doc["dcs"]["exit_code"] == 3
