@@ -160,6 +160,9 @@ def _check_member(
 def _leader_finding(reading: DcsReading, snapshot: Snapshot) -> Finding | None:
     view = reading.view
     assert view is not None
+    if view.leader is None and not view.members:
+        text = f"the DCS names no leader and no member ({reading.source}: is the scope right?)"
+        return Finding("no_leader", text)
     if view.leader is None:
         return Finding("no_leader", "the DCS names no leader")
     writable = snapshot.primary or "no host"

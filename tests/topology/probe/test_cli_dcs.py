@@ -381,3 +381,27 @@ def test_a_dcs_listing_many_members_gets_a_bounded_probe(
     assert [h["host"] for h in doc["hosts"]] == hosts[:MAX_PROBED]
     unprobed = [f["host"] for f in doc["dcs"]["findings"] if f["kind"] == "not_probed"]
     assert unprobed == hosts[MAX_PROBED:]
+
+
+@pytest.mark.cluster
+def test_patronis_rest_api_is_a_source_too(patroni_cluster: PatroniCluster) -> None:
+    """``--rest``: Patroni's ``GET /cluster`` (roles leader / replica, states streaming)."""
+    layout = patroni_cluster.cluster.layout
+    urls = ",".join(f"http://127.0.0.1:{layout.rest_port(name)}" for name in layout.members)
+    run = run_cli(
+        "--rest", urls, "--dcs-allow", "127.0.0.1", "--timeout", TIMEOUT,
+        env=dcs_env(patroni_cluster), secrets=dcs_secrets(patroni_cluster),
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    leader = f"127.0.0.1:{patroni_cluster.leader().port}"
+    assert first_line(run).startswith("DCS AGREES: leader "), run.out
+    assert f"({leader}) is the writable host; 3/3 members agree" in first_line(run)
+
+
+@pytest.mark.cluster
+def test_a_scope_with_no_keys_says_so(patroni_cluster: PatroniCluster) -> None:
+    """A mistyped scope: no leader, no member, and the first line asks about the scope."""
+    run = run_dcs(patroni_cluster, *patroni_cluster.hosts, scope=f"nosuch{uuid.uuid4().hex[:6]}")
+    assert run.code == 3, run.out + run.err
+    assert first_line(run).startswith("DCS DISAGREES: the DCS names no leader and no member")
+    assert "is the scope right?" in first_line(run)
