@@ -46,13 +46,21 @@ class DcsPlan:
     source: DcsSource
     trust: DcsTrust
     given: Target
+    warn: Callable[[str], None]  # once per message: the hosts given are looked up twice
 
 
 def plan_dcs(args: Arguments, env: Mapping[str, str], warn: Callable[[str], None]) -> DcsPlan:
     """Check the DCS settings and the trust rule; ConfigurationError when they do not hold."""
     assert args.dcs is not None
+    warned: set[str] = set()
+
+    def warn_once(message: str) -> None:
+        if message not in warned:
+            warned.add(message)
+            warn(message)
+
     given = resolve_target(
-        args.hosts, args.url, env, user=args.user, database=args.dbname, warn=warn,
+        args.hosts, args.url, env, user=args.user, database=args.dbname, warn=warn_once,
         default_hosts=False,
     )  # fmt: skip
     try:
@@ -65,7 +73,7 @@ def plan_dcs(args: Arguments, env: Mapping[str, str], warn: Callable[[str], None
             'with HOST arguments, --dcs-allow (names and/or CIDR networks; "*" trusts '
             "whatever the DCS names), or PGSSLMODE=verify-full"
         ) from None
-    return DcsPlan(build_watch(args.dcs, env, args.timeout), trust, given)
+    return DcsPlan(build_watch(args.dcs, env, args.timeout), trust, given, warn_once)
 
 
 def exit_status(verdict: Verdict, agreement: Agreement, probed: bool) -> int:
@@ -95,7 +103,7 @@ async def run_dcs(args: Arguments, env: Mapping[str, str], plan: DcsPlan, output
     extra = [parse_host(host) for host in dict.fromkeys(trusted)][:MAX_PROBED]
     target = resolve_target(
         args.hosts, args.url, env, user=args.user, database=args.dbname,
-        warn=output.error, extra=extra, default_hosts=False,
+        warn=plan.warn, extra=extra, default_hosts=False,
     )  # fmt: skip
     output.add_secrets(target.secrets)
     snapshot = await _probe(args, target)

@@ -7,9 +7,12 @@ table or JSON. Every line written goes through :class:`Output`, which
 scrubs every known password and anything shaped like one (URL userinfo,
 ``password=``), so no password reaches the terminal, a log or a traceback;
 unexpected errors are reported as one scrubbed line, never a traceback.
+With a DCS (``--patroni-config``, ``--etcd``, ``--rest``) the run is
+:mod:`topology.probe._dcs_run`'s: the DCS read once, beside SQL.
 
 Timeouts: a run ends within about ``--timeout`` (all hosts probed
-concurrently) plus a bounded close (0.5 s at most). The event loop's
+concurrently) plus a bounded close (0.5 s at most); with a DCS, its read
+comes first, within ``--timeout`` per endpoint plus 1 s. The event loop's
 worker threads (name resolution) are never waited for at exit.
 """
 
