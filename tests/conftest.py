@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.support.replicated",
     "tests.support.patroni",
     "tests.support.tls",
+    "tests.support.etcd_tls",
     "tests.support.shadowed",
 ]
