@@ -405,3 +405,25 @@ def test_a_scope_with_no_keys_says_so(patroni_cluster: PatroniCluster) -> None:
     assert run.code == 3, run.out + run.err
     assert first_line(run).startswith("DCS DISAGREES: the DCS names no leader and no member")
     assert "is the scope right?" in first_line(run)
+
+
+@pytest.mark.cluster
+def test_a_frozen_leader_the_dcs_still_names_disagrees(patroni_cluster: PatroniCluster) -> None:
+    """Patroni and PostgreSQL of the leader frozen: its key lives on (ttl), SQL cannot reach it.
+
+    Thawed within a few seconds, well inside the ttl: no failover, the cluster stays as it was.
+    """
+    leader = patroni_cluster.freeze_leader(with_patroni=True)
+    try:
+        run = run_dcs(patroni_cluster, "--dcs-allow", "127.0.0.1", "--json")
+    finally:
+        patroni_cluster.thaw()
+    assert run.code == 2, run.out + run.err  # no writable host: SQL's 2 first
+    doc = dcs_doc(run)
+    frozen = f"127.0.0.1:{leader.port}"
+    assert doc["dcs"]["exit_code"] == 3
+    assert kinds(doc) == {"leader_not_writable": frozen}
+    assert doc["dcs"]["leader_host"] == frozen
+    text = doc["dcs"]["summary"]
+    assert text.startswith(f"DCS DISAGREES: DCS leader {leader.name} ({frozen}) is not writable")
+    assert "SQL finds no host writable" in text
