@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 from topology.dcs import DcsView, DcsWatch
 from topology.errors import ConfigurationError
-from topology.patroni import watch_from_config
 from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.probe.args import DcsArgs
 
@@ -97,6 +96,9 @@ def build_watch(dcs: DcsArgs, env: Mapping[str, str], timeout: float) -> DcsSour
     Raises :class:`ConfigurationError` (no secret in it) for a bad setting or
     an unusable Patroni YAML.
     """
+    # Imported here: the DCS sources need the [patroni] extra, a run without a DCS does not.
+    from topology.patroni import watch_from_config
+
     config = _config(dcs, env.get(PASSWORD_ENV) or None)
     secrets = tuple(
         secret for secret in (env.get(PASSWORD_ENV), config.etcd and config.etcd.password) if secret
