@@ -1,33 +1,54 @@
-"""A small etcd v3 client over etcd's own JSON gateway (HTTP/1.1, standard library only).
+"""A small etcd v3 client over etcd's own JSON gateway (HTTP/1.1 over httpx, TLS, auth).
 
 Why the gateway and not gRPC: Patroni itself talks to etcd v3 this way, so
 any etcd that Patroni can use, this can; and it needs no ``grpcio`` /
 ``protobuf`` (tens of MB, native wheels) in an app's image. What it needs
 from etcd is two calls: ``POST /v3/kv/range`` (read a prefix, with the
 store's revision) and ``POST /v3/watch`` (a chunked response with one JSON
-message per line, for as long as the connection lives).
+message per line, for as long as the connection lives); and, with a user
+name, ``POST /v3/auth/authenticate`` for a token.
 
-Endpoints: a list of ``http://host:port``; a call that cannot reach one
-(refused, timed out, an error status, or anything else the peer does wrong:
+Endpoints: ``http(s)://host:port`` (Patroni's ``etcd3`` hosts and protocol;
+see :class:`topology.patroni_config.EtcdConfig`, which also carries the TLS
+files and the credentials); a call that cannot reach one (refused, timed
+out, TLS refused, an error status, or anything else the peer does wrong:
 closing early, stalling, sending too much, JSON of the wrong shape) goes on
 to the next, and the one that answered is tried first next time.
 :class:`topology._http.Unreachable` carries the reason of every endpoint
-tried. Credentials in an endpoint URL are refused (this client sends none),
-and no message ever shows them (:func:`redacted`). Every answer is read
-within :class:`topology._http.HttpLimits`.
+tried. Credentials in an endpoint URL are refused, and no message ever shows
+them (:func:`redacted`). Every answer is read within
+:class:`topology._http.HttpLimits`. One pooled keep-alive client per gateway
+(:class:`topology._http.HttpClient`), closed by :meth:`EtcdGateway.aclose`.
 
-Timeouts: every :meth:`EtcdGateway.range_prefix` call, connect included,
-ends within ``timeout`` seconds per endpoint. :meth:`EtcdGateway.watch_prefix`
-bounds the connect and the response head by ``timeout``, then waits for
-events as long as the caller likes: its liveness is the caller's business
-(a frozen etcd keeps the socket open); a message, once begun, must end
-within ``timeout``. Cancelling either closes its socket.
+Authentication (etcd's own, as Patroni's ``username``/``password``): a token
+from ``/v3/auth/authenticate``, sent as the ``Authorization`` header on every
+range and watch. When etcd says the token is no longer valid (gRPC code 16,
+``Unauthenticated``, HTTP 401: etcd expires simple tokens after
+``--auth-token-ttl`` unused, and a member restart forgets them) the gateway
+authenticates again and retries, once. A watch that etcd cancels as it is
+created drops the token too (etcd 3.4 says "permission denied" for an
+expired token there, without a code), so the next call authenticates
+afresh. A user name or password that etcd refuses (code 3,
+``InvalidArgument``, on authenticate) or a user without read permission
+(code 7) is :class:`AuthFailed`: raised at once, not tried on other
+endpoints, and never retried in a loop here. The password and the token are
+never in a repr, a message or a log line.
+
+Timeouts: every HTTP request, connect included, ends within ``timeout``
+seconds per endpoint; with authentication a call may make up to three
+(authenticate, the call, the call again after a refresh).
+:meth:`EtcdGateway.watch_prefix` bounds the connect and the response head by
+``timeout``, then waits for events as long as the caller likes: its
+liveness is the caller's business (a frozen etcd keeps the socket open); a
+message, once begun, must end within ``timeout``. Cancelling either closes
+its connection.
 
 Keys are UTF-8 (as Patroni writes them); :func:`prefix_end` works on their bytes.
 
 Example::
 
-    etcd = EtcdGateway(["http://127.0.0.1:2379"], timeout=1.0)
+    etcd = EtcdGateway(EtcdConfig(("https://10.0.0.1:2379",), TlsFiles("ca.pem", "app.pem",
+                       "app.key"), "app", secret), timeout=1.0)
     revision, kvs = await etcd.range_prefix("/service/demo/")
     async for revision, events in etcd.watch_prefix("/service/demo/", revision + 1):
         ...
@@ -42,25 +63,35 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from topology._http import (
     BadAnswer,
     Endpoints,
+    HttpClient,
     HttpError,
     HttpLimits,
-    Response,
     Unreachable,
-    open_request,
+    shown,
     why,
 )
-from topology._within import within
 from topology.errors import ConfigurationError
-from topology.patroni_config import EtcdConfig
+from topology.patroni_config import EtcdConfig, TlsFiles, parse_endpoints, redacted
 
-__all__ = ["EtcdEvent", "EtcdGateway", "parse_endpoints", "prefix_end", "redacted"]
+__all__ = [
+    "AuthFailed",
+    "EtcdEvent",
+    "EtcdGateway",
+    "parse_endpoints",
+    "prefix_end",
+    "redacted",
+]
 
 log = logging.getLogger("topology")
+_UNAUTHENTICATED, _INVALID_ARGUMENT, _PERMISSION_DENIED, _FAILED_PRECONDITION = 16, 3, 7, 9
+
+
+class AuthFailed(HttpError):
+    """etcd refused our credentials, or the user may not read the prefix (permanent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,46 +134,13 @@ def prefix_end(prefix: str | bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def redacted(url: str) -> str:
-    """``url`` without its user name and password (``http://***@host:2379``)."""
-    scheme, sep, rest = url.rpartition("://")
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
-
-
-def _endpoint(url: str, default_port: int, what: str) -> tuple[str, int]:
-    shown = redacted(url)  # an endpoint's credentials never reach a message
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme != "http":
-        raise ConfigurationError(
-            f"{what} endpoint {shown!r}: only http:// is supported (https is not yet)"
-        )
-    if "@" in parts.netloc:
-        raise ConfigurationError(
-            f"{what} endpoint {shown!r}: credentials in the URL are not supported "
-            "(this client sends none); remove them"
-        )
-    try:
-        port = parts.port or default_port
-        host = parts.hostname
-    except ValueError as exc:
-        raise ConfigurationError(f"{what} endpoint {shown!r}: bad port") from exc
-    if not host:
-        raise ConfigurationError(f"{what} endpoint {shown!r}: no host")
-    return host, port
-
-
-def parse_endpoints(
-    endpoints: str | Sequence[str], default_port: int = 2379, what: str = "etcd"
-) -> list[tuple[str, int]]:
-    """``"http://h1:2379,h2:2379"`` or a list of them; ConfigurationError if bad or empty."""
-    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
-    parsed = [_endpoint(item.strip(), default_port, what) for item in items if item.strip()]
-    if not parsed:
-        raise ConfigurationError(f"no {what} endpoint given")
-    return parsed
+def _grpc_code(message: Any) -> int | None:
+    """The gRPC status code of an etcd error answer (``code``, or a stream's ``grpc_code``)."""
+    if not isinstance(message, dict):
+        return None
+    error = message.get("error")
+    code = error.get("grpc_code") if isinstance(error, dict) else message.get("code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def _error_words(status: int, message: Any) -> str:
@@ -192,9 +190,11 @@ def _range_answer(message: Any) -> tuple[int, list[EtcdEvent]]:
 class EtcdGateway:
     """Range and watch calls to the first etcd endpoint that answers (module docstring).
 
-    ``limits``: the caps on what one answer may make us read (default
-    :class:`topology._http.HttpLimits`: a range answer up to 8 MiB, a watch
-    message up to 1 MiB).
+    ``endpoints``: base URLs, or an :class:`EtcdConfig` (endpoints, TLS files,
+    credentials). ``limits``: the caps on what one answer may make us read
+    (default :class:`topology._http.HttpLimits`: a range answer up to 8 MiB,
+    a watch message up to 1 MiB). A TLS file that cannot be loaded is a
+    ConfigurationError here.
     """
 
     def __init__(
@@ -205,51 +205,103 @@ class EtcdGateway:
         limits: HttpLimits | None = None,
     ) -> None:
         if isinstance(endpoints, EtcdConfig):
-            if endpoints.username:
-                raise ConfigurationError("etcd authentication is not supported yet")
-            endpoints = endpoints.endpoints
-        self.endpoints = Endpoints(parse_endpoints(endpoints))
+            config = endpoints
+            urls = parse_endpoints(config.endpoints)
+        else:
+            urls = parse_endpoints(endpoints)
+            config = EtcdConfig(tuple(urls))
+        self.endpoints = Endpoints(urls)
         self.timeout = float(timeout)
         self.limits = limits or HttpLimits()
-        self.requests = 0  # calls sent, watches included (for fleet measurements)
+        self.username = config.username
+        self._password = config.password
+        self._token: str | None = None  # "": etcd said authentication is not enabled
+        self.client = HttpClient(config.tls, timeout=self.timeout, limits=self.limits)
+        self.requests = 0  # HTTP requests sent, watches and authentications included
+        self.authentications = 0
+
+    @property
+    def tls(self) -> TlsFiles:
+        return self.client.tls
 
     def __repr__(self) -> str:
-        return f"EtcdGateway({self.endpoints}, timeout={self.timeout})"
+        user = f", user={self.username!r}" if self.username else ""
+        return f"EtcdGateway({self.endpoints}, timeout={self.timeout}{user})"
+
+    async def aclose(self) -> None:
+        """Close the pooled connections (the gateway opens new ones if used again)."""
+        await self.client.aclose()
+
+    async def _headers(self, url: str) -> dict[str, str] | None:
+        """The ``Authorization`` header, authenticating first when there is no token."""
+        if not self.username:
+            return None
+        if self._token is None:
+            self._token = await self._authenticate(url)
+        return {"Authorization": self._token} if self._token else None
+
+    async def _authenticate(self, url: str) -> str:
+        """A fresh token from ``url``; AuthFailed when etcd refuses the credentials."""
+        self.requests += 1
+        self.authentications += 1
+        body = {"name": self.username, "password": self._password}
+        status, message = await self.client.request_json(
+            "POST", f"{url}/v3/auth/authenticate", body
+        )
+        token = message.get("token") if isinstance(message, dict) else None
+        if status == 200 and isinstance(token, str) and token:
+            return token
+        code = _grpc_code(message)
+        if code == _INVALID_ARGUMENT:
+            raise AuthFailed(
+                f"{shown(url)}: etcd refused the user name or password of user "
+                f"{self.username!r} (check etcd3 username/password)"
+            )
+        if code == _FAILED_PRECONDITION:
+            log.debug("etcd %s: authentication is not enabled; no token sent", shown(url))
+            return ""
+        raise HttpError(f"{shown(url)}: authenticate: {_error_words(status, message)}")
+
+    async def _call(self, url: str, path: str, body: dict[str, Any]) -> Any:
+        """One JSON call with the token; once more after a refresh when etcd says it expired."""
+        for attempt in (1, 2):
+            headers = await self._headers(url)
+            self.requests += 1
+            status, message = await self.client.request_json("POST", url + path, body, headers)
+            if status == 200:
+                return message
+            code = _grpc_code(message)
+            if self.username and (status == 401 or code == _UNAUTHENTICATED) and attempt == 1:
+                self._token = None  # expired or revoked: authenticate again, once
+                continue
+            if self.username and (status == 403 or code == _PERMISSION_DENIED):
+                raise AuthFailed(
+                    f"{shown(url)}: etcd user {self.username!r} may not read this prefix"
+                )
+            raise HttpError(_error_words(status, message))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def range_prefix(self, prefix: str) -> tuple[int, list[EtcdEvent]]:
         """Every key under ``prefix`` and the store's revision (a linearizable read).
 
-        Raises :class:`Unreachable` when no endpoint answers within ``timeout``
-        each; whatever an endpoint does wrong (closes, stalls, sends too much
-        or the wrong shape) is that endpoint's reason, and the next is tried.
+        Raises :class:`Unreachable` when no endpoint answers (each request
+        within ``timeout``); whatever an endpoint does wrong (refuses TLS,
+        closes, stalls, sends too much or the wrong shape) is that endpoint's
+        reason, and the next is tried. :class:`AuthFailed` at once.
         """
         body = {"key": _b64(prefix.encode()), "range_end": _b64(prefix_end(prefix))}
         reasons: dict[str, str] = {}
-        for index, host, port in self.endpoints.in_turn():
+        for index, url in self.endpoints.in_turn():
             try:
-                message = await within(self._call(host, port, body), self.timeout)
-                answer = _range_answer(message)
+                answer = _range_answer(await self._call(url, "/v3/kv/range", body))
+            except AuthFailed:
+                raise
             except Exception as exc:  # any peer's failure: its reason, then the next one
-                reasons[f"{host}:{port}"] = _reason(exc)
+                reasons[shown(url)] = _reason(exc)
                 continue
             self.endpoints.answered(index)
             return answer
         raise Unreachable(f"range {prefix!r}", reasons)
-
-    async def _call(self, host: str, port: int, body: dict[str, Any]) -> Any:
-        self.requests += 1
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        response = await open_request(host, port, "POST", "/v3/kv/range", body, self.limits)
-        try:
-            if response.status == 200:
-                return await response.json(idle=self.timeout, deadline=deadline)
-            try:
-                message = await response.json(idle=self.timeout, deadline=deadline)
-            except HttpError:
-                message = None  # an error page that is not JSON: its status says enough
-            raise HttpError(_error_words(response.status, message))
-        finally:
-            response.close()
 
     async def watch_prefix(
         self, prefix: str, start_revision: int
@@ -261,7 +313,8 @@ class EtcdGateway:
         within ``timeout``. Raises :class:`Unreachable` when none answers, or
         when the stream ends, breaks, misbehaves (a cap exceeded, a stall
         mid-message, the wrong shape) or etcd cancels the watch (e.g.
-        ``start_revision`` was compacted: read the prefix again).
+        ``start_revision`` was compacted, or the token was refused: read the
+        prefix again); :class:`AuthFailed` at once.
         """
         body = {
             "create_request": {
@@ -271,33 +324,47 @@ class EtcdGateway:
             }
         }
         reasons: dict[str, str] = {}
-        for index, host, port in self.endpoints.in_turn():
-            endpoint = f"{host}:{port}"
+        for index, url in self.endpoints.in_turn():
+            endpoint = shown(url)
             try:
+                headers = await self._headers(url)
                 self.requests += 1
-                opening = open_request(host, port, "POST", "/v3/watch", body, self.limits)
-                response = await within(opening, self.timeout, Response.close)
+                stream = await self.client.open_stream("POST", f"{url}/v3/watch", body, headers)
+            except AuthFailed:
+                raise
             except Exception as exc:  # any peer's failure: its reason, then the next one
                 reasons[endpoint] = _reason(exc)
                 continue
             self.endpoints.answered(index)
             try:
-                if response.status != 200:
-                    raise Unreachable("watch", {endpoint: f"HTTP {response.status}"})
-                async for message in response.json_lines(idle=self.timeout):
-                    yield _watch_message(message, endpoint)
+                if stream.status != 200:
+                    self._drop_token(stream.status == 401)
+                    raise Unreachable("watch", {endpoint: f"HTTP {stream.status}"})
+                async for message in stream.json_lines(idle=self.timeout):
+                    yield self._watched(message, endpoint)
             except Unreachable:
                 raise
             except Exception as exc:  # the stream broke or misbehaved
                 raise Unreachable("watch", {endpoint: _reason(exc)}) from exc
             finally:
-                response.close()
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(
-                        asyncio.wait_for(response.writer.wait_closed(), self.timeout)
-                    )
+                    await asyncio.shield(asyncio.wait_for(stream.aclose(), self.timeout))
             raise Unreachable("watch", {endpoint: "the stream ended"})
         raise Unreachable("watch", reasons)
+
+    def _drop_token(self, when: bool) -> None:
+        if when and self.username:
+            self._token = None
+
+    def _watched(self, message: Any, endpoint: str) -> tuple[int, list[EtcdEvent]]:
+        """:func:`_watch_message`, dropping the token when etcd refused the watch for it."""
+        try:
+            return _watch_message(message, endpoint)
+        except Unreachable:
+            result = message.get("result") if isinstance(message, dict) else None
+            refused_at_creation = isinstance(result, dict) and bool(result.get("created"))
+            self._drop_token(refused_at_creation or _grpc_code(message) == _UNAUTHENTICATED)
+            raise
 
 
 def _reason(exc: Exception) -> str:

@@ -1,234 +1,372 @@
-"""The smallest HTTP/1.1 client that the DCS sources need (standard library only).
+"""The DCS sources' HTTP client: httpx, pooled, TLS, every wait and every byte bounded.
 
-One request per connection (``Connection: close``), JSON bodies, and either
-a whole answer (:meth:`Response.json`) or a stream read line by line
-(:meth:`Response.json_lines`): etcd's JSON gateway streams a watch as one
-JSON message per line. No TLS yet, no redirects, no keep-alive: the callers
-make a request every few seconds at most.
+Why httpx (compared with aiohttp for this job, issue 22):
 
-Every byte read from the peer is bounded (:class:`HttpLimits`): the status
-line, the number and the size of the headers, a whole body, each chunk, each
-streamed line. Going over a cap raises :class:`TooLarge`, naming the
-endpoint, the cap and its limit; an answer that is not HTTP, or is cut short,
-raises :class:`BadAnswer`; a peer that stops sending, :class:`ReadTimeout`.
-All three are :class:`HttpError` s. Reading body pieces of at most 64 KiB
-keeps memory within a cap plus one piece, whatever the peer sends.
+* TLS with a CA and a client certificate: both take an ``ssl.SSLContext``;
+  equal. IPv6: both bracket the ``Host`` header; equal.
+* Keep-alive pooling: both; httpx's pool is per client, sized by
+  ``httpx.Limits``, and drops a connection the server closed before reuse.
+* Per-phase timeouts: httpx has connect/read/write/pool (``httpx.Timeout``);
+  aiohttp has total/connect/sock_read, and its read timeout cannot be lifted
+  for an idle stream either. Both need our own idle logic for the watch.
+* Streaming the watch: both iterate a body as it arrives (``aiter_raw``,
+  ``content.iter_any``); httpx's raw iterator skips content decoding, so a
+  compressed bomb cannot grow past the caps.
+* Caps: aiohttp bounds a status/header line (8190 bytes) and the header
+  count is unbounded until its field size; httpx's h11 refuses a head over
+  100 KiB while reading it. Neither caps a body or a streamed line: that is
+  :mod:`topology._http_body` either way. httpx does not show chunk
+  boundaries, so ``HttpLimits.chunk`` folds into ``body``/``line``.
+* Maintenance: both maintained; httpx is pure Python (h11, httpcore, anyio,
+  ~1 MB) where aiohttp builds C extensions; aiohttp is already an optional
+  extra here (ctxdb.aiohttp), but not one a DCS user should need.
 
-Timeouts: :func:`open_request` (connect + request + response head) is the
-caller's to bound (:func:`topology._within.within`, which, unlike
-``asyncio.wait_for`` on Python < 3.12, never loses a cancellation). After the head, every read must
-deliver within ``idle`` seconds; a whole answer must also be complete by
-``deadline`` (loop time). A stream may wait without limit *between* messages
-(an idle watch is silent; its liveness is the caller's business), but a
-message that has begun must end within ``idle`` seconds. On any failure or
-cancellation before :func:`open_request` returns, the socket is closed;
-after, the caller closes the :class:`Response`.
+Chosen: httpx. :class:`HttpClient` is one pooled ``httpx.AsyncClient`` per
+source (keep-alive: a range every few seconds reuses one connection), owned
+by that source and closed by :meth:`HttpClient.aclose` (the sources call it
+when their ``run()`` is cancelled); it is created again on first use after.
+
+Timeouts: :meth:`HttpClient.request_json` (connect + request + the whole
+answer) ends within ``timeout`` seconds; every read within it too.
+:meth:`HttpClient.open_stream` bounds the connect and the response head by
+``timeout``; then :meth:`Stream.json_lines` may wait without limit *between*
+messages (an idle watch is silent: its liveness is the caller's business),
+but a message that has begun must end within ``idle`` seconds. Cancelling
+any call closes what it opened.
+
+Errors: every failure becomes one of :mod:`topology._http_body`'s typed
+:class:`HttpError` s naming the endpoint (``host:port``): :class:`TooLarge`,
+:class:`BadAnswer`, :class:`ReadTimeout`, :class:`TlsError`; or an
+``OSError`` (refused, reset) / ``asyncio.TimeoutError``. Request headers
+(an etcd token) never appear in one. httpx logs each request at INFO on its
+own ``httpx`` logger: see docs/topology.md. Not thread-safe: one event loop.
 
 Example::
 
-    response = await within(
-        open_request("127.0.0.1", 8008, "GET", "/cluster"), 1.0, Response.close)
-    try:
-        document = await response.json(idle=1.0)
-    finally:
-        response.close()
+    client = HttpClient(TlsFiles(cacert="ca.pem"), timeout=1.0)
+    status, document = await client.request_json("GET", "https://h:8008/cluster")
+    await client.aclose()
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
-from topology._http_body import BadAnswer, Body, HttpError, HttpLimits, ReadTimeout, TooLarge
+from topology.patroni_config import EXTRA_HINT, TlsFiles
+
+try:
+    import httpx
+except ImportError as exc:  # the [patroni] extra is not installed
+    raise ImportError(f"the Patroni DCS sources need httpx: {EXTRA_HINT}") from exc
+
+from topology._http_body import (
+    BadAnswer,
+    Disconnected,
+    HttpError,
+    HttpLimits,
+    LineSplitter,
+    ReadTimeout,
+    TlsError,
+    TooLarge,
+    declared_length,
+    loads,
+    mapped,
+    read_whole,
+    ssl_context,
+)
 from topology._within import within
 
 __all__ = [
     "BadAnswer",
+    "Disconnected",
     "Endpoints",
+    "HttpClient",
     "HttpError",
     "HttpLimits",
     "ReadTimeout",
-    "Response",
+    "Stream",
+    "TlsError",
     "TooLarge",
     "Unreachable",
-    "get_json",
-    "open_request",
     "why",
 ]
 
-_T = TypeVar("_T")
+_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
 
 
 class Endpoints:
-    """``(host, port)`` endpoints tried in turn, the one that answered last first.
+    """Base URLs (``https://host:port``) tried in turn, the one that answered last first.
 
     Not thread-safe: one event loop. Example::
 
-        for index, host, port in endpoints.in_turn():
+        for index, url in endpoints.in_turn():
             ...  # on an answer: endpoints.answered(index)
     """
 
-    def __init__(self, items: list[tuple[str, int]]) -> None:
+    def __init__(self, items: list[str]) -> None:
         self.items = items
         self._first = 0
 
     def __str__(self) -> str:
-        return ",".join(f"{host}:{port}" for host, port in self.items)
+        return ",".join(shown(url) for url in self.items)
 
-    def in_turn(self) -> list[tuple[int, str, int]]:
+    def in_turn(self) -> list[tuple[int, str]]:
         count = len(self.items)
         indexes = [(self._first + step) % count for step in range(count)]
-        return [(i, *self.items[i]) for i in indexes]
+        return [(i, self.items[i]) for i in indexes]
 
     def answered(self, index: int) -> None:
         self._first = index
 
 
-@dataclass(slots=True)
-class Response:
-    """An answer's status and headers, and its body still on the socket (caller closes)."""
+def shown(url: str) -> str:
+    """``host:port`` of a base URL (what messages name an endpoint by)."""
+    return url.partition("://")[2].partition("/")[0]
 
-    status: int
-    headers: dict[str, str]
-    endpoint: str
-    limits: HttpLimits
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
 
-    def close(self) -> None:
-        self.writer.close()
+class HttpClient:
+    """One pooled, owned httpx client for one source (see the module docstring)."""
 
-    async def json(self, *, idle: float, deadline: float | None = None) -> Any:
-        """The whole body as one JSON document (None when empty), within the caps."""
-        body = Body(self.reader, self.headers, self.endpoint, self.limits, idle, deadline)
-        data = bytearray()
-        async for piece in body.pieces(stream=False):
-            data += piece
-        return _loads(data, self.endpoint) if data.strip() else None
+    def __init__(
+        self, tls: TlsFiles | None = None, *, timeout: float, limits: HttpLimits | None = None
+    ) -> None:
+        self.tls = tls or TlsFiles()
+        self.timeout = float(timeout)
+        self.limits = limits or HttpLimits()
+        self._context = ssl_context(self.tls)  # loaded once: a bad file fails at construction
+        self._client: httpx.AsyncClient | None = None
+
+    def _pool(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                verify=self._context,
+                trust_env=False,  # no proxy or netrc from the environment: the URLs given
+                follow_redirects=False,
+                timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(
+                    max_connections=8, max_keepalive_connections=2, keepalive_expiry=30.0
+                ),
+                headers=_HEADERS,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the pool's connections (idempotent; a later call opens a new pool)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """The status and the JSON document (None when empty), all within ``timeout``.
+
+        A non-JSON answer to an error status gives ``(status, None)``.
+        """
+        endpoint = shown(url)
+        try:
+            return await within(self._retried(method, url, body, headers, endpoint), self.timeout)
+        except asyncio.TimeoutError:
+            raise ReadTimeout(
+                f"{endpoint}: no whole answer in time (timeout {self.timeout:g} s)"
+            ) from None
+
+    async def _retried(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        endpoint: str,
+    ) -> tuple[int, Any]:
+        """Once more on a fresh connection when a pooled one was closed before answering.
+
+        A kept-alive connection the server closed as we reused it (its idle
+        timeout, a restart) is no news about the server: ask again, once.
+        """
+        try:
+            return await self._request_json(method, url, body, headers, endpoint)
+        except Disconnected:
+            return await self._request_json(method, url, body, headers, endpoint)
+
+    async def _request_json(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        endpoint: str,
+    ) -> tuple[int, Any]:
+        request = self._pool().build_request(method, url, json=body, headers=headers)
+        with self._no_client_cert_hint(url):
+            response = await _send(self._pool(), request, endpoint, self.limits)
+        try:
+            length = declared_length(response.headers, endpoint)
+            if length is not None and length > self.limits.body:
+                raise TooLarge(endpoint, "body", self.limits.body)
+            with mapped(endpoint, "body"):
+                data = await read_whole(response.aiter_raw(), endpoint, self.limits)
+        except HttpError:
+            if response.status_code == 200:
+                raise
+            return response.status_code, None  # an error page: its status says enough
+        finally:
+            await response.aclose()
+        if not data.strip():
+            return response.status_code, None
+        try:
+            return response.status_code, loads(data, endpoint)
+        except BadAnswer:
+            if response.status_code == 200:
+                raise
+            return response.status_code, None
+
+    async def open_stream(
+        self, method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Stream:
+        """Send a request; the answer's head within ``timeout``, its body a :class:`Stream`.
+
+        The caller closes the stream (:meth:`Stream.aclose`).
+        """
+        endpoint = shown(url)
+        client = self._pool()
+        # No read timeout on the body: an idle watch is silent (Stream.json_lines bounds a message).
+        timeout = httpx.Timeout(self.timeout, read=None)
+        request = client.build_request(method, url, json=body, headers=headers, timeout=timeout)
+        opening = asyncio.ensure_future(_send(client, request, endpoint, self.limits))
+        try:
+            done, _ = await asyncio.wait({opening}, timeout=self.timeout)
+        except BaseException:
+            await _settle(opening)
+            raise
+        if not done:
+            await _settle(opening)
+            raise ReadTimeout(f"{endpoint}: no answer in time (timeout {self.timeout:g} s)")
+        with self._no_client_cert_hint(url):
+            return Stream(opening.result(), endpoint, self.limits)
+
+    @contextlib.contextmanager
+    def _no_client_cert_hint(self, url: str) -> Iterator[None]:
+        """A TLS server that drops us before answering, when we have no client certificate.
+
+        A server requiring one (etcd's ``--client-cert-auth``) ends the
+        handshake with an alert that often arrives as a reset or a broken
+        pipe: say what is most likely missing, as a :class:`TlsError`.
+        """
+        try:
+            yield
+        except (OSError, Disconnected) as exc:
+            if not url.startswith("https://") or self.tls.cert:
+                raise
+            raise TlsError(
+                f"{exc} (no client certificate was given: the server may require one; set cert/key)"
+            ) from None
+
+
+async def _settle(task: asyncio.Future[httpx.Response]) -> None:
+    """Cancel ``task`` and close the response it may have got as it was cancelled."""
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await asyncio.wait({task}, timeout=1.0)
+    if task.done() and not task.cancelled() and task.exception() is None:
+        await task.result().aclose()
+
+
+class Stream:
+    """An answer whose body is read as it arrives (see :meth:`json_lines`); caller closes."""
+
+    def __init__(self, response: httpx.Response, endpoint: str, limits: HttpLimits) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.endpoint = endpoint
+        self.limits = limits
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
 
     async def json_lines(self, *, idle: float) -> AsyncIterator[Any]:
-        """The body's JSON messages, one per line, as they arrive (a stream; see module doc).
+        """The body's JSON messages, one per line, as they arrive (see the module docstring).
 
-        Splitting is linear in the bytes received; a line over
-        ``limits.line`` raises :class:`TooLarge`.
+        A line over ``limits.line`` raises :class:`TooLarge`; a message begun
+        and not ended within ``idle`` seconds, :class:`ReadTimeout`.
         """
-        body = Body(self.reader, self.headers, self.endpoint, self.limits, idle, None)
-        body.between_messages = True
-        cap = self.limits.line
-        partial = bytearray()
-        async for piece in body.pieces(stream=True):
-            start = 0
-            while (end := piece.find(b"\n", start)) >= 0:
-                partial += piece[start:end]
-                start = end + 1
-                if len(partial) > cap:
-                    raise TooLarge(self.endpoint, "line", cap)
-                if partial.strip():
-                    yield _loads(partial, self.endpoint)
-                partial = bytearray()
-            partial += piece[start:]
-            if len(partial) > cap:
-                raise TooLarge(self.endpoint, "line", cap)
-            body.between_messages = not partial.strip()
-        if partial.strip():
-            yield _loads(partial, self.endpoint)
+        splitter = LineSplitter(self.endpoint, self.limits.line)
+        pieces = self.response.aiter_raw().__aiter__()
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            wait = None if deadline is None else max(deadline - loop.time(), 0.0)
+            with mapped(self.endpoint, "stream"):
+                try:
+                    piece = await _next_within(pieces, wait)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise ReadTimeout(
+                        f"{self.endpoint}: a message did not end in time (read timeout {idle:g} s)"
+                    ) from None
+            for message in splitter.feed(piece):
+                yield message
+            if not splitter.partial:
+                deadline = None
+            elif deadline is None:
+                deadline = loop.time() + idle  # the message begun must end in time
+        for message in splitter.end():
+            yield message
 
 
-def _loads(data: bytes | bytearray, endpoint: str) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
-        raise BadAnswer(f"{endpoint}: not JSON ({type(exc).__name__})") from None
+async def _next_within(pieces: AsyncIterator[bytes], timeout: float | None) -> bytes:
+    """The next piece; within ``timeout`` (None: no limit), then the read is cancelled.
 
-
-async def _bounded(what: Awaitable[_T], endpoint: str, where: str) -> _T:
-    """``what``, with the peer's misbehaviour turned into typed errors naming ``endpoint``."""
-    try:
-        return await what
-    except asyncio.LimitOverrunError:
-        raise BadAnswer(f"{endpoint}: {where} line too long") from None
-    except asyncio.IncompleteReadError:
-        raise BadAnswer(f"{endpoint}: closed the connection in the {where}") from None
-
-
-async def _read_head(
-    reader: asyncio.StreamReader, endpoint: str, limits: HttpLimits
-) -> tuple[int, dict[str, str]]:
-    status_line = await _bounded(reader.readuntil(b"\n"), endpoint, "status")
-    if len(status_line) > limits.status_line:
-        raise TooLarge(endpoint, "status_line", limits.status_line)
-    fields = status_line.split(b" ", 2)
-    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
-        raise BadAnswer(f"{endpoint}: not an HTTP answer: {status_line[:40]!r}")
-    headers: dict[str, str] = {}
-    size = count = 0
-    while (line := await _bounded(reader.readuntil(b"\n"), endpoint, "header")) not in (
-        b"\r\n",
-        b"\n",
-    ):
-        size, count = size + len(line), count + 1
-        if size > limits.header_bytes:
-            raise TooLarge(endpoint, "header_bytes", limits.header_bytes)
-        if count > limits.header_count:
-            raise TooLarge(endpoint, "header_count", limits.header_count, unit="headers")
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(fields[1]), headers
-
-
-async def open_request(
-    host: str,
-    port: int,
-    method: str,
-    path: str,
-    body: Any = None,
-    limits: HttpLimits | None = None,
-) -> Response:
-    """Send one request; return the status, the headers and the open stream (caller closes).
-
-    Unbounded in time: wrap it in :func:`topology._within.within`. Bounded in bytes by
-    ``limits`` (default :class:`HttpLimits`).
+    The read runs as a task so that, on a timeout, it is cancelled and
+    waited for (the connection it used is closed by httpcore as it unwinds).
     """
-    limits = limits or HttpLimits()
-    endpoint = f"{host}:{port}"
-    # The stream's own limit bounds each line read with readuntil (status, headers, chunk sizes).
-    reader, writer = await asyncio.open_connection(host, port, limit=limits.header_bytes)
+    if timeout is None:
+        return await pieces.__anext__()
+    task = asyncio.ensure_future(pieces.__anext__())
     try:
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + payload)
-        await writer.drain()
-        status, headers = await _read_head(reader, endpoint, limits)
-    except BaseException:  # timed out or cancelled too: never leave the socket open
-        writer.close()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait({task}, timeout=1.0)
         raise
-    return Response(status, headers, endpoint, limits, reader, writer)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        raise asyncio.TimeoutError
+    return task.result()
 
 
-async def get_json(
-    host: str, port: int, path: str, *, timeout: float, limits: HttpLimits | None = None
-) -> tuple[int, Any]:
-    """``GET path``: the status and the JSON document (None when the body is empty).
-
-    The whole call, connect included, ends within ``timeout`` seconds
-    (``asyncio.TimeoutError`` or :class:`ReadTimeout` otherwise).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    opening = open_request(host, port, "GET", path, None, limits)
-    response = await within(opening, timeout, Response.close)
+async def _send(
+    client: httpx.AsyncClient, request: httpx.Request, endpoint: str, limits: HttpLimits
+) -> httpx.Response:
+    """Send ``request``; the response with its head checked against ``limits``, body unread."""
+    with mapped(endpoint, "head"):
+        response = await client.send(request, stream=True)
     try:
-        document = await response.json(idle=timeout, deadline=deadline)
-    finally:
-        response.close()
-    return response.status, document
+        _check_head(response, endpoint, limits)
+    except BaseException:
+        await response.aclose()
+        raise
+    return response
+
+
+def _check_head(response: httpx.Response, endpoint: str, limits: HttpLimits) -> None:
+    raw = response.headers.raw
+    if len(raw) > limits.header_count:
+        raise TooLarge(endpoint, "header_count", limits.header_count, unit="headers")
+    if sum(len(name) + len(value) + 4 for name, value in raw) > limits.header_bytes:
+        raise TooLarge(endpoint, "header_bytes", limits.header_bytes)
+    if len(response.reason_phrase) + 15 > limits.status_line:
+        raise TooLarge(endpoint, "status_line", limits.status_line)
 
 
 class Unreachable(Exception):
@@ -241,7 +379,7 @@ class Unreachable(Exception):
 
 
 def why(exc: BaseException) -> str:
-    """Why a call failed, in a few words (no secrets: our calls carry none).
+    """Why a call failed, in a few words (no secrets: no request header is ever in one).
 
     A peer's text appears only inside our errors' messages, repr-escaped and cut short.
     """

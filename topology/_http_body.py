@@ -1,41 +1,53 @@
-"""Reading an HTTP/1.1 body from a peer we do not trust: every byte and every wait bounded.
+"""What an HTTP peer we do not trust may make us read: :class:`HttpLimits` and the typed errors.
 
-:class:`Body` yields a response body in pieces of at most ``_PIECE`` bytes,
-whatever its framing (``Content-Length``, chunked, or up to EOF), and holds
-the peer to :class:`HttpLimits`: a whole answer's size, each chunk's size,
-the chunk-size line. It never buffers more than one piece itself, so memory
-stays within what its consumer keeps (a cap) plus one piece.
-
-Timeouts: each read must deliver within ``idle`` seconds, and a whole answer
-must be complete by ``deadline`` (event-loop time; None: no overall
-deadline). A stream (``pieces(stream=True)``) may wait without limit for the
-first byte while its consumer says it is ``between_messages``; from that byte
-on, the message must end within ``idle`` seconds (a peer dripping one byte
-at a time cannot hold it open). Cancellation: nothing to clean up here; the
-socket is the caller's.
+The transport (:mod:`topology._http`, over httpx) holds every answer to
+:class:`HttpLimits`; this module has the caps, the errors a misbehaving peer
+becomes, and the two bounded readers of a body: :func:`read_whole` (one JSON
+document) and :class:`LineSplitter` (a stream of one JSON message per line,
+etcd's watch). Neither keeps more than its cap plus one piece (httpx hands
+over at most 64 KiB per read), whatever the peer sends.
 
 Errors are :class:`HttpError` s whose messages name the endpoint and, for a
-cap, the cap and its limit; never a secret (requests carry none), and the
-peer's own bytes only repr-escaped and cut short.
+cap, the cap and its limit; never a secret (no request header is ever put in
+a message), and the peer's own bytes only repr-escaped and cut short.
+Nothing here waits: timeouts are the transport's (see :mod:`topology._http`).
+:func:`mapped` turns httpx's errors into these, judging by the exception types
+under httpx's (h11's, ssl's, the OS's); :func:`ssl_context` loads the TLS files.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import AsyncIterator, Awaitable
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
-from topology._within import within
+import h11
+import httpx
+
 from topology.errors import ConfigurationError
+from topology.patroni_config import TlsFiles
 
-__all__ = ["BadAnswer", "Body", "HttpError", "HttpLimits", "ReadTimeout", "TooLarge"]
+__all__ = [
+    "BadAnswer",
+    "Disconnected",
+    "HttpError",
+    "HttpLimits",
+    "LineSplitter",
+    "ReadTimeout",
+    "TlsError",
+    "TooLarge",
+    "declared_length",
+    "loads",
+    "mapped",
+    "read_whole",
+    "ssl_context",
+]
 
-_T = TypeVar("_T")
-_PIECE = 64 * 1024
 _MIB = 1024 * 1024
-_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
+_H11_HEAD = 100 * 1024  # httpcore's h11 max_incomplete_event_size: a head over it is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +55,12 @@ class HttpLimits:
     """Caps on what one response may make us read, in bytes (``header_count``: headers).
 
     ``body``: a whole (non-streamed) answer, e.g. etcd's range of a prefix
-    (Patroni's keys for a few members are a few KiB); ``chunk``: one chunk of
-    a chunked body; ``line``: one streamed message (a watch event batch);
-    ``status_line``, ``header_count``, ``header_bytes``: the response head.
+    (Patroni's keys for a few members are a few KiB); ``line``: one streamed
+    message (a watch event batch); ``status_line``, ``header_count``,
+    ``header_bytes``: the response head (h11, under httpx, also refuses a head
+    over 100 KiB as it reads: reported as ``header_bytes``). ``chunk``: kept
+    for compatibility; httpx does not show chunk boundaries, so a chunked
+    body is held to ``body`` (a whole answer) or ``line`` (a stream) instead.
     """
 
     status_line: int = 1024
@@ -87,119 +102,155 @@ class ReadTimeout(HttpError):
     """The peer stopped sending mid-answer (or sent too slowly to finish in time)."""
 
 
-class Body:
-    """One response body, read in bounded pieces (see the module docstring).
+class Disconnected(BadAnswer):
+    """The peer closed the connection before a byte of its answer."""
 
-    ``between_messages``: set by a stream's consumer while it holds no partial
-    message; only then may a read wait without limit.
+
+class TlsError(HttpError):
+    """The TLS handshake failed: the server's certificate not trusted, or ours refused."""
+
+
+def loads(data: bytes | bytearray, endpoint: str) -> Any:
+    """One JSON document; BadAnswer when it is not JSON (or nested too deep to parse)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
+        raise BadAnswer(f"{endpoint}: not JSON ({type(exc).__name__})") from None
+
+
+def declared_length(headers: Any, endpoint: str) -> int | None:
+    """The ``Content-Length`` the peer announced, if any; BadAnswer when it is not a number."""
+    text = headers.get("content-length")
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise BadAnswer(f"{endpoint}: bad Content-Length {text[:24]!r}")
+    return int(text)
+
+
+async def read_whole(pieces: AsyncIterator[bytes], endpoint: str, limits: HttpLimits) -> bytes:
+    """Every piece of a body, up to ``limits.body`` bytes (TooLarge past it)."""
+    data = bytearray()
+    async for piece in pieces:
+        data += piece
+        if len(data) > limits.body:
+            raise TooLarge(endpoint, "body", limits.body)
+    return bytes(data)
+
+
+class LineSplitter:
+    """Splits a stream into JSON messages, one per line; each line within ``cap`` bytes.
+
+    Linear in the bytes fed; ``partial`` says whether a message has begun
+    (the transport then holds the peer to its idle timeout).
     """
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        headers: dict[str, str],
-        endpoint: str,
-        limits: HttpLimits,
-        idle: float,
-        deadline: float | None,
-    ) -> None:
-        self.reader = reader
-        self.headers = headers
+    def __init__(self, endpoint: str, cap: int) -> None:
         self.endpoint = endpoint
-        self.limits = limits
-        self.idle = idle
-        self.deadline = deadline
-        self.between_messages = False
-        self._total = 0
-        self._stream = False
+        self.cap = cap
+        self._partial = bytearray()
 
-    async def pieces(self, *, stream: bool) -> AsyncIterator[bytes]:
-        """The body's bytes in pieces of at most 64 KiB; ``stream``: no total cap."""
-        self._stream = stream
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            async for piece in self._chunked():
-                yield piece
-            return
-        length = self._content_length()
-        remaining = length if length is not None else -1
-        while remaining != 0:
-            want = _PIECE if remaining < 0 else min(remaining, _PIECE)
-            piece = await self._wait(self.reader.read(want), "body", may_idle=True)
-            if not piece:
-                if remaining > 0:
-                    raise BadAnswer(f"{self.endpoint}: closed the connection mid-body")
-                return  # EOF ends a body without Content-Length
-            self._count(piece, "body", self.limits.body)
-            remaining = remaining - len(piece) if remaining > 0 else remaining
-            yield piece
+    @property
+    def partial(self) -> bool:
+        return bool(self._partial.strip())
 
-    def _content_length(self) -> int | None:
-        text = self.headers.get("content-length")
-        if text is None:
-            return None
-        if not text.isdigit() or len(text) > 19:
-            raise BadAnswer(f"{self.endpoint}: bad Content-Length {text[:24]!r}")
-        length = int(text)
-        if not self._stream and length > self.limits.body:
-            raise TooLarge(self.endpoint, "body", self.limits.body)
-        return length
+    def feed(self, piece: bytes) -> list[Any]:
+        messages = []
+        start = 0
+        while (end := piece.find(b"\n", start)) >= 0:
+            self._partial += piece[start:end]
+            start = end + 1
+            self._check()
+            if self._partial.strip():
+                messages.append(loads(self._partial, self.endpoint))
+            self._partial = bytearray()
+        self._partial += piece[start:]
+        self._check()
+        return messages
 
-    async def _chunked(self) -> AsyncIterator[bytes]:
-        cap = min(self.limits.chunk, self.limits.line) if self._stream else self.limits.chunk
-        while True:
-            first = await self._wait(self.reader.read(1), "chunk size", may_idle=True)
-            rest = await self._wait(self.reader.readuntil(b"\n"), "chunk size") if first else b""
-            line = first + rest
-            if len(line) > self.limits.status_line or not line.endswith(b"\n"):
-                raise BadAnswer(f"{self.endpoint}: bad chunk-size line {line[:24]!r}")
-            digits = line.split(b";", 1)[0].strip()
-            if not _CHUNK_SIZE.fullmatch(digits):
-                raise BadAnswer(f"{self.endpoint}: bad chunk size {digits[:24]!r}")
-            size = int(digits, 16)
-            if size == 0:
-                return  # the trailers, if any, stay unread: the connection is closed
-            if size > cap:
-                raise TooLarge(self.endpoint, "chunk" if cap == self.limits.chunk else "line", cap)
-            while size:
-                piece = await self._wait(self.reader.read(min(size, _PIECE)), "chunk")
-                if not piece:
-                    raise BadAnswer(f"{self.endpoint}: closed the connection mid-chunk")
-                self._count(piece, "body", self.limits.body)
-                size -= len(piece)
-                yield piece
-            if await self._wait(self.reader.readexactly(2), "chunk") != b"\r\n":
-                raise BadAnswer(f"{self.endpoint}: a chunk does not end with CRLF")
+    def end(self) -> list[Any]:
+        """What is left when the stream ends (a last line without its newline)."""
+        left, self._partial = self._partial, bytearray()
+        return [loads(left, self.endpoint)] if left.strip() else []
 
-    def _count(self, piece: bytes, cap: str, limit: int) -> None:
-        if self._stream:
-            return  # a stream's consumer caps each message instead
-        self._total += len(piece)
-        if self._total > limit:
-            raise TooLarge(self.endpoint, cap, limit)
+    def _check(self) -> None:
+        if len(self._partial) > self.cap:
+            raise TooLarge(self.endpoint, "line", self.cap)
 
-    async def _wait(self, read: Awaitable[_T], where: str, *, may_idle: bool = False) -> _T:
-        """``read`` within the idle timeout and the deadline (see the module docstring).
 
-        ``may_idle``: a read of a message's first byte, which a stream between
-        messages may wait for without limit.
-        """
-        loop = asyncio.get_running_loop()
-        if may_idle and self._stream and self.between_messages:
-            result = await read  # an idle watch: its liveness is the caller's business
-            self.between_messages = False
-            self.deadline = loop.time() + self.idle  # the message begun must end in time
-            return result
-        timeout = self.idle
-        if self.deadline is not None:
-            timeout = min(timeout, self.deadline - loop.time())
+def ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """A client context verifying the server (``tls.cacert``, else the system's CAs).
+
+    Reads the files now (ConfigurationError naming the file's role when one
+    cannot be loaded; no file content is ever shown).
+    """
+    try:
+        context = ssl.create_default_context(cafile=tls.cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load the CA file {tls.cacert!r} ({exc})") from None
+    if tls.cert:
         try:
-            return await within(read, max(timeout, 0.0))
-        except asyncio.TimeoutError:
-            raise ReadTimeout(
-                f"{self.endpoint}: the {where} did not arrive in time "
-                f"(read timeout {self.idle:g} s)"
+            context.load_cert_chain(tls.cert, tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"cannot load the client certificate {tls.cert!r} / key {tls.key!r} "
+                f"({type(exc).__name__})"
             ) from None
-        except asyncio.LimitOverrunError:
-            raise BadAnswer(f"{self.endpoint}: {where} line too long") from None
-        except asyncio.IncompleteReadError:
-            raise BadAnswer(f"{self.endpoint}: closed the connection in the {where}") from None
+    return context
+
+
+@contextlib.contextmanager
+def mapped(endpoint: str, phase: str) -> Iterator[None]:
+    """httpx's errors as ours (see the module docstring); ``phase``: head, body or stream."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        words = "connect" if isinstance(exc, httpx.ConnectTimeout) else f"the {phase}"
+        raise ReadTimeout(f"{endpoint}: {words} did not arrive in time (timeout)") from None
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, endpoint, phase) from None
+
+
+def _transport_error(exc: httpx.TransportError, endpoint: str, phase: str) -> Exception:
+    """Judged by the exception types under httpx's (h11's, ssl's, the OS's), not by text."""
+    causes = _causes(exc)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            words = cause.verify_message or "certificate verify failed"
+            return TlsError(f"{endpoint}: TLS: the server's certificate is not trusted ({words})")
+        if isinstance(cause, ssl.SSLError):
+            return TlsError(f"{endpoint}: TLS handshake failed ({cause.reason or 'SSLError'})")
+        if isinstance(cause, h11.RemoteProtocolError):
+            return _protocol_error(cause, endpoint, phase)
+        if isinstance(cause, ConnectionRefusedError):
+            return ConnectionRefusedError(f"{endpoint}: connection refused")
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return OSError(cause.errno, f"{endpoint}: {cause.strerror}")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and phase == "head":
+        return Disconnected(f"{endpoint}: closed the connection before answering")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return BadAnswer(f"{endpoint}: closed the connection mid-{phase}")
+    return HttpError(f"{endpoint}: {type(exc).__name__}")
+
+
+def _protocol_error(cause: h11.RemoteProtocolError, endpoint: str, phase: str) -> Exception:
+    if cause.error_status_hint == 431:  # h11's "receive buffer too long": a head over 100 KiB
+        return TooLarge(endpoint, "header_bytes", _H11_HEAD)
+    if phase == "head":
+        return BadAnswer(f"{endpoint}: not an HTTP answer (h11: {str(cause)[:60]!r})")
+    # h11 says "peer closed connection without sending complete message body: incomplete
+    # chunked read" (or "... received N bytes, expected M"): its own words, not the peer's.
+    text = str(cause)
+    if text.startswith("peer closed connection"):
+        where = "mid-chunk" if "chunked" in text else "mid-body"
+        return BadAnswer(f"{endpoint}: closed the connection {where}")
+    return BadAnswer(f"{endpoint}: a malformed body framing (h11: {text[:60]!r})")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 8:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found

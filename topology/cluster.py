@@ -264,18 +264,14 @@ class ClusterResolver(Running):
     ) -> ClusterResolver:
         """Follow a Patroni cluster through its DCS (see :mod:`topology.patroni`).
 
-        ``config``: a Patroni YAML file's path, or a
-        :class:`topology.patroni_config.PatroniConfig`; everything DCS-related
-        (scope, namespace, etcd endpoints, TLS files, credentials, or the REST
-        API) then comes from it, and ``etcd``/``scope``/``namespace``/``rest``
-        must not be given. Otherwise either ``etcd`` (its v3 endpoints,
-        ``"http://h1:2379,http://h2:2379"``) with Patroni's ``scope`` and
-        ``namespace`` (default ``/service``), or ``rest`` (members' REST API
-        endpoints, ``"http://h1:8008,..."``, polled every
-        ``dcs_check_interval`` s). ``hosts``: static hosts probed besides the
-        members the DCS lists. ``kwargs``: the constructor's. Needs the
-        ``[patroni]`` extra (httpx; PyYAML for a file): ConfigurationError
-        naming it otherwise.
+        ``config``: a Patroni YAML file's path or a
+        :class:`~topology.patroni_config.PatroniConfig` (scope, namespace,
+        etcd endpoints, TLS files, credentials, or the REST API), instead of
+        ``etcd`` (v3 endpoints, ``"https://h1:2379,..."``) with ``scope``
+        and ``namespace`` (default ``/service``), or ``rest`` (members' REST
+        endpoints, polled every ``dcs_check_interval`` s). ``hosts``: static
+        hosts probed besides the DCS's members. ``kwargs``: the
+        constructor's. Needs the ``[patroni]`` extra (ImportError naming it).
 
         What the DCS is trusted with: the members it names receive the
         credentials only if trusted. Choose one (else ``ConfigurationError``):
@@ -285,22 +281,12 @@ class ClusterResolver(Running):
         proves its name with a certificate). A member outside is never
         probed: it is logged once at WARNING and kept out of the view.
         """
-        from topology.patroni import patroni_watch, watch_from_config
+        from topology.patroni import patroni_watch
 
-        if config is not None:
-            if etcd is not None or scope is not None or namespace is not None or rest is not None:
-                raise ConfigurationError(
-                    "from_patroni: give either config= or etcd=/scope=/namespace=/rest=, not both"
-                )
-            loaded = config if isinstance(config, PatroniConfig) else PatroniConfig.load(config)
-            watch = watch_from_config(
-                loaded, timeout=dcs_timeout, check_interval=dcs_check_interval
-            )
-        else:
-            watch = patroni_watch(
-                etcd=etcd, scope=scope, namespace=namespace or "/service", rest=rest,
-                timeout=dcs_timeout, check_interval=dcs_check_interval,
-            )  # fmt: skip
+        watch = patroni_watch(
+            config=config, etcd=etcd, scope=scope, namespace=namespace, rest=rest,
+            timeout=dcs_timeout, check_interval=dcs_check_interval,
+        )  # fmt: skip
         return cls(hosts, dcs=watch, dcs_allow=dcs_allow, **kwargs)
 
     @classmethod

@@ -42,18 +42,29 @@ cancellation. Every answer is read within :class:`topology._http.HttpLimits`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from topology._etcd import EtcdEvent, EtcdGateway, parse_endpoints
-from topology._http import BadAnswer, Endpoints, HttpError, HttpLimits, Unreachable, get_json, why
+from topology._etcd import AuthFailed, EtcdEvent, EtcdGateway, parse_endpoints
+from topology._http import (
+    BadAnswer,
+    Endpoints,
+    HttpClient,
+    HttpError,
+    HttpLimits,
+    Unreachable,
+    shown,
+    why,
+)
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
-from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig
+from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 
 __all__ = [
     "REST_LIMITS",
@@ -68,6 +79,7 @@ __all__ = [
 
 log = logging.getLogger("topology")
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+_AUTH_RETRY = 10.0  # refused credentials stay refused until someone changes them: no hot loop
 REST_LIMITS = HttpLimits(body=1024 * 1024, chunk=1024 * 1024)
 """A ``/cluster`` answer is a few hundred bytes per member: 1 MiB is thousands of members."""
 
@@ -151,6 +163,15 @@ class PatroniEtcd:
         (a restarted etcd member, a proxy's idle timeout, a compacted
         revision) is followed by a read at once, which decides.
         """
+        try:
+            await self._run(on_view, on_lost)
+        finally:  # cancelled: the pooled connections go with it
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wait_for(self.gateway.aclose(), 1.0))
+
+    async def _run(
+        self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]
+    ) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             watching_since = None
@@ -165,6 +186,10 @@ class PatroniEtcd:
                     backoff = _BACKOFF_FIRST
                     continue  # it had lived: read again at once
                 # A watch that breaks as soon as it starts must not spin.
+            except AuthFailed as exc:
+                self.outages += 1
+                on_lost(f"etcd authentication failed: {exc}")
+                backoff = _AUTH_RETRY
             except Unreachable as exc:
                 self.outages += 1
                 on_lost(str(exc))
@@ -173,7 +198,7 @@ class PatroniEtcd:
                 log.debug("etcd watch of %s failed", self.prefix, exc_info=True)
                 on_lost(f"unexpected answer from etcd ({type(exc).__name__})")
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+            backoff = min(backoff * 2, _BACKOFF_MAX) if backoff < _AUTH_RETRY else _BACKOFF_FIRST
 
     async def _read(self, on_view: Callable[[DcsView], None]) -> None:
         revision, events = await self.gateway.range_prefix(self.prefix)
@@ -274,11 +299,13 @@ class PatroniRest:
     ) -> None:
         if timeout <= 0 or interval <= 0:
             raise ConfigurationError("timeout and interval must be positive")
+        tls = urls.tls if isinstance(urls, RestConfig) else TlsFiles()
         if isinstance(urls, RestConfig):
             urls = urls.endpoints
         self.endpoints = Endpoints(parse_endpoints(urls, default_port=8008, what="Patroni REST"))
         self.limits = limits or REST_LIMITS
         self.timeout = float(timeout)
+        self.client = HttpClient(tls, timeout=self.timeout, limits=self.limits)
         self.interval = float(interval)
         self.requests = 0
         self.views = 0
@@ -299,19 +326,17 @@ class PatroniRest:
         ``timeout`` seconds, connect included.
         """
         reasons: dict[str, str] = {}
-        for index, host, port in self.endpoints.in_turn():
+        for index, url in self.endpoints.in_turn():
             self.requests += 1
             try:
-                status, document = await get_json(
-                    host, port, "/cluster", timeout=self.timeout, limits=self.limits
-                )
+                status, document = await self.client.request_json("GET", f"{url}/cluster")
                 if status != 200:
                     raise HttpError(f"HTTP {status}")
                 view = view_from_cluster(document, self.views + 1)
             except Exception as exc:  # any peer's failure: its reason, then the next one
                 if not isinstance(exc, (OSError, asyncio.TimeoutError, HttpError, ValueError)):
                     log.debug("unexpected failure of a Patroni REST call", exc_info=exc)
-                reasons[f"{host}:{port}"] = why(exc)
+                reasons[shown(url)] = why(exc)
                 continue
             self.endpoints.answered(index)
             return view
@@ -322,7 +347,17 @@ class PatroniRest:
 
         Never raises but CancelledError: a poll that fails in a way
         :meth:`poll` did not foresee is reported through ``on_lost`` too.
+        Cancelled, it closes its pooled connections.
         """
+        try:
+            await self._poll_forever(on_view, on_lost)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wait_for(self.client.aclose(), 1.0))
+
+    async def _poll_forever(
+        self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]
+    ) -> None:
         while True:
             try:
                 view = await self.poll()
@@ -341,22 +376,32 @@ class PatroniRest:
 
 def patroni_watch(
     *,
+    config: str | os.PathLike[str] | PatroniConfig | None = None,
     etcd: str | Sequence[str] | None = None,
     scope: str | None = None,
-    namespace: str = "/service",
+    namespace: str | None = None,
     rest: str | Sequence[str] | None = None,
     timeout: float = 1.0,
     check_interval: float = 3.0,
 ) -> PatroniEtcd | PatroniRest:
-    """The watch for ``ClusterResolver.from_patroni``: etcd (with a scope) or the REST API."""
+    """The watch for ``ClusterResolver.from_patroni``: from ``config`` (a Patroni YAML path or
+    a :class:`PatroniConfig`), or etcd (with a scope), or the REST API."""
+    if config is not None:
+        if etcd is not None or scope is not None or namespace is not None or rest is not None:
+            raise ConfigurationError(
+                "from_patroni: give either config= or etcd=/scope=/namespace=/rest=, not both"
+            )
+        loaded = config if isinstance(config, PatroniConfig) else PatroniConfig.load(config)
+        return watch_from_config(loaded, timeout=timeout, check_interval=check_interval)
     if (etcd is None) == (rest is None):
         raise ConfigurationError("give either etcd= (with scope=) or rest=, not both or neither")
     if etcd is not None:
         if scope is None:
             raise ConfigurationError("etcd= needs Patroni's scope= (its 'scope:' setting)")
         return PatroniEtcd(
-            etcd, scope, namespace=namespace, timeout=timeout, check_interval=check_interval
-        )
+            etcd, scope, namespace=namespace or "/service", timeout=timeout,
+            check_interval=check_interval,
+        )  # fmt: skip
     assert rest is not None
     return PatroniRest(rest, timeout=timeout, interval=check_interval)
 

@@ -36,14 +36,22 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from topology.errors import ConfigurationError
 
-__all__ = ["EXTRA_HINT", "EtcdConfig", "PatroniConfig", "RestConfig", "TlsFiles"]
+__all__ = [
+    "EXTRA_HINT",
+    "EtcdConfig",
+    "PatroniConfig",
+    "RestConfig",
+    "TlsFiles",
+    "parse_endpoints",
+    "redacted",
+]
 
 EXTRA_HINT = "pip install 'ctxdb-topology[patroni]'"
 """How to install what the DCS sources need (httpx, PyYAML)."""
@@ -80,23 +88,55 @@ class TlsFiles:
         return bool(self.cacert or self.cert or self.key)
 
 
+def redacted(url: str) -> str:
+    """``url`` without its user name and password (``http://***@host:2379``)."""
+    scheme, sep, rest = url.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def _endpoint(url: str, default_port: int, what: str) -> str:
+    shown_url = redacted(url)  # an endpoint's credentials never reach a message
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigurationError(f"{what} endpoint {shown_url!r}: only http:// and https://")
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"{what} endpoint {shown_url!r}: credentials in the URL are not supported "
+            "(give username/password)"
+        )
+    try:
+        port = parts.port or default_port
+        host = parts.hostname
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} endpoint {shown_url!r}: bad port") from exc
+    if not host:
+        raise ConfigurationError(f"{what} endpoint {shown_url!r}: no host")
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def parse_endpoints(
+    endpoints: str | Sequence[str], default_port: int = 2379, what: str = "etcd"
+) -> list[str]:
+    """Base URLs from ``"https://h1:2379,h2:2379"`` or a list; ConfigurationError if bad or empty.
+
+    Without a scheme: ``http://``; without a port: ``default_port``.
+    """
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    parsed = [_endpoint(item.strip(), default_port, what) for item in items if item.strip()]
+    if not parsed:
+        raise ConfigurationError(f"no {what} endpoint given")
+    return parsed
+
+
 def _check_urls(urls: tuple[str, ...], tls: TlsFiles, what: str) -> None:
     """Each URL http(s)://host[:port] without credentials; TLS files only with https."""
-    if not urls:
-        raise ConfigurationError(f"no {what} endpoint given")
-    for url in urls:
-        parts = urlsplit(url)
-        shown = url if "@" not in parts.netloc else f"{parts.scheme}://***@{url.rpartition('@')[2]}"
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(f"{what} endpoint {shown!r}: not an http(s):// URL")
-        if "@" in parts.netloc:
+    for url in parse_endpoints(urls, what=what):
+        if tls.any and url.startswith("http://"):
             raise ConfigurationError(
-                f"{what} endpoint {shown!r}: credentials in the URL are not supported "
-                "(give username/password)"
-            )
-        if tls.any and parts.scheme == "http":
-            raise ConfigurationError(
-                f"{what} endpoint {shown!r} is http:// but TLS files are given: use https://"
+                f"{what} endpoint {url!r} is http:// but TLS files are given: use https://"
             )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from types import TracebackType
 from typing import Any
 
@@ -77,6 +78,7 @@ class HostileHttp:
         document: Any = None,
         upstream: tuple[str, int] | None = None,
         max_bytes: int = 100 * 1024 * 1024,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if behaviour not in (*BEHAVIOURS, *WATCH_BEHAVIOURS, "good"):
             raise ValueError(f"unknown behaviour {behaviour!r}")
@@ -84,6 +86,7 @@ class HostileHttp:
         self.document = document
         self.upstream = upstream
         self.max_bytes = max_bytes
+        self.tls = tls  # a server context: serve https (issue 22: Patroni REST over TLS)
         self.requests: list[str] = []  # "METHOD /path" of each request read
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -91,10 +94,10 @@ class HostileHttp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> HostileHttp:
-        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -132,6 +135,7 @@ class HostileHttp:
             self.requests.append(request)
             await self._answer(request, head + body, reader, writer)
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            # ssl.SSLError is an OSError: a client that refuses our certificate goes away too
             pass  # the client went away: that is how most of these end
         finally:
             writer.close()

@@ -48,12 +48,14 @@ def test_member_from_json(value: str, expected: DcsMember | None) -> None:
 @pytest.mark.parametrize(
     ("endpoints", "expected"),
     [
-        ("http://127.0.0.1:2379", [("127.0.0.1", 2379)]),
-        ("http://a:1,http://b:2", [("a", 1), ("b", 2)]),
-        (["a:1", " b "], [("a", 1), ("b", 2379)]),
+        ("http://127.0.0.1:2379", ["http://127.0.0.1:2379"]),
+        ("http://a:1,http://b:2", ["http://a:1", "http://b:2"]),
+        (["a:1", " b "], ["http://a:1", "http://b:2379"]),
+        # Issue 22: https endpoints (Patroni's etcd3 protocol: https), IPv6 kept in brackets.
+        ("https://a:1,https://[::1]", ["https://a:1", "https://[::1]:2379"]),
     ],
 )
-def test_parse_endpoints(endpoints: str | list[str], expected: list[tuple[str, int]]) -> None:
+def test_parse_endpoints(endpoints: str | list[str], expected: list[str]) -> None:
     assert parse_endpoints(endpoints) == expected
 
 
@@ -61,7 +63,7 @@ def test_parse_endpoints(endpoints: str | list[str], expected: list[tuple[str, i
     ("endpoints", "words"),
     [
         ("", "no etcd endpoint"),
-        ("https://a:2379", "only http://"),
+        ("ftp://a:2379", "only http:// and https://"),
         ("http://a:notaport", "bad port"),
         ("http://:2379", "no host"),
         ("http://root:s3cret@a:2379", "credentials in the URL are not supported"),
@@ -247,7 +249,7 @@ def test_a_patroni_cluster_answer_makes_a_view() -> None:
         ({}, "either etcd= .* or rest="),
         ({"etcd": "http://a:1", "rest": "http://a:8008"}, "either etcd="),
         ({"etcd": "http://a:1"}, "needs Patroni's scope"),
-        ({"rest": "https://a:8008"}, "Patroni REST endpoint .*only http://"),
+        ({"rest": "ftp://a:8008"}, "Patroni REST endpoint .*only http:// and https://"),
     ],
 )
 def test_patroni_watch_needs_one_source(kwargs: dict[str, str], words: str) -> None:

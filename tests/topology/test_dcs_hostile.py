@@ -49,11 +49,13 @@ CLUSTER = {"members": [{"name": "m1", "role": "leader", "host": "127.0.0.1", "po
 REST_WORDS = {
     "accept_and_close": "closed the connection",
     "garbage_status": "not an HTTP answer",
-    "endless_headers": "header_count cap of 100 headers",
+    # httpx (issue 22): h11 refuses a head over 100 KiB as it reads it, before our count.
+    "endless_headers": "header_bytes cap",
     "endless_body": "body cap of 1 MiB",
     "huge_content_length": "body cap of 1 MiB",
     "truncated_chunk": "closed the connection mid-chunk",
-    "oversize_chunk": "chunk cap of 1 MiB",
+    # httpx does not show chunk boundaries: a chunk is held to the whole body's cap.
+    "oversize_chunk": "body cap of 1 MiB",
     "json_list": "not a Patroni /cluster answer",
     "json_string": "not a Patroni /cluster answer",
     "json_missing_keys": "not a Patroni /cluster answer",
@@ -64,7 +66,7 @@ ETCD_WORDS = {
     **REST_WORDS,
     "endless_body": "body cap of 8 MiB",
     "huge_content_length": "body cap of 8 MiB",
-    "oversize_chunk": "chunk cap of 8 MiB",
+    "oversize_chunk": "body cap of 8 MiB",
     "json_list": "not an etcd range answer",
     "json_string": "not an etcd range answer",
     "json_missing_keys": "an answer without a header",
@@ -221,6 +223,7 @@ async def test_a_hostile_watch_is_a_typed_error_and_the_follower_goes_on(
 
         with pytest.raises(Unreachable) as caught:
             await asyncio.wait_for(watch_once(), 10)
+        await gateway.aclose()  # the pooled client (issue 22) is the gateway's to close
         assert f"127.0.0.1:{bad.port}" in str(caught.value)
         assert words in str(caught.value)
         # The follower reads again after each broken watch, and stays alive.
@@ -247,6 +250,7 @@ async def test_an_idle_watch_is_not_a_stall(etcd: int) -> None:
     await eventually(lambda: seen and seen[-1] > revision, timeout=10)
     task.cancel()
     await asyncio.wait({task})
+    await gateway.aclose()
 
 
 @pytest.mark.parametrize("source", ["rest", "etcd"])
@@ -276,7 +280,10 @@ async def test_a_non_ascii_scope_lists_its_members(etcd: int) -> None:
     member = json.dumps(MEMBER)
     await asyncio.to_thread(_etcd_put, etcd, f"/service/{scope}/members/m1", member)
     source = PatroniEtcd(f"http://127.0.0.1:{etcd}", scope, timeout=2.0)
-    _, events = await source.gateway.range_prefix(source.prefix)
+    try:
+        _, events = await source.gateway.range_prefix(source.prefix)
+    finally:
+        await source.gateway.aclose()
     assert sorted(event.key for event in events) == [
         f"/service/{scope}/leader",
         f"/service/{scope}/members/m1",

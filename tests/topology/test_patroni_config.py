@@ -6,6 +6,8 @@ driven by tests/topology/test_etcd_tls_auth.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,33 @@ def test_from_patroni_refuses_config_with_explicit_dcs_settings(tmp_path: Path) 
     path = _write(tmp_path, "scope: demo\netcd3:\n  host: h1:2379\n")
     with pytest.raises(ConfigurationError, match="not both"):
         ClusterResolver.from_patroni(config=path, scope="other", dcs_allow="*")
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_without_httpx_from_patroni_names_the_extra() -> None:
+    """Issue 22 item 1: httpx is an extra; without it the error says what to install."""
+    result = _python(
+        "import sys; sys.modules['httpx'] = None\n"
+        "from topology import ClusterResolver\n"
+        "try:\n"
+        "    ClusterResolver.from_patroni(etcd='http://h:2379', scope='d', dcs_allow='*')\n"
+        "except ImportError as exc:\n"
+        "    print('ImportError:', exc)\n"
+    )
+    assert "ImportError: the Patroni DCS sources need httpx: pip install" in result.stdout
+    assert "[patroni]" in result.stdout
+
+
+def test_sql_only_topology_never_imports_httpx() -> None:
+    result = _python(
+        "import sys, topology\n"
+        "topology.ClusterResolver(['127.0.0.1:5432'], user='app')\n"
+        "topology.PatroniConfig('d', etcd=topology.EtcdConfig(('https://h:2379',)))\n"
+        "print(sorted(m for m in ('httpx', 'httpcore', 'h11', 'yaml') if m in sys.modules))\n"
+    )
+    assert result.stdout.strip() == "[]", result.stderr
