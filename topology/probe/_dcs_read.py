@@ -63,11 +63,15 @@ def _tls(dcs: DcsArgs, base: TlsFiles) -> TlsFiles:
 
 
 def _etcd(dcs: DcsArgs, base: EtcdConfig, password: str | None) -> EtcdConfig:
-    user = dcs.user or base.username
-    if dcs.user and not (password or base.password):
-        raise ConfigurationError(f"--dcs-user needs the password in ${PASSWORD_ENV}")
-    secret = (password or base.password) if user else None
-    return EtcdConfig(base.endpoints, _tls(dcs, base.tls), user, secret)
+    """``--dcs-user`` logs in with ``$TOPOLOGY_DCS_PASSWORD``; else the YAML's user with its
+    password (the environment's when the YAML holds none)."""
+    tls = _tls(dcs, base.tls)
+    if dcs.user:
+        if not password:
+            raise ConfigurationError(f"--dcs-user needs the password in ${PASSWORD_ENV}")
+        return EtcdConfig(base.endpoints, tls, dcs.user, password)
+    secret = (base.password or password) if base.username else None
+    return EtcdConfig(base.endpoints, tls, base.username, secret)
 
 
 def _config(dcs: DcsArgs, password: str | None) -> PatroniConfig:

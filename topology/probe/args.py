@@ -67,8 +67,9 @@ DCS (Patroni's store): --patroni-config /etc/patroni.yml, or --etcd URLS
   probed too, if trusted: a host given on the command line, one in
   --dcs-allow (names and/or CIDR networks, "*" for all), or every member
   under sslmode=verify-full. The first line says whether the DCS agrees
-  with the database. The etcd password comes from $TOPOLOGY_DCS_PASSWORD
-  or the YAML, never from the command line, and is never printed.
+  with the database. The etcd password: $TOPOLOGY_DCS_PASSWORD for
+  --dcs-user, else the YAML's (for its user); never from the command line,
+  never printed.
 
 JSON (--json): one document with schema "topology.probe/1"; with --watch,
 one such document per line and round. See docs/probe-cli.md."""
