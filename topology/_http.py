@@ -262,7 +262,7 @@ class HttpClient:
         """
         try:
             yield
-        except (OSError, Disconnected) as exc:
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, Disconnected) as exc:
             if not url.startswith("https://") or self.tls.cert:
                 raise
             raise TlsError(

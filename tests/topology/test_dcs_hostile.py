@@ -365,3 +365,22 @@ async def test_a_member_outside_the_trusted_set_never_gets_a_connection(
     assert len(warned) == 1
     assert f"127.0.0.2:{rogue_port}" in warned[0]
     assert pg_server.password not in warned[0]
+
+
+async def test_the_reads_reuse_a_kept_alive_connection(
+    etcd: int, follow: Callable[[DcsWatch], Running]
+) -> None:
+    """Issue 22 item 1: on main every etcd call opened a TCP connection (``Connection: close``).
+
+    The proxy records the first request of each connection it accepts, then
+    passes the rest through: its ``requests`` are the connections opened.
+    """
+    async with HostileHttp("good", upstream=("127.0.0.1", etcd)) as proxy:
+        source = PatroniEtcd(proxy.url, SCOPE, timeout=2.0, check_interval=0.05)
+        running = follow(source)
+        await eventually(lambda: source.requests >= 12 or running.task.done(), timeout=15)
+        assert not running.task.done()
+        assert not running.lost
+        assert running.views[-1].leader == "m1"
+        # One connection for the re-reads, one for the watch (a spare for a race).
+        assert len(proxy.requests) <= 3, proxy.requests
