@@ -5,8 +5,10 @@ A thin face over the probe engine the cluster itself uses: it probes with
 :func:`topology.snapshot.build_snapshot`, so what it prints is what a
 :class:`topology.ClusterResolver` would decide. Modules: :mod:`.cli` (the
 entry point, ``main(argv)``), :mod:`.args` (the command line), :mod:`.pgpass`
-(the password file), and private ones for the session, rendering and
-``--watch``.
+(the password file), and private ones for the session, rendering,
+``--watch``, and the DCS (:mod:`._dcs_read` reads Patroni's store once,
+:mod:`._agree` compares it with SQL, :mod:`._dcs_render` shows that,
+:mod:`._dcs_run` runs it).
 
 This is a package (not ``probe.py``) so that ``python -m topology.probe`` can
 run a ``__main__`` module without importing this code twice.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from topology._probe_login import for_probes
 from topology.errors import ConfigurationError
@@ -60,6 +60,7 @@ class Target:
     options: tuple[ConnectOptions, ...]
     password_source: str
     secrets: tuple[str, ...] = ()
+    common: ConnectOptions = field(default_factory=ConnectOptions)  # all but the password
 
     def __repr__(self) -> str:
         return f"Target({', '.join(map(str, self.hosts))}, password from {self.password_source})"
@@ -77,7 +78,7 @@ def _default_port(env: Mapping[str, str]) -> int:
 
 
 def _hosts_and_options(
-    hosts: Sequence[str], url: str | None, env: Mapping[str, str]
+    hosts: Sequence[str], url: str | None, env: Mapping[str, str], default_hosts: bool
 ) -> tuple[tuple[HostAddress, ...], ConnectOptions]:
     if url is not None:
         if hosts:
@@ -85,6 +86,8 @@ def _hosts_and_options(
         return parse_url(url)
     if hosts:
         return parse_hosts(list(hosts), _default_port(env)), ConnectOptions()
+    if not default_hosts:  # a DCS names the hosts: no PGHOST, no localhost
+        return (), ConnectOptions()
     if env.get("PGHOST", "").strip():
         return parse_host_lists(env["PGHOST"], env.get("PGPORT") or None), ConnectOptions()
     return (HostAddress("localhost", _default_port(env)),), ConnectOptions()
@@ -116,9 +119,17 @@ def resolve_target(
     user: str | None = None,
     database: str | None = None,
     warn: Callable[[str], None] = lambda message: None,
+    extra: Sequence[HostAddress] = (),
+    default_hosts: bool = True,
 ) -> Target:
-    """Combine the command line and the environment (see the module docstring)."""
-    addresses, options = _hosts_and_options(hosts, url, env)
+    """Combine the command line and the environment (see the module docstring).
+
+    ``extra``: more hosts (a DCS's members), after the given ones, each once.
+    ``default_hosts=False``: no PGHOST / localhost when no host is given.
+    """
+    addresses, options = _hosts_and_options(hosts, url, env, default_hosts)
+    if extra:
+        addresses = tuple(dict.fromkeys((*addresses, *extra)))
     options = for_probes(options)  # a URL's probe_user: the CLI is a probe too
     changes: dict[str, object] = {
         "user": user or options.user or env.get("PGUSER") or _os_user(),
@@ -132,15 +143,25 @@ def resolve_target(
     if options.application_name is None and "application_name" not in changes:
         changes["application_name"] = APPLICATION_NAME
     options = options.replace(**changes)
+    return _with_passwords(addresses, options, env, warn)
+
+
+def _with_passwords(
+    addresses: tuple[HostAddress, ...],
+    options: ConnectOptions,
+    env: Mapping[str, str],
+    warn: Callable[[str], None],
+) -> Target:
+    """Each host's password: the URL's, else PGPASSWORD, else the password file's."""
     key_secret = (options.sslpassword,) if options.sslpassword else ()
     if options.password is not None:
         secrets = (options.password, *key_secret)
-        return Target(addresses, (options,) * len(addresses), "URL", secrets)
+        return Target(addresses, (options,) * len(addresses), "URL", secrets, options)
     if env.get("PGPASSWORD"):
         password = env["PGPASSWORD"]
         shared = options.replace(password=password)
         secrets = (password, *key_secret)
-        return Target(addresses, (shared,) * len(addresses), "PGPASSWORD", secrets)
+        return Target(addresses, (shared,) * len(addresses), "PGPASSWORD", secrets, options)
     passfile = dict(options.extra).get("passfile")
     path = pgpass.default_path(env, passfile)
     per_host: list[ConnectOptions] = []
@@ -158,4 +179,4 @@ def resolve_target(
         per_host.append(options if found is None else options.replace(password=found))
     secrets = tuple(sorted({o.password for o in per_host if o.password}))
     source = "password file" if secrets else "none"
-    return Target(addresses, tuple(per_host), source, secrets + key_secret)
+    return Target(addresses, tuple(per_host), source, secrets + key_secret, options)

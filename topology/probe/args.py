@@ -16,7 +16,7 @@ from typing import NoReturn
 from topology.drivers import DRIVERS
 from topology.probe._render import LagLimit
 
-__all__ = ["DEFAULT_MAX_LAG_BYTES", "Arguments", "UsageError", "parse_args", "parse_lag"]
+__all__ = ["DEFAULT_MAX_LAG_BYTES", "Arguments", "DcsArgs", "UsageError", "parse_args", "parse_lag"]
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_WATCH = 2.0
@@ -36,7 +36,8 @@ EPILOG = """\
 hosts:
   name, name:port, IPv4[:port], [IPv6]:port, or one libpq URL such as
   postgresql://user@h1,h2:5433/db?sslmode=require (also given with --url).
-  Without hosts: PGHOST / PGPORT (libpq lists), else localhost.
+  Without hosts: PGHOST / PGPORT (libpq lists), else localhost (with a DCS:
+  only the members it lists).
   User and database: -U / -d, the URL, PGUSER / PGDATABASE, else the OS user.
   Password: the URL, else PGPASSWORD, else the password file (PGPASSFILE or
   ~/.pgpass, mode 0600, matched per host as libpq does). It is never printed.
@@ -48,15 +49,46 @@ exit status:
   0   healthy: one primary, every host up, no replica lagging
   1   degraded: a host down or unknown, or a replica lagging
   2   no primary, or split brain (a stale primary still writable)
+  3   with a DCS (--patroni-config, --etcd, --rest): the DCS and the database
+      disagree (its leader is not the writable host, a member's role differs,
+      a member SQL cannot reach, a probed host it does not list, no leader)
+  4   with a DCS: the DCS could not be read (the reason per endpoint is shown)
   64  usage error (bad argument, host or URL)
   70  internal error
+  With a DCS, 2 comes first, then 3 or 4, then 1.
   With --watch, Ctrl-C (or SIGTERM) ends the watch with status 0.
   With --check-grants: 0 the login holds every grant the probe uses, 1 only
   optional ones are missing, 2 a required one is missing or a host could not
   be checked (docs/topology.md, "The probe login").
 
+DCS (Patroni's store): --patroni-config /etc/patroni.yml, or --etcd URLS
+  --scope NAME [--namespace /service], or --rest URLS (Patroni's REST API).
+  The DCS is read once (within --timeout per endpoint); its members are
+  probed too, if trusted: a host given on the command line, one in
+  --dcs-allow (names and/or CIDR networks, "*" for all), or every member
+  under sslmode=verify-full. The first line says whether the DCS agrees
+  with the database. The etcd password: $TOPOLOGY_DCS_PASSWORD for
+  --dcs-user, else the YAML's (for its user); never from the command line,
+  never printed.
+
 JSON (--json): one document with schema "topology.probe/1"; with --watch,
 one such document per line and round. See docs/probe-cli.md."""
+
+
+@dataclass(frozen=True)
+class DcsArgs:
+    """Where the DCS is and how to log in to it (the password comes from the environment)."""
+
+    config: str | None = None
+    etcd: str | None = None
+    scope: str | None = None
+    namespace: str | None = None
+    rest: str | None = None
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    user: str | None = None
+    allow: str | None = None
 
 
 class UsageError(Exception):
@@ -75,6 +107,7 @@ class Arguments:
     json: bool
     watch: float | None
     check_grants: bool = False
+    dcs: DcsArgs | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,7 +214,49 @@ def _parser() -> _Parser:
         help=f"probe every host again every SECONDS (default {DEFAULT_WATCH}) and redraw, "
         "until Ctrl-C; a slow host holds back only its own row",
     )
+    _add_dcs(parser)
     return parser
+
+
+def _add_dcs(parser: _Parser) -> None:
+    group = parser.add_argument_group("DCS (Patroni's store; the password: $TOPOLOGY_DCS_PASSWORD)")
+    add = group.add_argument
+    add("--patroni-config", metavar="PATH", help="a Patroni YAML: scope, namespace, etcd3, restapi")
+    add("--etcd", metavar="URLS", help="etcd endpoints, http(s)://h1:2379,h2:2379 (with --scope)")
+    add("--scope", help="Patroni's scope (its 'scope:' setting)")
+    add("--namespace", help="Patroni's namespace (default /service)")
+    add("--rest", metavar="URLS", help="Patroni REST API endpoints, http(s)://h1:8008,h2:8008")
+    add("--dcs-cacert", metavar="PATH", help="CA bundle that signed the DCS's certificates")
+    add("--dcs-cert", metavar="PATH", help="client certificate for the DCS")
+    add("--dcs-key", metavar="PATH", help="client certificate's key for the DCS")
+    add("--dcs-user", metavar="NAME", help="etcd user (password: $TOPOLOGY_DCS_PASSWORD)")
+    add(
+        "--dcs-allow",
+        metavar="HOSTS",
+        help='members that may be probed with your credentials: names, CIDR networks, or "*"',
+    )
+
+
+def _dcs_args(ns: argparse.Namespace) -> DcsArgs | None:
+    dcs = DcsArgs(
+        config=ns.patroni_config, etcd=ns.etcd, scope=ns.scope, namespace=ns.namespace,
+        rest=ns.rest, cacert=ns.dcs_cacert, cert=ns.dcs_cert, key=ns.dcs_key,
+        user=ns.dcs_user, allow=ns.dcs_allow,
+    )  # fmt: skip
+    sources = [name for name in ("config", "etcd", "rest") if getattr(dcs, name) is not None]
+    if not sources:
+        if dcs != DcsArgs():
+            raise UsageError("DCS options need a DCS: --patroni-config, --etcd or --rest")
+        return None
+    if len(sources) > 1:
+        raise UsageError("give one DCS: --patroni-config, --etcd or --rest")
+    if dcs.etcd is not None and not dcs.scope:
+        raise UsageError("--etcd needs Patroni's --scope")
+    if dcs.rest is not None and (dcs.scope or dcs.namespace or dcs.user):
+        raise UsageError("--rest takes no --scope, --namespace or --dcs-user")
+    if dcs.key is not None and dcs.cert is None and dcs.config is None:
+        raise UsageError("--dcs-key needs its --dcs-cert")
+    return dcs
 
 
 def parse_args(argv: Sequence[str]) -> Arguments:
@@ -192,6 +267,9 @@ def parse_args(argv: Sequence[str]) -> Arguments:
     urls = [h for h in hosts if "://" in h]
     if ns.check_grants and ns.watch is not None:
         raise UsageError("--check-grants and --watch do not go together")
+    dcs = _dcs_args(ns)
+    if dcs is not None and (ns.watch is not None or ns.check_grants):
+        raise UsageError("a DCS (--patroni-config, --etcd, --rest) is read by a single run only")
     if urls:
         if url is not None or len(hosts) > 1:
             raise UsageError("give one URL alone, or hosts without a URL")
@@ -207,4 +285,5 @@ def parse_args(argv: Sequence[str]) -> Arguments:
         json=ns.json,
         watch=None if ns.watch is None else _seconds(ns.watch, "--watch"),
         check_grants=ns.check_grants,
+        dcs=dcs,
     )

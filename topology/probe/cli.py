@@ -7,9 +7,12 @@ table or JSON. Every line written goes through :class:`Output`, which
 scrubs every known password and anything shaped like one (URL userinfo,
 ``password=``), so no password reaches the terminal, a log or a traceback;
 unexpected errors are reported as one scrubbed line, never a traceback.
+With a DCS (``--patroni-config``, ``--etcd``, ``--rest``) the run is
+:mod:`topology.probe._dcs_run`'s: the DCS read once, beside SQL.
 
 Timeouts: a run ends within about ``--timeout`` (all hosts probed
-concurrently) plus a bounded close (0.5 s at most). The event loop's
+concurrently) plus a bounded close (0.5 s at most); with a DCS, its read
+comes first, within ``--timeout`` per endpoint plus 1 s. The event loop's
 worker threads (name resolution) are never waited for at exit.
 """
 
@@ -31,6 +34,8 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote, unquote_plus
 
 from topology.errors import ConfigurationError, redact
+from topology.probe._dcs_read import PASSWORD_ENV
+from topology.probe._dcs_run import plan_dcs, run_dcs
 from topology.probe._grants import check_all, exit_code, render
 from topology.probe._render import LoggedChange, document, judge, summary, table
 from topology.probe._session import ProbeSession
@@ -260,13 +265,18 @@ def main(
     """
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
-    secrets = [env.get("PGPASSWORD", ""), *(s for arg in argv for s in _url_secrets(arg))]
+    secrets = [env.get("PGPASSWORD", ""), env.get(PASSWORD_ENV, "")]
+    secrets += [s for arg in argv for s in _url_secrets(arg)]
     output = Output(out or sys.stdout, err or sys.stderr, secrets)
     if process_hooks:
         _quiet_logging(output)
     try:
         args = parse_args(argv)
         _check_driver(args.driver)
+        if args.dcs is not None:
+            plan = plan_dcs(args, env, output.error)
+            output.add_secrets(plan.source.secrets + plan.given.secrets)
+            return _guarded(lambda: _run(run_dcs(args, env, plan, output)), output)
         target = resolve_target(
             args.hosts, args.url, env, user=args.user, database=args.dbname, warn=output.error
         )
