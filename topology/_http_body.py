@@ -205,8 +205,9 @@ def mapped(endpoint: str, phase: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        words = "connect" if isinstance(exc, httpx.ConnectTimeout) else f"the {phase}"
-        raise ReadTimeout(f"{endpoint}: {words} did not arrive in time (timeout)") from None
+        if isinstance(exc, httpx.ConnectTimeout):
+            raise ReadTimeout(f"{endpoint}: the connection was not made in time") from None
+        raise ReadTimeout(f"{endpoint}: the {phase} did not arrive in time (timeout)") from None
     except httpx.TransportError as exc:
         raise _transport_error(exc, endpoint, phase) from None
 

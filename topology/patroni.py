@@ -14,9 +14,12 @@ Every ``check_interval`` seconds it also reads the prefix again: the read
 proves the store still answers (a frozen etcd keeps the watch's socket open
 and silent) and repairs anything a broken watch missed.
 
-Timeouts: each etcd call gets ``timeout`` seconds per endpoint; a lost store
-is reported within ``check_interval + timeout`` seconds, and retried with a
-backoff of 50 ms doubling up to 2 s.
+Timeouts: each etcd request gets ``timeout`` seconds per endpoint; a lost
+store is reported within ``check_interval + timeout`` seconds, and retried
+with a backoff of 50 ms doubling up to 2 s (refused credentials: every 10 s).
+TLS and etcd authentication come from an :class:`EtcdConfig`
+(:mod:`topology.patroni_config`, or a Patroni YAML: ``from_patroni(config=path)``).
+Cancelling ``run()`` closes the source's pooled connections.
 
 :class:`PatroniRest` is for apps that cannot reach the DCS: it asks
 Patroni's REST API (``GET /cluster`` on any member) every ``interval``
@@ -26,11 +29,8 @@ Patroni, so prefer etcd for a fleet.
 
 Example::
 
-    cluster = ClusterResolver.from_patroni(
-        etcd="http://10.0.0.1:2379,http://10.0.0.2:2379", scope="demo",
-        dcs_allow="10.0.0.0/24",  # the members that may receive the credentials
-        user="app", password=secret, database="app",
-    )
+    cluster = ClusterResolver.from_patroni(config="/etc/patroni/app.yml",
+        dcs_allow="10.0.0.0/24", user="app", password=secret, database="app")
 
 Hostile peers: whatever an endpoint does wrong (closes without answering,
 sends something that is not HTTP, too much, too slowly, or JSON of the wrong
