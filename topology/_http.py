@@ -79,6 +79,9 @@ from topology._http_body import (
 )
 from topology._within import within
 
+# The share of a call's deadline that httpx's connect phase may use (see _phases).
+_CONNECT_SHARE = 0.8
+
 __all__ = [
     "BadAnswer",
     "Disconnected",
@@ -145,7 +148,7 @@ class HttpClient:
                 verify=self._context,
                 trust_env=False,  # no proxy or netrc from the environment: the URLs given
                 follow_redirects=False,
-                timeout=httpx.Timeout(self.timeout),
+                timeout=_phases(self.timeout),
                 limits=httpx.Limits(
                     max_connections=8, max_keepalive_connections=2, keepalive_expiry=30.0
                 ),
@@ -238,7 +241,7 @@ class HttpClient:
         endpoint = shown(url)
         client = self._pool()
         # No read timeout on the body: an idle watch is silent (Stream.json_lines bounds a message).
-        timeout = httpx.Timeout(self.timeout, read=None)
+        timeout = _phases(self.timeout, read=None)
         request = client.build_request(method, url, json=body, headers=headers, timeout=timeout)
         opening = asyncio.ensure_future(_send(client, request, endpoint, self.limits))
         try:
@@ -320,6 +323,17 @@ class Stream:
                 deadline = loop.time() + idle  # the message begun must end in time
         for message in splitter.end():
             yield message
+
+
+def _phases(total: float, **overrides: float | None) -> httpx.Timeout:
+    """httpx's own per-phase timeouts, the connect (TCP + TLS handshake) shorter than ``total``.
+
+    Our deadline around a call is ``total``; httpx must give up on a stalled
+    handshake first, because a request cancelled from outside during the TLS
+    handshake leaks its socket in httpcore (a ResourceWarning), while httpx's
+    own timeout closes it.
+    """
+    return httpx.Timeout(total, connect=total * _CONNECT_SHARE, **overrides)
 
 
 async def _next_within(pieces: AsyncIterator[bytes], timeout: float | None) -> bytes:
