@@ -34,7 +34,7 @@ from topology.probe.args import Arguments
 from topology.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from topology.probe.cli import Output
+    from topology.probe._output import Output
 
 __all__ = ["DcsPlan", "plan_dcs", "run_dcs"]
 

@@ -25,18 +25,18 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TextIO
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus
 
-from topology.errors import ConfigurationError, redact
+from topology.errors import ConfigurationError
 from topology.probe._dcs_read import PASSWORD_ENV
 from topology.probe._dcs_run import plan_dcs, run_dcs
 from topology.probe._grants import check_all, exit_code, render
+from topology.probe._output import PROG, Output
 from topology.probe._render import LoggedChange, document, judge, summary, table
 from topology.probe._session import ProbeSession
 from topology.probe._target import Target, resolve_target
@@ -50,45 +50,6 @@ __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "Output", "main"]
 EXIT_USAGE = 64  # sysexits.h EX_USAGE
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
-PROG = "topology.probe"
-# user:password@ up to the last "@" before the first "/", as parse_url reads it (a
-# password may hold "?", "#" and "@").
-_URL_PASSWORD = re.compile(r"(://[^/@\s:]*:)[^/\s]*@")
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-
-
-class Output:
-    """Writes scrubbed text to stdout and stderr; see the module docstring."""
-
-    def __init__(self, out: TextIO, err: TextIO, secrets: Iterable[str] = ()) -> None:
-        self.out = out
-        self.err = err
-        self.secrets: set[str] = set()
-        self.add_secrets(secrets)
-
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        """Scrub these from now on, also as they look escaped in JSON or quoted in a URL."""
-        for secret in secrets:
-            if secret:
-                self.secrets.update({secret, json.dumps(secret)[1:-1], quote(secret, safe="")})
-
-    def scrub(self, text: str) -> str:
-        text = _URL_PASSWORD.sub(r"\1***@", text)
-        text = _KEYWORD_PASSWORD.sub(r"\1***", text)
-        # Longest first, so that a secret containing another is replaced whole.
-        ordered = sorted(self.secrets, key=len, reverse=True)
-        return redact(text, ordered)
-
-    def write(self, text: str) -> None:
-        self.out.write(self.scrub(text))
-        self.out.flush()
-
-    def line(self, text: str = "") -> None:
-        self.write(text + "\n")
-
-    def error(self, text: str) -> None:
-        self.err.write(self.scrub(f"{PROG}: {text}".splitlines()[0]) + "\n")
-        self.err.flush()
 
 
 class _ScrubbingFormatter(logging.Formatter):
