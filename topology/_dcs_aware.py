@@ -39,8 +39,10 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 
+from topology._dcs_claim import Confirmer
 from topology._dcs_confirm import dcs_named
 from topology._dcs_follow import DcsFollower
+from topology._dcs_trust import TrustedWatch
 from topology._probe_loop import ProbeLoop
 from topology._publisher import Publisher
 from topology.caught_up import CaughtUpFinder
@@ -48,6 +50,7 @@ from topology.dcs import AddressMap, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
 from topology.pace import DcsPace
+from topology.patroni import PatroniEtcd
 from topology.prober import HostProber
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer
@@ -108,7 +111,20 @@ class DcsAware(Publisher):
             tracer=self._tracer,
             translate=translator(addresses),
             leader_ready=self._leader_ready,
+            confirmer=self._confirmer(dcs),
+            confirm_wanted=self._confirm_wanted,
         )
+
+    def _confirmer(self, dcs: DcsWatch) -> Confirmer | None:
+        """Patroni on etcd: one process per fleet confirms a new leader (topology._dcs_claim)."""
+        inner = dcs.watch if isinstance(dcs, TrustedWatch) else dcs
+        if not isinstance(inner, PatroniEtcd):
+            return None
+        return Confirmer(inner.gateway, inner.prefix, self._prober, lambda: self.dcs_pace.patience)
+
+    def _confirm_wanted(self, host: str) -> bool:
+        """Worth a claim: the store answers, names a host SQL saw as ours, not the primary."""
+        return self._dcs_answers and host in self._ours and host != self.view.snapshot.primary
 
     def _keeps_connections(self) -> bool:
         """SQL-only: probe connections stay open. DCS mode: kept only during the burst of

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+from topology._dcs_claim import parse_writable, topology_key
 from topology._etcd import AuthFailed, EtcdEvent, EtcdGateway, parse_endpoints
 from topology._http import (
     BadAnswer,
@@ -133,6 +134,7 @@ class PatroniEtcd:
         self.outages = 0
         self._keys: dict[str, str] = {}
         self._revision = 0
+        self._term = 0  # the leader key's create_revision
 
     def describe(self) -> str:
         return f"Patroni scope {self.scope!r} in etcd {self.gateway.endpoints} ({self.prefix})"
@@ -154,7 +156,11 @@ class PatroniEtcd:
                 member = member_from_json(key[len(members_prefix) :], value)
                 if member is not None:
                     members.append(member)
-        return DcsView(leader.strip() if leader else None, tuple(members), self._revision)
+        term = self._term if leader else 0
+        writable = parse_writable(self._keys.get(topology_key(self.prefix, "writable", term)), term)
+        return DcsView(
+            leader.strip() if leader else None, tuple(members), self._revision, term, writable
+        )
 
     async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
         """Read, then watch and check, until cancelled (see :class:`topology.dcs.DcsWatch`).
@@ -204,6 +210,8 @@ class PatroniEtcd:
         revision, events = await self.gateway.range_prefix(self.prefix)
         self._keys = {event.key: event.value or "" for event in events}
         self._revision = revision
+        leader = self.prefix + "leader"
+        self._term = next((e.created for e in events if e.key == leader), 0)
         self.views += 1
         on_view(self.view())
 
@@ -237,6 +245,8 @@ class PatroniEtcd:
             if event.revision <= self._revision:
                 continue  # already in a read made since
             changed = True
+            if event.key == self.prefix + "leader":
+                self._term = event.created  # 0 once deleted
             if event.value is None:
                 self._keys.pop(event.key, None)
             else:
