@@ -25,6 +25,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,12 +119,14 @@ class TlsEtcd:
         peer_port: int | None = None,
         metrics_port: int | None = None,
         prefix: str = "/service/",
+        scopes: Sequence[str] = (),
         auth_token_ttl: int = DEFAULT_TOKEN_TTL,
         die_with_parent: bool = False,
         timeout: float = 30.0,
     ) -> TlsEtcd:
         """Certificates, etcd, users and roles; returns once auth is on and etcd healthy.
 
+        ``scopes``: Patroni scopes whose ``topology/`` keys user ``app`` may write.
         Ports default to free ones on 127.0.0.1. ``auth_token_ttl`` (seconds)
         is how long an idle auth token lives (etcd's ``--auth-token-ttl``).
         ``die_with_parent`` SIGKILLs etcd when the spawning thread exits.
@@ -141,7 +144,7 @@ class TlsEtcd:
         try:
             etcd._spawn(user, auth_token_ttl, die_with_parent)
             etcd._wait_healthy(etcd.gateway(None, cert="root"), timeout)
-            enable_auth(etcd.endpoint, etcd.pki, etcd.passwords, prefix)
+            enable_auth(etcd.endpoint, etcd.pki, etcd.passwords, prefix, scopes)
             etcd._wait_healthy(etcd.gateway("root", cert="root"), timeout)
         except BaseException:
             etcd.stop()
