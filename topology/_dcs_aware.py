@@ -18,6 +18,9 @@ into a :class:`topology._dcs_follow.DcsFollower` whose callbacks land here:
   ``dcs_named`` (:mod:`topology._dcs_confirm`), with no probe connection;
   SQL confirms it at the next calm round, and a failure report from the
   application (a read-only error) puts it in doubt: SQL wins over the store;
+* with Patroni on etcd, the same from a peer's ``writable`` key: one
+  process of the fleet wins a claim on the new leader's term, connects to
+  it until it accepts writes and tells the others (:mod:`topology._dcs_claim`);
 * the store's health: while it answers, calm rounds every ``dcs_interval``
   seconds; while it does not, every ``DcsPace.lost_interval`` (jittered, the
   first one at a random moment within it so a fleet that lost the store at
