@@ -123,7 +123,8 @@ class DcsAware(Publisher):
         inner = dcs.watch if isinstance(dcs, TrustedWatch) else dcs
         if not isinstance(inner, PatroniEtcd):
             return None
-        return Confirmer(inner.gateway, inner.prefix, self._prober, lambda: self.dcs_pace.patience)
+        patience = lambda: self.dcs_pace.patience  # noqa: E731
+        return Confirmer(inner.gateway, inner.prefix, self._prober, patience, inner.has_key)
 
     def _confirm_wanted(self, host: str) -> bool:
         """Worth a claim: the store answers, names a host SQL saw as ours, not the primary."""

@@ -146,6 +146,10 @@ class PatroniEtcd:
     def requests(self) -> int:
         return self.gateway.requests
 
+    def has_key(self, key: str) -> bool:
+        """Whether ``key`` is among the keys read or watched so far (no network)."""
+        return key in self._keys
+
     def view(self) -> DcsView:
         """The view of the keys read so far (no network)."""
         leader = self._keys.get(self.prefix + "leader")
