@@ -18,6 +18,9 @@ into a :class:`topology._dcs_follow.DcsFollower` whose callbacks land here:
   ``dcs_named`` (:mod:`topology._dcs_confirm`), with no probe connection;
   SQL confirms it at the next calm round, and a failure report from the
   application (a read-only error) puts it in doubt: SQL wins over the store;
+* with Patroni on etcd, the same from a peer's ``writable`` key: one
+  process of the fleet wins a claim on the new leader's term, connects to
+  it until it accepts writes and tells the others (:mod:`topology._dcs_claim`);
 * the store's health: while it answers, calm rounds every ``dcs_interval``
   seconds; while it does not, every ``DcsPace.lost_interval`` (jittered, the
   first one at a random moment within it so a fleet that lost the store at
@@ -39,8 +42,10 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 
+from topology._dcs_claim import Confirmer
 from topology._dcs_confirm import dcs_named
 from topology._dcs_follow import DcsFollower
+from topology._dcs_trust import TrustedWatch
 from topology._probe_loop import ProbeLoop
 from topology._publisher import Publisher
 from topology.caught_up import CaughtUpFinder
@@ -48,6 +53,7 @@ from topology.dcs import AddressMap, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
 from topology.pace import DcsPace
+from topology.patroni import PatroniEtcd
 from topology.prober import HostProber
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer
@@ -108,7 +114,21 @@ class DcsAware(Publisher):
             tracer=self._tracer,
             translate=translator(addresses),
             leader_ready=self._leader_ready,
+            confirmer=self._confirmer(dcs),
+            confirm_wanted=self._confirm_wanted,
         )
+
+    def _confirmer(self, dcs: DcsWatch) -> Confirmer | None:
+        """Patroni on etcd: one process per fleet confirms a new leader (topology._dcs_claim)."""
+        inner = dcs.watch if isinstance(dcs, TrustedWatch) else dcs
+        if not isinstance(inner, PatroniEtcd):
+            return None
+        patience = lambda: self.dcs_pace.patience  # noqa: E731
+        return Confirmer(inner.gateway, inner.prefix, self._prober, patience, inner.has_key)
+
+    def _confirm_wanted(self, host: str) -> bool:
+        """Worth a claim: the store answers, names a host SQL saw as ours, not the primary."""
+        return self._dcs_answers and host in self._ours and host != self.view.snapshot.primary
 
     def _keeps_connections(self) -> bool:
         """SQL-only: probe connections stay open. DCS mode: kept only during the burst of

@@ -9,6 +9,9 @@ cluster three things, through three callbacks, each only when it changes:
 * ``leader_ready(host)`` (optional): the leader's own member key says it
   is ``promoted`` / ``primary`` (or ``master``) and ``running``, i.e.
   Patroni finished promoting it; called when that becomes true for a leader;
+* a new leader SQL has not confirmed yet (``confirm_wanted(host)``): the
+  ``confirmer`` (:mod:`topology._dcs_claim`) tries to confirm it for the
+  fleet; a peer's ``writable`` key for the leader's term makes it ready too;
 * ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
@@ -25,6 +28,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from topology._dcs_claim import Confirmer
 from topology._within import within
 from topology.dcs import DcsView, DcsWatch
 from topology.trace import DcsAnswered, DcsLost, Tracer
@@ -40,13 +44,15 @@ _PRIMARY_ROLES = frozenset({"promoted", "primary", "master"})
 
 
 def ready_leader(view: DcsView | None) -> str | None:
-    """The leader's address if its own member key says primary + running, else None."""
+    """The leader's address if its own member key says primary + running, or a peer
+    confirmed it accepting writes for the leader lock's term; else None."""
     if view is None or view.leader is None:
         return None
     for member in view.members:
         if member.name == view.leader:
             ready = member.role in _PRIMARY_ROLES and member.state == "running"
-            return member.host if ready and member.host else None
+            confirmed = view.term > 0 and view.writable == (member.name, member.host)
+            return member.host if (ready or confirmed) and member.host else None
     return None
 
 
@@ -69,6 +75,8 @@ class DcsFollower:
         tracer: Tracer | None = None,
         translate: Callable[[str], str] | None = None,
         leader_ready: Callable[[str], None] | None = None,
+        confirmer: Confirmer | None = None,
+        confirm_wanted: Callable[[str], bool] | None = None,
     ) -> None:
         self.watch = watch
         self.static_hosts = tuple(static_hosts)
@@ -81,6 +89,8 @@ class DcsFollower:
         self._dcs_leader = dcs_leader
         self._dcs_health = dcs_health
         self._leader_ready = leader_ready
+        self.confirmer = confirmer
+        self._confirm_wanted = confirm_wanted
         self._tracer = tracer  # already guarded
         self._first: asyncio.Event | None = None
 
@@ -91,9 +101,16 @@ class DcsFollower:
         moment this returns.
         """
         self._first = asyncio.Event()
-        task = asyncio.ensure_future(self.watch.run(self._on_view, self._on_lost))
+        task = asyncio.ensure_future(self._run())
         task.set_name("topology-dcs-follower")
         return task
+
+    async def _run(self) -> None:
+        try:
+            await self.watch.run(self._on_view, self._on_lost)
+        finally:  # a confirmation under way goes with the follower
+            if self.confirmer is not None:
+                self.confirmer.cancel()
 
     async def wait_first_view(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until the store has answered once; True if it has."""
@@ -142,6 +159,15 @@ class DcsFollower:
         if old is None or view.leader_host != old.leader_host:
             log.info("the DCS names leader %s (%s)", view.leader, view.leader_host)
             self._dcs_leader(view.leader_host)
+            self._confirm(old, view)
+
+    def _confirm(self, old: DcsView | None, view: DcsView) -> None:
+        """A new leader not ready yet: try to confirm it for the fleet (if wanted)."""
+        host, confirmer, wanted = view.leader_host, self.confirmer, self._confirm_wanted
+        if old is None or host is None or view.leader is None or confirmer is None:
+            return
+        if ready_leader(view) is None and (wanted is None or wanted(host)):
+            confirmer.start(view.term, view.leader, host)
 
     def _on_lost(self, reason: str) -> None:
         news = self.healthy or (self.outages == 0 and self.view is None)

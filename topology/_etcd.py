@@ -101,6 +101,7 @@ class EtcdEvent:
     key: str
     value: str | None
     revision: int
+    created: int = 0  # the key's create_revision (0: not given, e.g. a deletion)
 
 
 def _b64(raw: bytes) -> str:
@@ -175,7 +176,8 @@ def _event(kv: object, deleted: bool = False) -> EtcdEvent:
         raise BadAnswer(f"a key-value that is not an object: {type(kv).__name__}")
     revision = _number(kv.get("mod_revision"), "a key's mod_revision")
     value = None if deleted else _unb64(kv.get("value", ""))
-    return EtcdEvent(_unb64(kv.get("key")), value, revision)
+    created = 0 if deleted else _number(kv.get("create_revision", 0), "a create_revision")
+    return EtcdEvent(_unb64(kv.get("key")), value, revision, created)
 
 
 def _range_answer(message: Any) -> tuple[int, list[EtcdEvent]]:

@@ -55,11 +55,19 @@ class DcsMember:
 @dataclass(frozen=True, slots=True)
 class DcsView:
     """The store's picture at ``revision``: the leader's member name (None: no leader)
-    and the members, sorted by name."""
+    and the members, sorted by name.
+
+    ``term``: the leader lock's identity (etcd: the leader key's
+    create_revision; 0 when unknown). ``writable``: ``(member, host)`` a peer
+    process confirmed accepting writes for this term
+    (:mod:`topology._dcs_claim`), untrusted until checked against the leader.
+    """
 
     leader: str | None
     members: tuple[DcsMember, ...]
     revision: int = 0
+    term: int = 0
+    writable: tuple[str, str] | None = None
 
     @property
     def leader_host(self) -> str | None:

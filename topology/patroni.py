@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+from topology._dcs_claim import parse_writable, topology_key
 from topology._etcd import AuthFailed, EtcdEvent, EtcdGateway, parse_endpoints
 from topology._http import (
     BadAnswer,
@@ -133,6 +134,7 @@ class PatroniEtcd:
         self.outages = 0
         self._keys: dict[str, str] = {}
         self._revision = 0
+        self._term = 0  # the leader key's create_revision
 
     def describe(self) -> str:
         return f"Patroni scope {self.scope!r} in etcd {self.gateway.endpoints} ({self.prefix})"
@@ -144,6 +146,10 @@ class PatroniEtcd:
     def requests(self) -> int:
         return self.gateway.requests
 
+    def has_key(self, key: str) -> bool:
+        """Whether ``key`` is among the keys read or watched so far (no network)."""
+        return key in self._keys
+
     def view(self) -> DcsView:
         """The view of the keys read so far (no network)."""
         leader = self._keys.get(self.prefix + "leader")
@@ -154,7 +160,11 @@ class PatroniEtcd:
                 member = member_from_json(key[len(members_prefix) :], value)
                 if member is not None:
                     members.append(member)
-        return DcsView(leader.strip() if leader else None, tuple(members), self._revision)
+        term = self._term if leader else 0
+        writable = parse_writable(self._keys.get(topology_key(self.prefix, "writable", term)), term)
+        return DcsView(
+            leader.strip() if leader else None, tuple(members), self._revision, term, writable
+        )
 
     async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
         """Read, then watch and check, until cancelled (see :class:`topology.dcs.DcsWatch`).
@@ -204,6 +214,8 @@ class PatroniEtcd:
         revision, events = await self.gateway.range_prefix(self.prefix)
         self._keys = {event.key: event.value or "" for event in events}
         self._revision = revision
+        leader = self.prefix + "leader"
+        self._term = next((e.created for e in events if e.key == leader), 0)
         self.views += 1
         on_view(self.view())
 
@@ -237,6 +249,8 @@ class PatroniEtcd:
             if event.revision <= self._revision:
                 continue  # already in a read made since
             changed = True
+            if event.key == self.prefix + "leader":
+                self._term = event.created  # 0 once deleted
             if event.value is None:
                 self._keys.pop(event.key, None)
             else:

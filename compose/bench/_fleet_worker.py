@@ -4,7 +4,8 @@ Runs ``count`` :class:`~topology.ClusterResolver` on one event loop, as
 ``count`` application processes would each run one. The first line of
 stdin is the JSON configuration (``mode``: ``"sql"`` for
 ``ClusterResolver(hosts)`` or ``"dcs"`` for a resolver fed by
-:class:`~topology.patroni.PatroniEtcd`; ``count``, ``hosts``, ``etcd``,
+:class:`~topology.patroni.PatroniEtcd`; ``count``, ``hosts``, ``etcd`` (an https URL),
+``app_config`` (the cluster's app-side Patroni YAML: TLS files, etcd user),
 ``scope``, ``namespace``, ``app``); the password comes in the
 ``BENCH_PGPASSWORD`` environment variable, never on the command line.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -42,6 +44,7 @@ from typing import Any
 
 from topology import ClusterResolver, Role
 from topology.patroni import PatroniEtcd
+from topology.patroni_config import PatroniConfig
 
 
 class Fleet:
@@ -67,7 +70,12 @@ class Fleet:
             return ClusterResolver(list(config["hosts"]), **common)
         # What ClusterResolver.from_patroni builds, with a handle on the watch
         # kept here to read its request counter.
-        watch = PatroniEtcd(config["etcd"], str(config["scope"]), namespace=config["namespace"])
+        # The cluster's app-side Patroni YAML (TLS, etcd user app), etcd reached
+        # through the bench's forwarder (TLS end to end: it only relays bytes).
+        loaded = PatroniConfig.load(str(config["app_config"]))
+        assert loaded.etcd is not None
+        etcd = dataclasses.replace(loaded.etcd, endpoints=(str(config["etcd"]),))
+        watch = PatroniEtcd(etcd, loaded.scope, namespace=loaded.namespace)
         self.watches.append(watch)
         # The bench's cluster runs on loopback: its members are trusted there only.
         return ClusterResolver((), dcs=watch, dcs_allow="127.0.0.0/8", **common)

@@ -87,7 +87,7 @@ async def one_mode(
     forwarder = await EtcdForwarder.start(cluster.layout.etcd_client_port)
     config = {
         "mode": mode, "count": plan.per_process, "hosts": cluster.hosts(),
-        "etcd": f"http://127.0.0.1:{forwarder.port}",
+        "etcd": f"https://127.0.0.1:{forwarder.port}", "app_config": str(cluster.app_config_path),
         "scope": cluster.layout.scope, "namespace": cluster.layout.namespace, "app": app,
     }  # fmt: skip
     password = cluster.secrets.superuser

@@ -4,7 +4,10 @@
 - role ``patroni``: readwrite on the cluster prefix (e.g. ``/service/``);
   user ``patroni`` has it.
 - role ``app``: read-only on the same prefix; user ``app`` has it (what an
-  application following Patroni needs, and no more).
+  application following Patroni needs, and no more), plus readwrite on
+  ``<prefix><scope>/topology/`` for each scope given: where one process
+  of a fleet tells the others it confirmed a new leader
+  (:mod:`topology._dcs_claim`); it cannot touch Patroni's own keys.
 
 Passwords reach ``etcdctl`` through its stdin (``user add NAME
 --interactive=false``) and the root credentials through ``ETCDCTL_USER`` in
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from compose.etcd._pki import Pki
@@ -51,8 +54,16 @@ def _etcdctl(
         raise AuthSetupError(f"etcdctl {args[:2]} failed: {result.stderr.strip()[-500:]}")
 
 
-def enable_auth(endpoint: str, pki: Pki, passwords: Mapping[str, str], prefix: str) -> None:
+def enable_auth(
+    endpoint: str,
+    pki: Pki,
+    passwords: Mapping[str, str],
+    prefix: str,
+    scopes: Sequence[str] = (),
+) -> None:
     """Create root, the ``patroni`` and ``app`` roles and users on ``prefix``; enable auth.
+
+    ``scopes``: Patroni scopes whose ``topology/`` keys role ``app`` may write.
 
     ``passwords`` maps ``root``, ``patroni`` and ``app`` to their passwords.
     Run once on a fresh etcd (a second run fails: the users exist).
@@ -68,6 +79,9 @@ def enable_auth(endpoint: str, pki: Pki, passwords: Mapping[str, str], prefix: s
         run("role", "add", role)
         run("role", "grant-permission", role, permission, prefix, "--prefix=true")
         run("user", "grant-role", role, role)
+    for scope in scopes:
+        run("role", "grant-permission", "app", "readwrite", f"{prefix}{scope}/topology/",
+            "--prefix=true")  # fmt: skip
     run("auth", "enable")
 
 

@@ -25,6 +25,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from compose.pg._host import set_parent_death_signal
 ETCD = "/usr/bin/etcd"
 USERS = ("root", *ROLES)
 DEFAULT_TOKEN_TTL = 300
+BCRYPT_COST = 4  # etcd's minimum; see TlsEtcd._argv
 _CHILDREN: list[subprocess.Popen[bytes]] = []  # reaped in stop(): no zombie, no warning
 
 
@@ -118,12 +120,14 @@ class TlsEtcd:
         peer_port: int | None = None,
         metrics_port: int | None = None,
         prefix: str = "/service/",
+        scopes: Sequence[str] = (),
         auth_token_ttl: int = DEFAULT_TOKEN_TTL,
         die_with_parent: bool = False,
         timeout: float = 30.0,
     ) -> TlsEtcd:
         """Certificates, etcd, users and roles; returns once auth is on and etcd healthy.
 
+        ``scopes``: Patroni scopes whose ``topology/`` keys user ``app`` may write.
         Ports default to free ones on 127.0.0.1. ``auth_token_ttl`` (seconds)
         is how long an idle auth token lives (etcd's ``--auth-token-ttl``).
         ``die_with_parent`` SIGKILLs etcd when the spawning thread exits.
@@ -141,7 +145,7 @@ class TlsEtcd:
         try:
             etcd._spawn(user, auth_token_ttl, die_with_parent)
             etcd._wait_healthy(etcd.gateway(None, cert="root"), timeout)
-            enable_auth(etcd.endpoint, etcd.pki, etcd.passwords, prefix)
+            enable_auth(etcd.endpoint, etcd.pki, etcd.passwords, prefix, scopes)
             etcd._wait_healthy(etcd.gateway("root", cert="root"), timeout)
         except BaseException:
             etcd.stop()
@@ -162,6 +166,11 @@ class TlsEtcd:
             "--client-cert-auth", "--trusted-ca-file", str(self.ca),
             "--cert-file", str(server.cert), "--key-file", str(server.key),
             "--auth-token-ttl", str(auth_token_ttl),
+            # The users' passwords are random (144 bits): no key stretching needed.
+            # etcd's default cost (10) spends ~50-100 ms of its CPU per
+            # authentication; a fleet of 200 processes logging in on 2 shared
+            # cores then starves etcd (the fleet benchmark never started).
+            "--bcrypt-cost", str(BCRYPT_COST),
             "--logger", "zap", "--log-level", "warn",
         ]  # fmt: skip
 

@@ -189,7 +189,8 @@ class NativeRuntime:
             self.tls_etcd = TlsEtcd.start(
                 self.etcd_root, user=self.user, client_port=lay.etcd_client_port,
                 peer_port=lay.etcd_peer_port, metrics_port=lay.etcd_metrics_port,
-                prefix=lay.namespace, die_with_parent=self.die_with_parent, timeout=timeout,
+                prefix=lay.namespace, scopes=(lay.scope,), die_with_parent=self.die_with_parent,
+                timeout=timeout,
             )  # fmt: skip
             self.etcd = procs.Proc(self.tls_etcd.pid, self.tls_etcd.started)
         else:

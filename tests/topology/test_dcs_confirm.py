@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
+from topology._dcs_claim import parse_writable
 from topology._dcs_confirm import dcs_named
 from topology._dcs_follow import DcsFollower, ready_leader
 from topology.dcs import DcsMember, DcsView
@@ -150,3 +151,32 @@ def test_a_member_sql_saw_as_ours_before_a_restart_can_be_named(role: Role) -> N
     assert after is not None
     assert after.primary == "b:1"
     assert after["b:1"].error is None
+
+
+def test_a_peers_writable_key_makes_the_leader_ready_only_for_its_term_member_and_host() -> None:
+    members = _members("replica", "running")  # Patroni has not written "primary" yet
+    assert ready_leader(DcsView("m2", members, 9, term=5, writable=("m2", "b:1"))) == "b:1"
+    assert ready_leader(DcsView("m2", members, 9, term=5, writable=("m1", "a:1"))) is None
+    assert ready_leader(DcsView("m2", members, 9, term=5, writable=("m2", "z:1"))) is None
+    assert ready_leader(DcsView("m2", members, 9, term=0, writable=("m2", "b:1"))) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ('{"member": "m2", "host": "b:1", "term": 5}', ("m2", "b:1")),
+        ('{"member": "m2", "host": "b:1", "term": 4}', None),  # another term
+        ('{"member": "m2", "host": "b:1", "term": true}', None),
+        ('{"member": 2, "host": "b:1", "term": 5}', None),
+        ('{"member": "m2", "term": 5}', None),
+        ('["m2", "b:1", 5]', None),
+        ("not json", None),
+        ("[" * 100_000, None),  # too long, and too deep
+        ('{"member": "m2", "host": "b:1", "term": 5, "pad": "' + "x" * 2000 + '"}', None),
+        (None, None),
+    ],
+)
+def test_what_a_peer_wrote_is_parsed_as_untrusted_input(
+    value: str | None, parsed: tuple[str, str] | None
+) -> None:
+    assert parse_writable(value, 5) == parsed

@@ -85,7 +85,7 @@ async def test_an_unreachable_dcs_keeps_no_probe_connection_and_still_follows_a_
     forwarder, port = etcd_forwarder
     lost_pace = DcsPace(lost_interval=0.3, lost_fast_interval=0.2)
     cluster = make_resolver(
-        etcd=f"http://127.0.0.1:{port}", dcs_timeout=0.3, dcs_check_interval=0.3,
+        etcd=f"https://127.0.0.1:{port}", dcs_timeout=0.3, dcs_check_interval=0.3,
         dcs_pace=lost_pace,
     )  # fmt: skip
     name = cluster.options.application_name

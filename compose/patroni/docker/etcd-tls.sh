@@ -10,6 +10,7 @@
 set -eu
 PKI=${PKI:-/etc/ctxdb-etcd/pki}
 PREFIX=${PREFIX:-/service/}
+SCOPE=${SCOPE:-ctxdb}
 ENDPOINT=${ENDPOINT:-https://etcd:25400}
 
 sign() {  # sign NAME SUBJECT EXTENSIONS
@@ -63,6 +64,9 @@ auth() {
     ctl role add app >/dev/null 2>&1 || true
     ctl role grant-permission patroni readwrite "$PREFIX" --prefix=true >/dev/null
     ctl role grant-permission app read "$PREFIX" --prefix=true >/dev/null
+    # Only where a fleet's processes tell each other a new leader accepts writes
+    # (topology._dcs_claim): not Patroni's own keys.
+    ctl role grant-permission app readwrite "${PREFIX}${SCOPE}/topology/" --prefix=true >/dev/null
     ctl user grant-role patroni patroni >/dev/null
     ctl user grant-role app app >/dev/null
     ctl auth enable >/dev/null

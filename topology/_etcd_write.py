@@ -1,0 +1,74 @@
+"""The three etcd writes of the fleet's leader confirmation: a lease, a claim, a put.
+
+Over the same :class:`topology._etcd.EtcdGateway` as the watch (TLS, the
+app's token, the endpoint that answered first): ``POST /v3/lease/grant``,
+``POST /v3/kv/txn`` (create a key only if it does not exist: etcd's
+``create_revision == 0`` compare, as Patroni takes its leader lock) and
+``POST /v3/kv/put``. Each call tries the endpoints in turn, each within the
+gateway's ``timeout`` (with authentication: up to three requests);
+:class:`topology._http.Unreachable` when none answers. A user without write
+permission on the key (etcd code 7, or HTTP 403) or refused credentials is
+:class:`topology._etcd.AuthFailed` at once, never retried here: the caller
+turns the feature off. Cancelling a call closes its request.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from topology._etcd import AuthFailed, EtcdGateway
+from topology._http import BadAnswer, Unreachable, shown, why
+
+__all__ = ["create_if_absent", "grant_lease", "put"]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def _write(gateway: EtcdGateway, path: str, body: dict[str, Any]) -> Any:
+    """One call on the first endpoint that answers; AuthFailed at once."""
+    reasons: dict[str, str] = {}
+    for index, url in gateway.endpoints.in_turn():
+        try:
+            answer = await gateway._call(url, path, body)
+        except AuthFailed:
+            raise
+        except Exception as exc:  # any peer's failure: its reason, then the next one
+            reasons[shown(url)] = why(exc)
+            continue
+        gateway.endpoints.answered(index)
+        if not isinstance(answer, dict):
+            raise BadAnswer(f"not an etcd answer to {path}: {type(answer).__name__}")
+        return answer
+    raise Unreachable(path, reasons)
+
+
+async def grant_lease(gateway: EtcdGateway, ttl: int) -> int:
+    """A new lease of ``ttl`` seconds; its ID."""
+    answer = await _write(gateway, "/v3/lease/grant", {"TTL": str(ttl), "ID": "0"})
+    lease = answer.get("ID")
+    if isinstance(lease, str) and lease.isdigit() and len(lease) <= 20:
+        return int(lease)
+    if isinstance(lease, int) and not isinstance(lease, bool) and lease > 0:
+        return lease
+    raise BadAnswer("a lease grant without an ID")
+
+
+async def create_if_absent(gateway: EtcdGateway, key: str, value: str, lease: int) -> bool:
+    """Put ``key`` (attached to ``lease``) only if it does not exist; True if we did."""
+    body = {
+        "compare": [
+            {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
+        ],
+        "success": [{"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}],
+    }
+    answer = await _write(gateway, "/v3/kv/txn", body)
+    return answer.get("succeeded") is True  # etcd leaves a false out of its JSON
+
+
+async def put(gateway: EtcdGateway, key: str, value: str, lease: int) -> None:
+    """Put ``key`` = ``value``, attached to ``lease``."""
+    body = {"key": _b64(key), "value": _b64(value), "lease": str(lease)}
+    await _write(gateway, "/v3/kv/put", body)
