@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from topology._dcs_claim import Confirmer
 from topology._dcs_confirm import dcs_named
 from topology._dcs_follow import DcsFollower
 from topology._dcs_trust import TrustedWatch
@@ -53,10 +54,12 @@ from topology.dcs import AddressMap, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
 from topology.pace import DcsPace
-from topology.patroni import PatroniEtcd
 from topology.prober import HostProber
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer
+
+if TYPE_CHECKING:
+    from topology._dcs_claim import Confirmer
 
 __all__ = ["DcsAware"]
 
@@ -121,8 +124,13 @@ class DcsAware(Publisher):
     def _confirmer(self, dcs: DcsWatch) -> Confirmer | None:
         """Patroni on etcd: one process per fleet confirms a new leader (topology._dcs_claim)."""
         inner = dcs.watch if isinstance(dcs, TrustedWatch) else dcs
-        if not isinstance(inner, PatroniEtcd):
+        # The etcd client needs the [patroni] extra: SQL-only topology must
+        # import without it, and without it no PatroniEtcd can exist.
+        patroni = sys.modules.get("topology.patroni")
+        if patroni is None or not isinstance(inner, patroni.PatroniEtcd):
             return None
+        from topology._dcs_claim import Confirmer
+
         patience = lambda: self.dcs_pace.patience  # noqa: E731
         return Confirmer(inner.gateway, inner.prefix, self._prober, patience, inner.has_key)
 

@@ -27,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from topology._dcs_claim import Confirmer
 from topology._within import within
 from topology.dcs import DcsView, DcsWatch
 from topology.trace import DcsAnswered, DcsLost, Tracer
+
+if TYPE_CHECKING:  # the claim needs the [patroni] extra's etcd client
+    from topology._dcs_claim import Confirmer
 
 __all__ = ["DcsFollower", "merged", "ready_leader"]
 
