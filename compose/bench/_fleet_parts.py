@@ -160,7 +160,10 @@ class Observer:
         for host, conn in list(self.conns.items()):
             try:
                 counts[host] = int(await asyncio.wait_for(conn.fetchval(query, app), 2))
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (
+                OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # the connection was busy: a sample overlapped
+            ):  # fmt: skip
                 conn.terminate()
                 del self.conns[host]
                 counts[host] = 0
