@@ -1,9 +1,20 @@
 """One process confirms a new leader for its whole fleet, through etcd.
 
+In calm times the fleet elects that process ahead of need: each process
+waits a random moment (up to :data:`_ELECT_SPREAD`) and, while no
+``<namespace>/<scope>/topology/confirmer`` key exists, creates it
+(create-if-absent, on a lease of :data:`CONFIRMER_TTL` s that the one
+elected renews every third of it: one etcd request per
+``CONFIRMER_TTL / 3`` s for the whole fleet). A holder that dies lets the
+lease lapse, and another is elected within seconds.
+
 When Patroni's leader key names a new leader X (the key's create_revision
-is the *term*: a new leader lock is a new key), every process of the fleet
-waits a random moment (up to :data:`_SPREAD`) and, unless a peer's claim
-reached it on the watch meanwhile, claims the confirmation: an etcd
+is the *term*: a new leader lock is a new key), the elected process claims
+the confirmation at once and connects to X meanwhile. The others stand
+back for :data:`_HOLDER_GRACE` (a frozen holder must not cost the fleet its
+confirmation) and then, like every process of a fleet without a holder,
+wait a random moment (up to :data:`_SPREAD`) and, unless a peer's claim
+reached them on the watch meanwhile, claim the confirmation: an etcd
 transaction creating
 ``<namespace>/<scope>/topology/claim/<term>`` only if it does not exist
 (attached to a lease of :data:`LEASE_TTL` s, so the keys go away by
@@ -27,9 +38,16 @@ wins afterwards (a read-only error from the application puts X in doubt).
 Without write permission on ``topology/`` (etcd code 7) the claim is off for
 this process: one INFO line, no retry, behaviour as without it.
 
+Why elect: at a failover, 200 processes each drawing a random moment within
+250 ms sent ~90 claims (lease grant + transaction) before the first claim
+reached them, and the TLS handshakes and raft writes of that herd delayed
+the winner's own confirmation by ~300 ms on a 2-core machine.
+
 Concurrency: one confirmation at a time per process; a newer term cancels
-the one under way. Cancellation closes the connection to X. Every etcd call
-is bounded by the gateway's timeout, the probing by ``patience``.
+the one under way. :meth:`Confirmer.hold` runs for the life of the
+follower that owns it (cancelled with it; the lease then lapses).
+Cancellation closes the connection to X. Every etcd call is bounded by the
+gateway's timeout, the probing by ``patience``.
 """
 
 from __future__ import annotations
@@ -43,11 +61,18 @@ import time
 from collections.abc import Callable
 
 from topology._etcd import AuthFailed, EtcdGateway
-from topology._etcd_write import create_if_absent, grant_lease, put
+from topology._etcd_write import create_if_absent, grant_lease, keep_alive, put
 from topology.hosts import HostAddress, parse_host
 from topology.prober import HostProber
 
-__all__ = ["LEASE_TTL", "Confirmer", "parse_writable", "topology_key"]
+__all__ = [
+    "CONFIRMER_TTL",
+    "LEASE_TTL",
+    "Confirmer",
+    "confirmer_key",
+    "parse_writable",
+    "topology_key",
+]
 
 log = logging.getLogger("topology")
 LEASE_TTL = 30  # seconds: the claim and writable keys outlive any failover, then go
@@ -58,11 +83,20 @@ _POLL = 0.005  # seconds between two probes of X while it finishes its promotion
 # claims within ~1 ms and a handful more before its key arrives, instead of
 # 200 lease grants + transactions (raft writes) at the failover instant.
 _SPREAD = 0.25
+CONFIRMER_TTL = 10  # seconds: the elected confirmer's lease, renewed every third of it
+_ELECT_SPREAD = 3.0  # seconds: how long a process waits, at random, before standing
+# Non-holders wait this long for the holder's claim before claiming themselves.
+_HOLDER_GRACE = 1.0
 
 
 def topology_key(prefix: str, kind: str, term: int) -> str:
     """``<prefix>topology/<kind>/<term>`` (``kind``: ``claim`` or ``writable``)."""
     return f"{prefix}topology/{kind}/{term}"
+
+
+def confirmer_key(prefix: str) -> str:
+    """``<prefix>topology/confirmer``: the key the fleet's elected confirmer holds."""
+    return f"{prefix}topology/confirmer"
 
 
 def parse_writable(value: str | None, term: int) -> tuple[str, str] | None:
@@ -96,7 +130,8 @@ class Confirmer:
     ``patience()``: how long to wait for X to accept writes; ``seen(key)``:
     whether the watch has delivered ``key`` (a peer's claim). Counters (for
     tests and measurements): ``claimed`` (claims won), ``lost`` (claims
-    another process won), ``confirmed`` (writable keys put), ``connects``.
+    another process won), ``confirmed`` (writable keys put), ``connects``,
+    ``elected`` (times this process became the fleet's confirmer).
     """
 
     def __init__(
@@ -110,7 +145,12 @@ class Confirmer:
         self.gateway = gateway
         self.prefix = prefix
         self.enabled = True
-        self.claimed = self.lost = self.confirmed = self.connects = 0
+        self.claimed = self.lost = self.confirmed = self.connects = self.elected = 0
+        self._held_until = 0.0  # monotonic: the confirmer lease is ours until then
+        self._lease = 0
+        # Keys put on the confirmer lease for the last term (they would live as
+        # long as it): the next term's claim deletes them.
+        self._kept: tuple[str, ...] = ()
         self._prober = prober
         self._patience = patience
         self._seen = seen  # whether the watch has delivered this key
@@ -123,6 +163,14 @@ class Confirmer:
         self.cancel()
         self._task = asyncio.ensure_future(self._run(term, member, host))
         self._task.set_name(f"topology-dcs-claim-{term}")
+
+    def settled(self) -> None:
+        """The store says the leader runs: a claim still to come would be wasted load.
+
+        The elected confirmer finishes its own (one connection, and the key
+        tells later readers the same)."""
+        if not self.holding:
+            self.cancel()
 
     def cancel(self) -> None:
         if self._task is not None and not self._task.done():
@@ -145,24 +193,94 @@ class Confirmer:
         except Exception as exc:  # etcd unreachable, a bad answer: no confirmation, no retry
             log.debug("claiming term %s failed: %s", term, exc)
 
+    @property
+    def holding(self) -> bool:
+        """Whether this process is the fleet's elected confirmer (its lease is alive)."""
+        return time.monotonic() < self._held_until
+
     async def _claim_and_confirm(self, term: int, member: str, host: str) -> None:
-        await asyncio.sleep(random.uniform(0.0, _SPREAD))
-        if self._seen(topology_key(self.prefix, "claim", term)):
-            self.lost += 1  # a peer claimed it already: no etcd request at all
-            return
-        lease = await grant_lease(self.gateway, LEASE_TTL)
         mine = json.dumps({"member": member, "host": host, "term": term})
-        if not await create_if_absent(
-            self.gateway, topology_key(self.prefix, "claim", term), mine, lease
-        ):
-            self.lost += 1
-            log.debug("term %s: another process confirms %s", term, host)
-            return
-        self.claimed += 1
-        if await self._writable(host):
-            await put(self.gateway, topology_key(self.prefix, "writable", term), mine, lease)
+        if self.holding:  # elected: claim at once on our own lease, and reach X meanwhile
+            lease: int | None = self._lease
+            writable = asyncio.ensure_future(self._writable(host))
+            try:
+                won = await self._create(term, mine, self._lease, self._kept)
+            except BaseException:
+                writable.cancel()
+                raise
+            if not won:
+                writable.cancel()
+                return
+            self._kept = (topology_key(self.prefix, "claim", term),)
+            confirmed = await writable
+        else:
+            grace = _HOLDER_GRACE if self._seen(confirmer_key(self.prefix)) else 0.0
+            await asyncio.sleep(grace + random.uniform(0.0, _SPREAD))
+            if self._seen(topology_key(self.prefix, "claim", term)):
+                self.lost += 1  # a peer claimed it already: no etcd request at all
+                return
+            lease = await grant_lease(self.gateway, LEASE_TTL)
+            confirmed = await self._create(term, mine, lease) and await self._writable(host)
+        if confirmed and lease is not None:
+            writable_key = topology_key(self.prefix, "writable", term)
+            await put(self.gateway, writable_key, mine, lease)
+            if lease == self._lease:
+                self._kept += (writable_key,)
             self.confirmed += 1
             log.debug("term %s: %s accepts writes; told the fleet", term, host)
+
+    async def _create(self, term: int, mine: str, lease: int, delete: tuple[str, ...] = ()) -> bool:
+        """Create ``claim/<term>`` on ``lease`` (deleting ``delete``); False if a peer had."""
+        key = topology_key(self.prefix, "claim", term)
+        if not await create_if_absent(self.gateway, key, mine, lease, delete):
+            self.lost += 1
+            log.debug("term %s: another process confirms it", term)
+            return False
+        self.claimed += 1
+        return True
+
+    async def hold(self) -> None:
+        """Stand for the fleet's confirmer; once elected, renew the lease. Never returns
+        but when the etcd user may not write ``topology/``; cancel it to stop."""
+        key = confirmer_key(self.prefix)
+        while self.enabled:
+            try:
+                if self.holding:
+                    await asyncio.sleep(CONFIRMER_TTL / 6)
+                    await self._renew()
+                    continue
+                await asyncio.sleep(random.uniform(0.0, _ELECT_SPREAD))
+                if not self._seen(key):
+                    await self._stand(key)
+            except AuthFailed:
+                self.enabled = False
+                log.info(
+                    "etcd user %r may not write %stopology/: no process confirms a new leader"
+                    " for the others", self.gateway.username, self.prefix,
+                )  # fmt: skip
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # etcd unreachable, a bad answer: try again later
+                log.debug("the confirmer election failed: %s", exc)
+                await asyncio.sleep(CONFIRMER_TTL / 6)
+
+    async def _stand(self, key: str) -> None:
+        lease = await grant_lease(self.gateway, CONFIRMER_TTL)
+        since = time.monotonic()
+        if await create_if_absent(self.gateway, key, json.dumps({"since": time.time()}), lease):
+            self._lease, self._held_until = lease, since + CONFIRMER_TTL
+            self.elected += 1
+            log.info("this process confirms new leaders for its fleet (%s)", key)
+
+    async def _renew(self) -> None:
+        """Renew the lease; a failure leaves the role to lapse when the lease would."""
+        since = time.monotonic()
+        left = await keep_alive(self.gateway, self._lease)
+        if left > 0:
+            self._held_until = since + left
+        else:
+            self._held_until = 0.0
+            log.info("this process no longer confirms new leaders for its fleet: lease lost")
 
     async def _writable(self, host: str) -> bool:
         """Probe ``host`` until it accepts writes (True), at most ``patience`` s (False)."""

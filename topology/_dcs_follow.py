@@ -109,11 +109,18 @@ class DcsFollower:
         return task
 
     async def _run(self) -> None:
+        holding = None
+        if self.confirmer is not None:  # the fleet's confirmer election lives with us
+            holding = asyncio.ensure_future(self.confirmer.hold())
+            holding.set_name("topology-dcs-confirmer")
         try:
             await self.watch.run(self._on_view, self._on_lost)
         finally:  # a confirmation under way goes with the follower
             if self.confirmer is not None:
                 self.confirmer.cancel()
+            if holding is not None:
+                holding.cancel()
+                await asyncio.wait((holding,))
 
     async def wait_first_view(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until the store has answered once; True if it has."""
@@ -147,9 +154,12 @@ class DcsFollower:
         ready, was_ready = ready_leader(view), ready_leader(old)
         if not view.same_cluster_as(old):
             self._changed(old, view)
-        if ready is not None and ready != was_ready and self._leader_ready is not None:
-            log.info("the DCS says leader %s runs as the primary (%s)", view.leader, ready)
-            self._leader_ready(ready)
+        if ready is not None and ready != was_ready:
+            if self.confirmer is not None:
+                self.confirmer.settled()
+            if self._leader_ready is not None:
+                log.info("the DCS says leader %s runs as the primary (%s)", view.leader, ready)
+                self._leader_ready(ready)
 
     def _changed(self, old: DcsView | None, view: DcsView) -> None:
         """The members or the leader changed: tell the cluster."""

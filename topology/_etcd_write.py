@@ -1,26 +1,28 @@
-"""The three etcd writes of the fleet's leader confirmation: a lease, a claim, a put.
+"""The etcd writes of the fleet's leader confirmation: a lease (and its renewal), a claim, a put.
 
 Over the same :class:`topology._etcd.EtcdGateway` as the watch (TLS, the
 app's token, the endpoint that answered first): ``POST /v3/lease/grant``,
 ``POST /v3/kv/txn`` (create a key only if it does not exist: etcd's
 ``create_revision == 0`` compare, as Patroni takes its leader lock) and
-``POST /v3/kv/put``. Each call tries the endpoints in turn, each within the
-gateway's ``timeout`` (with authentication: up to three requests);
-:class:`topology._http.Unreachable` when none answers. A user without write
-permission on the key (etcd code 7, or HTTP 403) or refused credentials is
-:class:`topology._etcd.AuthFailed` at once, never retried here: the caller
-turns the feature off. Cancelling a call closes its request.
+``POST /v3/kv/put``, and ``POST /v3/lease/keepalive`` for the fleet's
+elected confirmer (one request: the gateway answers a one-message stream).
+Each call tries the endpoints in turn, each within the gateway's ``timeout``
+(with authentication: up to three requests); :class:`topology._http.Unreachable`
+when none answers. A user without write permission on the key (etcd code 7,
+or HTTP 403) or refused credentials is :class:`topology._etcd.AuthFailed` at
+once, never retried here: the caller turns the feature off. Cancelling a call closes its request.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from topology._etcd import AuthFailed, EtcdGateway
 from topology._http import BadAnswer, Unreachable, shown, why
 
-__all__ = ["create_if_absent", "grant_lease", "put"]
+__all__ = ["create_if_absent", "grant_lease", "keep_alive", "put"]
 
 
 def _b64(text: str) -> str:
@@ -56,13 +58,22 @@ async def grant_lease(gateway: EtcdGateway, ttl: int) -> int:
     raise BadAnswer("a lease grant without an ID")
 
 
-async def create_if_absent(gateway: EtcdGateway, key: str, value: str, lease: int) -> bool:
-    """Put ``key`` (attached to ``lease``) only if it does not exist; True if we did."""
+async def create_if_absent(
+    gateway: EtcdGateway, key: str, value: str, lease: int, delete: Sequence[str] = ()
+) -> bool:
+    """Put ``key`` (attached to ``lease``) only if it does not exist; True if we did.
+
+    ``delete``: keys removed in the same transaction when it succeeds.
+    """
+    success: list[dict[str, Any]] = [
+        {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
+    ]
+    success += [{"request_delete_range": {"key": _b64(old)}} for old in delete]
     body = {
         "compare": [
             {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
         ],
-        "success": [{"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}],
+        "success": success,
     }
     answer = await _write(gateway, "/v3/kv/txn", body)
     return answer.get("succeeded") is True  # etcd leaves a false out of its JSON
@@ -72,3 +83,15 @@ async def put(gateway: EtcdGateway, key: str, value: str, lease: int) -> None:
     """Put ``key`` = ``value``, attached to ``lease``."""
     body = {"key": _b64(key), "value": _b64(value), "lease": str(lease)}
     await _write(gateway, "/v3/kv/put", body)
+
+
+async def keep_alive(gateway: EtcdGateway, lease: int) -> int:
+    """Renew ``lease``; the seconds it has left (0: it is gone, expired or revoked)."""
+    answer = await _write(gateway, "/v3/lease/keepalive", {"ID": str(lease)})
+    result = answer.get("result")
+    ttl = result.get("TTL", "0") if isinstance(result, dict) else "0"  # absent: no such lease
+    if isinstance(ttl, str) and ttl.isdigit() and len(ttl) <= 12:
+        return int(ttl)
+    if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
+        return ttl
+    raise BadAnswer("a lease keep-alive answer without a TTL")

@@ -12,7 +12,10 @@ Patroni (with ``etcd3:`` in its configuration) keeps, under
 sends each change as it commits) through :class:`topology._etcd.EtcdGateway`.
 Every ``check_interval`` seconds it also reads the prefix again: the read
 proves the store still answers (a frozen etcd keeps the watch's socket open
-and silent) and repairs anything a broken watch missed.
+and silent) and repairs anything a broken watch missed. A change the read
+saw that the watch has still not delivered one interval later ends the
+watch, and a new one starts (during a failover the watch is often a moment
+behind a read: that alone is no reason to reconnect).
 
 Timeouts: each etcd request gets ``timeout`` seconds per endpoint; a lost
 store is reported within ``check_interval + timeout`` seconds, and retried
@@ -135,6 +138,8 @@ class PatroniEtcd:
         self._keys: dict[str, str] = {}
         self._revision = 0
         self._term = 0  # the leader key's create_revision
+        self._watched = 0  # the highest revision the watch stream itself delivered
+        self._newest = 0  # the highest mod_revision among the keys of the last read
 
     def describe(self) -> str:
         return f"Patroni scope {self.scope!r} in etcd {self.gateway.endpoints} ({self.prefix})"
@@ -214,6 +219,7 @@ class PatroniEtcd:
         revision, events = await self.gateway.range_prefix(self.prefix)
         self._keys = {event.key: event.value or "" for event in events}
         self._revision = revision
+        self._newest = max((event.revision for event in events), default=0)
         leader = self.prefix + "leader"
         self._term = next((e.created for e in events if e.key == leader), 0)
         self.views += 1
@@ -237,6 +243,7 @@ class PatroniEtcd:
     async def _watch(self, on_view: Callable[[DcsView], None]) -> None:
         try:
             async for _, events in self.gateway.watch_prefix(self.prefix, self._revision + 1):
+                self._watched = max([self._watched, *(event.revision for event in events)])
                 if self._apply(events):
                     self.views += 1
                     on_view(self.view())
@@ -260,14 +267,20 @@ class PatroniEtcd:
         return changed
 
     async def _check(self, on_view: Callable[[DcsView], None]) -> None:
+        owed = 0  # a revision a read saw before the watch delivered it
         while True:
             await asyncio.sleep(self.check_interval)
+            if owed > self._watched:
+                # A whole interval later the watch has still not delivered what
+                # the read saw: it may hang on an etcd member cut off from its
+                # peers. Watch again (where the read goes).
+                raise _WatchBroke("the watch had not delivered a change a read saw")
             watched = self.view()
             await self._read(on_view)
-            if not self.view().same_cluster_as(watched):
-                # The read saw what the watch did not: it may hang on an etcd
-                # member cut off from its peers. Watch again (where the read went).
-                raise _WatchBroke("a re-read found a change the watch had not delivered")
+            # During a failover a read often sees a change whose watch event is
+            # still on its way: breaking the watch for that would reconnect a
+            # whole fleet at the worst moment. The watch gets one interval.
+            owed = 0 if self.view().same_cluster_as(watched) else self._newest
 
 
 _LEADER_ROLES = frozenset({"leader", "standby_leader", "primary", "master"})

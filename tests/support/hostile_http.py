@@ -28,7 +28,7 @@ import ssl
 from types import TracebackType
 from typing import Any
 
-__all__ = ["BEHAVIOURS", "WATCH_BEHAVIOURS", "HostileHttp"]
+__all__ = ["BEHAVIOURS", "LAGGING_WATCHES", "WATCH_BEHAVIOURS", "HostileHttp"]
 
 _FILL = b"0," * 32 * 1024  # 64 KiB of a JSON list that never ends
 BEHAVIOURS = (
@@ -48,6 +48,11 @@ BEHAVIOURS = (
 WATCH_BEHAVIOURS = (
     "watch_stalls_mid_line",  # the watch sends half a message, then nothing
     "watch_endless_line",  # the watch sends one line that never ends
+)
+# With ``upstream``: every other request is forwarded, the watch is not quite right.
+LAGGING_WATCHES = (
+    "watch_deaf",  # the watch is created, then says nothing while the store changes
+    "watch_late",  # the watch is forwarded, each piece ``watch_delay`` s late
 )
 _WRONG_SHAPES = {
     "json_list": b"[1, 2, 3]",
@@ -80,7 +85,7 @@ class HostileHttp:
         max_bytes: int = 100 * 1024 * 1024,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        if behaviour not in (*BEHAVIOURS, *WATCH_BEHAVIOURS, "good"):
+        if behaviour not in (*BEHAVIOURS, *WATCH_BEHAVIOURS, *LAGGING_WATCHES, "good"):
             raise ValueError(f"unknown behaviour {behaviour!r}")
         self.behaviour = behaviour
         self.document = document
@@ -88,6 +93,7 @@ class HostileHttp:
         self.max_bytes = max_bytes
         self.tls = tls  # a server context: serve https (issue 22: Patroni REST over TLS)
         self.requests: list[str] = []  # "METHOD /path" of each request read
+        self.watch_delay = 0.25  # seconds each piece of a "watch_late" stream is held
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -147,6 +153,8 @@ class HostileHttp:
         is_watch = request.endswith("/v3/watch")
         if behaviour == "good" or (behaviour in WATCH_BEHAVIOURS and not is_watch):
             await self._good(request, raw, reader, writer)
+        elif behaviour in LAGGING_WATCHES:
+            await self._lagging(behaviour, is_watch, raw, reader, writer)
         elif behaviour in WATCH_BEHAVIOURS:
             await self._bad_watch(behaviour, writer)
         elif behaviour in _WRONG_SHAPES:
@@ -224,22 +232,49 @@ class HostileHttp:
             writer.write(self._good_bytes(request))
             await writer.drain()
 
-    async def _forward(
-        self, raw: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def _lagging(
+        self,
+        behaviour: str,
+        is_watch: bool,
+        raw: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
-        """Pass the request and what follows to ``upstream``, and its answer back."""
+        if not is_watch:  # one request per connection, so that each watch is seen here
+            head, _, body = raw.partition(b"\r\n\r\n")
+            await self._forward(head + b"\r\nConnection: close\r\n\r\n" + body, reader, writer)
+        elif behaviour == "watch_late":
+            await self._forward(raw, reader, writer, delay=self.watch_delay)
+        else:  # deaf: created, then silence, as from an etcd member cut off from its peers
+            writer.write(_head("200 OK", "Transfer-Encoding: chunked") + _chunk(_CREATED))
+            await writer.drain()
+            await asyncio.Event().wait()
+
+    async def _forward(
+        self,
+        raw: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        delay: float = 0.0,
+    ) -> None:
+        """Pass the request and what follows to ``upstream``, and its answer back
+        (each piece of the answer ``delay`` s late)."""
         assert self.upstream is not None
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         up_writer.write(raw)
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float = 0.0
+        ) -> None:
             while data := await source.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
                 sink.write(data)
                 await sink.drain()
 
         ups = asyncio.ensure_future(pump(reader, up_writer))
         try:
-            await pump(up_reader, writer)
+            await pump(up_reader, writer, delay)
         finally:
             ups.cancel()
             await asyncio.wait({ups})

@@ -384,3 +384,51 @@ async def test_the_reads_reuse_a_kept_alive_connection(
         assert running.views[-1].leader == "m1"
         # One connection for the re-reads, one for the watch (a spare for a race).
         assert len(proxy.requests) <= 3, proxy.requests
+
+
+async def _scope_with_leader(etcd: int, scope: str, leader: str) -> None:
+    for name in ("m1", "m2"):
+        member = json.dumps(MEMBER)
+        await asyncio.to_thread(_etcd_put, etcd, f"/service/{scope}/members/{name}", member)
+    await asyncio.to_thread(_etcd_put, etcd, f"/service/{scope}/leader", leader)
+
+
+def _watches(proxy: HostileHttp) -> int:
+    return sum(request.endswith("/v3/watch") for request in proxy.requests)
+
+
+async def test_a_deaf_watch_is_replaced_one_check_later(
+    etcd: int, follow: Callable[[DcsWatch], Running]
+) -> None:
+    """An open watch that never delivers (an etcd member cut off from its peers):
+    the periodic read still brings the change, and the watch is opened again."""
+    await _scope_with_leader(etcd, "deaf", "m1")
+    async with HostileHttp("watch_deaf", upstream=("127.0.0.1", etcd)) as proxy:
+        running = follow(PatroniEtcd(proxy.url, "deaf", timeout=2.0, check_interval=0.3))
+        await eventually(lambda: bool(running.views) and _watches(proxy) == 1)
+        await asyncio.to_thread(_etcd_put, etcd, "/service/deaf/leader", "m2")
+        await eventually(lambda: running.views[-1].leader == "m2", timeout=5)
+        await eventually(lambda: _watches(proxy) >= 2, timeout=5)
+        assert not running.lost  # the reads answered all along
+
+
+async def test_a_watch_a_moment_behind_the_reads_is_kept(
+    etcd: int, follow: Callable[[DcsWatch], Running]
+) -> None:
+    """During a failover a read often sees a change whose watch event is on its way.
+
+    On 7909001 that broke the watch: every process of a fleet reconnected
+    (a TLS handshake each) at the failover instant. The watch here is 0.25 s
+    behind the reads; the leader changes every 0.2 s for 3 s.
+    """
+    await _scope_with_leader(etcd, "late", "m1")
+    async with HostileHttp("watch_late", upstream=("127.0.0.1", etcd)) as proxy:
+        running = follow(PatroniEtcd(proxy.url, "late", timeout=2.0, check_interval=0.5))
+        await eventually(lambda: bool(running.views) and _watches(proxy) == 1)
+        for step in range(15):
+            leader = ("m1", "m2")[step % 2]
+            await asyncio.to_thread(_etcd_put, etcd, "/service/late/leader", leader)
+            await asyncio.sleep(0.2)
+        await eventually(lambda: running.views[-1].leader == "m1", timeout=5)
+        assert _watches(proxy) == 1
+        assert not running.lost
