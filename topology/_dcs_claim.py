@@ -85,6 +85,9 @@ _POLL = 0.005  # seconds between two probes of X while it finishes its promotion
 _SPREAD = 0.25
 CONFIRMER_TTL = 10  # seconds: the elected confirmer's lease, renewed every third of it
 _ELECT_SPREAD = 3.0  # seconds: how long a process waits, at random, before standing
+# ... the first time (a process just started: a fleet restarted at once sends a
+# few more stands, and a new process is ready to confirm within a second).
+_FIRST_STAND = 0.5
 # Non-holders wait this long for the holder's claim before claiming themselves.
 _HOLDER_GRACE = 1.0
 
@@ -201,6 +204,7 @@ class Confirmer:
     async def _claim_and_confirm(self, term: int, member: str, host: str) -> None:
         mine = json.dumps({"member": member, "host": host, "term": term})
         if self.holding:  # elected: claim at once on our own lease, and reach X meanwhile
+            log.debug("term %s: claiming it at once, as the fleet's confirmer", term)
             lease: int | None = self._lease
             writable = asyncio.ensure_future(self._writable(host))
             try:
@@ -212,6 +216,7 @@ class Confirmer:
                 writable.cancel()
                 return
             self._kept = (topology_key(self.prefix, "claim", term),)
+            log.debug("term %s: claimed; waiting for %s to accept writes", term, host)
             confirmed = await writable
         else:
             grace = _HOLDER_GRACE if self._seen(confirmer_key(self.prefix)) else 0.0
@@ -241,15 +246,20 @@ class Confirmer:
 
     async def hold(self) -> None:
         """Stand for the fleet's confirmer; once elected, renew the lease. Never returns
-        but when the etcd user may not write ``topology/``; cancel it to stop."""
+        but when the etcd user may not write ``topology/``; cancel it to stop.
+
+        Run it once the store has answered (whether a confirmer exists is read
+        from the watch)."""
         key = confirmer_key(self.prefix)
+        spread = _FIRST_STAND
         while self.enabled:
             try:
                 if self.holding:
                     await asyncio.sleep(CONFIRMER_TTL / 6)
                     await self._renew()
                     continue
-                await asyncio.sleep(random.uniform(0.0, _ELECT_SPREAD))
+                await asyncio.sleep(random.uniform(0.0, spread))
+                spread = _ELECT_SPREAD
                 if not self._seen(key):
                     await self._stand(key)
             except AuthFailed:

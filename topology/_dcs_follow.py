@@ -111,7 +111,7 @@ class DcsFollower:
     async def _run(self) -> None:
         holding = None
         if self.confirmer is not None:  # the fleet's confirmer election lives with us
-            holding = asyncio.ensure_future(self.confirmer.hold())
+            holding = asyncio.ensure_future(self._hold(self.confirmer))
             holding.set_name("topology-dcs-confirmer")
         try:
             await self.watch.run(self._on_view, self._on_lost)
@@ -121,6 +121,12 @@ class DcsFollower:
             if holding is not None:
                 holding.cancel()
                 await asyncio.wait((holding,))
+
+    async def _hold(self, confirmer: Confirmer) -> None:
+        """Stand for the fleet's confirmer once the store has answered."""
+        if self._first is not None:
+            await self._first.wait()
+        await confirmer.hold()
 
     async def wait_first_view(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until the store has answered once; True if it has."""
@@ -171,8 +177,8 @@ class DcsFollower:
             self._set_hosts(hosts)
         if old is None or view.leader_host != old.leader_host:
             log.info("the DCS names leader %s (%s)", view.leader, view.leader_host)
+            self._confirm(old, view)  # first: the fleet may be waiting on this process
             self._dcs_leader(view.leader_host)
-            self._confirm(old, view)
 
     def _confirm(self, old: DcsView | None, view: DcsView) -> None:
         """A new leader not ready yet: try to confirm it for the fleet (if wanted)."""

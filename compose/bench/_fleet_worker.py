@@ -161,6 +161,8 @@ def main() -> int:
     # Warnings on failover are expected; BENCH_FLEET_LOG=INFO shows the resolvers' story.
     level = os.environ.get("BENCH_FLEET_LOG", "ERROR")
     logging.basicConfig(level=level, format="%(created).3f %(process)d %(message)s")
+    for chatty in ("httpx", "httpcore"):  # DEBUG: the resolvers' story, not every HTTP byte
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
     asyncio.run(serve())
     return 0
 

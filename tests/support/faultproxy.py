@@ -165,6 +165,7 @@ class FaultProxy:
         self._server: asyncio.base_events.Server | None = None
         self._changed: asyncio.Event | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     @property
     def host(self) -> str:
@@ -250,9 +251,13 @@ class FaultProxy:
         return len(links)
 
     async def _shutdown(self) -> None:
+        self._closing = True  # a connection accepted from now on is aborted at once
         if self._server is not None:
             self._server.close()
             self._server = None
+        # Connections accepted just before the close get their transport and
+        # handler a few loop turns later: let them arrive (and be aborted).
+        await asyncio.sleep(0.05)
         tasks = [task for link in self._links for task in link.tasks]
         tasks += self._handlers
         for link in list(self._links):
@@ -275,6 +280,10 @@ class FaultProxy:
         self._links.discard(link)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:  # stop() began: its sweep of the connections has passed
+            _abort(writer)
+            writer.close()
+            return
         self.accepted += 1
         link = _Link(writer, rewriter=self._rewriter() if self._rewriter else None)
         self._links.add(link)
