@@ -92,6 +92,7 @@ class DcsAware(Publisher):
     _lost_round_at: float = 0.0  # monotonic: the first round after the store was lost
     _doubted: str | None = None  # the primary the store's news put in doubt
     _ours: frozenset[str] = frozenset()  # hosts SQL has seen as members of this cluster
+    _named_at: float = 0.0  # monotonic: when the store's news last made a primary
 
     @property
     def running(self) -> bool:
@@ -132,7 +133,9 @@ class DcsAware(Publisher):
         from topology._dcs_claim import Confirmer
 
         patience = lambda: self.dcs_pace.patience  # noqa: E731
-        return Confirmer(inner.gateway, inner.prefix, self._prober, patience, inner.has_key)
+        return Confirmer(
+            inner.gateway, inner.prefix, self._prober, patience, inner.has_key, self._leader_ready
+        )
 
     def _confirm_wanted(self, host: str) -> bool:
         """Worth a claim: the store answers, names a host SQL saw as ours, not the primary."""
@@ -247,7 +250,8 @@ class DcsAware(Publisher):
             "the DCS says %s was promoted (leader, primary, running): following it now,"
             " SQL confirms it at the next round", host,
         )  # fmt: skip
-        self._publish(snapshot, time.monotonic(), frozenset())
+        self._named_at = time.monotonic()
+        self._publish(snapshot, self._named_at, frozenset())
         if self.running:
             self._source.reschedule()  # back to the calm pace: no round now
 
@@ -265,6 +269,18 @@ class DcsAware(Publisher):
 
     def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         """Publish (see Publisher), remembering which hosts SQL saw as members of ours."""
+        current = self.view.snapshot
+        if (
+            not snapshot.dcs_named
+            and current.dcs_named
+            and round_started < self._named_at
+            and snapshot.primary != current.primary
+        ):
+            # A round that began before the store's news (e.g. it found the
+            # new leader still in recovery) must not undo it; the next one will
+            # confirm or overrule it with probes made since.
+            log.debug("a round older than the DCS's news of %s: not published", current.primary)
+            return
         if not snapshot.dcs_named:
             seen = {s.host for s in snapshot.hosts if s.role in (Role.PRIMARY, Role.REPLICA)}
             if not seen <= self._ours:

@@ -131,7 +131,9 @@ class Confirmer:
 
     ``prober(address)``: a prober with the cluster's probe login;
     ``patience()``: how long to wait for X to accept writes; ``seen(key)``:
-    whether the watch has delivered ``key`` (a peer's claim). Counters (for
+    whether the watch has delivered ``key`` (a peer's claim);
+    ``confirmed(host)``: called when this process saw X accept writes
+    (before it tells the fleet). Counters (for
     tests and measurements): ``claimed`` (claims won), ``lost`` (claims
     another process won), ``confirmed`` (writable keys put), ``connects``,
     ``elected`` (times this process became the fleet's confirmer).
@@ -144,6 +146,7 @@ class Confirmer:
         prober: Callable[[HostAddress], HostProber],
         patience: Callable[[], float],
         seen: Callable[[str], bool] = lambda key: False,
+        confirmed: Callable[[str], None] = lambda host: None,
     ) -> None:
         self.gateway = gateway
         self.prefix = prefix
@@ -157,6 +160,7 @@ class Confirmer:
         self._prober = prober
         self._patience = patience
         self._seen = seen  # whether the watch has delivered this key
+        self._confirmed = confirmed  # this process saw the leader accept writes
         self._task: asyncio.Task[None] | None = None
 
     def start(self, term: int, member: str, host: str) -> None:
@@ -227,6 +231,9 @@ class Confirmer:
             lease = await grant_lease(self.gateway, LEASE_TTL)
             confirmed = await self._create(term, mine, lease) and await self._writable(host)
         if confirmed and lease is not None:
+            # This process knows first-hand: follow now, not after the put's
+            # round trip through etcd and back on the watch.
+            self._confirmed(host)
             writable_key = topology_key(self.prefix, "writable", term)
             await put(self.gateway, writable_key, mine, lease)
             if lease == self._lease:

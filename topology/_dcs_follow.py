@@ -7,8 +7,8 @@ cluster three things, through three callbacks, each only when it changes:
 * ``dcs_leader(host)``: the leader the store names (None: no leader), so the
   cluster probes at once instead of at its next round;
 * ``leader_ready(host)`` (optional): the leader's own member key says it
-  is ``promoted`` / ``primary`` (or ``master``) and ``running``, i.e.
-  Patroni finished promoting it; called when that becomes true for a leader;
+  is ``primary`` (or ``master``) and ``running``, i.e. Patroni finished
+  promoting it; called when that becomes true for a leader;
 * a new leader SQL has not confirmed yet (``confirm_wanted(host)``): the
   ``confirmer`` (:mod:`topology._dcs_claim`) tries to confirm it for the
   fleet; a peer's ``writable`` key for the leader's term makes it ready too;
@@ -40,10 +40,11 @@ __all__ = ["DcsFollower", "merged", "ready_leader"]
 
 log = logging.getLogger("topology")
 # What Patroni writes in a member key once it runs as the read-write leader:
-# "promoted" right after pg_ctl promote returned (its on_role_change, measured
-# ~10 ms after the first accepted write), "primary" ("master" before Patroni
-# 3) from its next HA cycle (~2 s later). A standby_leader is no read-write primary.
-_PRIMARY_ROLES = frozenset({"promoted", "primary", "master"})
+# "primary" ("master" before Patroni 3). Not "promoted": Patroni sets it as
+# soon as `pg_ctl promote -W` (no wait) returns, and a member key written then
+# can name a server still in recovery (the application's first writes there
+# failed read-only in test_drill_otel). A standby_leader is no read-write primary.
+_PRIMARY_ROLES = frozenset({"primary", "master"})
 
 
 def ready_leader(view: DcsView | None) -> str | None:

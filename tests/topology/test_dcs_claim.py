@@ -28,14 +28,14 @@ from tests.topology.test_dcs_patroni import (  # noqa: F401
     member_json,
     own_scope,
 )
-from topology import ClusterResolver, Role
-from topology._dcs_claim import CONFIRMER_TTL
+from topology import ClusterResolver, Role, _dcs_claim
 from topology.pace import DcsPace
 from topology.trace import Event, PrimaryFound, ProbeStarted
 
 pytestmark = pytest.mark.cluster
 # Rounds every 60 s and a patience of 20 s or more: only the store can explain a follow.
 _PATIENT = DcsPace(patience=20.0)
+_TTL = 3  # seconds: the confirmer's lease in these tests
 
 
 def _writable_keys(patroni: PatroniCluster, prefix: str) -> list[dict[str, Any]]:
@@ -55,6 +55,7 @@ def _confirmer(cluster: ClusterResolver) -> Any:
 async def test_one_resolver_confirms_the_new_leader_and_the_other_follows_its_key(
     patroni_cluster: PatroniCluster,
     make_resolver: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The fleet elects its confirmer ahead of need; at a switchover only it connects.
 
@@ -62,6 +63,7 @@ async def test_one_resolver_confirms_the_new_leader_and_the_other_follows_its_ke
     promotion every process drew a random moment to claim: in a fleet of 200,
     ~90 claims reached etcd before the first one reached them.
     """
+    monkeypatch.setattr(_dcs_claim, "CONFIRMER_TTL", _TTL)  # the default 10 s, shorter
     events: dict[str, list[Event]] = {"a": [], "b": []}
     clusters = {
         name: make_resolver(tracer=events[name].append, dcs_pace=_PATIENT) for name in events
@@ -93,12 +95,12 @@ async def test_one_resolver_confirms_the_new_leader_and_the_other_follows_its_ke
             {"member": w["member"], "host": w["host"]} for w in written
         ]
         # The holder renews its lease: still the one elected after a whole TTL.
-        await asyncio.sleep(max(0.0, elected_at + CONFIRMER_TTL + 1 - time.monotonic()))
+        await asyncio.sleep(max(0.0, elected_at + _TTL + 1 - time.monotonic()))
         assert confirmers[winner].holding
         assert (confirmers[winner].elected, confirmers[loser].elected) == (1, 0)
         # Gone (its lease lapses, never renewed): the other is elected.
         await clusters[winner].close()
-        await eventually(lambda: confirmers[loser].holding, timeout=CONFIRMER_TTL + 10)
+        await eventually(lambda: confirmers[loser].holding, timeout=_TTL + 10)
 
 
 def _put(patroni: PatroniCluster, key: str, value: str) -> int:

@@ -9,6 +9,7 @@ the DCS mode's pace is jittered and never bursts.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -81,7 +82,7 @@ def _members(role_of_b: str, state_of_b: str) -> tuple[DcsMember, ...]:
 @pytest.mark.parametrize(
     ("role", "state", "ready"),
     [
-        ("promoted", "running", "b:1"),  # written right after pg_ctl promote returned
+        ("promoted", "running", None),  # pg_ctl promote -W returned: maybe still in recovery
         ("primary", "running", "b:1"),
         ("master", "running", "b:1"),  # Patroni before 3.0
         ("replica", "running", None),  # took the leader key, not promoted yet
@@ -180,3 +181,41 @@ def test_what_a_peer_wrote_is_parsed_as_untrusted_input(
     value: str | None, parsed: tuple[str, str] | None
 ) -> None:
     assert parse_writable(value, 5) == parsed
+
+
+class _Silent:
+    """A DcsWatch that never answers (the test drives the resolver's callbacks)."""
+
+    def describe(self) -> str:
+        return "a silent store"
+
+    async def run(self, on_view: Callable[[DcsView], None], on_lost: Callable[[str], None]) -> None:
+        await asyncio.Event().wait()
+
+
+def test_a_round_begun_before_the_stores_news_does_not_undo_it() -> None:
+    """A round that probed the new leader while it was still in recovery, and that
+    ends after the store (or this process's own confirmation) named it, must not
+    publish the old view: that flipped the primary new -> none -> new (seen as a
+    failover span from the new primary to itself in test_drill_otel)."""
+    from topology import ClusterResolver
+
+    cluster = ClusterResolver(["a:1", "b:1"], dcs=_Silent())
+    before = _snapshot(_state("a:1", Role.PRIMARY), _state("b:1", Role.REPLICA))
+    cluster._publish(before, 1.0, frozenset({"a:1", "b:1"}))
+    cluster._dcs_answers = True
+    started = time.monotonic()  # a round starts: b still a replica, a not answering
+    cluster._leader_ready("b:1")
+    assert cluster.view.snapshot.primary == "b:1"
+    assert cluster.view.snapshot.dcs_named
+    stale = _snapshot(HostState("a:1", Role.DOWN), _state("b:1", Role.REPLICA))
+    cluster._publish(stale, started, frozenset({"b:1"}))
+    assert cluster.view.snapshot.primary == "b:1"
+    fresh = _snapshot(HostState("a:1", Role.DOWN), _state("b:1", Role.PRIMARY))
+    cluster._publish(fresh, time.monotonic(), frozenset({"b:1"}))
+    assert cluster.view.snapshot.primary == "b:1"
+    assert not cluster.view.snapshot.dcs_named
+    # A round begun after the news may overrule it (SQL wins over the store).
+    overruled = _snapshot(HostState("a:1", Role.DOWN), _state("b:1", Role.REPLICA))
+    cluster._publish(overruled, time.monotonic(), frozenset({"b:1"}))
+    assert cluster.view.snapshot.primary is None
