@@ -4,9 +4,10 @@ In calm times the fleet elects that process ahead of need: each process
 waits a random moment (up to :data:`_ELECT_SPREAD`) and, while no
 ``<namespace>/<scope>/topology/confirmer`` key exists, creates it
 (create-if-absent, on a lease of :data:`CONFIRMER_TTL` s that the one
-elected renews every third of it: one etcd request per
-``CONFIRMER_TTL / 3`` s for the whole fleet). A holder that dies lets the
-lease lapse, and another is elected within seconds.
+elected renews every sixth of it, so that a failed renewal is retried
+before the lease lapses: one etcd request per ``CONFIRMER_TTL / 6`` s for
+the whole fleet). A holder that dies lets the lease lapse, and another is
+elected within seconds.
 
 When Patroni's leader key names a new leader X (the key's create_revision
 is the *term*: a new leader lock is a new key), the elected process claims
@@ -83,7 +84,7 @@ _POLL = 0.005  # seconds between two probes of X while it finishes its promotion
 # claims within ~1 ms and a handful more before its key arrives, instead of
 # 200 lease grants + transactions (raft writes) at the failover instant.
 _SPREAD = 0.25
-CONFIRMER_TTL = 10  # seconds: the elected confirmer's lease, renewed every third of it
+CONFIRMER_TTL = 10  # seconds: the elected confirmer's lease, renewed every sixth of it
 _ELECT_SPREAD = 3.0  # seconds: how long a process waits, at random, before standing
 # ... the first time (a process just started: a fleet restarted at once sends a
 # few more stands, and a new process is ready to confirm within a second).
@@ -282,8 +283,8 @@ class Confirmer:
                 await asyncio.sleep(CONFIRMER_TTL / 6)
 
     async def _stand(self, key: str) -> None:
+        since = time.monotonic()  # the lease runs from the grant, at the latest
         lease = await grant_lease(self.gateway, CONFIRMER_TTL)
-        since = time.monotonic()
         if await create_if_absent(self.gateway, key, json.dumps({"since": time.time()}), lease):
             self._lease, self._held_until = lease, since + CONFIRMER_TTL
             self.elected += 1
