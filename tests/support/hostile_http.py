@@ -96,6 +96,7 @@ class HostileHttp:
         self.watch_delay = 0.25  # seconds each piece of a "watch_late" stream is held
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     @property
@@ -119,10 +120,16 @@ class HostileHttp:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
         if self._server is not None:
             await asyncio.wait_for(self._server.wait_closed(), 5)
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A task cancelled before its first step never runs its finally: close()
+        # closes what such a task would have (a transport left open is a ResourceWarning).
+        self._writers.add(writer)
         task = asyncio.ensure_future(self._serve(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
