@@ -62,7 +62,7 @@ import time
 from collections.abc import Callable
 
 from topology._etcd import AuthFailed, EtcdGateway
-from topology._etcd_write import create_if_absent, grant_lease, keep_alive, put
+from topology._etcd_write import create_if_absent, grant_lease, keep_alive, put, revoke
 from topology.hosts import HostAddress, parse_host
 from topology.prober import HostProber
 
@@ -258,6 +258,20 @@ class Confirmer:
 
         Run it once the store has answered (whether a confirmer exists is read
         from the watch)."""
+        try:
+            await self._hold()
+        finally:  # cancelled: hand the role over now, not when the lease lapses
+            await self._resign()
+
+    async def _resign(self) -> None:
+        """Revoke the confirmer lease if held (within the gateway's timeout, errors ignored)."""
+        if not self.holding:
+            return
+        self._held_until = 0.0
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(revoke(self.gateway, self._lease), self.gateway.timeout)
+
+    async def _hold(self) -> None:
         key = confirmer_key(self.prefix)
         spread = _FIRST_STAND
         while self.enabled:

@@ -114,14 +114,22 @@ class DcsFollower:
         if self.confirmer is not None:  # the fleet's confirmer election lives with us
             holding = asyncio.ensure_future(self._hold(self.confirmer))
             holding.set_name("topology-dcs-confirmer")
+        # The watch runs in a task of its own: cancelled, this task first lets
+        # the confirmer resign over the watch's etcd client, then stops the
+        # watch (which closes that client).
+        watching = asyncio.ensure_future(self.watch.run(self._on_view, self._on_lost))
+        watching.set_name("topology-dcs-watch")
         try:
-            await self.watch.run(self._on_view, self._on_lost)
+            await asyncio.wait((watching,))
+            watching.result()
         finally:  # a confirmation under way goes with the follower
             if self.confirmer is not None:
                 self.confirmer.cancel()
             if holding is not None:
                 holding.cancel()
                 await asyncio.wait((holding,))
+            watching.cancel()
+            await asyncio.wait((watching,))
 
     async def _hold(self, confirmer: Confirmer) -> None:
         """Stand for the fleet's confirmer once the store has answered."""

@@ -22,7 +22,7 @@ from typing import Any
 from topology._etcd import AuthFailed, EtcdGateway
 from topology._http import BadAnswer, Unreachable, shown, why
 
-__all__ = ["create_if_absent", "grant_lease", "keep_alive", "put"]
+__all__ = ["create_if_absent", "grant_lease", "keep_alive", "put", "revoke"]
 
 
 def _b64(text: str) -> str:
@@ -95,3 +95,8 @@ async def keep_alive(gateway: EtcdGateway, lease: int) -> int:
     if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
         return ttl
     raise BadAnswer("a lease keep-alive answer without a TTL")
+
+
+async def revoke(gateway: EtcdGateway, lease: int) -> None:
+    """End ``lease`` now: the keys attached to it go at once."""
+    await _write(gateway, "/v3/lease/revoke", {"ID": str(lease)})

@@ -47,6 +47,12 @@ def _writable_keys(patroni: PatroniCluster, prefix: str) -> list[dict[str, Any]]
     return [json.loads(base64.b64decode(kv["value"])) for kv in answer.get("kvs", [])]
 
 
+def _confirmer_key(patroni: PatroniCluster, prefix: str) -> list[Any]:
+    """The confirmer key's key-values under ``prefix`` (empty: none), read as user ``app``."""
+    body = {"key": base64.b64encode((prefix + "topology/confirmer").encode()).decode()}
+    return list(patroni.cluster.dcs_gateway("app").call("/v3/kv/range", body).get("kvs", []))
+
+
 def _confirmer(cluster: ClusterResolver) -> Any:
     assert cluster._dcs is not None
     return cluster._dcs.confirmer
@@ -98,8 +104,10 @@ async def test_one_resolver_confirms_the_new_leader_and_the_other_follows_its_ke
         await asyncio.sleep(max(0.0, elected_at + _TTL + 1 - time.monotonic()))
         assert confirmers[winner].holding
         assert (confirmers[winner].elected, confirmers[loser].elected) == (1, 0)
-        # Gone (its lease lapses, never renewed): the other is elected.
+        # Closed, it resigns at once (its lease revoked, the key gone): the other
+        # is elected without waiting for the lease to lapse.
         await clusters[winner].close()
+        assert not _confirmer_key(patroni_cluster, "/service/ctxdb/")
         await eventually(lambda: confirmers[loser].holding, timeout=_TTL + 10)
 
 
