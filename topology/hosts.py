@@ -364,17 +364,20 @@ def _split_credentials(rest: str) -> tuple[str | None, str]:
     As in libpq, the credentials end at an ``@`` before the first ``/``, so a
     password may hold ``?`` and ``#`` unescaped; the last such ``@`` counts, so
     it may hold ``@`` too. A ``/`` in it must be written ``%2F``: a path with an
-    ``@`` is refused, since the hosts would otherwise be read from the password.
+    ``@`` is refused, since the hosts or the database name would otherwise be
+    read from the password (an ``@`` in a database name is written ``%40``).
     """
     head, slash, tail = rest.partition("/")
     userinfo, at, hostpart = head.rpartition("@")
-    if at:
-        return userinfo, hostpart + slash + tail
+    # Also with credentials before the '/': a password holding '@h/' would
+    # otherwise end in the database name (and in every repr of the options).
     if "@" in tail.partition("?")[0].partition("#")[0]:
         raise ConfigurationError(
             "the URL has an '@' after its first '/': write a '/' in the user name or "
             "password as %2F (and an '@' in the database name as %40)"
         )
+    if at:
+        return userinfo, hostpart + slash + tail
     return None, rest
 
 

@@ -127,6 +127,7 @@ RAW_PASSWORDS = secret_strategy(
 @example("postgresql://", "u", f"{MARK}/{MARK}", ["h"], "/db")
 @example("postgresql://", "", f"{MARK}?{MARK}", ["="], "")
 @example("postgresql://", "u", f"{MARK}#x{MARK}", ["h"], "/db")
+@example("postgresql://", "", f"{MARK}@0/{MARK}", ["h"], "")  # found: the database name
 def test_a_raw_password_never_shows_whatever_it_holds(
     scheme: str, user: str, password: str, hosts: list[str], tail: str
 ) -> None:
