@@ -9,7 +9,11 @@ before the lease lapses: one etcd request per ``CONFIRMER_TTL / 6`` s for
 the whole fleet). A holder that dies lets the lease lapse, and another is
 elected within seconds.
 
-When Patroni's leader key names a new leader X (the key's create_revision
+When Patroni's leader key goes, the elected process looks ahead: it probes
+the other members until one accepts writes and confirms it for the term of
+the leader key that names it (:mod:`topology._dcs_scout`), often before the
+watch has brought it that key. Otherwise, when Patroni's leader key names a
+new leader X (the key's create_revision
 is the *term*: a new leader lock is a new key), the elected process claims
 the confirmation at once and connects to X meanwhile. The others stand
 back for :data:`_HOLDER_GRACE` (a frozen holder must not cost the fleet its
@@ -59,10 +63,19 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
+from topology._dcs_scout import first_writable, leader_term
 from topology._etcd import AuthFailed, EtcdGateway
-from topology._etcd_write import create_if_absent, grant_lease, keep_alive, put, revoke
+from topology._etcd_write import (
+    confirm_term,
+    create_if_absent,
+    grant_lease,
+    keep_alive,
+    put,
+    revoke,
+)
 from topology.hosts import HostAddress, parse_host
 from topology.prober import HostProber
 
@@ -137,7 +150,8 @@ class Confirmer:
     (before it tells the fleet). Counters (for
     tests and measurements): ``claimed`` (claims won), ``lost`` (claims
     another process won), ``confirmed`` (writable keys put), ``connects``,
-    ``elected`` (times this process became the fleet's confirmer).
+    ``elected`` (times this process became the fleet's confirmer), ``scouts``
+    (searches for the next leader begun) and ``scouted`` (terms they confirmed).
     """
 
     def __init__(
@@ -153,6 +167,7 @@ class Confirmer:
         self.prefix = prefix
         self.enabled = True
         self.claimed = self.lost = self.confirmed = self.connects = self.elected = 0
+        self.scouts = self.scouted = 0
         self._held_until = 0.0  # monotonic: the confirmer lease is ours until then
         self._lease = 0
         # Keys put on the confirmer lease for the last term (they would live as
@@ -163,43 +178,70 @@ class Confirmer:
         self._seen = seen  # whether the watch has delivered this key
         self._confirmed = confirmed  # this process saw the leader accept writes
         self._task: asyncio.Task[None] | None = None
+        self._scout: asyncio.Task[None] | None = None
 
     def start(self, term: int, member: str, host: str) -> None:
         """Claim ``term`` for ``member`` at ``host`` in a task (the previous one cancelled)."""
         if not self.enabled or term <= 0:
             return
-        self.cancel()
-        self._task = asyncio.ensure_future(self._run(term, member, host))
+        if self._task is not None:
+            self._task.cancel()
+        work = self._claim_and_confirm(term, member, host)
+        self._task = asyncio.ensure_future(self._run(work, f"claiming term {term}"))
         self._task.set_name(f"topology-dcs-claim-{term}")
+
+    def scout(self, candidates: Sequence[tuple[str, str]]) -> None:
+        """The leader key is gone: as the fleet's confirmer, find and confirm the next
+        leader among ``candidates`` ``(member, host)`` (:mod:`topology._dcs_scout`).
+
+        Nothing unless this process holds the role. A later call replaces it.
+        """
+        if not self.enabled or not self.holding or not candidates:
+            return
+        if self._scout is not None:
+            self._scout.cancel()
+        self.scouts += 1
+        work = self._scouting(tuple(candidates))
+        self._scout = asyncio.ensure_future(self._run(work, "looking for the next leader"))
+        self._scout.set_name("topology-dcs-scout")
 
     def settled(self) -> None:
         """The store says the leader runs: a claim still to come would be wasted load.
 
         The elected confirmer finishes its own (one connection, and the key
         tells later readers the same)."""
+        if self._scout is not None:
+            self._scout.cancel()
+            self._scout = None
         if not self.holding:
             self.cancel()
 
     def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = None
+        for task in (self._task, self._scout):
+            if task is not None and not task.done():
+                task.cancel()
+        self._task = self._scout = None
 
-    async def _run(self, term: int, member: str, host: str) -> None:
+    async def _run(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Never raises but CancelledError: a failure only means no confirmation."""
         try:
-            await self._claim_and_confirm(term, member, host)
+            await work
         except AuthFailed:
+            self._refused()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # etcd unreachable, a bad answer: no confirmation, no retry
+            log.debug("%s failed: %s", what, exc)
+
+    def _refused(self) -> None:
+        """etcd refused our write: the claim is off for good (said once, whoever hit it)."""
+        if self.enabled:
             self.enabled = False
             log.info(
                 "etcd user %r may not write %stopology/: one process per fleet cannot confirm"
                 " a new leader for the others (each waits for Patroni's member key)",
                 self.gateway.username, self.prefix,
             )  # fmt: skip
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # etcd unreachable, a bad answer: no confirmation, no retry
-            log.debug("claiming term %s failed: %s", term, exc)
 
     @property
     def holding(self) -> bool:
@@ -241,6 +283,31 @@ class Confirmer:
                 self._kept += (writable_key,)
             self.confirmed += 1
             log.debug("term %s: %s accepts writes; told the fleet", term, host)
+
+    async def _scouting(self, candidates: tuple[tuple[str, str], ...]) -> None:
+        """Probe ``candidates`` until one accepts writes; confirm it for its term."""
+        found = await first_writable(candidates, self._writable)
+        if found is None or not self.holding:
+            return
+        member, host = found
+        term = await leader_term(self.gateway, self.prefix, member)
+        if term <= 0:
+            log.debug("%s accepts writes but the leader key does not name %s", host, member)
+            return
+        self._confirmed(host)  # first-hand, and the store names it: follow now
+        mine = json.dumps({"member": member, "host": host, "term": term})
+        claim = topology_key(self.prefix, "claim", term)
+        writable = topology_key(self.prefix, "writable", term)
+        leader = (self.prefix + "leader", term)
+        writes = ((claim, mine), (writable, mine))
+        if await confirm_term(self.gateway, writes, self._lease, leader, self._kept):
+            self._kept = (claim, writable)
+            self.claimed += 1
+            self.confirmed += 1
+            self.scouted += 1
+            log.debug("term %s: %s accepts writes (found before the store named it)", term, host)
+        else:
+            self.lost += 1
 
     async def _create(self, term: int, mine: str, lease: int, delete: tuple[str, ...] = ()) -> bool:
         """Create ``claim/<term>`` on ``lease`` (deleting ``delete``); False if a peer had."""
@@ -285,11 +352,7 @@ class Confirmer:
                 if not self._seen(key):
                     await self._stand(key)
             except AuthFailed:
-                self.enabled = False
-                log.info(
-                    "etcd user %r may not write %stopology/: no process confirms a new leader"
-                    " for the others", self.gateway.username, self.prefix,
-                )  # fmt: skip
+                self._refused()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # etcd unreachable, a bad answer: try again later

@@ -11,7 +11,10 @@ cluster three things, through three callbacks, each only when it changes:
   promoting it; called when that becomes true for a leader;
 * a new leader SQL has not confirmed yet (``confirm_wanted(host)``): the
   ``confirmer`` (:mod:`topology._dcs_claim`) tries to confirm it for the
-  fleet; a peer's ``writable`` key for the leader's term makes it ready too;
+  fleet; a peer's ``writable`` key for the leader's term makes it ready too.
+  When the leader key goes, the confirmer (if this process holds the role)
+  looks for the next leader among the other members at once
+  (:mod:`topology._dcs_scout`);
 * ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
@@ -110,26 +113,25 @@ class DcsFollower:
         return task
 
     async def _run(self) -> None:
-        holding = None
-        if self.confirmer is not None:  # the fleet's confirmer election lives with us
-            holding = asyncio.ensure_future(self._hold(self.confirmer))
-            holding.set_name("topology-dcs-confirmer")
-        # The watch runs in a task of its own: cancelled, this task first lets
-        # the confirmer resign over the watch's etcd client, then stops the
-        # watch (which closes that client).
+        confirmer = self.confirmer
+        if confirmer is None:
+            await self.watch.run(self._on_view, self._on_lost)
+            return
+        # The election and the watch run in tasks of their own: cancelled,
+        # this task first lets the confirmer resign over the watch's etcd
+        # client, then stops the watch (which closes that client).
+        holding = asyncio.ensure_future(self._hold(confirmer))
+        holding.set_name("topology-dcs-confirmer")
         watching = asyncio.ensure_future(self.watch.run(self._on_view, self._on_lost))
         watching.set_name("topology-dcs-watch")
         try:
             await asyncio.wait((watching,))
             watching.result()
         finally:  # a confirmation under way goes with the follower
-            if self.confirmer is not None:
-                self.confirmer.cancel()
-            if holding is not None:
-                holding.cancel()
-                await asyncio.wait((holding,))
-            watching.cancel()
-            await asyncio.wait((watching,))
+            confirmer.cancel()
+            for task in (holding, watching):
+                task.cancel()
+                await asyncio.wait((task,))
 
     async def _hold(self, confirmer: Confirmer) -> None:
         """Stand for the fleet's confirmer once the store has answered."""
@@ -192,7 +194,15 @@ class DcsFollower:
     def _confirm(self, old: DcsView | None, view: DcsView) -> None:
         """A new leader not ready yet: try to confirm it for the fleet (if wanted)."""
         host, confirmer, wanted = view.leader_host, self.confirmer, self._confirm_wanted
-        if old is None or host is None or view.leader is None or confirmer is None:
+        if old is None or confirmer is None:
+            return
+        if view.leader is None and old.leader is not None:  # the lock is free: look ahead
+            confirmer.scout([
+                (m.name, m.host) for m in view.members
+                if m.name != old.leader and m.host and (wanted is None or wanted(m.host))
+            ])  # fmt: skip
+            return
+        if host is None or view.leader is None:
             return
         if ready_leader(view) is None and (wanted is None or wanted(host)):
             confirmer.start(view.term, view.leader, host)

@@ -22,7 +22,7 @@ from typing import Any
 from topology._etcd import AuthFailed, EtcdGateway
 from topology._http import BadAnswer, Unreachable, shown, why
 
-__all__ = ["create_if_absent", "grant_lease", "keep_alive", "put", "revoke"]
+__all__ = ["confirm_term", "create_if_absent", "grant_lease", "keep_alive", "put", "revoke"]
 
 
 def _b64(text: str) -> str:
@@ -68,7 +68,7 @@ async def create_if_absent(
     success: list[dict[str, Any]] = [
         {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
     ]
-    success += [{"request_delete_range": {"key": _b64(old)}} for old in delete]
+    success += [{"request_delete_range": {"key": _b64(old)}} for old in delete if old != key]
     body = {
         "compare": [
             {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
@@ -100,3 +100,34 @@ async def keep_alive(gateway: EtcdGateway, lease: int) -> int:
 async def revoke(gateway: EtcdGateway, lease: int) -> None:
     """End ``lease`` now: the keys attached to it go at once."""
     await _write(gateway, "/v3/lease/revoke", {"ID": str(lease)})
+
+
+async def confirm_term(
+    gateway: EtcdGateway,
+    writes: Sequence[tuple[str, str]],
+    lease: int,
+    leader: tuple[str, int],
+    delete: Sequence[str] = (),
+) -> bool:
+    """Put ``writes`` (key, value) on ``lease`` in one transaction; True if it succeeded.
+
+    It succeeds only while the first key does not exist and the key
+    ``leader[0]`` still has the create_revision ``leader[1]`` (the leader
+    lock of that term is still held). ``delete``: removed on success.
+    """
+    success: list[dict[str, Any]] = [
+        {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
+        for key, value in writes
+    ]
+    written = {key for key, _ in writes}  # etcd refuses a txn that names a key twice
+    success += [
+        {"request_delete_range": {"key": _b64(old)}} for old in delete if old not in written
+    ]
+    first, (leader_key, term) = writes[0][0], leader
+    compare = [
+        {"key": _b64(first), "result": "EQUAL", "target": "CREATE", "create_revision": "0"},
+        {"key": _b64(leader_key), "result": "EQUAL", "target": "CREATE",
+         "create_revision": str(term)},
+    ]  # fmt: skip
+    answer = await _write(gateway, "/v3/kv/txn", {"compare": compare, "success": success})
+    return answer.get("succeeded") is True

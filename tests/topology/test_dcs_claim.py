@@ -88,6 +88,8 @@ async def test_one_resolver_confirms_the_new_leader_and_the_other_follows_its_ke
         for cluster in clusters.values():
             await eventually(lambda c=cluster: c.view.primary == new, timeout=15)
         await eventually(lambda: confirmers[winner].confirmed == 1)
+        # The old leader released its key first: the holder looked ahead at once.
+        assert (confirmers[winner].scouts, confirmers[loser].scouts) == (1, 0)
         assert confirmers[winner].claimed == 1
         assert confirmers[winner].connects >= 1  # it connected to the new leader
         assert confirmers[loser].claimed == 0
@@ -165,3 +167,49 @@ async def test_a_forged_writable_key_is_ignored_and_without_the_grant_the_claim_
     off = [r for r in caplog.records if "may not write" in r.getMessage()]
     assert len(off) == 1
     assert off[0].levelno == logging.INFO
+
+
+def _delete_prefix(patroni: PatroniCluster, prefix: str) -> None:
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    etcd_call(patroni, "/v3/kv/deleterange", {"key": prefix, "range_end": end})
+
+
+async def test_the_confirmer_confirms_what_it_finds_only_for_the_member_the_store_names(
+    patroni_cluster: PatroniCluster,
+    make_resolver: Any,  # noqa: F811
+) -> None:
+    """The scout (topology/_dcs_scout.py): a host found accepting writes is confirmed
+    for the term of the leader key that names it, in one transaction, and never
+    for a member the key does not name."""
+    prefix = "/service/ctxdb/"
+    leader = patroni_cluster.leader()
+    host = f"127.0.0.1:{leader.port}"
+    confirmed: list[str] = []
+    cluster = make_resolver(dcs_pace=_PATIENT)
+    async with cluster:
+        assert await cluster.master() == host
+        confirmer = _confirmer(cluster)
+        await eventually(lambda: confirmer.holding, timeout=15)
+        confirmer._confirmed = confirmed.append
+        _delete_prefix(patroni_cluster, prefix + "topology/claim/")
+        _delete_prefix(patroni_cluster, prefix + "topology/writable/")
+        # Named by the store under another name: found writable, not confirmed.
+        confirmer.scout([("not-the-leader", host)])
+        await asyncio.wait_for(confirmer._scout, 10)
+        assert (confirmer.scouted, confirmed, _writable_keys(patroni_cluster, prefix)) == (
+            0,
+            [],
+            [],
+        )
+        confirmer.scout([(leader.name, host)])
+        await asyncio.wait_for(confirmer._scout, 10)
+        assert (confirmer.scouted, confirmed) == (1, [host])
+        term = int(etcd_call(patroni_cluster, "/v3/kv/range", {"key": prefix + "leader"})
+                   ["kvs"][0]["create_revision"])  # fmt: skip
+        assert _writable_keys(patroni_cluster, prefix) == [
+            {"member": leader.name, "host": host, "term": term}
+        ]
+        # The claim of that term is taken: a second search confirms nothing more.
+        confirmer.scout([(leader.name, host)])
+        await asyncio.wait_for(confirmer._scout, 10)
+        assert (confirmer.scouted, confirmer.lost) == (1, 1)
