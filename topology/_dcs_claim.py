@@ -198,6 +198,8 @@ class Confirmer:
         """
         if not self.enabled or not self.holding or not candidates:
             return
+        log.debug("the leader key is gone: looking for the next leader among %s",
+                  ", ".join(host for _, host in candidates))  # fmt: skip
         if self._scout is not None:
             self._scout.cancel()
         self.scouts += 1
