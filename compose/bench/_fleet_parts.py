@@ -2,7 +2,8 @@
 
 - :func:`patroni_cluster`: a native 3-member Patroni + etcd cluster of its
   own (free base port, a fresh ``/tmp`` state directory), stopped by PID and
-  its directory removed whatever happens;
+  its directory removed whatever happens (:func:`starting_cluster`: the same,
+  yielded as soon as its processes run);
 - :class:`Worker`: one ``python -m compose.bench._fleet_worker`` process and
   its JSON-lines conversation; every answer is awaited ``ANSWER_TIMEOUT``
   seconds at most, and :meth:`Worker.close` kills a worker that does not
@@ -59,12 +60,24 @@ def patroni_cluster(max_connections: int) -> Iterator[Cluster]:
 
     Blocking, on the calling (main) thread: the members die with this process.
     """
+    with starting_cluster(max_connections) as cluster:
+        cluster.wait_healthy(120)
+        yield cluster
+
+
+@contextlib.contextmanager
+def starting_cluster(max_connections: int) -> Iterator[Cluster]:
+    """Start a native cluster's processes, yield it while it bootstraps (not yet healthy:
+    see ``Cluster.wait_healthy``), stop it by PID and remove its state.
+
+    Blocking, on the calling (main) thread: the members die with this process.
+    """
     state_dir = Path(tempfile.mkdtemp(prefix="ctxdb-bench-fleet-"))
     state_dir.chmod(0o711)  # the server user must reach state_dir/data
     layout = Layout(base_port=free_base_port(), max_connections=max_connections)
     cluster = native_cluster(state_dir, layout, die_with_parent=True)
     try:
-        cluster.up(120)
+        cluster.runtime.start()
         yield cluster
     finally:
         with contextlib.suppress(Exception):
@@ -217,16 +230,22 @@ class EtcdForwarder:
         await asyncio.wait_for(self.proc.wait(), 10)
 
 
-async def first_writable(host: str, password: str, until: float) -> float | None:
-    """``time.time()`` when ``host`` first assigns a transaction id; None at ``until``.
+async def first_writable(
+    host: str, password: str, until: float, stop: asyncio.Event | None = None
+) -> float | None:
+    """``time.time()`` when ``host`` first assigns a transaction id; None at ``until``
+    or once ``stop`` is set.
 
     ``pg_current_xact_id()`` fails on a server in recovery: the first success
     is the moment it accepts writes (to within one poll, 2 ms plus a round trip).
-    A lost connection is reopened; each call is bounded by 1 s.
+    A lost connection is reopened; each call is bounded by 1 s (the connect by 2 s).
+    ``stop`` ends a poller whose cancellation got lost (``asyncio.wait_for`` on
+    Python < 3.12 can swallow a cancel that races the awaited call's completion):
+    it would otherwise poll a replica on until ``until``.
     """
     conn = None
     try:
-        while time.time() < until:
+        while time.time() < until and not (stop is not None and stop.is_set()):
             try:
                 if conn is None:
                     conn = await connect(host, password, "bench-fleet-writable")

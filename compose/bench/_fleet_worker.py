@@ -6,7 +6,8 @@ stdin is the JSON configuration (``mode``: ``"sql"`` for
 ``ClusterResolver(hosts)`` or ``"dcs"`` for a resolver fed by
 :class:`~topology.patroni.PatroniEtcd`; ``count``, ``hosts``, ``etcd`` (an https URL),
 ``app_config`` (the cluster's app-side Patroni YAML: TLS files, etcd user),
-``scope``, ``namespace``, ``app``); the password comes in the
+``scope``, ``namespace``, ``app``; optional ``dcs_pace``: fields of
+:class:`~topology.pace.DcsPace`, the library's defaults otherwise); the password comes in the
 ``BENCH_PGPASSWORD`` environment variable, never on the command line.
 
 Then one JSON command per stdin line, one JSON answer per stdout line:
@@ -43,6 +44,7 @@ from collections import Counter
 from typing import Any
 
 from topology import ClusterResolver, Role
+from topology.pace import DcsPace
 from topology.patroni import PatroniEtcd
 from topology.patroni_config import PatroniConfig
 
@@ -78,7 +80,8 @@ class Fleet:
         watch = PatroniEtcd(etcd, loaded.scope, namespace=loaded.namespace)
         self.watches.append(watch)
         # The bench's cluster runs on loopback: its members are trusted there only.
-        return ClusterResolver((), dcs=watch, dcs_allow="127.0.0.0/8", **common)
+        pace = DcsPace(**{k: float(v) for k, v in dict(config.get("dcs_pace") or {}).items()})
+        return ClusterResolver((), dcs=watch, dcs_allow="127.0.0.0/8", dcs_pace=pace, **common)
 
     def _recorder(self, index: int) -> Any:
         def record(host: str | None) -> None:

@@ -37,6 +37,7 @@ Per mode:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
@@ -66,10 +67,18 @@ from compose.bench._fleet_result import (
 )
 from compose.patroni import Cluster
 
+EARLY = "fleet_cluster"  # Env.extra: the cluster run.py started early (--quick), if any
+
 
 async def run(env: Env) -> dict[str, Any]:
     plan = QUICK if env.quick else FULL
-    with patroni_cluster(MAX_CONNECTIONS) as cluster:  # blocking start/stop: main thread
+    with contextlib.ExitStack() as stack:
+        early: Cluster | None = env.extra.get(EARLY)
+        if early is None:  # blocking start/stop: main thread
+            cluster = stack.enter_context(patroni_cluster(MAX_CONNECTIONS))
+        else:  # started by run.py, stopped there
+            cluster = early
+            cluster.wait_healthy(120)
         env.log(f"fleet: cluster on {', '.join(cluster.hosts())}")
         idle = await idle_window(cluster, plan.idle)
         measured: dict[str, dict[str, Any]] = {}
@@ -89,6 +98,7 @@ async def one_mode(
         "mode": mode, "count": plan.per_process, "hosts": cluster.hosts(),
         "etcd": f"https://127.0.0.1:{forwarder.port}", "app_config": str(cluster.app_config_path),
         "scope": cluster.layout.scope, "namespace": cluster.layout.namespace, "app": app,
+        "dcs_pace": plan.dcs_pace,
     }  # fmt: skip
     password = cluster.secrets.superuser
     workers: list[Worker] = []
@@ -219,7 +229,8 @@ async def failover(
     others = [m for m in await asyncio.to_thread(cluster.members) if m.name != old.name]
     before = await ask_all(workers, "sample")
     since = time.time()
-    pollers = {m.host: asyncio.ensure_future(first_writable(m.host, password, since + bound))
+    stop = asyncio.Event()
+    pollers = {m.host: asyncio.ensure_future(first_writable(m.host, password, since + bound, stop))
                for m in others}  # fmt: skip
     try:
         if kind == "crash":
@@ -229,6 +240,7 @@ async def failover(
             new = await asyncio.to_thread(cluster.wait_new_leader, old.name, bound)
         writable_at = await pollers[new.host]
     finally:
+        stop.set()  # and cancel: the other member's poller must not run on until the bound
         for task in pollers.values():
             task.cancel()
         await asyncio.gather(*pollers.values(), return_exceptions=True)

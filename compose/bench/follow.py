@@ -150,7 +150,7 @@ async def run(env: Env) -> dict[str, Any]:
     quick = env.quick
     n = 1 if quick else 30
     n_frozen_base = 1 if quick else 10
-    cap = 3.0 if quick else 8.0
+    cap = 2.0 if quick else 8.0
     poll_interval = 0.5 if quick else 5.0
     await asyncio.to_thread(
         env.cluster.query,

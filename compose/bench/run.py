@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from compose.bench import (
     tracing,
 )
 from compose.bench._env import ROOT, Env
+from compose.bench._fleet_parts import starting_cluster
+from compose.bench._fleet_result import MAX_CONNECTIONS
 from compose.bench.readme import rewrite as rewrite_readme
 from compose.bench.report import render, write_report
 from compose.pg import ReplicatedCluster
@@ -91,8 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)  # library warnings on failover are expected
     names = args.only or list(BENCHMARKS)
     started = time.monotonic()
-    with ReplicatedCluster.build(replicas=2, prefix="bench") as cluster:
+    with ReplicatedCluster.build(replicas=2, prefix="bench") as cluster, ExitStack() as stack:
         env = Env(cluster, args.quick, log=lambda s: print(s, flush=True))
+        if args.quick and "fleet" in names:
+            _start_fleet_cluster(env, stack)
         results = asyncio.run(run_all(env, names))
     meta = {
         "quick": args.quick,
@@ -108,6 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     _readme_figures(args.out, quick=args.quick)
     print(f"wrote {args.out / 'performance.md'} in {meta['seconds']} s")
     return 1 if any("error" in r for r in results) else 0
+
+
+def _start_fleet_cluster(env: Env, stack: ExitStack) -> None:
+    """Quick: the fleet's own Patroni cluster bootstraps while the first benchmarks run.
+
+    The full run starts it in the fleet benchmark, so that nothing else runs
+    beside the measured ones. Started here, on the main thread (its members die
+    with it), and stopped on leaving ``stack``; a cluster that fails to start
+    is left to the fleet benchmark, which then reports its own failure.
+    """
+    try:
+        env.extra[fleet.EARLY] = stack.enter_context(starting_cluster(MAX_CONNECTIONS))
+    except Exception as exc:
+        env.log(f"fleet cluster not started early: {type(exc).__name__}: {exc}")
 
 
 def _readme_figures(out: Path, *, quick: bool) -> None:

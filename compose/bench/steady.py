@@ -66,7 +66,7 @@ async def window(env: Env, seconds: float, app: str, marker: str) -> dict[str, f
 
 async def run(env: Env) -> dict[str, Any]:
     cluster = env.cluster
-    seconds = 2.0 if env.quick else 10.0
+    seconds = 1.0 if env.quick else 10.0
     reps = 1 if env.quick else 3
     replicas = [n.port for n in cluster.replicas]
     results: dict[str, list[dict[str, float]]] = {"ours": [], "poll": []}
