@@ -15,13 +15,7 @@ proves the store still answers (a frozen etcd keeps the watch's socket open
 and silent) and repairs anything a broken watch missed. A change the read
 saw that the watch has still not delivered one interval later ends the
 watch, and a new one starts (during a failover the watch is often a moment
-behind a read: that alone is no reason to reconnect). When the leader key
-changes (it goes, or names a new leader), the prefix is also read
-:data:`_EPISODE_READS` seconds later: under load etcd was seen to deliver a
-fleet's watch events seconds late, and a process must not wait a whole
-``check_interval`` for the rest of a failover (the member key saying
-primary, the confirmer's key). That is at most two reads per process per
-leader change.
+behind a read: that alone is no reason to reconnect).
 
 Timeouts: each etcd request gets ``timeout`` seconds per endpoint; a lost
 store is reported within ``check_interval + timeout`` seconds, and retried
@@ -55,7 +49,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -72,7 +65,6 @@ from topology._http import (
     shown,
     why,
 )
-from topology._within import within
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
@@ -92,10 +84,6 @@ __all__ = [
 log = logging.getLogger("topology")
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
 _AUTH_RETRY = 10.0  # refused credentials stay refused until someone changes them: no hot loop
-# Seconds after a change of the leader key at which the prefix is read again
-# (each jittered by +-25 % so that a fleet's reads spread): 1-2 s covers a
-# Patroni promotion from the lock to the member key saying primary.
-_EPISODE_READS = (0.5, 1.0)
 REST_LIMITS = HttpLimits(body=1024 * 1024, chunk=1024 * 1024)
 """A ``/cluster`` answer is a few hundred bytes per member: 1 MiB is thousands of members."""
 
@@ -152,8 +140,6 @@ class PatroniEtcd:
         self._term = 0  # the leader key's create_revision
         self._watched = 0  # the highest revision the watch stream itself delivered
         self._newest = 0  # the highest mod_revision among the keys of the last read
-        self._soon: list[float] = []  # monotonic moments of the episode's reads to come
-        self._nudge: asyncio.Event | None = None  # wakes the check loop for them
 
     def describe(self) -> str:
         return f"Patroni scope {self.scope!r} in etcd {self.gateway.endpoints} ({self.prefix})"
@@ -272,7 +258,6 @@ class PatroniEtcd:
             changed = True
             if event.key == self.prefix + "leader":
                 self._term = event.created  # 0 once deleted
-                self._episode()
             if event.value is None:
                 self._keys.pop(event.key, None)
             else:
@@ -281,48 +266,21 @@ class PatroniEtcd:
             self._revision = max(event.revision for event in events)
         return changed
 
-    def _episode(self) -> None:
-        """The leader key changed: read again soon (:data:`_EPISODE_READS`)."""
-        now = time.monotonic()
-        self._soon = [now + delay * random.uniform(0.75, 1.25) for delay in _EPISODE_READS]
-        if self._nudge is not None:
-            self._nudge.set()
-
-    async def _until_read(self, deadline: float) -> None:
-        """Sleep until ``deadline`` or the next episode read, whichever comes first."""
-        if self._nudge is None:
-            self._nudge = asyncio.Event()
-        while True:
-            wake = min([deadline, *self._soon])
-            if wake <= time.monotonic():
-                self._soon = [t for t in self._soon if t > wake]
-                return
-            self._nudge.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await within(self._nudge.wait(), wake - time.monotonic())
-
     async def _check(self, on_view: Callable[[DcsView], None]) -> None:
-        owed, owed_at = 0, 0.0  # a revision a read saw before the watch delivered it
-        due = time.monotonic() + self.check_interval
+        owed = 0  # a revision a read saw before the watch delivered it
         while True:
-            await self._until_read(due)
-            now = time.monotonic()
-            if now >= due:
-                due = now + self.check_interval
-            if owed > self._watched and now - owed_at >= self.check_interval:
+            await asyncio.sleep(self.check_interval)
+            if owed > self._watched:
                 # A whole interval later the watch has still not delivered what
                 # the read saw: it may hang on an etcd member cut off from its
                 # peers. Watch again (where the read goes).
                 raise _WatchBroke("the watch had not delivered a change a read saw")
-            watched, term = self.view(), self._term
+            watched = self.view()
             await self._read(on_view)
-            if self._term != term:
-                self._episode()  # the read saw the leader change: the rest follows soon
             # During a failover a read often sees a change whose watch event is
             # still on its way: breaking the watch for that would reconnect a
             # whole fleet at the worst moment. The watch gets one interval.
-            if owed <= self._watched and not self.view().same_cluster_as(watched):
-                owed, owed_at = self._newest, now
+            owed = 0 if self.view().same_cluster_as(watched) else self._newest
 
 
 _LEADER_ROLES = frozenset({"leader", "standby_leader", "primary", "master"})

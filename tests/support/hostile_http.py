@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -94,9 +93,7 @@ class HostileHttp:
         self.max_bytes = max_bytes
         self.tls = tls  # a server context: serve https (issue 22: Patroni REST over TLS)
         self.requests: list[str] = []  # "METHOD /path" of each request read
-        self.watch_delay = (
-            0.25  # seconds each piece of a "watch_late" stream is held (read per piece)
-        )
+        self.watch_delay = 0.25  # seconds each piece of a "watch_late" stream is held
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -254,7 +251,7 @@ class HostileHttp:
             head, _, body = raw.partition(b"\r\n\r\n")
             await self._forward(head + b"\r\nConnection: close\r\n\r\n" + body, reader, writer)
         elif behaviour == "watch_late":
-            await self._forward(raw, reader, writer, delay=lambda: self.watch_delay)
+            await self._forward(raw, reader, writer, delay=self.watch_delay)
         else:  # deaf: created, then silence, as from an etcd member cut off from its peers
             writer.write(_head("200 OK", "Transfer-Encoding: chunked") + _chunk(_CREATED))
             await writer.drain()
@@ -265,22 +262,20 @@ class HostileHttp:
         raw: bytes,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        delay: Callable[[], float] = lambda: 0.0,
+        delay: float = 0.0,
     ) -> None:
         """Pass the request and what follows to ``upstream``, and its answer back
-        (each piece of the answer ``delay()`` s late, asked at each piece)."""
+        (each piece of the answer ``delay`` s late)."""
         assert self.upstream is not None
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         up_writer.write(raw)
 
         async def pump(
-            source: asyncio.StreamReader,
-            sink: asyncio.StreamWriter,
-            delay: Callable[[], float] = lambda: 0.0,
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float = 0.0
         ) -> None:
             while data := await source.read(65536):
-                if (late := delay()) > 0:
-                    await asyncio.sleep(late)
+                if delay:
+                    await asyncio.sleep(delay)
                 sink.write(data)
                 await sink.drain()
 
