@@ -224,6 +224,14 @@ class Confirmer:
                 task.cancel()
         self._task = self._scout = None
 
+    async def stop(self) -> None:
+        """Cancel the claim and the look-ahead under way, and wait until they have ended
+        (each etcd request in them first ends by itself, within the gateway's timeout)."""
+        tasks = [task for task in (self._task, self._scout) if task is not None]
+        self.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def _run(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Never raises but CancelledError: a failure only means no confirmation."""
         try:

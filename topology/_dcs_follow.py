@@ -128,7 +128,7 @@ class DcsFollower:
             await asyncio.wait((watching,))
             watching.result()
         finally:  # a confirmation under way goes with the follower
-            confirmer.cancel()
+            await confirmer.stop()
             for task in (holding, watching):
                 task.cancel()
                 await asyncio.wait((task,))

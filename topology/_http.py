@@ -28,6 +28,8 @@ when their ``run()`` is cancelled); it is created again on first use after.
 
 Timeouts: :meth:`HttpClient.request_json` (connect + request + the whole
 answer) ends within ``timeout`` seconds; every read within it too.
+Cancelled, it lets the request end first (within ``timeout``): httpcore
+leaks the socket of a connection cut during its TLS handshake.
 :meth:`HttpClient.open_stream` bounds the connect and the response head by
 ``timeout``; then :meth:`Stream.json_lines` may wait without limit *between*
 messages (an idle watch is silent: its liveness is the caller's business),
@@ -174,12 +176,23 @@ class HttpClient:
         A non-JSON answer to an error status gives ``(status, None)``.
         """
         endpoint = shown(url)
+        call = asyncio.ensure_future(
+            within(self._retried(method, url, body, headers, endpoint), self.timeout)
+        )
+        call.add_done_callback(_retrieved)
         try:
-            return await within(self._retried(method, url, body, headers, endpoint), self.timeout)
+            return await asyncio.shield(call)
         except asyncio.TimeoutError:
             raise ReadTimeout(
                 f"{endpoint}: no whole answer in time (timeout {self.timeout:g} s)"
             ) from None
+        except asyncio.CancelledError:
+            # Our caller is cancelled (its owner closes). Cut from outside during
+            # a TLS handshake, httpcore leaks the socket (a ResourceWarning seen
+            # in CI): the call ends by itself within ``timeout``; wait for it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({call})
+            raise
 
     async def _retried(
         self,
@@ -271,6 +284,12 @@ class HttpClient:
             raise TlsError(
                 f"{exc} (no client certificate was given: the server may require one; set cert/key)"
             ) from None
+
+
+def _retrieved(call: asyncio.Future[Any]) -> None:
+    """Mark a call's outcome seen: a caller cancelled before it ended never reads it."""
+    if not call.cancelled():
+        call.exception()
 
 
 async def _settle(task: asyncio.Future[httpx.Response]) -> None:

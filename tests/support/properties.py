@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 PROPERTY_SETTINGS = settings(
-    max_examples=int(os.environ.get("CTXDB_PROPERTY_EXAMPLES", "300")),
+    max_examples=int(os.environ.get("CTXDB_PROPERTY_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
