@@ -30,7 +30,6 @@ from typing import Any
 from compose.bench import _stats as st
 from compose.bench._env import Env, writable_poller
 from compose.bench._follow_clients import AsyncpgMultiHost, Ours, Polling, Upstream
-from compose.bench._oracle import Oracle
 from topology import ClusterResolver
 from topology.pace import Pace
 
@@ -62,14 +61,9 @@ async def promotion(
     for client in clients:
         await client.start()
         await asyncio.wait_for(client.write(), 10)  # warm: pool and cache
-    oracle = Oracle(env.password)
-    await oracle.start([new.host])  # held from before the fault: it survives the promotion
     done = asyncio.Event()
     logs: dict[str, list[float]] = {c.name: [] for c in clients}
-    tasks: list[asyncio.Task[Any]] = [
-        asyncio.create_task(drive(c, new.port, done, logs[c.name])) for c in clients
-    ]
-    tasks.append(asyncio.create_task(oracle.first_commit(new.host, time.monotonic() + 30 + cap)))
+    tasks = [asyncio.create_task(drive(c, new.port, done, logs[c.name])) for c in clients]
     result: dict[str, float | None] = {}
     try:
         async with writable_poller(new, env.password, 30) as writable_at:
@@ -85,13 +79,9 @@ async def promotion(
         if t0 is None:
             raise RuntimeError(f"{new.name} never accepted writes")
         await asyncio.wait(tasks, timeout=max(t0 + cap - time.monotonic(), 0.0))
-        limit = oracle.committed_at
-        result["oracle"] = None if limit is None else limit - t0
         for client in clients:
             log = logs[client.name]
             result[client.name] = log[0] - t0 if log else None
-            if log and limit is not None:
-                result[f"{client.name}: after the oracle"] = log[0] - limit
             seen = getattr(client, "published_at", {}).get(new.host)
             if seen is not None:
                 result[f"{client.name}: resolver names it"] = seen - t0
@@ -107,7 +97,6 @@ async def promotion(
         for client in clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 5)
-        await oracle.close()
         await asyncio.to_thread(cluster.rejoin, old)
     return result
 
@@ -151,26 +140,6 @@ def summarise(times: list[float | None], cap: float) -> dict[str, Any]:
         "cap_s": cap,
         "samples_ms": [None if t is None else t * 1000 for t in times],
     }
-
-
-# Issue 23: (fault, median, worst) ms after the oracle's first commit on the new primary.
-_ORACLE_TARGETS = (("stopped", 3.0, 15.0), ("frozen", 20.0, 100.0))
-
-
-def _oracle_verdicts(after: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ours against the oracle (issue 23's targets), one verdict per bound."""
-    verdicts = []
-    for fault, median, worst in _ORACLE_TARGETS:
-        d = after[fault]
-        for label, key, bound in (("median", "median_ms", median), ("max", "max_ms", worst)):
-            value = d.get(key)
-            complete = bool(d) and d["followed"] == d["n"]
-            verdicts.append({
-                "target": f"{fault}: {label} <= the oracle + {bound:g} ms",
-                "value": value,
-                "met": complete and value is not None and value <= bound,
-            })  # fmt: skip
-    return verdicts
 
 
 def _cell(value: float | None, cap: float) -> str:
@@ -238,8 +207,6 @@ def result(
             ]
         )
     stopped, frozen = data["stopped/ours"], data["frozen/ours"]
-    none: dict[str, Any] = {}
-    after = {f: data.get(f"{f}/ours: after the oracle", none) for f in ("stopped", "frozen")}
     plain = data.get("stopped/asyncpg multi-host", {})
     limit_frozen = (1.0 + 0.5) * 1000
     ok = stopped["followed"] == stopped["n"]
@@ -273,7 +240,6 @@ def result(
                 "value": frozen["p99_ms"],
                 "met": frozen["p99_ms"] is not None and frozen["p99_ms"] <= limit_frozen,
             },
-            *_oracle_verdicts(after),
         ],
         "data": data,
         "plot": "performance-follow.png",
@@ -288,11 +254,7 @@ def result(
             " 3 s then every 20 ms; one pool that follows the primary, a spare connection to"
             " each replica); the row 'ours: resolver names it' is when our resolver first"
             " published the new primary (same clock), so the rest of ours' time is the first"
-            " commit there (the spare connection or a new one, INSERT, COMMIT). The oracle"
-            " (compose/bench/_oracle.py) holds a connection to the promoted standby from before"
-            " the fault and tries an INSERT on it every 1 ms: its row is its first commit after"
-            " the poller's, and each 'after the oracle' row is a client's first commit minus the"
-            " oracle's, in the same promotion (issue 23's measure). Polling interval"
+            " commit there (the spare connection or a new one, INSERT, COMMIT). Polling interval"
             f" of the third baseline: {poll_interval:g} s. Engines: pool 5, connect timeout 2 s."
             f" {probe_budget(3)}"
         ),

@@ -159,8 +159,8 @@ def plot_follow(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     for ax, fault in zip(axes, ("stopped", "frozen"), strict=True):
         for key, data in result["data"].items():
-            if not key.startswith(fault + "/") or key.endswith(": after the oracle"):
-                continue  # the oracle's own curve shows the limit
+            if not key.startswith(fault + "/"):
+                continue
             cap_ms = data["cap_s"] * 1000
             xs = sorted(cap_ms * 1.5 if v is None else max(v, 0.1) for v in data["samples_ms"])
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
