@@ -12,27 +12,21 @@ elected within seconds.
 When Patroni's leader key goes, the elected process looks ahead: it probes
 the other members until one accepts writes and confirms it for the term of
 the leader key that names it (:mod:`topology._dcs_scout`), often before the
-watch has brought it that key. Otherwise, when Patroni's leader key names a
-new leader X (the key's create_revision
-is the *term*: a new leader lock is a new key), the elected process claims
-the confirmation at once and connects to X meanwhile. The others stand
-back for :data:`_HOLDER_GRACE` (a frozen holder must not cost the fleet its
-confirmation) and then, like every process of a fleet without a holder,
-wait a random moment (up to :data:`_SPREAD`) and, unless a peer's claim
-reached them on the watch meanwhile, claim the confirmation: an etcd
-transaction creating
-``<namespace>/<scope>/topology/claim/<term>`` only if it does not exist
-(attached to a lease of :data:`LEASE_TTL` s, so the keys go away by
-themselves). The one that creates it connects to X (the probe login, through
-a :class:`topology.prober.HostProber`), probes until X accepts writes
-(``pg_is_in_recovery() = false``; at most ``DcsPace.patience`` seconds), then
-puts ``topology/writable/<term>`` = ``{"member", "host", "term"}`` and closes
-its connection. Patroni ignores keys it does not know under its prefix, so
-the watch every process keeps on the prefix delivers that key to the whole
-fleet: each publishes X from it (see :func:`topology._dcs_follow.ready_leader`)
-with no connection of its own. Processes that lose the claim do nothing
-more: if no ``writable`` key comes, their patience runs out and they probe
-over SQL as before.
+watch has brought it that key. Otherwise, when the leader key names a new
+leader X (its create_revision is the *term*), the elected process claims the
+confirmation at once and connects to X meanwhile. The others stand back for
+:data:`_HOLDER_GRACE` (a frozen holder must not cost the fleet its
+confirmation), then wait a random moment (up to :data:`_SPREAD`) and, unless
+a peer's claim reached them on the watch, claim it: an etcd transaction
+creating ``<namespace>/<scope>/topology/claim/<term>`` only if it does not
+exist (on a lease of :data:`LEASE_TTL` s: the keys go away by themselves).
+The winner probes X with the probe login until it accepts writes (at most
+``DcsPace.patience`` seconds), then puts ``topology/writable/<term>`` =
+``{"member", "host", "term"}`` and closes its connection. Patroni ignores
+keys it does not know under its prefix, so every process's watch delivers
+that key: each publishes X from it (:func:`topology._dcs_follow.ready_leader`)
+with no connection of its own. Without a ``writable`` key, patience runs out
+and each probes over SQL as before.
 
 What a peer wrote is untrusted input (:func:`parse_writable`): bounded in
 size, of the right shape, for the current term and naming the current
@@ -50,7 +44,7 @@ the winner's own confirmation by ~300 ms on a 2-core machine.
 
 Concurrency: one confirmation at a time per process; a newer term cancels
 the one under way. :meth:`Confirmer.hold` runs for the life of the
-follower that owns it (cancelled with it; the lease then lapses).
+follower that owns it (cancelled with it, it revokes the lease).
 Cancellation closes the connection to X. Every etcd call is bounded by the
 gateway's timeout, the probing by ``patience``.
 """

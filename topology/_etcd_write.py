@@ -65,17 +65,31 @@ async def create_if_absent(
 
     ``delete``: keys removed in the same transaction when it succeeds.
     """
+    return await _txn(gateway, ((key, value),), lease, {key: 0}, delete)
+
+
+async def _txn(
+    gateway: EtcdGateway,
+    writes: Sequence[tuple[str, str]],
+    lease: int,
+    created: dict[str, int],
+    delete: Sequence[str],
+) -> bool:
+    """Put ``writes`` on ``lease`` and remove ``delete`` if each key of ``created`` has
+    that create_revision (0: absent); True if the transaction succeeded."""
+    written = {key for key, _ in writes}  # etcd refuses a txn that names a key twice
     success: list[dict[str, Any]] = [
         {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
+        for key, value in writes
     ]
-    success += [{"request_delete_range": {"key": _b64(old)}} for old in delete if old != key]
-    body = {
-        "compare": [
-            {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
-        ],
-        "success": success,
-    }
-    answer = await _write(gateway, "/v3/kv/txn", body)
+    success += [
+        {"request_delete_range": {"key": _b64(old)}} for old in delete if old not in written
+    ]
+    compare = [
+        {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": str(rev)}
+        for key, rev in created.items()
+    ]
+    answer = await _write(gateway, "/v3/kv/txn", {"compare": compare, "success": success})
     return answer.get("succeeded") is True  # etcd leaves a false out of its JSON
 
 
@@ -115,19 +129,4 @@ async def confirm_term(
     ``leader[0]`` still has the create_revision ``leader[1]`` (the leader
     lock of that term is still held). ``delete``: removed on success.
     """
-    success: list[dict[str, Any]] = [
-        {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
-        for key, value in writes
-    ]
-    written = {key for key, _ in writes}  # etcd refuses a txn that names a key twice
-    success += [
-        {"request_delete_range": {"key": _b64(old)}} for old in delete if old not in written
-    ]
-    first, (leader_key, term) = writes[0][0], leader
-    compare = [
-        {"key": _b64(first), "result": "EQUAL", "target": "CREATE", "create_revision": "0"},
-        {"key": _b64(leader_key), "result": "EQUAL", "target": "CREATE",
-         "create_revision": str(term)},
-    ]  # fmt: skip
-    answer = await _write(gateway, "/v3/kv/txn", {"compare": compare, "success": success})
-    return answer.get("succeeded") is True
+    return await _txn(gateway, writes, lease, {writes[0][0]: 0, leader[0]: leader[1]}, delete)
