@@ -79,6 +79,7 @@ from topology._http_body import (
     read_whole,
     ssl_context,
 )
+from topology._http_sockets import TrackedBackend, tracked_transport
 from topology._within import within
 
 # The share of a call's deadline that httpx's connect phase may use (see _phases).
@@ -143,17 +144,18 @@ class HttpClient:
         self.limits = limits or HttpLimits()
         self._context = ssl_context(self.tls)  # loaded once: a bad file fails at construction
         self._client: httpx.AsyncClient | None = None
+        self._sockets = TrackedBackend()
 
     def _pool(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
+            limits = httpx.Limits(
+                max_connections=8, max_keepalive_connections=2, keepalive_expiry=30.0
+            )
             self._client = httpx.AsyncClient(
-                verify=self._context,
+                transport=tracked_transport(self._sockets, verify=self._context, limits=limits),
                 trust_env=False,  # no proxy or netrc from the environment: the URLs given
                 follow_redirects=False,
                 timeout=_phases(self.timeout),
-                limits=httpx.Limits(
-                    max_connections=8, max_keepalive_connections=2, keepalive_expiry=30.0
-                ),
                 headers=_HEADERS,
             )
         return self._client
@@ -163,6 +165,7 @@ class HttpClient:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        await self._sockets.aclose()  # any that httpcore lost track of (a cancelled call)
 
     async def request_json(
         self,

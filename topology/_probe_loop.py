@@ -36,7 +36,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
+from topology._watch import BUSY, MARGIN, Watches
 from topology.errors import ProbeError, Reason
 from topology.prober import HostProber
 from topology.result import ProbeResult
@@ -62,6 +64,11 @@ def _outcome(task: asyncio.Task[ProbeResult], host: str) -> ProbeResult:
         log.error("probe %s raised; counted as its failure", host, exc_info=exc)
         error = ProbeError(host, Reason.UNEXPECTED, type(exc).__name__)
         return ProbeResult(host, error=error, checked_at=time.time())
+
+
+def _watched_result(task: asyncio.Task[ProbeResult | None]) -> bool:
+    """Whether a finished watch holds a probe's result (else the host is probed as usual)."""
+    return not task.cancelled() and task.exception() is None and task.result() is not None
 
 
 def _ended(result: ProbeResult, latency: float) -> ProbeEnded:
@@ -119,8 +126,11 @@ class ProbeLoop:
         tracer: Tracer | None = None,
         linger: Callable[[], bool] = lambda: True,
         focus: Callable[[], frozenset[str] | None] = lambda: None,
+        watch_step: float = 0.0,
     ) -> None:
         self.probers = tuple(probers)
+        # Replicas watched for their promotion while the loop rests (topology._watch).
+        self.watches = Watches(watch_step, self.wake) if watch_step > 0 else None
         self._linger = linger
         self._focus = focus
         self._retiring: set[asyncio.Task[None]] = set()
@@ -148,11 +158,15 @@ class ProbeLoop:
 
     def terminate(self) -> None:
         """Drop every probe connection now, e.g. when the loop that ran them is gone."""
+        if self.watches is not None:
+            self.watches.cancel()
         for prober in self.probers:
             prober.terminate()
 
     async def close(self, timeout: float) -> None:
         """Close every probe connection within ``timeout`` s (terminating the slow ones)."""
+        if self.watches is not None and (watched := self.watches.cancel()):
+            await asyncio.wait(watched, timeout=timeout)
         await asyncio.gather(*(prober.close(timeout) for prober in self.probers))
         if self._retiring:
             await asyncio.wait(self._retiring, timeout=timeout)
@@ -166,6 +180,8 @@ class ProbeLoop:
         kept = {prober.host for prober in probers}
         removed = [p for p in self.probers if p.host not in kept]
         self.probers = tuple(probers)
+        if self.watches is not None:
+            self.watches.cancel(p.host for p in removed)
         for prober in removed:
             task = self._inflight.pop(prober.host, None)
             self._started_at.pop(prober.host, None)
@@ -180,7 +196,12 @@ class ProbeLoop:
         """Close idle probe connections when the owner does not want them kept."""
         if self._linger():
             return
-        idle = [p for p in self.probers if p.host not in self._inflight and p.connected]
+        watched = self.watches or ()
+        idle = [
+            p
+            for p in self.probers
+            if p.host not in self._inflight and p.host not in watched and p.connected
+        ]
         if idle:
             await asyncio.gather(*(prober.close(self.slow_after) for prober in idle))
 
@@ -220,9 +241,24 @@ class ProbeLoop:
             left = self.round_started_at + self._pause() - time.monotonic()
             if left <= 0:
                 return
+            self._watch(left - MARGIN)
             await self._sleep(left)
             if not self._reschedule:
                 return
+
+    def _watch(self, seconds: float) -> None:
+        """Watch the replicas for their promotion while the loop rests (topology._watch)."""
+        if self.watches is None or not self._linger():
+            return
+        current = self._current()
+        replicas = [
+            prober
+            for prober in self.probers
+            if prober.host not in self._inflight
+            and (state := current.get(prober.host)) is not None
+            and state.role is Role.REPLICA
+        ]
+        self.watches.start(replicas, seconds)
 
     async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -317,6 +353,14 @@ class ProbeLoop:
         tasks: dict[asyncio.Task[ProbeResult], str] = {}
         for prober in probers:
             task = self._inflight.get(prober.host)
+            if task is None and self.watches is not None:
+                watched = self.watches.take(prober.host)
+                if watched is BUSY:
+                    continue  # its state carries over; its news, if any, wakes the loop
+                if isinstance(watched, asyncio.Task) and _watched_result(watched):
+                    tasks[cast("asyncio.Task[ProbeResult]", watched)] = prober.host
+                    self._started_at[prober.host] = self.watches.ended_at.pop(prober.host)
+                    continue
             if task is None and focus is not None and prober.host not in focus:
                 continue
             if task is None:
@@ -330,7 +374,10 @@ class ProbeLoop:
         return tasks
 
     async def _cancel_inflight(self) -> None:
+        inflight: list[asyncio.Task[ProbeResult] | asyncio.Task[ProbeResult | None]]
         inflight = list(self._inflight.values())
+        if self.watches is not None:
+            inflight += self.watches.cancel()
         self._inflight.clear()
         self._started_at.clear()
         for task in inflight:

@@ -16,7 +16,13 @@ from topology.drivers import ProbeDriver, get_driver
 from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions
 
-__all__ = ["check_identifier", "check_seconds", "checked_driver", "merge_options"]
+__all__ = [
+    "check_identifier",
+    "check_seconds",
+    "check_watch_step",
+    "checked_driver",
+    "merge_options",
+]
 
 
 def check_seconds(**durations: float) -> None:
@@ -24,6 +30,15 @@ def check_seconds(**durations: float) -> None:
     for name, value in durations.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
+
+
+def check_watch_step(step: float) -> float:
+    """``promotion_watch``: 0 (off) or 0.001 to 1 s (PostgreSQL waits whole milliseconds)."""
+    if isinstance(step, bool) or not isinstance(step, (int, float)):
+        raise ConfigurationError(f"promotion_watch must be a number of seconds, not {step!r}")
+    if step != 0 and not 0.001 <= step <= 1.0:
+        raise ConfigurationError(f"promotion_watch must be 0 (off) or 0.001..1 s, not {step!r}")
+    return float(step)
 
 
 def check_identifier(system_identifier: int | None) -> None:

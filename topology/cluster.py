@@ -47,7 +47,13 @@ from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
 from topology._publisher import ANNOUNCER
 from topology._running import Running
-from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
+from topology._settings import (
+    check_identifier,
+    check_seconds,
+    check_watch_step,
+    checked_driver,
+    merge_options,
+)
 from topology._supervise import Supervisor, TaskHealth
 from topology.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
 from topology.dcs import AddressMap, DcsWatch
@@ -102,7 +108,10 @@ class ClusterResolver(Running):
     Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
     no primary is known or after a failure report, and ``burst_interval``
     (jittered) for the first ``burst_window`` seconds of such an episode
-    (0 disables the burst; see :mod:`topology.pace`); ``probe_timeout`` bounds
+    (0 disables the burst; see :mod:`topology.pace`); between rounds each
+    replica's probe connection checks every ``promotion_watch`` s, on the
+    server, whether it left recovery (0: off; see :mod:`topology._watch`), so
+    a promotion starts a round at once; ``probe_timeout`` bounds
     each host's probe (connect + query + retries); ``wait_timeout`` bounds
     how long a resolver call waits for a primary; a snapshot older than
     ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
@@ -154,6 +163,7 @@ class ClusterResolver(Running):
         fast_interval: float = 0.02,
         burst_interval: float = 0.002,
         burst_window: float = 3.0,
+        promotion_watch: float = 0.001,
         probe_timeout: float = 1.0,
         wait_timeout: float = 5.0,
         retries: int = 2,
@@ -187,6 +197,7 @@ class ClusterResolver(Running):
         self.interval = float(interval)
         self.fast_interval = float(fast_interval)
         self.burst_window = max(float(burst_window), 0.0)
+        self.promotion_watch = check_watch_step(promotion_watch)
         self.pace = Pace(
             interval=self.interval,
             fast_interval=self.fast_interval,
@@ -252,6 +263,7 @@ class ClusterResolver(Running):
             tracer=self._tracer,
             linger=self._keeps_connections,
             focus=self._focus_hosts,
+            watch_step=self.promotion_watch,
         )
 
     def _prober(self, address: HostAddress) -> HostProber:

@@ -50,6 +50,13 @@ class ProbeConnection(Protocol):
     async def fetch_row(self, query: str) -> Sequence[Any]:
         """Run ``query`` and return its only row (unbounded: the caller bounds it)."""
 
+    async def execute(self, statement: str) -> None:
+        """Run ``statement``, which returns no row (unbounded: the caller bounds it).
+
+        Optional for a driver of one's own: without it, no promotion watch
+        (:mod:`topology._watch`) runs on its connections.
+        """
+
     def terminate(self) -> None:
         """Tear the socket down now, without a word to the server; never blocks or raises."""
 
@@ -80,7 +87,12 @@ class _AsyncpgConnection:
 
     async def fetch_row(self, query: str) -> Sequence[Any]:
         row = await self._conn.fetchrow(query)
+        if row is None:
+            raise RuntimeError("the probe query returned no row")
         return tuple(row)
+
+    async def execute(self, statement: str) -> None:
+        await self._conn.execute(statement)  # no arguments: the simple query protocol
 
     def terminate(self) -> None:
         with contextlib.suppress(Exception):
@@ -260,6 +272,9 @@ class _PsycopgConnection:
         if row is None:
             raise RuntimeError("the probe query returned no row")
         return tuple(row)
+
+    async def execute(self, statement: str) -> None:
+        await self._conn.execute(statement)
 
     def terminate(self) -> None:
         # shutdown() on a duplicate of the socket wakes any pending read with

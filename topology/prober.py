@@ -49,8 +49,10 @@ from topology._probe_login import (
     lacking_grants,
     missing_grant,
 )
+from topology._watch import ARM_STATEMENT, watch_statement
 from topology.drivers import ProbeConnection, ProbeDriver, get_driver
 from topology.errors import ConfigurationError, ProbeError, Reason, classify, redact
+from topology.errors import _sqlstate as sqlstate
 from topology.hosts import ConnectOptions, HostAddress
 from topology.result import (
     ANONYMOUS_PROBE_QUERY,
@@ -65,6 +67,19 @@ __all__ = ["HostProber", "probe_once"]
 log = logging.getLogger("topology.probe")
 T = TypeVar("T")
 _ABANDON_GRACE = 0.2  # how long a terminated child task gets to notice it
+# A watch failing so says the host is unwell (as its probe would), not that it refuses watches.
+_UNWELL = frozenset({Reason.CONNECTION_LOST, Reason.CONNECTION_REFUSED, Reason.TIMED_OUT})
+# serialization_failure (a recovery conflict on a standby), query_canceled (statement_timeout).
+_ENDS_A_WATCH = frozenset({"40001", "57014"})
+
+
+async def _watched(conn: ProbeConnection, statement: str) -> None:
+    """Run the watch; the server cancelling it (40001, 57014) only ends it early."""
+    try:
+        await conn.execute(statement)
+    except Exception as exc:
+        if sqlstate(exc) not in _ENDS_A_WATCH:
+            raise
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -148,6 +163,8 @@ class HostProber:
         self._reused_lost = False
         self._query = PROBE_QUERY
         self._logged_unexpected = False
+        self._watchable = True
+        self._armed: ProbeConnection | None = None  # the connection set up for watches
 
     def __repr__(self) -> str:
         state = "connected" if self._conn is not None else "idle"
@@ -280,6 +297,40 @@ class HostProber:
         start = time.perf_counter()
         row = await conn.fetch_row(self._query)
         return row, time.perf_counter() - start
+
+    async def watch(self, seconds: float, step: float) -> ProbeResult | None:
+        """Wait up to ``seconds`` for the host to leave recovery, then probe it.
+
+        Runs on the open probe connection (see :mod:`topology._watch`), checking
+        every ``step`` s on the server; bounded by ``seconds`` plus the probe
+        timeout (then the connection is terminated). Returns the probe's result,
+        or None when no watch ran: no connection open, a driver without
+        ``execute``, or a host that refused the statement once (logged at
+        WARNING; this prober never watches again). A watch cancelled by the
+        server (a recovery conflict, a ``statement_timeout``) just probes at
+        once. Cancelling this terminates the connection.
+        """
+        conn = self._conn
+        if conn is None or not self._watchable or self.held or not hasattr(conn, "execute"):
+            return None
+        deadline = time.monotonic() + seconds + self.timeout
+        try:
+            if self._armed is not conn:
+                await self._bounded(conn.execute(ARM_STATEMENT), deadline, conn, "watch")
+                self._armed = conn
+            statement = watch_statement(seconds, step)
+            await self._bounded(_watched(conn, statement), deadline, conn, "watch")
+        except ProbeError as error:
+            if error.reason.retryable or error.reason in _UNWELL:
+                self._drop()
+                return self._failed(error, 1)
+            self._watchable = False
+            log.warning(
+                "probe %s: the promotion watch failed (%s): this host is probed at each round only",
+                self.host,
+                error,
+            )
+        return await self.probe(retries=0)
 
     async def _connect(self, deadline: float) -> ProbeConnection:
         limit = deadline

@@ -193,6 +193,25 @@ def count_activity(node: PostgresNode, cluster: ReplicatedCluster, app: str) -> 
     )
 
 
+def backend_cpu(node: PostgresNode, cluster: ReplicatedCluster, app: str) -> dict[int, float]:
+    """CPU seconds used so far by each backend on ``node`` whose application_name is ``app``.
+
+    Read from /proc (the servers run on this machine); blocking.
+    """
+    pids = cluster.query(
+        node, "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
+    )
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    for (pid,) in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        used[int(pid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
 def set_logging(cluster: ReplicatedCluster, node: PostgresNode, **settings: str | None) -> None:
     """ALTER SYSTEM SET (or RESET for None) + reload: log_statement, log_connections."""
     with cluster.connect(node) as conn:

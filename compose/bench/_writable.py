@@ -1,12 +1,15 @@
-"""The independent "accepts writes" poller, run as a subprocess (no ctxdb, no topology).
+"""The oracle: the first commit on the new primary, by a subprocess (no ctxdb, no topology).
 
 ``python -m compose.bench._writable PORT TIMEOUT`` (password in the
 ``BENCH_PGPASSWORD`` environment variable, never on the command line)
-opens one plain psycopg connection to ``127.0.0.1:PORT``, prints ``ready``,
-then runs ``SELECT pg_current_xact_id()`` every ``STEP`` seconds. That call
-assigns a transaction id, which a server in recovery refuses: the first
-success is the moment the server accepts writes. It prints that moment as
-``time.monotonic()`` (one clock for every process on Linux) and exits 0;
+opens one plain psycopg connection to the standby at ``127.0.0.1:PORT``
+*before* the fault (a standby's session survives its promotion), prints
+``ready``, then tries an INSERT into ``bench_follow`` in autocommit every
+``STEP`` seconds. A server in recovery refuses it: the first commit is the
+first moment any client could commit there, the limit every client's follow
+time is measured from. A process of its own, so that its loop shares no
+event loop with the clients it is the yardstick of. It prints that moment
+as ``time.monotonic()`` (one clock for every process on Linux) and exits 0;
 exits 1 after ``TIMEOUT`` seconds without one. A connection lost meanwhile
 is reopened (bounded by ``connect_timeout``).
 """
@@ -20,6 +23,7 @@ import time
 import psycopg
 
 STEP = 0.0005
+INSERT = "INSERT INTO bench_follow (port) VALUES (inet_server_port())"
 
 
 def _connect(port: int) -> psycopg.Connection[tuple[object, ...]]:
@@ -42,7 +46,7 @@ def main(argv: list[str]) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            conn.execute("SELECT pg_current_xact_id()")
+            conn.execute(INSERT)
             print(f"{time.monotonic():.6f}", flush=True)
             conn.close()
             return 0

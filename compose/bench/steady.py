@@ -15,7 +15,11 @@ baseline, with nothing else running in this process:
   ``log_statement = all`` switched on for the window only), lines from
   that application_name counted and divided by hosts x intervals;
 - CPU share: ``time.process_time()`` of this process over the window
-  divided by the window (the forwarders run in a process of their own).
+  divided by the window (the forwarders run in a process of their own);
+- server CPU per replica host: the CPU time (from /proc) of the probe
+  backends on the replicas over the window, divided by the window and by
+  the 9 replica hosts: what the promotion watch (``topology._watch``) costs
+  the replicas, measured with it on and off (``promotion_watch=0``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from compose.bench import _stats as st
 from compose.bench._env import (
     Env,
+    backend_cpu,
     count_activity,
     forwarders,
     log_lines_since,
@@ -44,9 +49,17 @@ async def window(env: Env, seconds: float, app: str, marker: str) -> dict[str, f
     nodes = env.cluster.nodes
     await asyncio.sleep(1.2)  # warm: connections open, first rounds done
     offsets = {n.name: log_size(n) for n in nodes}
+    replicas = env.cluster.replicas
+    servers0 = [await asyncio.to_thread(backend_cpu, n, env.cluster, app) for n in replicas]
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    servers1 = [await asyncio.to_thread(backend_cpu, n, env.cluster, app) for n in replicas]
+    server_cpu = sum(
+        after[pid] - before[pid]
+        for before, after in zip(servers0, servers1, strict=True)
+        for pid in before.keys() & after.keys()
+    )
     conns = sum([await asyncio.to_thread(count_activity, n, env.cluster, app) for n in nodes])
     opened = queries = 0
     for node in nodes:
@@ -61,6 +74,7 @@ async def window(env: Env, seconds: float, app: str, marker: str) -> dict[str, f
         "opened_per_host_per_interval": opened / HOSTS / intervals,
         "queries_per_host_per_interval": queries / HOSTS / intervals,
         "cpu_share_percent": 100 * cpu / wall,
+        "server_cpu_per_replica_percent": 100 * server_cpu / wall / (HOSTS - 1),
     }
 
 
@@ -69,7 +83,7 @@ async def run(env: Env) -> dict[str, Any]:
     seconds = 1.0 if env.quick else 10.0
     reps = 1 if env.quick else 3
     replicas = [n.port for n in cluster.replicas]
-    results: dict[str, list[dict[str, float]]] = {"ours": [], "poll": []}
+    results: dict[str, list[dict[str, float]]] = {"ours": [], "no watch": [], "poll": []}
     for node in cluster.nodes:
         await asyncio.to_thread(
             set_logging, cluster, node, log_statement="all", log_connections="on"
@@ -78,12 +92,15 @@ async def run(env: Env) -> dict[str, Any]:
         with forwarders([replicas[i % 2] for i in range(HOSTS - 3)]) as extra:
             hosts = cluster.hosts + [f"127.0.0.1:{p}" for p in extra]
             for _ in range(reps):
-                resolver, _master = env.ours(hosts, app="bench-steady", interval=INTERVAL)
-                async with resolver:
-                    probes0 = resolver.stats().probes
-                    r = await window(env, seconds, "bench-steady-probe", "SELECT r.rec,")
-                    results["ours"].append(r)
-                    r["probes_by_stats"] = (resolver.stats().probes - probes0) / HOSTS
+                for mode, step in (("ours", 0.001), ("no watch", 0.0)):
+                    resolver, _master = env.ours(
+                        hosts, app="bench-steady", interval=INTERVAL, promotion_watch=step
+                    )
+                    async with resolver:
+                        probes0 = resolver.stats().probes
+                        r = await window(env, seconds, "bench-steady-probe", "SELECT r.rec,")
+                        results[mode].append(r)
+                        r["probes_by_stats"] = (resolver.stats().probes - probes0) / HOSTS
                 poll = Polling(env, INTERVAL, hosts, app="bench-steady-poll")
                 await poll.start()
                 try:
@@ -104,6 +121,7 @@ async def run(env: Env) -> dict[str, Any]:
         "opened_per_host_per_interval",
         "queries_per_host_per_interval",
         "cpu_share_percent",
+        "server_cpu_per_replica_percent",
     ]
     med = {who: {k: st.median([r[k] for r in rs]) for k in keys} for who, rs in results.items()}
     labels = [
@@ -111,9 +129,10 @@ async def run(env: Env) -> dict[str, Any]:
         "connections opened per host per interval",
         "probe queries per host per interval (server log)",
         "CPU share of this process, %",
+        "server CPU of the probe backends per replica host, % of a core",
     ]
     rows = [
-        [label, st.fmt(med["ours"][k], 2), st.fmt(med["poll"][k], 2)]
+        [label, st.fmt(med["ours"][k], 2), st.fmt(med["no watch"][k], 2), st.fmt(med["poll"][k], 2)]
         for label, k in zip(labels, keys, strict=True)
     ]
     o = med["ours"]
@@ -121,13 +140,23 @@ async def run(env: Env) -> dict[str, Any]:
     return {
         "name": "steady",
         "title": "5. Steady-state cost of the background loop (10 hosts, 1 s interval)",
-        "columns": ["per host, per 1 s interval", "ours", "new connection per check (hasql-like)"],
+        "columns": [
+            "per host, per 1 s interval",
+            "ours",
+            "ours, promotion_watch=0",
+            "new connection per check (hasql-like)",
+        ],
         "rows": rows,
         "verdicts": [
             {
                 "target": "probe connections per host = 1",
                 "value": o["connections_per_host"],
                 "met": abs(o["connections_per_host"] - 1) < 0.05,
+            },
+            {
+                "target": "promotion watch: server CPU per replica host < 5 % of a core",
+                "value": o["server_cpu_per_replica_percent"],
+                "met": o["server_cpu_per_replica_percent"] < 5,
             },
             {
                 "target": "probe queries per host per interval = 1",
@@ -143,6 +172,8 @@ async def run(env: Env) -> dict[str, Any]:
             " switched on for the benchmark only); a round may straddle a window's edge, so"
             " per-interval counts can differ from 1 by a fraction of a round. CPU share:"
             " time.process_time() of this process over the window (the event loop runs nothing"
-            " else meanwhile)."
+            " else meanwhile). Server CPU: the probe backends' CPU time on the two replicas"
+            " (/proc), over the window, per replica host (9: two servers, seven forwarders):"
+            " the promotion watch's cost, a check every ~1.2 ms by default."
         ),
     }

@@ -88,7 +88,12 @@ def test_crash_leader_otel_matches_the_drill(patroni_cluster: PatroniCluster) ->
         assert isinstance(follow["drill"], float), follow
         assert follow["diff_ms"] is not None, follow
         assert check["shown"]["swap_spans"] >= 1, client
-        assert [(s["old"], s["new"]) for s in check["shown"]["failover_spans"]] == [(old, new)]
+        # The drill's failover first; on a starved machine a probe of the new primary
+        # slower than a quarter of the probe timeout may open (and close) an episode of
+        # its own on the same primary: recorded, never another primary.
+        spans = [(s["old"], s["new"]) for s in check["shown"]["failover_spans"]]
+        assert spans[:1] == [(old, new)], spans
+        assert all(span == (new, new) for span in spans[1:]), spans
         roles = [i for i in check["items"] if i["item"].startswith("role change")]
         assert [r["otel"] != "none" for r in roles] == [True, True], roles
         failed = [i for i in check["items"] if i["item"].startswith("failed requests")]

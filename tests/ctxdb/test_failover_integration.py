@@ -126,9 +126,15 @@ async def test_stale_cache_write_on_a_demoted_node_is_refused_and_reported(
 
 @pytest.fixture
 def replicated_hosts_slow(replicated: ReplicatedCluster) -> tuple[ClusterResolver, DBConnect]:
-    # A cache that goes stale on purpose: nothing but a failure report refreshes it.
+    # A cache that goes stale on purpose: nothing but a failure report refreshes it
+    # (no promotion watch either: it would see the promotion by itself).
     return resolver_and_master(
-        replicated.hosts, replicated.password, interval=60, stale_after=600, wait_timeout=DEADLINE
+        replicated.hosts,
+        replicated.password,
+        interval=60,
+        stale_after=600,
+        wait_timeout=DEADLINE,
+        promotion_watch=0,
     )
 
 

@@ -63,6 +63,17 @@ CREATE FUNCTION evil.substr(pg_catalog.text, pg_catalog.int4, pg_catalog.int4)
     RETURNS pg_catalog.text LANGUAGE sql AS $$SELECT '00000063'::pg_catalog.text$$;
 CREATE FUNCTION evil.concat(pg_catalog.text, pg_catalog.text)
     RETURNS pg_catalog.text LANGUAGE sql AS $$SELECT 'x00000063'::pg_catalog.text$$;
+CREATE FUNCTION evil.pg_sleep(pg_catalog.float8) RETURNS pg_catalog.void
+    LANGUAGE sql AS 'SELECT NULL::pg_catalog.void';
+CREATE FUNCTION evil.clock_timestamp() RETURNS pg_catalog.timestamptz
+    LANGUAGE sql AS $$SELECT '2000-01-01 00:00:00+00'::pg_catalog.timestamptz$$;
+CREATE FUNCTION evil.make_interval(secs pg_catalog.float8) RETURNS pg_catalog.interval
+    LANGUAGE sql AS $$SELECT '100 years'::pg_catalog.interval$$;
+CREATE FUNCTION evil.timestamptz_pl_interval(pg_catalog.timestamptz, pg_catalog.interval)
+    RETURNS pg_catalog.timestamptz LANGUAGE sql AS $$SELECT 'infinity'::pg_catalog.timestamptz$$;
+CREATE FUNCTION evil.timestamptz_lt(pg_catalog.timestamptz, pg_catalog.timestamptz)
+    RETURNS pg_catalog.bool LANGUAGE sql AS 'SELECT true';
+CREATE DOMAIN evil.timestamptz AS pg_catalog.timestamptz CHECK (false);
 CREATE VIEW evil.pg_stat_wal_receiver AS SELECT 99::pg_catalog.int4 AS received_tli;
 GRANT SELECT ON evil.pg_stat_wal_receiver TO PUBLIC;
 CREATE OPERATOR evil.- (

@@ -22,6 +22,7 @@ import pytest
 from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.shadowed import Shadowed
 from topology import ClusterResolver, ConnectOptions, parse_host
+from topology._watch import watch_statement
 from topology.caught_up import CaughtUpFinder
 from topology.drivers import get_driver
 from topology.probe.cli import main
@@ -70,6 +71,7 @@ def truth(cluster: ReplicatedCluster, node_index: int) -> dict[str, object]:
 async def test_every_catalog_name_used_has_an_impostor(shadowed: Shadowed) -> None:
     """The impostors cover every name the probe queries use, and they are really picked."""
     used = catalog_names(PROBE_QUERY) | catalog_names(ANONYMOUS_PROBE_QUERY)
+    used |= catalog_names(watch_statement(1.0, 0.001))
     assert used, "the probe queries name no catalog object"
     assert used <= evil_names(shadowed), used - evil_names(shadowed)
     driver = get_driver("psycopg")
@@ -123,6 +125,37 @@ async def test_anonymous_probe_query_reads_the_catalog(shadowed: Shadowed, drive
     assert anonymous[3] == truth(cluster, 0)["timeline"]
     assert anonymous[5].year != 2000
     assert anonymous[6] is None
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_the_promotion_watch_reads_the_catalog(shadowed: Shadowed, driver: str) -> None:
+    """On a standby the watch waits its whole time (the impostors would end it at once,
+    or never); on the primary it ends at once. Both then probe the real state."""
+    cluster = shadowed.cluster
+    standby, primary = (
+        HostProber(parse_host(node.host), options(shadowed), driver, timeout=5)
+        for node in (cluster.replicas[0], cluster.primary)
+    )
+    try:
+        for prober in (standby, primary):
+            assert (await prober.probe()).ok  # the watch runs on an open connection
+        started = time.monotonic()
+        waited = await standby.watch(0.5, 0.001)
+        waited_for = time.monotonic() - started
+        started = time.monotonic()
+        ended = await primary.watch(30.0, 0.001)
+        ended_after = time.monotonic() - started
+    finally:
+        await standby.close(5)
+        await primary.close(5)
+    assert waited is not None
+    assert waited.ok
+    assert waited.in_recovery is True
+    assert waited_for >= 0.5
+    assert ended is not None
+    assert ended.ok
+    assert ended.in_recovery is False
+    assert ended_after < 5  # the impostors' year 2000 would have kept it 30 s
 
 
 async def test_caught_up_check_reads_the_catalog(shadowed: Shadowed) -> None:
