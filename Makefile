@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PG_BIN_DIR ?= $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-PYTEST_ARGS ?= --durations=20
+# Two workers (pytest-xdist), each with its own servers; a file's tests stay on one worker.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?= --durations=20 -n $(PYTEST_WORKERS) --dist loadfile
 # Patroni's venv: readable by the unprivileged server user, so never under /root.
 PATRONI_VENV ?= /opt/ctxdb-patroni
 # Pinned, so every machine runs the Patroni the tests and drills were measured with;

@@ -39,7 +39,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from compose.bench._env import ROOT
-from compose.patroni import Cluster, Layout, native_cluster, port_taken
+from compose.patroni import Cluster, Layout, native_cluster, reserve_base
 
 ANSWER_TIMEOUT = 60.0  # starting 50 resolvers on a busy 2-core machine takes seconds
 WATCH_GAUGES = ("etcd_debugging_mvcc_watcher_total", "etcd_debugging_mvcc_watch_stream_total")
@@ -48,10 +48,7 @@ WATCH_GAUGES = ("etcd_debugging_mvcc_watcher_total", "etcd_debugging_mvcc_watch_
 # --- the cluster --------------------------------------------------------------------------
 def free_base_port(first: int = 27400, last: int = 32000, step: int = 40) -> int:
     """The first block of cluster ports that are all free (see compose.patroni.Layout)."""
-    for base in range(first, last, step):
-        if not any(port_taken(p) for p in Layout(base_port=base).ports().values()):
-            return base
-    raise RuntimeError(f"no free block of cluster ports in {first}..{last}")
+    return reserve_base(first, last, step)
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ from compose.patroni import (
     attach_docker,
     default_state_dir,
     native_cluster,
-    port_taken,
+    reserve_base,
 )
 
 DESCRIPTION = "Failover drills: what an application sees when the primary dies, hangs or moves."
@@ -51,10 +51,10 @@ DESCRIPTION = "Failover drills: what an application sees when the primary dies, 
 
 # --- the cluster to drill ---------------------------------------------------------
 def _free_base_port(first: int = 25400, last: int = 32000, step: int = 40) -> int:
-    for base in range(first, last, step):
-        if not any(port_taken(p) for p in Layout(base_port=base).ports().values()):
-            return base
-    raise ClusterError(f"no free block of ports in {first}..{last}")
+    try:
+        return reserve_base(first, last, step)
+    except RuntimeError as exc:
+        raise ClusterError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -54,6 +54,7 @@ from compose.patroni._config import (
 )
 from compose.patroni._docker import DockerRuntime, docker_engine_answers, docker_selected
 from compose.patroni._native import NativeRuntime
+from compose.patroni._ports import reserve_base
 from compose.patroni._procs import Proc, port_taken
 from compose.patroni._rest import ClusterError, http_json
 from compose.patroni._state import STATE_DIR_ENV, attach, default_state_dir, native_cluster
@@ -86,5 +87,6 @@ __all__ = [
     "port_taken",
     "render_docker_configs",
     "render_member",
+    "reserve_base",
     "write_docker_configs",
 ]
