@@ -60,6 +60,7 @@ class Env:
         hosts: list[str] | None = None,
         app: str = "bench-ours",
         pool_size: int = 20,
+        connect_tracer: Any = None,
         **cluster_kwargs: Any,
     ) -> tuple[ClusterResolver, DBConnect]:
         """Our stack on ``hosts`` (default: the cluster's), with the library defaults."""
@@ -72,7 +73,10 @@ class Env:
             **cluster_kwargs,
         )
         master = DBConnect(
-            resolver=resolver.master, url=URL, engine_kwargs=self.engine_kwargs(app, pool_size)
+            resolver=resolver.master,
+            url=URL,
+            engine_kwargs=self.engine_kwargs(app, pool_size),
+            tracer=connect_tracer,
         )
         return resolver, master
 

@@ -32,7 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from compose.bench._env import Env
 from ctxdb import db_session, run_in_new_ctx
+from ctxdb import trace as ctxdb_trace
 from topology import ClusterResolver
+from topology import trace as topology_trace
 
 INSERT = text("insert into bench_follow(port) values (inet_server_port()) returning port")
 CONNECT_TIMEOUT = 2.0
@@ -86,11 +88,33 @@ class Ours:
 
     def __init__(self, env: Env) -> None:
         self.resolver: ClusterResolver
-        self.resolver, self.master = env.ours(app="bench-follow-ours", pool_size=5)
-        # When the resolver first named each host primary: splits the follow time
-        # into "the resolver saw it" and "the first commit through a new engine".
+        self.resolver, self.master = env.ours(
+            app="bench-follow-ours",
+            pool_size=5,
+            tracer=self._topology_event,
+            connect_tracer=self._ctxdb_event,
+        )
+        # The timeline of a failover, each step's first moment per host (monotonic):
+        # the first failure report, the first probe that saw the host writable, the
+        # resolver naming it, DBConnect routing new sessions there, the first checkout.
+        self.timeline: dict[str, dict[str, float]] = {}
         self.published_at: dict[str, float] = {}
         self.resolver.on_change(self._seen)
+
+    def _mark(self, step: str, host: str) -> None:
+        self.timeline.setdefault(step, {}).setdefault(host, time.monotonic())
+
+    def _topology_event(self, event: object) -> None:
+        if isinstance(event, topology_trace.FailureReported):
+            self._mark("failure reported", "any")
+        elif isinstance(event, topology_trace.ProbeEnded) and event.role == "primary":
+            self._mark("a probe sees it writable", event.host)
+
+    def _ctxdb_event(self, event: object) -> None:
+        if isinstance(event, ctxdb_trace.EngineSwapped):
+            self._mark("DBConnect routes there", event.to_host)
+        elif isinstance(event, ctxdb_trace.SwapFollowed):
+            self._mark("first checkout there", event.host)
 
     def _seen(self, old: Any, new: Any) -> None:
         if new.primary is not None:

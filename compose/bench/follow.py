@@ -35,6 +35,14 @@ from topology import ClusterResolver
 from topology.pace import Pace
 
 REQUEST_DEADLINE = 3.0
+# Ours' failover, step by step (compose.bench._follow_clients.Ours), each step's
+# first moment against the oracle's first commit: negative is before it.
+TIMELINE = (
+    "failure reported",
+    "a probe sees it writable",
+    "DBConnect routes there",
+    "first checkout there",
+)
 PAUSE = 0.001
 Client = Any
 
@@ -86,6 +94,11 @@ async def promotion(
             seen = getattr(client, "published_at", {}).get(new.host)
             if seen is not None:
                 result[f"{client.name}: resolver names it"] = seen - t0
+            timeline = getattr(client, "timeline", {})
+            for step in TIMELINE:  # only the steps that happened in this promotion
+                at = timeline.get(step, {}).get("any" if step == TIMELINE[0] else new.host)
+                if at is not None:
+                    result[f"{client.name}: {step}"] = at - t0
     finally:
         done.set()
         for task in tasks:
