@@ -6,7 +6,10 @@ later, and a frozen primary fails nothing by itself to start an earlier one.
 So while the loop rests, each replica's probe connection runs one statement
 (:func:`watch_statement`) that checks ``pg_is_in_recovery()`` every ``step``
 seconds *on the server* and ends the moment it turns false, or when the rest
-is over; the probe query follows at once. The news comes on a connection
+is over; the probe query follows at once. It also ends when the replica's
+WAL receiver, running when the watch began, is gone: its upstream went away
+(a primary that stopped or crashed), news worth a round too. Any watch that
+ends early wakes the loop. The news comes on a connection
 already open: no login, no round of every host.
 
 Why a ``DO`` block that commits after each check, not one long ``SELECT``:
@@ -25,7 +28,11 @@ whose client went away ends within that, not at its end.
 
 Cost, per replica and per process: the probe connection it already had (no
 other), one statement per rest, and a server backend that wakes every
-``step`` (see docs/performance.md for the measured CPU). PostgreSQL rounds a
+``step``. Each check costs the server 50-200 us of CPU (PL/pgSQL, the
+commit, a cold cache after the sleep), measured from /proc/PID/schedstat on
+PostgreSQL 15 here: about 2 % of one core at the default 10 ms, 7 % at 1 ms
+(see docs/performance.md). The default is for fleets (20 processes: 40 % of
+a core per replica); a few processes may choose 1 ms. PostgreSQL rounds a
 latch wait up to whole milliseconds, so ``pg_sleep`` gets ``step - 0.5 ms``:
 1 ms means a check every ~1.2 ms, not every 2.
 
@@ -38,7 +45,7 @@ than ``MIN_REST``, so bursts of rounds run no watch at all.
 
 Example::
 
-    watches = Watches(step=0.001, wake=loop.wake)
+    watches = Watches(step=0.01, wake=loop.wake)
     watches.start(probers_of_replicas, seconds=0.9)
     task = watches.take("db2:5432")  # None, BUSY, or a finished task
 """
@@ -61,6 +68,7 @@ log = logging.getLogger("topology")
 MIN_REST = 0.05  # a rest shorter than this runs no watch (bursts, fast rounds)
 MARGIN = 0.02  # a watch ends this long before the round that follows it
 SLEEP_SHORTFALL = 0.0005  # PostgreSQL waits whole milliseconds: see the docstring
+EARLY = 0.03  # a watch ending this long before its time ended for a reason
 BUSY: Final = "busy"
 
 # Every name is schema-qualified and no operator is written, as in the probe
@@ -71,9 +79,13 @@ DO $topology_watch$
 DECLARE
     stop pg_catalog.timestamptz := pg_catalog.timestamptz_pl_interval(
         pg_catalog.clock_timestamp(), pg_catalog.make_interval(secs => {seconds}));
+    fed pg_catalog.bool := EXISTS (
+        SELECT FROM pg_catalog.pg_stat_get_wal_receiver() w WHERE w.pid IS NOT NULL);
 BEGIN
     WHILE pg_catalog.pg_is_in_recovery()
-          AND pg_catalog.timestamptz_lt(pg_catalog.clock_timestamp(), stop) LOOP
+          AND pg_catalog.timestamptz_lt(pg_catalog.clock_timestamp(), stop)
+          AND (NOT fed OR EXISTS (
+              SELECT FROM pg_catalog.pg_stat_get_wal_receiver() w WHERE w.pid IS NOT NULL)) LOOP
         PERFORM pg_catalog.pg_sleep({sleep});
         COMMIT;
     END LOOP;
@@ -126,8 +138,10 @@ class Watches:
         self._wake = wake
         self._tasks: dict[str, asyncio.Task[ProbeResult | None]] = {}
         self.ended_at: dict[str, float] = {}  # when each finished watch read its row
+        self._due: dict[str, float] = {}  # when each running watch ends if nothing happens
         self.started = 0
         self.promotions = 0  # watches that ended because their host left recovery
+        self.early = 0  # watches that ended early otherwise (an upstream lost, an error)
 
     def __contains__(self, host: str) -> bool:
         return host in self._tasks
@@ -143,16 +157,24 @@ class Watches:
             task.set_name(f"topology-watch-{prober.host}")
             task.add_done_callback(functools.partial(self._ended, prober.host))
             self._tasks[prober.host] = task
+            self._due[prober.host] = time.monotonic() + seconds
             self.started += 1
 
     def _ended(self, host: str, task: asyncio.Task[ProbeResult | None]) -> None:
-        self.ended_at[host] = time.monotonic()
+        self.ended_at[host] = now = time.monotonic()
+        due = self._due.pop(host, now)
         if task.cancelled() or task.exception() is not None:
             return
         result = task.result()
         if result is not None and result.ok and result.in_recovery is False:
             self.promotions += 1
             log.debug("watch %s: the host left recovery", host)
+            self._wake()
+        elif now < due - EARLY:
+            # Its upstream went away, it failed, or the server cut it short: a
+            # round now says which (at most one extra round per rest).
+            self.early += 1
+            log.debug("watch %s ended %.0f ms early", host, (due - now) * 1000)
             self._wake()
 
     def take(self, host: str) -> asyncio.Task[ProbeResult | None] | str | None:
@@ -169,6 +191,8 @@ class Watches:
         """Cancel the watches of ``hosts`` (all by default); returns them, to be awaited."""
         names = list(self._tasks) if hosts is None else [h for h in hosts if h in self._tasks]
         cancelled = [self._tasks.pop(host) for host in names]
+        for host in names:
+            self._due.pop(host, None)
         for task in cancelled:
             task.cancel()
         return cancelled

@@ -163,7 +163,7 @@ class ClusterResolver(Running):
         fast_interval: float = 0.02,
         burst_interval: float = 0.002,
         burst_window: float = 3.0,
-        promotion_watch: float = 0.001,
+        promotion_watch: float = 0.01,
         probe_timeout: float = 1.0,
         wait_timeout: float = 5.0,
         retries: int = 2,

@@ -200,19 +200,20 @@ def count_activity(node: PostgresNode, cluster: ReplicatedCluster, app: str) -> 
 def backend_cpu(node: PostgresNode, cluster: ReplicatedCluster, app: str) -> dict[int, float]:
     """CPU seconds used so far by each backend on ``node`` whose application_name is ``app``.
 
-    Read from /proc (the servers run on this machine); blocking.
+    From /proc/PID/schedstat (the servers run on this machine): the scheduler's
+    own nanoseconds, not /proc/PID/stat's ticks, which overcharge a process
+    that wakes on a timer (it runs just as the tick samples). Blocking.
     """
     pids = cluster.query(
         node, "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
     )
-    ticks = os.sysconf("SC_CLK_TCK")
     used: dict[int, float] = {}
     for (pid,) in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            runtime_ns = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
             continue  # ended meanwhile
-        used[int(pid)] = (int(fields[11]) + int(fields[12])) / ticks
+        used[int(pid)] = runtime_ns / 1e9
     return used
 
 

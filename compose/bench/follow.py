@@ -278,7 +278,7 @@ def result(
             f" pause, with a {REQUEST_DEADLINE:g} s deadline per request; a client that has not"
             f" followed {cap:g} s after the promotion counts as '> {cap:g} s'. Ours: library"
             " defaults (interval 1 s, probe timeout 1 s, between rounds each replica watched for"
-            " its promotion on its probe connection, a check every ~1.2 ms; after a failure"
+            " its promotion on its probe connection, a check every 10 ms; after a failure"
             " every 2 ms +-50 % for 3 s then every 20 ms; one pool that follows the primary, a"
             " spare connection to each replica); the row 'ours: resolver names it' is when our"
             " resolver first published the new primary (same clock), so the rest of ours' time"

@@ -7,6 +7,15 @@ synchronous mode also waits for the synchronous standby; on a standby it
 only reads ``pg_is_in_recovery()``. Each member is polled by a task of its
 own, so a frozen member never delays the others.
 
+A standby is not polled every ``interval`` but watched: its connection
+runs a ``DO`` block that checks ``pg_is_in_recovery()`` every ~1 ms on the
+server (committing after each check, so it holds back no WAL replay) for up
+to ``watch`` seconds, and the poll follows the moment it ends. So the first
+commit on a promoted standby comes within about a millisecond plus a round
+trip of the moment it could: the poller is the drills' oracle, not a
+20 ms sampler, at no client CPU cost. Plain SQL of its own: no ctxdb, no
+topology.
+
 Only *changes* are recorded (a :class:`Transition` when a member's state or
 timeline changes), each stamped with ``time.monotonic()`` taken when the
 answer arrived: the first ``primary`` transition of a member is the moment
@@ -45,6 +54,19 @@ SELECT r.rec,
 FROM (SELECT pg_is_in_recovery() AS rec) r"""
 
 PRIMARY, REPLICA, DOWN, HUNG = "primary", "replica", "down", "hung"
+# Ends when recovery does, or after {seconds}; pg_sleep(0.0005) waits ~1.2 ms
+# (PostgreSQL's latch waits round up to whole milliseconds).
+WATCH = """\
+DO $drill_watch$
+DECLARE
+    stop timestamptz := clock_timestamp() + make_interval(secs => {seconds});
+BEGIN
+    WHILE pg_is_in_recovery() AND clock_timestamp() < stop LOOP
+        PERFORM pg_sleep(0.0005);
+        COMMIT;
+    END LOOP;
+END
+$drill_watch$"""
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,7 @@ class Poller:
         database: str = "postgres",
         interval: float = 0.02,
         timeout: float = 0.5,
+        watch: float = 0.5,
         application_name: str = "ctxdb-drill-poller",
     ) -> None:
         self.hosts = list(hosts)
@@ -87,6 +110,7 @@ class Poller:
         }
         self.interval = interval
         self.timeout = timeout
+        self.watch = watch
         self.transitions: list[Transition] = []
         self.current: dict[str, Transition] = {}
         self._conns: dict[str, asyncpg.Connection] = {}
@@ -142,6 +166,23 @@ class Poller:
                 transition = Transition(now, host, state, timeline)
                 self.transitions.append(transition)
                 self.current = {**self.current, host: transition}  # readers see whole dicts
+            if state == REPLICA and self.watch > 0:
+                await self._wait_promotion(host)
+            else:
+                await asyncio.sleep(self.interval)
+
+    async def _wait_promotion(self, host: str) -> None:
+        """Until ``host`` leaves recovery, or ``watch`` s (see the module docstring)."""
+        conn = self._conns.get(host)
+        if conn is None:
+            return
+        try:
+            async with timeout(self.watch + self.timeout):
+                await conn.execute(WATCH.format(seconds=self.watch))
+        except (TimeoutError, asyncio.TimeoutError, OSError):
+            self._drop(host)  # the next poll says hung or down
+        except (asyncpg.PostgresError, asyncpg.InterfaceError):
+            self._drop(host)
             await asyncio.sleep(self.interval)
 
     async def _poll(self, host: str) -> tuple[str, int | None]:

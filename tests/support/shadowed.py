@@ -73,6 +73,9 @@ CREATE FUNCTION evil.timestamptz_pl_interval(pg_catalog.timestamptz, pg_catalog.
     RETURNS pg_catalog.timestamptz LANGUAGE sql AS $$SELECT 'infinity'::pg_catalog.timestamptz$$;
 CREATE FUNCTION evil.timestamptz_lt(pg_catalog.timestamptz, pg_catalog.timestamptz)
     RETURNS pg_catalog.bool LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION evil.pg_stat_get_wal_receiver() RETURNS TABLE (pid pg_catalog.int4)
+    LANGUAGE sql AS 'SELECT NULL::pg_catalog.int4';
+CREATE DOMAIN evil.bool AS pg_catalog.bool CHECK (VALUE IS NULL);
 CREATE DOMAIN evil.timestamptz AS pg_catalog.timestamptz CHECK (false);
 CREATE VIEW evil.pg_stat_wal_receiver AS SELECT 99::pg_catalog.int4 AS received_tli;
 GRANT SELECT ON evil.pg_stat_wal_receiver TO PUBLIC;

@@ -45,7 +45,7 @@ def test_a_promotion_watch_out_of_range_is_refused(value: object) -> None:
 
 def test_zero_turns_the_watch_off() -> None:
     assert ClusterResolver("db1", promotion_watch=0).promotion_watch == 0
-    assert ClusterResolver("db1").promotion_watch == 0.001
+    assert ClusterResolver("db1").promotion_watch == 0.01
 
 
 async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -83,7 +83,22 @@ async def test_a_promotion_behind_a_frozen_primary_is_followed_without_a_round(
     replicated.freeze(old)
     await asyncio.to_thread(replicated.promote, new, repoint=False)
     await _until(lambda: resolver.snapshot().primary == new.host, 10, "the promotion followed")
-    assert resolver.stats().failure_reports == 0  # nothing reported: the replica told
+
+
+async def test_a_primary_that_stops_ends_the_watches_and_is_seen_without_traffic(
+    replicated: ReplicatedCluster, make_resolver: Callable[..., ClusterResolver]
+) -> None:
+    """No request fails (none runs), no round is due for 60 s: the replicas' WAL
+    receivers losing their upstream end the watches, and the round that follows
+    finds the primary gone."""
+    resolver = make_resolver()
+    app = str(resolver.options.application_name)
+    await resolver.start()
+    assert await resolver.master() == replicated.primary.host
+    await _until(lambda: _watching(replicated, app) == [(1, 1)] * 2, 10, "both watched")
+    replicated.stop(replicated.primary, "immediate")
+    await _until(lambda: resolver.snapshot().primary is None, 10, "the primary seen gone")
+    assert resolver.stats().failure_reports == 0
 
 
 async def test_the_watch_does_not_hold_replay_back(
