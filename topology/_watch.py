@@ -161,7 +161,9 @@ class Watches:
             self.started += 1
 
     def _ended(self, host: str, task: asyncio.Task[ProbeResult | None]) -> None:
-        self.ended_at[host] = now = time.monotonic()
+        now = time.monotonic()
+        if self._tasks.get(host) is task:  # not taken yet by a round (see take)
+            self.ended_at[host] = now
         due = self._due.pop(host, now)
         if task.cancelled() or task.exception() is not None:
             return
@@ -185,6 +187,8 @@ class Watches:
         if not task.done():
             return BUSY
         del self._tasks[host]
+        # Its done callback may not have run yet (callbacks are scheduled, not called).
+        self.ended_at.setdefault(host, time.monotonic())
         return task
 
     def cancel(self, hosts: Iterable[str] | None = None) -> list[asyncio.Task[ProbeResult | None]]:

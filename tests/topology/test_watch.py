@@ -20,7 +20,8 @@ from psycopg import sql
 
 from compose.pg import ReplicatedCluster
 from topology import ClusterResolver, ConfigurationError
-from topology._watch import watch_statement
+from topology._watch import BUSY, Watches, watch_statement
+from topology.result import ProbeResult
 
 pytestmark = pytest.mark.cluster
 
@@ -197,3 +198,29 @@ def test_the_watch_statement_alone_ends_with_recovery(replicated: ReplicatedClus
         assert done.wait(10)
     finally:
         thread.join(35)
+
+
+class _Answering:
+    """A prober whose watch ends at once (the loop's bookkeeping, no server needed)."""
+
+    host = "db2:5432"
+    connected = True
+    held = False
+
+    async def watch(self, seconds: float, step: float) -> ProbeResult | None:
+        return ProbeResult(host=self.host, in_recovery=False, checked_at=time.time())
+
+
+async def test_a_watch_taken_before_its_callback_ran_has_its_end_time() -> None:
+    """A round may take a finished watch before the task's done callback has run."""
+    woken: list[bool] = []
+    watches = Watches(0.01, lambda: woken.append(True))
+    watches.start([_Answering()], seconds=0.5)
+    task = watches.take("db2:5432")
+    assert task == BUSY
+    while not isinstance(task := watches.take("db2:5432"), asyncio.Task):  # noqa: ASYNC110
+        await asyncio.sleep(0)  # finishes; its callback is only scheduled
+    assert "db2:5432" in watches.ended_at
+    await asyncio.sleep(0)
+    assert woken == [True]  # the callback ran after all, and still woke the loop
+    assert watches.promotions == 1
