@@ -6,11 +6,14 @@ later, and a frozen primary fails nothing by itself to start an earlier one.
 So while the loop rests, each replica's probe connection runs one statement
 (:func:`watch_statement`) that checks ``pg_is_in_recovery()`` every ``step``
 seconds *on the server* and ends the moment it turns false, or when the rest
-is over; the probe query follows at once. It also ends when the replica's
-WAL receiver, running when the watch began, is gone: its upstream went away
-(a primary that stopped or crashed), news worth a round too. Any watch that
-ends early wakes the loop. The news comes on a connection
-already open: no login, no round of every host.
+is over; the probe query follows at once. When the replica's WAL receiver,
+running when the watch began, is gone (its upstream went away, or a
+promotion under way stopped it), the checks come every millisecond for
+``LOST_GRACE`` (0.3 s): a promotion then is seen at once; without one the
+watch ends, and any watch that ends early wakes the loop, which finds the
+primary gone (a primary that stopped or crashed, with no traffic to say
+so). The news comes on a connection already open: no login, no round of
+every host.
 
 Why a ``DO`` block that commits after each check, not one long ``SELECT``:
 a statement holds a snapshot while it runs, and on a standby without
@@ -69,6 +72,11 @@ MIN_REST = 0.05  # a rest shorter than this runs no watch (bursts, fast rounds)
 MARGIN = 0.02  # a watch ends this long before the round that follows it
 SLEEP_SHORTFALL = 0.0005  # PostgreSQL waits whole milliseconds: see the docstring
 EARLY = 0.03  # a watch ending this long before its time ended for a reason
+# Once the replica's WAL receiver is gone, a promotion is likely (Patroni's, or
+# the promotion itself stops the receiver): check every FAST_STEP for
+# LOST_GRACE, then end the watch, so the loop looks at the primary.
+FAST_STEP = 0.001
+LOST_GRACE = 0.3
 BUSY: Final = "busy"
 
 # Every name is schema-qualified and no operator is written, as in the probe
@@ -81,12 +89,18 @@ DECLARE
         pg_catalog.clock_timestamp(), pg_catalog.make_interval(secs => {seconds}));
     fed pg_catalog.bool := EXISTS (
         SELECT FROM pg_catalog.pg_stat_get_wal_receiver() w WHERE w.pid IS NOT NULL);
+    lost pg_catalog.timestamptz;
 BEGIN
     WHILE pg_catalog.pg_is_in_recovery()
-          AND pg_catalog.timestamptz_lt(pg_catalog.clock_timestamp(), stop)
-          AND (NOT fed OR EXISTS (
-              SELECT FROM pg_catalog.pg_stat_get_wal_receiver() w WHERE w.pid IS NOT NULL)) LOOP
-        PERFORM pg_catalog.pg_sleep({sleep});
+          AND pg_catalog.timestamptz_lt(pg_catalog.clock_timestamp(), stop) LOOP
+        IF fed AND lost IS NULL AND NOT EXISTS (
+                SELECT FROM pg_catalog.pg_stat_get_wal_receiver() w WHERE w.pid IS NOT NULL) THEN
+            lost := pg_catalog.clock_timestamp();
+        END IF;
+        EXIT WHEN lost IS NOT NULL AND pg_catalog.timestamptz_lt(
+            pg_catalog.timestamptz_pl_interval(lost, pg_catalog.make_interval(secs => {grace})),
+            pg_catalog.clock_timestamp());
+        PERFORM pg_catalog.pg_sleep(CASE WHEN lost IS NULL THEN {sleep} ELSE {fast} END);
         COMMIT;
     END LOOP;
 END
@@ -109,7 +123,12 @@ $topology_watch$"""
 def watch_statement(seconds: float, step: float) -> str:
     """The ``DO`` block that ends with recovery or after ``seconds`` (a check every ``step``)."""
     sleep = max(step - SLEEP_SHORTFALL, 0.0001)
-    return _STATEMENT.format(seconds=f"{max(seconds, 0.0):.6f}", sleep=f"{sleep:.6f}")
+    return _STATEMENT.format(
+        seconds=f"{max(seconds, 0.0):.6f}",
+        sleep=f"{sleep:.6f}",
+        fast=f"{FAST_STEP - SLEEP_SHORTFALL:.6f}",
+        grace=f"{LOST_GRACE:.3f}",
+    )
 
 
 class Watchable(Protocol):
