@@ -251,7 +251,23 @@ class HostRouter:
     async def _open_spare(self, host: str) -> None:
         try:
             creator = self._creator_for(host)
-            connection = await asyncio.wait_for(greenlet_spawn(creator, None), self._wait)
+        except Exception as error:
+            logger.debug("no spare connection to %s: %s", host, describe(error))
+            return
+        # Not asyncio.wait_for: cancelled as its connect completes (close() cancels
+        # the spares being opened), it loses the connection, which nobody closes.
+        attempt = asyncio.ensure_future(greenlet_spawn(creator, None))
+        try:
+            await asyncio.wait((attempt,), timeout=self._wait)
+        except BaseException:
+            abandon(attempt)
+            raise
+        if not attempt.done():
+            abandon(attempt)
+            logger.debug("no spare connection to %s within %g s", host, self._wait)
+            return
+        try:
+            connection = attempt.result()
         except Exception as error:
             logger.debug("no spare connection to %s: %s", host, describe(error))
             return
