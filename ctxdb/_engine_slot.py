@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,12 +121,16 @@ class EngineSlot:
         """Close the idle pooled connections, within ``timeout`` seconds.
 
         Never raises: a failure or a timeout (a hung host) is logged and the
-        remaining connections are left to the checkin hook and to the GC.
+        remaining pooled connections are left to the checkin hook and to the
+        GC; the router's spares are always dropped first (no round trip).
         """
+        deadline = time.monotonic() + timeout
         try:
-            await asyncio.wait_for(self.engine.dispose(), timeout)
+            # The router first: it drops its spares without a round trip, and
+            # a pooled connection to a frozen host can hold dispose() to the end.
             if self.router is not None:
                 await asyncio.wait_for(self.router.close(), timeout)
+            await asyncio.wait_for(self.engine.dispose(), max(deadline - time.monotonic(), 0.0))
         except asyncio.TimeoutError:
             logger.warning(
                 "disposing of the engine for %s timed out after %.1fs", self.host, timeout

@@ -118,6 +118,7 @@ class HostRouter:
         self._spares: dict[str, Any] = {}  # host -> an idle DBAPI connection, not pooled
         self._wanted: frozenset[str] = frozenset()  # the hosts the last keep_spares named
         self._opening: dict[str, asyncio.Task[None]] = {}
+        self._closed = False  # closed: no spare is kept any more
         # The pool's creator, not the do_connect event: an engine made with
         # creator= or async_creator= (an IAM token, a cloud connector) never
         # fires do_connect, and its connections would go unrouted.
@@ -230,6 +231,8 @@ class HostRouter:
         the spare instead: a standby's session stays open through its
         promotion, and can write once it is over.
         """
+        if self._closed:  # a resolver's late news: nobody would close what opens now
+            return
         wanted = {host for host in hosts if host != self.target}
         self._wanted = frozenset(wanted)
         # The target's spare stays until a connect takes it: it was a
@@ -355,15 +358,24 @@ class HostRouter:
                 logger.debug("warming %s failed: %s", self.target, describe(error))
 
     async def close(self) -> None:
-        """Drop the spares and dispose of the engines built for their creators."""
+        """Drop the spares and dispose of the engines built for their creators.
+
+        The spares go first and without a round trip, so a cancelled or
+        timed-out close (a frozen host elsewhere) never leaves one open; a
+        spare still being opened is terminated when its connect ends.
+        Waits at most ``wait`` s for those connects, then the blueprints'
+        disposal (no connection of theirs: they only lend their creator).
+        """
+        self._closed = True
+        self._wanted = frozenset()  # a spare that opens from now on is terminated
+        for connection in self._spares.values():
+            terminate_dbapi(connection)
+        self._spares.clear()
         opening = list(self._opening.values())
         for task in opening:
             task.cancel()
         if opening:
             await asyncio.wait(opening, timeout=self._wait)
-        for connection in self._spares.values():
-            terminate_dbapi(connection)
-        self._spares.clear()
         await self._blueprints.close()
 
 

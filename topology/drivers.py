@@ -85,15 +85,6 @@ class _AsyncpgConnection:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    def __del__(self) -> None:
-        # A probe connection nobody holds any more (a path that lost it): close
-        # its socket now rather than leave a backend open until asyncpg's own
-        # finalizer, which only warns.
-        conn = self.__dict__.get("_conn")
-        if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                conn.terminate()
-
     async def fetch_row(self, query: str) -> Sequence[Any]:
         row = await self._conn.fetchrow(query)
         if row is None:

@@ -21,6 +21,8 @@ from compose.pg import ReplicatedCluster
 from ctxdb import DBConnect, new_non_ctx_atomic_session
 from ctxdb.lifespan import Lifecycle, db_lifespan, managed
 from tests.support.frameworks import cluster_and_master
+from tests.support.replicated import resolver_and_master
+from tests.support.waiting import eventually
 
 SLACK = 5.0
 
@@ -137,6 +139,38 @@ async def test_shutdown_with_a_frozen_primary_is_bounded(
     finally:
         replicated.thaw(replicated.primary)
     assert not cluster.running
+
+
+async def test_shutdown_with_a_frozen_primary_drops_the_spares(
+    replicated: ReplicatedCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The spares to the replicas close at once, though the primary's pool cannot.
+
+    A disposal that waited on the frozen primary first, and gave up, once
+    left both spares open for the garbage collector to find.
+    """
+    caplog.set_level(logging.ERROR, "ctxdb")
+    name = "frozen-shutdown-spare"
+    settings = {"server_settings": {"application_name": name}, "password": replicated.password}
+    cluster, master = resolver_and_master(
+        replicated.hosts, replicated.password, engine_kwargs={"connect_args": settings}
+    )
+
+    def spares() -> list[int]:
+        query = "select count(*) from pg_stat_activity where application_name = %s"
+        return [replicated.value(node, query, (name,)) for node in replicated.replicas]
+
+    lifecycle = Lifecycle([master], [cluster], close_timeout=1.0, grace=1.0)
+    await lifecycle.start()
+    async with new_non_ctx_atomic_session(master) as session:  # a pooled connection to it
+        await session.execute(text("select 1"))
+    await eventually(lambda: spares() == [1, 1])
+    replicated.freeze(replicated.primary)
+    try:
+        await lifecycle.close()
+        await eventually(lambda: spares() == [0, 0], timeout=SLACK)
+    finally:
+        replicated.thaw(replicated.primary)
 
 
 async def test_cancelled_start_cancels_the_starts_and_closes(master: DBConnect) -> None:
