@@ -276,14 +276,23 @@ class HttpClient:
         """A TLS server that drops us before answering, when we have no client certificate.
 
         A server requiring one (etcd's ``--client-cert-auth``) ends the
-        handshake with an alert that often arrives as a reset or a broken
-        pipe: say what is most likely missing, as a :class:`TlsError`.
+        handshake with an alert that arrives as a reset, a broken pipe or
+        (TLS 1.3, read after the handshake) the alert itself: say what is
+        most likely missing, as a :class:`TlsError`.
         """
         try:
             yield
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, Disconnected) as exc:
+        except (
+            ConnectionResetError,
+            BrokenPipeError,
+            ConnectionAbortedError,
+            Disconnected,
+            TlsError,
+        ) as exc:
             if not url.startswith("https://") or self.tls.cert:
                 raise
+            if isinstance(exc, TlsError) and not exc.alert:
+                raise  # the handshake itself failed: its own words say why
             raise TlsError(
                 f"{exc} (no client certificate was given: the server may require one; set cert/key)"
             ) from None

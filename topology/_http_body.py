@@ -107,7 +107,13 @@ class Disconnected(BadAnswer):
 
 
 class TlsError(HttpError):
-    """The TLS handshake failed: the server's certificate not trusted, or ours refused."""
+    """The TLS handshake failed: the server's certificate not trusted, or ours refused.
+
+    ``alert`` is True when the server ended the session with a TLS alert
+    after the handshake (TLS 1.3 checks the client's certificate then).
+    """
+
+    alert = False
 
 
 def loads(data: bytes | bytearray, endpoint: str) -> Any:
@@ -210,6 +216,13 @@ def mapped(endpoint: str, phase: str) -> Iterator[None]:
         raise ReadTimeout(f"{endpoint}: the {phase} did not arrive in time (timeout)") from None
     except httpx.TransportError as exc:
         raise _transport_error(exc, endpoint, phase) from None
+    except ssl.SSLError as exc:
+        # An alert read after the handshake: anyio passes it on as it came, and
+        # neither httpcore nor httpx maps it. ``reason`` is OpenSSL's constant.
+        reason = getattr(exc, "reason", None) or "SSLError"
+        error = TlsError(f"{endpoint}: TLS alert from the server ({reason})")
+        error.alert = True
+        raise error from None
 
 
 def _transport_error(exc: httpx.TransportError, endpoint: str, phase: str) -> Exception:
@@ -220,7 +233,9 @@ def _transport_error(exc: httpx.TransportError, endpoint: str, phase: str) -> Ex
             words = cause.verify_message or "certificate verify failed"
             return TlsError(f"{endpoint}: TLS: the server's certificate is not trusted ({words})")
         if isinstance(cause, ssl.SSLError):
-            return TlsError(f"{endpoint}: TLS handshake failed ({cause.reason or 'SSLError'})")
+            error = TlsError(f"{endpoint}: TLS handshake failed ({cause.reason or 'SSLError'})")
+            error.alert = "_ALERT_" in (cause.reason or "")  # OpenSSL's constant: the peer's alert
+            return error
         if isinstance(cause, h11.RemoteProtocolError):
             return _protocol_error(cause, endpoint, phase)
         if isinstance(cause, ConnectionRefusedError):
