@@ -42,6 +42,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
+from topology._knock import knock
 from topology._probe_login import (
     IDENTITY,
     connect_denied,
@@ -165,6 +166,7 @@ class HostProber:
         self._logged_unexpected = False
         self._watchable = True
         self._armed: ProbeConnection | None = None  # the connection set up for watches
+        self._refused = False  # the last connect was refused: knock first
 
     def __repr__(self) -> str:
         state = "connected" if self._conn is not None else "idle"
@@ -337,13 +339,17 @@ class HostProber:
         if self.options.connect_timeout is not None:
             limit = min(deadline, time.monotonic() + self.options.connect_timeout)
         self.connects += 1
-        remaining = max(limit - time.monotonic(), 0.0)
         try:
+            if self._refused:  # cheap while it goes on refusing (topology._knock)
+                await self._bounded(knock(self.address), limit, None, "connect")
+            remaining = max(limit - time.monotonic(), 0.0)
             conn = await self._bounded(
                 self.driver.connect(self.address, self.options, remaining), limit, None, "connect"
             )
         except ProbeError as error:
+            self._refused = error.reason is Reason.CONNECTION_REFUSED
             raise connect_denied(error, self.options) from None
+        self._refused = False
         self._conn = conn
         return conn
 
