@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from topology._watch import BUSY, MARGIN, Watches
+from topology._watch import BURST_WATCH, BUSY, FAST_STEP, MARGIN, Watches
 from topology.errors import ProbeError, Reason
 from topology.prober import HostProber
 from topology.result import ProbeResult
@@ -241,12 +241,15 @@ class ProbeLoop:
             left = self.round_started_at + self._pause() - time.monotonic()
             if left <= 0:
                 return
-            self._watch(left - MARGIN)
+            if self._hurry():  # rests of milliseconds: a watch across the burst's rounds
+                self._watch(BURST_WATCH, FAST_STEP)
+            else:
+                self._watch(left - MARGIN)
             await self._sleep(left)
             if not self._reschedule:
                 return
 
-    def _watch(self, seconds: float) -> None:
+    def _watch(self, seconds: float, step: float | None = None) -> None:
         """Watch the replicas for their promotion while the loop rests (topology._watch)."""
         if self.watches is None or not self._linger():
             return
@@ -258,7 +261,7 @@ class ProbeLoop:
             and (state := current.get(prober.host)) is not None
             and state.role is Role.REPLICA
         ]
-        self.watches.start(replicas, seconds)
+        self.watches.start(replicas, seconds, step)
 
     async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()

@@ -166,7 +166,8 @@ class ReplicatedCluster(NodeSet):
             raise ValueError(f"{node.name} is not a replica")
         started = time.monotonic()
         # pg_promote(wait => true) polls every 100 ms; polling ourselves is quicker.
-        self.query(node, "SELECT pg_promote(false)")
+        # A node already out of recovery (promoted by signal_promotion) is not asked again.
+        self.query(node, "SELECT pg_catalog.pg_promote(false) WHERE pg_catalog.pg_is_in_recovery()")
         # pg_current_xact_id() assigns a transaction id: it fails while read-only.
         wait_for(
             lambda: self.query(node, "SELECT pg_current_xact_id()"),
@@ -189,6 +190,18 @@ class ReplicatedCluster(NodeSet):
             self.wait_streaming(followers, timeout)
             self.timings["repoint"] = time.monotonic() - started
         return elapsed
+
+    def signal_promotion(self, node: PostgresNode) -> None:
+        """Ask replica ``node`` to promote itself, and return at once (one statement).
+
+        No waiting and no bookkeeping: call :meth:`promote` afterwards (it
+        finds the node promoted, waits if need be, and records the new roles).
+        A benchmark uses this so that no polling of ours runs while clients
+        are being measured.
+        """
+        if self._roles[node.name] != REPLICA:
+            raise ValueError(f"{node.name} is not a replica")
+        self.query(node, "SELECT pg_catalog.pg_promote(false)")
 
     def repoint(self, replica: PostgresNode, upstream: PostgresNode | None = None) -> None:
         """Make ``replica`` stream from ``upstream`` (default: the primary).

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from compose.pg import ReplicatedCluster
 from topology import ClusterResolver, ConfigurationError
-from topology._watch import BUSY, Watches, watch_statement
+from topology._watch import BUSY, FAST_STEP, SLEEP_SHORTFALL, Watches, watch_statement
 from topology.result import ProbeResult
 
 pytestmark = pytest.mark.cluster
@@ -100,6 +100,34 @@ async def test_a_primary_that_stops_ends_the_watches_and_is_seen_without_traffic
     replicated.stop(replicated.primary, "immediate")
     await _until(lambda: resolver.snapshot().primary is None, 10, "the primary seen gone")
     assert resolver.stats().failure_reports == 0
+
+
+def _fast_watches(cluster: ReplicatedCluster, app: str) -> list[int]:
+    """Per replica: the resolver's watches checking every millisecond (a burst's)."""
+    fast = f"THEN {FAST_STEP - SLEEP_SHORTFALL:.6f} ELSE"
+    return [
+        cluster.value(
+            node,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            " AND state = 'active' AND strpos(query, %s) > 0",
+            (app, fast),
+        )
+        for node in cluster.replicas
+    ]
+
+
+async def test_a_burst_watches_the_replicas_every_millisecond(
+    replicated: ReplicatedCluster, make_resolver: Callable[..., ClusterResolver]
+) -> None:
+    """A failover's rounds rest only milliseconds: each replica is watched across them."""
+    resolver = make_resolver(interval=0.3, burst_window=30.0)
+    app = str(resolver.options.application_name)
+    await resolver.start()
+    assert await resolver.master() == replicated.primary.host
+    assert _fast_watches(replicated, app) == [0, 0]
+    replicated.stop(replicated.primary, "immediate")  # no promotion: the burst goes on
+    resolver.report_failure(replicated.primary.host, ConnectionResetError("reset"))
+    await _until(lambda: _fast_watches(replicated, app) == [1, 1], 10, "both watched fast")
 
 
 async def test_the_watch_does_not_hold_replay_back(
