@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.tls",
     "tests.support.etcd_tls",
     "tests.support.shadowed",
+    "tests.support.leaks",
 ]
