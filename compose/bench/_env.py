@@ -61,9 +61,11 @@ class Env:
         app: str = "bench-ours",
         pool_size: int = 20,
         connect_tracer: Any = None,
+        pre_ping: bool = False,
         **cluster_kwargs: Any,
     ) -> tuple[ClusterResolver, DBConnect]:
-        """Our stack on ``hosts`` (default: the cluster's), with the library defaults."""
+        """Our stack on ``hosts`` (default: the cluster's), with the library defaults
+        (``pre_ping``: the engine's ``pool_pre_ping``, off by default as in SQLAlchemy)."""
         resolver = ClusterResolver(
             hosts or self.cluster.hosts,
             user="postgres",
@@ -75,7 +77,7 @@ class Env:
         master = DBConnect(
             resolver=resolver.master,
             url=URL,
-            engine_kwargs=self.engine_kwargs(app, pool_size),
+            engine_kwargs=self.engine_kwargs(app, pool_size, pool_pre_ping=pre_ping),
             tracer=connect_tracer,
         )
         return resolver, master

@@ -85,6 +85,8 @@ async def who_is_primary(env: Env, hosts: list[str], app: str = "bench-who") -> 
 
 class Ours:
     name = "ours"
+    pre_ping = False
+    timeline_rows = True  # the 'ours: <step>' rows of the benchmark
 
     def __init__(self, env: Env) -> None:
         self.resolver: ClusterResolver
@@ -93,6 +95,7 @@ class Ours:
             pool_size=5,
             tracer=self._topology_event,
             connect_tracer=self._ctxdb_event,
+            pre_ping=self.pre_ping,
         )
         # The timeline of a failover, each step's first moment per host (monotonic):
         # the first failure report, the first probe that saw the host writable, the
@@ -133,6 +136,14 @@ class Ours:
     async def close(self) -> None:
         await self.master.close(timeout=2)
         await self.resolver.close(timeout=2)
+
+
+class OursPrePing(Ours):
+    """Ours with ``pool_pre_ping=True`` (its follow time only; the timeline is ours')."""
+
+    name = "ours, pool_pre_ping"
+    pre_ping = True
+    timeline_rows = False
 
 
 class AsyncpgMultiHost:
