@@ -24,7 +24,7 @@ apt_install = DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(1) >/dev/nu
 $(VENV)/.installed: pyproject.toml | python-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e . --group dev
 	@touch $@
 
 pg-binaries:

@@ -1,7 +1,7 @@
 """The distribution as a user gets it: sdist and wheel built, the wheel installed with each extra.
 
 One sdist and one wheel are built per module (``python -m build --no-isolation``: the
-build backend comes from the dev extra, so no network is needed to build). Each extra
+build backend comes from the dev dependency group, so no network is needed to build). Each extra
 is installed into its own new venv (created without pip; the test's pip installs into
 it with ``--python``), and its module must import there. The Makefile part checks the
 Patroni pin and the ``python3-venv`` step of ``make`` on an interpreter that, like
@@ -30,7 +30,7 @@ DIST_NAME = "ctxdb-topology"
 PYPROJECT_TEXT = (REPO / "pyproject.toml").read_text()
 NAME = re.search(r'^name = "([^"]+)"$', PYPROJECT_TEXT, re.M).group(1)  # type: ignore[union-attr]
 VERSION = re.search(r'^version = "([^"]+)"$', PYPROJECT_TEXT, re.M).group(1)  # type: ignore[union-attr]
-# What each user-facing extra must make importable (the dev extra is the project's own).
+# What each extra must make importable (the dev tools are a dependency group, not an extra).
 EXTRA_IMPORTS = {
     "asyncpg": "import asyncpg, sqlalchemy.dialects.postgresql.asyncpg",
     "psycopg": "import psycopg, sqlalchemy.dialects.postgresql.psycopg",
@@ -191,6 +191,14 @@ def test_the_wheel_installs_into_a_clean_venv_with_each_extra(
         probe = _run(python, "-m", "topology.probe", "127.0.0.1")
         assert probe.returncode == 64, probe.stderr
         assert "pip install 'ctxdb-topology[asyncpg]'" in probe.stderr
+        # The console script is the same CLI.
+        script = python.parent / "topology-probe"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+        helped = subprocess.run(
+            [str(script), "--help"], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert helped.returncode == 0, helped.stderr
+        assert "usage: " in helped.stdout
 
 
 def _make_variable(name: str) -> str:

@@ -1,4 +1,4 @@
-"""``python -m topology.probe``: see ``python -m topology.probe --help``."""
+"""``python -m topology.probe`` (or ``topology-probe``): see ``--help``."""
 
 from __future__ import annotations
 
@@ -26,5 +26,10 @@ def _exit(status: int) -> None:
     sys.exit(status)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``topology-probe`` console script: the CLI, then :func:`_exit`."""
     _exit(main())
+
+
+if __name__ == "__main__":
+    run()
