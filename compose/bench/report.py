@@ -83,7 +83,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         for extra in result.get("tables", []):  # further tables, each under its caption
             out.append(f"\n{extra['caption']}\n\n" + table(extra["columns"], extra["rows"]))
         if result.get("notes"):
-            out.append(f"\n{result['notes']} ({result['seconds']} s)\n")
+            at = f", at commit {result['commit']}" if result.get("commit") else ""
+            out.append(f"\n{result['notes']} ({result['seconds']} s{at})\n")
         if result.get("plot"):
             out.append(f"\n![{result['name']}]({result['plot']})\n")
     return "".join(out)

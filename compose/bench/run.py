@@ -41,6 +41,7 @@ from compose.bench._fleet_result import MAX_CONNECTIONS
 from compose.bench.readme import rewrite as rewrite_readme
 from compose.bench.report import render, write_report
 from compose.pg import ReplicatedCluster
+from compose.provenance import measured_commit
 
 BENCHMARKS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "hotpath": hotpath.run,
@@ -74,6 +75,7 @@ async def run_all(env: Env, names: Sequence[str]) -> list[dict[str, Any]]:
                 "data": {},
             }
         result["seconds"] = round(time.monotonic() - started, 1)
+        result["commit"] = measured_commit()
         results.append(result)
         if env.cluster.reset() != "repaired":  # the next benchmark starts healthy
             env.log(f"cluster rebuilt: {env.cluster.last_repair_error}")

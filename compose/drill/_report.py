@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compose.drill._metrics import CLIENTS, COMPARED
+from compose.provenance import measured_commit
 
 REQUIRED_SCENARIO_KEYS = (
     "scenario", "run", "error", "fault", "old_primary", "new_primary", "new_primary_writable",
@@ -34,6 +35,7 @@ def document(
     """The whole JSON report."""
     return {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": measured_commit(),
         "machine": {"python": platform.python_version(), "system": platform.platform()},
         "settings": dataclasses.asdict(settings)
         if dataclasses.is_dataclass(settings) and not isinstance(settings, type)
