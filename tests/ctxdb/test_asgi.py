@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import BackgroundTasks, FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
 from sqlalchemy import text
 from starlette.middleware.base import BaseHTTPMiddleware
 
@@ -189,3 +190,37 @@ async def test_framework_middlewares(master: DBConnect, table: Any, flavour: str
         assert (await client.post("/items/duplicate")).status_code == 500
     assert stored(table) == ["kept"]
     assert master.checked_out() == 0
+
+
+async def test_the_add_function_commits_streamed_and_background_work_with_the_request(
+    master: DBConnect, asgi_table: Any
+) -> None:
+    """docs/migration.md: ``add_fastapi_http_db_session_middleware`` installs the pure
+    ASGI middleware (upstream: a ``BaseHTTPMiddleware``), so work done while a body is
+    streamed and in a background task runs in the request's context and is committed
+    when the application returns."""
+    app = FastAPI()
+    add_fastapi_http_db_session_middleware(app)
+
+    async def note(what: str) -> None:
+        await (await db_session(master)).execute(INSERT, {"t": what})
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def body() -> Any:
+            yield b"a"
+            await note("while streaming")
+            yield b"b"
+
+        return StreamingResponse(body())
+
+    @app.get("/later")
+    async def later(tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(note, "in a background task")
+        return {"ok": "yes"}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/stream")).text == "ab"
+        assert (await client.get("/later")).status_code == 200
+    assert stored(asgi_table) == ["while streaming", "in a background task"]
