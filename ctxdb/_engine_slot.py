@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,25 +117,31 @@ class EngineSlot:
         self.retired = True
 
     async def dispose(self, timeout: float) -> None:
-        """Close the idle pooled connections, within ``timeout`` seconds.
+        """Close the idle pooled connections and the router's spares, within ``timeout`` s.
 
-        Never raises: a failure or a timeout (a hung host) is logged and the
-        remaining pooled connections are left to the checkin hook and to the
-        GC; the router's spares are always dropped first (no round trip).
+        Both run side by side under the one deadline: the spares are
+        terminated at once (no round trip), so a pool that waits on a frozen
+        host never keeps them open. Never raises: a failure or a timeout (a
+        hung host) is logged and the remaining pooled connections are left
+        to the checkin hook and to the GC.
         """
-        deadline = time.monotonic() + timeout
+        closing = [self.engine.dispose()]
+        if self.router is not None:
+            closing.append(self.router.close())
         try:
-            # The router first: it drops its spares without a round trip, and
-            # a pooled connection to a frozen host can hold dispose() to the end.
-            if self.router is not None:
-                await asyncio.wait_for(self.router.close(), timeout)
-            await asyncio.wait_for(self.engine.dispose(), max(deadline - time.monotonic(), 0.0))
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*closing, return_exceptions=True), timeout
+            )
         except asyncio.TimeoutError:
             logger.warning(
                 "disposing of the engine for %s timed out after %.1fs", self.host, timeout
             )
-        except Exception:
-            logger.warning("disposing of the engine for %s failed", self.host, exc_info=True)
+        else:
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    logger.warning(
+                        "disposing of the engine for %s failed", self.host, exc_info=outcome
+                    )
         finally:
             self.disposed = True
 
