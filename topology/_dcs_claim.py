@@ -29,24 +29,22 @@ with no connection of its own. Without a ``writable`` key, patience runs out
 and each probes over SQL as before.
 
 What a peer wrote is untrusted input (:func:`parse_writable`): bounded in
-size, of the right shape, for the current term and naming the current
-leader and its address, or ignored (DEBUG). It can only hurry a publication
-that the leader key and SQL's earlier view of X already allow, and SQL still
-wins afterwards (a read-only error from the application puts X in doubt).
+size, of the right shape, for the current term, leader and address, or
+ignored (DEBUG). It can only hurry a publication that the leader key and
+SQL's earlier view of X allow; SQL still wins afterwards.
 
-Without write permission on ``topology/`` (etcd code 7) the claim is off for
-this process: one INFO line, no retry, behaviour as without it.
+Without write permission on ``topology/`` (etcd code 7) the claim is off
+for this process (one INFO line, no retry).
 
 Why elect: at a failover, 200 processes each drawing a random moment within
-250 ms sent ~90 claims (lease grant + transaction) before the first claim
-reached them, and the TLS handshakes and raft writes of that herd delayed
-the winner's own confirmation by ~300 ms on a 2-core machine.
+250 ms sent ~90 claims before the first claim reached them, which delayed
+the winner's confirmation by ~300 ms on a 2-core machine.
 
 Concurrency: one confirmation at a time per process; a newer term cancels
-the one under way. :meth:`Confirmer.hold` runs for the life of the
-follower that owns it (cancelled with it, it revokes the lease).
-Cancellation closes the connection to X. Every etcd call is bounded by the
-gateway's timeout, the probing by ``patience``.
+the one under way. :meth:`Confirmer.hold` runs for the life of its follower
+(cancelled with it, it revokes the lease). Cancellation closes the
+connection to X. Etcd calls are bounded by the gateway's timeout, probing
+by ``patience``.
 """
 
 from __future__ import annotations
@@ -173,6 +171,7 @@ class Confirmer:
         self._confirmed = confirmed  # this process saw the leader accept writes
         self._task: asyncio.Task[None] | None = None
         self._scout: asyncio.Task[None] | None = None
+        self._scouting_for: tuple[tuple[str, str], ...] = ()
 
     def start(self, term: int, member: str, host: str) -> None:
         """Claim ``term`` for ``member`` at ``host`` in a task (the previous one cancelled)."""
@@ -185,19 +184,19 @@ class Confirmer:
         self._task.set_name(f"topology-dcs-claim-{term}")
 
     def scout(self, candidates: Sequence[tuple[str, str]]) -> None:
-        """The leader key is gone: as the fleet's confirmer, find and confirm the next
-        leader among ``candidates`` ``(member, host)`` (:mod:`topology._dcs_scout`).
-
-        Nothing unless this process holds the role. A later call replaces it.
-        """
+        """The leader key is gone: as the fleet's confirmer (else nothing), find and
+        confirm the next leader among ``candidates`` ``(member, host)``. Other candidates
+        later replace the search; the same news again (the watch, then a re-read) does not."""
         if not self.enabled or not self.holding or not candidates:
             return
-        log.debug("the leader key is gone: looking for the next leader among %s",
-                  ", ".join(host for _, host in candidates))  # fmt: skip
-        if self._scout is not None:
+        if self._scout is not None and not self._scout.done():
+            if tuple(candidates) == self._scouting_for:
+                return
             self._scout.cancel()
+        log.debug("looking for the next leader among %s", ", ".join(h for _, h in candidates))
         self.scouts += 1
-        work = self._scouting(tuple(candidates))
+        self._scouting_for = tuple(candidates)
+        work = self._scouting(self._scouting_for)
         self._scout = asyncio.ensure_future(self._run(work, "looking for the next leader"))
         self._scout.set_name("topology-dcs-scout")
 
