@@ -31,10 +31,9 @@ answer) ends within ``timeout`` seconds; every read within it too.
 Cancelled, it lets the request end first (within ``timeout``): httpcore
 leaks the socket of a connection cut during its TLS handshake.
 :meth:`HttpClient.open_stream` bounds the connect and the response head by
-``timeout``; then :meth:`Stream.json_lines` may wait without limit *between*
-messages (an idle watch is silent: its liveness is the caller's business),
-but a message that has begun must end within ``idle`` seconds. Cancelling
-any call closes what it opened.
+``timeout``; the body is then a :class:`topology._http_stream.Stream`, read
+as it arrives (its own module says how long it may wait). Cancelling any
+call closes what it opened.
 
 Errors: every failure becomes one of :mod:`topology._http_body`'s typed
 :class:`HttpError` s naming the endpoint (``host:port``): :class:`TooLarge`,
@@ -54,7 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from topology.patroni_config import EXTRA_HINT, TlsFiles
@@ -69,7 +68,6 @@ from topology._http_body import (
     Disconnected,
     HttpError,
     HttpLimits,
-    LineSplitter,
     ReadTimeout,
     TlsError,
     TooLarge,
@@ -80,6 +78,7 @@ from topology._http_body import (
     ssl_context,
 )
 from topology._http_sockets import TrackedBackend, tracked_transport
+from topology._http_stream import Stream
 from topology._within import within
 
 # The share of a call's deadline that httpx's connect phase may use (see _phases).
@@ -313,49 +312,6 @@ async def _settle(task: asyncio.Future[httpx.Response]) -> None:
         await task.result().aclose()
 
 
-class Stream:
-    """An answer whose body is read as it arrives (see :meth:`json_lines`); caller closes."""
-
-    def __init__(self, response: httpx.Response, endpoint: str, limits: HttpLimits) -> None:
-        self.response = response
-        self.status = response.status_code
-        self.endpoint = endpoint
-        self.limits = limits
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
-
-    async def json_lines(self, *, idle: float) -> AsyncIterator[Any]:
-        """The body's JSON messages, one per line, as they arrive (see the module docstring).
-
-        A line over ``limits.line`` raises :class:`TooLarge`; a message begun
-        and not ended within ``idle`` seconds, :class:`ReadTimeout`.
-        """
-        splitter = LineSplitter(self.endpoint, self.limits.line)
-        pieces = self.response.aiter_raw().__aiter__()
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        while True:
-            wait = None if deadline is None else max(deadline - loop.time(), 0.0)
-            with mapped(self.endpoint, "stream"):
-                try:
-                    piece = await _next_within(pieces, wait)
-                except StopAsyncIteration:
-                    break
-                except asyncio.TimeoutError:
-                    raise ReadTimeout(
-                        f"{self.endpoint}: a message did not end in time (read timeout {idle:g} s)"
-                    ) from None
-            for message in splitter.feed(piece):
-                yield message
-            if not splitter.partial:
-                deadline = None
-            elif deadline is None:
-                deadline = loop.time() + idle  # the message begun must end in time
-        for message in splitter.end():
-            yield message
-
-
 def _phases(total: float, **overrides: float | None) -> httpx.Timeout:
     """httpx's own per-phase timeouts, the connect (TCP + TLS handshake) shorter than ``total``.
 
@@ -365,29 +321,6 @@ def _phases(total: float, **overrides: float | None) -> httpx.Timeout:
     own timeout closes it.
     """
     return httpx.Timeout(total, connect=total * _CONNECT_SHARE, **overrides)
-
-
-async def _next_within(pieces: AsyncIterator[bytes], timeout: float | None) -> bytes:
-    """The next piece; within ``timeout`` (None: no limit), then the read is cancelled.
-
-    The read runs as a task so that, on a timeout, it is cancelled and
-    waited for (the connection it used is closed by httpcore as it unwinds).
-    """
-    if timeout is None:
-        return await pieces.__anext__()
-    task = asyncio.ensure_future(pieces.__anext__())
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except BaseException:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait({task}, timeout=1.0)
-        raise
-    if not done:
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-        raise asyncio.TimeoutError
-    return task.result()
 
 
 async def _send(
