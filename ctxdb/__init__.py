@@ -60,6 +60,7 @@ from .session import (
     new_non_ctx_session,
     rollback_db_session,
 )
+from .settings import Failover
 from .testing import put_savepoint_session_in_ctx, rollback_session, set_test_context
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "ContextNotInitiatedError",
     "CtxDBError",
     "DBConnect",
+    "Failover",
     "NoHostError",
     "Position",
     "PositionToken",

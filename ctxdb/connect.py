@@ -8,7 +8,7 @@ sessions that want the new engine.
 
 Retiring an engine does not break sessions that were already handed out
 (``ctxdb._engine_slot.Retirement``): they finish on it, and a background
-``dispose()`` bounded by ``dispose_timeout`` closes its idle connections.
+``dispose()`` bounded by ``failover.dispose_timeout`` closes its idle connections.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ._tasks import Supervisor
 from ._token import Position
 from .errors import NoHostError
 from .resolver import Capabilities, Resolver, engine_creator_from_url
+from .settings import Failover, fold_legacy
 from .trace import EngineSwapped, ReadRouted, Tracer, safe
 
 __all__ = ["AsyncFunc", "ConnectStats", "DBConnect", "EngineCreatorFunc", "SessionMakerCreatorFunc"]
@@ -44,9 +45,6 @@ __all__ = ["AsyncFunc", "ConnectStats", "DBConnect", "EngineCreatorFunc", "Sessi
 logger = logging.getLogger("ctxdb")
 
 AsyncFunc = Callable[["DBConnect"], Awaitable[None]]
-
-DEFAULT_DISPOSE_TIMEOUT = 5.0
-DEFAULT_FAILOVER_WAIT = 5.0
 
 
 class DBConnect:
@@ -69,10 +67,9 @@ class DBConnect:
     An exclusive resolver (a primary) gets one engine whose connections
     follow it (``ctxdb._routing``): when the answer changes, every connection
     to the old host is cut, sessions that sent nothing reconnect to the new
-    one, a connect refused by a lost host asks the resolver again for at most
-    ``failover_wait`` seconds, ``warm_up`` opens as many connections to the
-    new host as the old one had, and ``spares`` keeps one idle connection to
-    each of the resolver's ``candidates()``. A non-exclusive resolver
+    one, and ``failover`` (:class:`ctxdb.Failover`: the wait for a new host,
+    the warm-up, the spare connections to the resolver's ``candidates()``,
+    the disposal's deadline) says what happens around the move. A non-exclusive resolver
     (replicas) gets one engine per host, for at most ``max_hosts`` hosts; one
     not named for ``host_idle_timeout`` s is disposed of once idle
     (``ctxdb._host_engines``). ``stats()`` counts changes of host and shows
@@ -103,16 +100,18 @@ class DBConnect:
         resolver: Resolver | None = None,
         url: str | None = None,
         engine_kwargs: dict[str, Any] | None = None,
-        dispose_timeout: float = DEFAULT_DISPOSE_TIMEOUT,
         read_your_writes: bool = False,
         read_your_writes_wait: float = 0.05,
-        failover_wait: float = DEFAULT_FAILOVER_WAIT,
-        warm_up: bool = True,
-        spares: bool = True,
+        failover: Failover | None = None,
         tracer: Tracer | None = None,
         max_hosts: int = DEFAULT_MAX_HOSTS,
         host_idle_timeout: float = DEFAULT_HOST_IDLE,
+        **legacy: Any,
     ) -> None:
+        if failover is not None and not isinstance(failover, Failover):
+            raise TypeError(f"failover must be a ctxdb.Failover, not {failover!r}")
+        failover = fold_legacy(failover or Failover(), legacy)
+        self.failover = failover
         if engine_creator is None:
             if url is None:
                 raise ValueError("DBConnect needs an engine_creator or a url")
@@ -127,7 +126,7 @@ class DBConnect:
         self._tracer = safe(tracer)
         # Every background task is supervised: a death is logged once and counted.
         self._tasks = Supervisor(self._tracer)
-        self._retirement = Retirement(self._tasks, dispose_timeout)
+        self._retirement = Retirement(self._tasks, failover.dispose_timeout)
         self._retire = self._retirement.retire
         self._retiring = self._retirement.running
         self._swaps = 0
@@ -138,10 +137,14 @@ class DBConnect:
         self._exclusive = self._can.exclusive
         # An exclusive resolver (a primary): one engine whose connections follow it.
         self._routed = resolver is not None and self._can.exclusive
-        self._failover_wait = failover_wait
-        candidates = self._can.candidates if spares else None
+        self._failover_wait = failover.wait
+        candidates = self._can.candidates if failover.spares else None
         self._after_move = AfterMove(
-            self._tasks, self._tracer, warm_up=warm_up, candidates=candidates, wait=failover_wait
+            self._tasks,
+            self._tracer,
+            warm_up=failover.warm_up,
+            candidates=candidates,
+            wait=failover.wait,
         )
         # Non-exclusive resolvers (replica pickers): one engine per host named recently.
         self._by_host = HostEngines(

@@ -34,11 +34,13 @@ from topology.hosts import (
     parse_hosts,
     parse_url,
 )
+from topology.pace import DcsPace
 from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.picker import ReplicaPicker, Strategy
 from topology.prober import HostProber, probe_once
 from topology.result import ProbeResult
 from topology.roles import MasterResolver, ReplicaResolver
+from topology.settings import DcsTrust, ReplicaPolicy, Timing
 from topology.snapshot import HostState, Role, Snapshot, build_snapshot
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "ClusterStats",
     "ConfigurationError",
     "ConnectOptions",
+    "DcsPace",
+    "DcsTrust",
     "EtcdConfig",
     "HostAddress",
     "HostProber",
@@ -60,6 +64,7 @@ __all__ = [
     "ProbeResult",
     "Reason",
     "ReplicaPicker",
+    "ReplicaPolicy",
     "ReplicaResolver",
     "ResolverClosedError",
     "RestConfig",
@@ -67,6 +72,7 @@ __all__ = [
     "Snapshot",
     "Strategy",
     "TaskHealth",
+    "Timing",
     "TlsFiles",
     "TopologyError",
     "build_snapshot",

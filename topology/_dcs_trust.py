@@ -37,7 +37,7 @@ from topology.dcs import AddressMap, DcsView, DcsWatch, translator
 from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions, HostAddress, parse_host
 
-__all__ = ["ALLOW_ALL", "DcsTrust", "TrustedWatch", "dcs_trust", "guard_dcs"]
+__all__ = ["ALLOW_ALL", "TrustRule", "TrustedWatch", "dcs_trust", "guard_dcs"]
 
 log = logging.getLogger("topology")
 ALLOW_ALL = "*"
@@ -46,7 +46,7 @@ _WARNED_LIMIT = 256  # addresses remembered for "warn once": a hostile store can
 
 
 @dataclass(frozen=True, slots=True)
-class DcsTrust:
+class TrustRule:
     """The hosts (``names``, normalised) and ``networks`` a DCS's members must be in.
 
     ``everyone``: every member is trusted (``dcs_allow="*"`` or verify-full).
@@ -91,7 +91,7 @@ def _allow_items(allow: str | Iterable[str]) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def parse_allow(allow: str | Iterable[str]) -> DcsTrust:
+def parse_allow(allow: str | Iterable[str]) -> TrustRule:
     """``dcs_allow``: ``"*"``, or host names and CIDR networks (comma-separated, or a list).
 
     Raises :class:`ConfigurationError` for an empty list or an entry that is neither.
@@ -105,7 +105,7 @@ def parse_allow(allow: str | Iterable[str]) -> DcsTrust:
     networks: list[_Network] = []
     for item in items:
         if item == ALLOW_ALL:
-            return DcsTrust(everyone=True)
+            return TrustRule(everyone=True)
         try:
             if "/" in item:
                 networks.append(ipaddress.ip_network(item, strict=False))
@@ -116,30 +116,31 @@ def parse_allow(allow: str | Iterable[str]) -> DcsTrust:
                 f"dcs_allow entry {item[:80]!r}: neither a host name nor a network "
                 '(CIDR, e.g. "10.0.0.0/8")'
             ) from None
-    return DcsTrust(frozenset(names), tuple(networks))
+    return TrustRule(frozenset(names), tuple(networks))
 
 
 def dcs_trust(
     hosts: Sequence[HostAddress],
     allow: str | Iterable[str] | None,
     options: ConnectOptions,
-) -> DcsTrust:
+) -> TrustRule:
     """The members a DCS may name: the user's ``hosts``, ``allow``, or all under verify-full.
 
     Raises :class:`ConfigurationError` when the user chose none of them.
     """
-    trust = parse_allow(allow) if allow is not None else DcsTrust()
+    trust = parse_allow(allow) if allow is not None else TrustRule()
     if options.sslmode == "verify-full":
-        return DcsTrust(everyone=True)
+        return TrustRule(everyone=True)
     if not hosts and allow is None:
         raise ConfigurationError(
             "a DCS names the hosts that receive your credentials: say which to trust, with "
-            "hosts= (the members' addresses), dcs_allow= (host names and/or networks, "
+            "hosts= (the members' addresses), dcs_allow= (from_patroni; on the constructor "
+            "trust=DcsTrust(allow=...): host names and/or networks, "
             'e.g. dcs_allow="10.0.0.0/8"; "*" trusts whatever the DCS names), '
             'or sslmode="verify-full" (each server proves its name)'
         )
     names = trust.names | {_normal(address.host) for address in hosts}
-    return DcsTrust(names, trust.networks, trust.everyone)
+    return TrustRule(names, trust.networks, trust.everyone)
 
 
 class TrustedWatch:
@@ -150,7 +151,7 @@ class TrustedWatch:
     """
 
     def __init__(
-        self, watch: DcsWatch, trust: DcsTrust, translate: Callable[[str], str] | None
+        self, watch: DcsWatch, trust: TrustRule, translate: Callable[[str], str] | None
     ) -> None:
         self.watch = watch
         self.trust = trust
@@ -205,5 +206,7 @@ def guard_dcs(
     if not isinstance(dcs, DcsWatch):
         raise ConfigurationError(f"dcs must be a topology.dcs.DcsWatch, not {dcs!r}")
     if addresses is not None and not (callable(addresses) or isinstance(addresses, Mapping)):
-        raise ConfigurationError("dcs_addresses must be a mapping or a callable")
+        raise ConfigurationError(
+            "DcsTrust.addresses (dcs_addresses) must be a mapping or a callable"
+        )
     return TrustedWatch(dcs, dcs_trust(hosts, allow, options), translator(addresses))

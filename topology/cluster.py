@@ -47,30 +47,31 @@ from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
 from topology._publisher import ANNOUNCER
 from topology._running import Running
-from topology._settings import (
-    check_identifier,
-    check_seconds,
-    check_watch_step,
-    checked_driver,
-    merge_options,
-)
+from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
 from topology._supervise import Supervisor, TaskHealth
 from topology.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
-from topology.dcs import AddressMap, DcsWatch
+from topology.dcs import DcsWatch
 from topology.drivers import ProbeDriver
 from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.pace import DcsPace, Pace
 from topology.patroni_config import PatroniConfig
-from topology.picker import ReplicaPicker, Strategy
+from topology.picker import ReplicaPicker
 from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
+from topology.settings import DcsTrust, ReplicaPolicy, Timing, fold_legacy
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer, guarded
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
+
+
+def _checked(name: str, value: Any, kind: type[Any]) -> Any:
+    if not isinstance(value, kind):
+        raise ConfigurationError(f"{name} must be a topology.{kind.__name__}, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +106,15 @@ class ClusterResolver(Running):
     ``probe_user`` / ``probe_password``: the probes' own login (least
     privilege: see :mod:`topology._probe_login`); the engines never see it.
 
-    Timing: ``interval`` between rounds when healthy; ``fast_interval`` while
-    no primary is known or after a failure report, and ``burst_interval``
-    (jittered) for the first ``burst_window`` seconds of such an episode
-    (0 disables the burst; see :mod:`topology.pace`); between rounds each
-    replica's probe connection checks every ``promotion_watch`` s, on the
-    server, whether it left recovery (0: off; see :mod:`topology._watch`), so
-    a promotion starts a round at once; ``probe_timeout`` bounds
-    each host's probe (connect + query + retries); ``wait_timeout`` bounds
-    how long a resolver call waits for a primary; a snapshot older than
-    ``stale_after`` (default ``3 * interval + 2 * probe_timeout``) is not
-    trusted by the fast path.
+    Settings (:mod:`topology.settings`, frozen values with their defaults):
+    ``timing`` (:class:`~topology.settings.Timing`: the intervals, the burst,
+    the promotion watch, ``probe_timeout``, ``wait_timeout``; presets
+    ``Timing.DEFAULT``, ``Timing.EAGER``, ``Timing.FLEET``), ``replicas``
+    (:class:`~topology.settings.ReplicaPolicy`), and with a DCS ``dcs_pace``
+    (:class:`~topology.pace.DcsPace`) and ``trust``
+    (:class:`~topology.settings.DcsTrust`). The old keywords (``interval=``,
+    ``max_lag_bytes=``, ``dcs_allow=``, ...) still work, with a
+    ``DeprecationWarning``.
 
     Observability: ``tracer`` (:mod:`topology.trace`; OpenTelemetry: :mod:`topology.otel`)
     hears of probes, role changes, failovers and reads after writes; None costs nothing.
@@ -130,18 +129,18 @@ class ClusterResolver(Running):
     DCS: ``dcs`` (a :class:`topology.dcs.DcsWatch`; see :meth:`from_patroni`)
     adds the members it lists to ``hosts`` (which may then be empty), starts a
     round the moment it names a new leader, and, while it answers and no
-    failover is under way, probes every ``dcs_interval`` seconds instead of
-    ``interval``; probe connections are never kept between rounds. A leader
+    failover is under way, probes every ``dcs_pace.interval`` seconds instead
+    of ``timing.interval``; probe connections are never kept between rounds. A leader
     whose own member key says primary + running is followed at once, with
     no connection (SQL confirms it at the next round; a failure report wins).
     When it stops answering: one WARNING, and SQL probing every
     ``dcs_pace.lost_interval`` s, jittered (:class:`topology.pace.DcsPace`:
     the budget of each mode, its named defaults).
-    ``dcs_addresses`` (:data:`topology.dcs.AddressMap`) rewrites the members'
+    ``trust.addresses`` (:data:`topology.dcs.AddressMap`) rewrites the members'
     addresses the DCS gives where they are not reachable from here (a Docker
     network's names, a NAT). Trust (:mod:`topology._dcs_trust`): a member is
     probed, with the credentials, only if its host is in ``hosts``, in
-    ``dcs_allow`` (host names and/or CIDR networks, ``"*"``: any), or
+    ``trust.allow`` (host names and/or CIDR networks, ``"*"``: any), or
     ``sslmode="verify-full"`` is set; with none of the three,
     ``ConfigurationError``. Others are logged once at WARNING and left out.
 
@@ -159,72 +158,39 @@ class ClusterResolver(Running):
         database: str | None = None,
         options: ConnectOptions | None = None,
         driver: str | ProbeDriver = "asyncpg",
-        interval: float = 1.0,
-        fast_interval: float = 0.02,
-        burst_interval: float = 0.002,
-        burst_window: float = 3.0,
-        promotion_watch: float = 0.01,
-        probe_timeout: float = 1.0,
-        wait_timeout: float = 5.0,
-        retries: int = 2,
-        replica_strategy: str | Strategy = Strategy.ROUND_ROBIN,
-        max_lag_bytes: int | None = None,
-        max_lag_seconds: float | None = None,
-        fallback_to_primary: bool = True,
-        stale_after: float | None = None,
+        timing: Timing = Timing.DEFAULT,
+        replicas: ReplicaPolicy | None = None,
+        dcs: DcsWatch | None = None,
+        dcs_pace: DcsPace | None = None,
+        trust: DcsTrust | None = None,
         system_identifier: int | None = None,
         tracer: Tracer | None = None,
-        dcs: DcsWatch | None = None,
-        dcs_interval: float = 15.0,
-        dcs_addresses: AddressMap | None = None,
-        dcs_allow: str | Iterable[str] | None = None,
-        dcs_pace: DcsPace | None = None,
         **connect_options: Any,
     ) -> None:
-        check_seconds(
-            interval=interval,
-            dcs_interval=dcs_interval,
-            fast_interval=fast_interval,
-            burst_interval=burst_interval,
-            probe_timeout=probe_timeout,
-            wait_timeout=wait_timeout,
+        settings = fold_legacy(
+            connect_options,
+            timing=_checked("timing", timing, Timing),
+            replicas=_checked("replicas", replicas or ReplicaPolicy(), ReplicaPolicy),
+            trust=_checked("trust", trust or DcsTrust(), DcsTrust),
+            dcs_pace=_checked("dcs_pace", dcs_pace or DcsPace(), DcsPace),
         )
+        timing, replicas, trust = settings["timing"], settings["replicas"], settings["trust"]
+        self.timing: Timing = timing
+        self.dcs_pace: DcsPace = settings["dcs_pace"]
+        check_seconds(**{"dcs_pace.interval": self.dcs_pace.interval})
         check_identifier(system_identifier)
         empty = isinstance(hosts, (str, tuple, list)) and not hosts
         self.hosts = () if dcs is not None and empty else parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
         self.driver = checked_driver(driver, self.options)
-        self.interval = float(interval)
-        self.fast_interval = float(fast_interval)
-        self.burst_window = max(float(burst_window), 0.0)
-        self.promotion_watch = check_watch_step(promotion_watch)
-        self.pace = Pace(
-            interval=self.interval,
-            fast_interval=self.fast_interval,
-            burst_interval=float(burst_interval),
-            burst_window=self.burst_window,
-        )
-        self.probe_timeout = float(probe_timeout)
-        self.wait_timeout = float(wait_timeout)
-        self.dcs_interval = float(dcs_interval)
-        if dcs_pace is not None and not isinstance(dcs_pace, DcsPace):
-            raise ConfigurationError(f"dcs_pace must be a topology.pace.DcsPace, not {dcs_pace!r}")
-        self.dcs_pace = dcs_pace or DcsPace()
+        self._timed(timing, dcs is not None)
         if dcs is not None:
             self._dcs_paced(False)  # until the store answers (see topology._dcs_aware)
-        slowest = (
-            max(self.interval, self.dcs_interval, self.dcs_pace.lost_interval)
-            if dcs is not None
-            else self.interval
-        )
-        self.stale_after = (
-            float(stale_after) if stale_after else 3 * slowest + 2 * self.probe_timeout
-        )
         self.picker = ReplicaPicker(
-            replica_strategy,
-            max_lag_bytes=max_lag_bytes,
-            max_lag_seconds=max_lag_seconds,
-            fallback_to_primary=fallback_to_primary,
+            replicas.strategy,
+            max_lag_bytes=replicas.max_lag_bytes,
+            max_lag_seconds=replicas.max_lag_seconds,
+            fallback_to_primary=replicas.fallback_to_primary,
         )
         self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
@@ -234,18 +200,40 @@ class ClusterResolver(Running):
         # Everything readers see, replaced as a whole (see topology.view).
         super().__init__(self._names, self.pace, announcer, self.stale_after, supervisor)
         self._lifecycle = Lifecycle(supervisor)
-        self._retries = retries
         self._dcs_answers = False
         if dcs is not None:  # the trust model (topology._dcs_trust) translates, then filters
-            dcs = guard_dcs(dcs, dcs_addresses, dcs_allow, self.hosts, self.options)
+            dcs = guard_dcs(dcs, trust.addresses, trust.allow, self.hosts, self.options)
         self._dcs = None if dcs is None else self._follower(dcs, None)
-        self._source = self._probe_source(retries, system_identifier)
+        self._source = self._probe_source(timing.retries, system_identifier)
         self._failure_reports = 0
         self._caught_up = CaughtUpFinder(
             self.options, self.driver, self.probe_timeout, tracer, supervisor
         )
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
+
+    def _timed(self, timing: Timing, with_dcs: bool) -> None:
+        """The timing's values as the attributes the loop and the DCS mode read."""
+        self.interval = timing.interval
+        self.fast_interval = timing.fast_interval
+        self.burst_window = timing.burst_window
+        self.promotion_watch = float(timing.promotion_watch)
+        self.probe_timeout = float(timing.probe_timeout)
+        self.wait_timeout = float(timing.wait_timeout)
+        self.dcs_interval = float(self.dcs_pace.interval)
+        self._retries = timing.retries
+        self.pace = Pace(
+            interval=self.interval,
+            fast_interval=self.fast_interval,
+            burst_interval=timing.burst_interval,
+            burst_window=self.burst_window,
+        )
+        slowest = (
+            max(self.interval, self.dcs_interval, self.dcs_pace.lost_interval)
+            if with_dcs
+            else self.interval
+        )
+        self.stale_after = timing.stale_after or 3 * slowest + 2 * self.probe_timeout
 
     def _probe_source(self, retries: int, system_identifier: int | None) -> ProbeLoop:
         """The topology source: SQL probes of every host, each round."""
@@ -311,7 +299,10 @@ class ClusterResolver(Running):
             config=config, etcd=etcd, scope=scope, namespace=namespace, rest=rest,
             timeout=dcs_timeout, check_interval=dcs_check_interval,
         )  # fmt: skip
-        return cls(hosts, dcs=watch, dcs_allow=dcs_allow, **kwargs)
+        if dcs_allow is not None:
+            trust = kwargs.pop("trust", None) or DcsTrust()
+            kwargs["trust"] = dataclasses.replace(trust, allow=dcs_allow)
+        return cls(hosts, dcs=watch, **kwargs)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterResolver:

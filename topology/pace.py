@@ -59,6 +59,8 @@ class DcsPace:
     ``fast_interval`` ~0.015 (more on a saturated machine, where a SCRAM
     login takes longer: the bench measures it).
 
+    * ``interval``: between calm SQL rounds while the store answers and no
+      failover is under way (probe connections are not kept between them).
     * ``patience``: when the store names a new leader (or none), wait this
       long (times ``uniform(1, 1 + patience_jitter)``) for the leader's own
       member key to say ``primary`` + ``running`` before probing over SQL:
@@ -78,6 +80,7 @@ class DcsPace:
       at 2 s on a saturated machine: 4 s halves the logins).
     """
 
+    interval: float = 15.0
     patience: float = 1.5
     patience_jitter: float = 0.5
     fast_interval: float = 2.0

@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from topology import ClusterResolver, Role
+from topology import ClusterResolver, DcsTrust, Role
 from topology.pace import DcsPace
 from topology.patroni import PatroniEtcd
 from topology.patroni_config import PatroniConfig
@@ -81,7 +81,9 @@ class Fleet:
         self.watches.append(watch)
         # The bench's cluster runs on loopback: its members are trusted there only.
         pace = DcsPace(**{k: float(v) for k, v in dict(config.get("dcs_pace") or {}).items()})
-        return ClusterResolver((), dcs=watch, dcs_allow="127.0.0.0/8", dcs_pace=pace, **common)
+        return ClusterResolver(
+            (), dcs=watch, trust=DcsTrust(allow="127.0.0.0/8"), dcs_pace=pace, **common
+        )
 
     def _recorder(self, index: int) -> Any:
         def record(host: str | None) -> None:

@@ -43,7 +43,7 @@ from ctxdb import (
     init_db_session_ctx,
     reset_db_session_ctx,
 )
-from topology import ClusterResolver
+from topology import ClusterResolver, DcsTrust
 
 if TYPE_CHECKING:  # the OTel SDK is imported only by drills run with --otel
     from compose.drill._otel import OtelCapture, OtelSnapshot
@@ -140,7 +140,7 @@ class OursClient:
             # The drill clusters run on loopback (native, or Docker publishing its
             # ports on 127.0.0.1): the members the DCS names are trusted there only.
             self.cluster = ClusterResolver.from_patroni(
-                config=dcs.config, dcs_addresses=dict(dcs.addresses),
+                config=dcs.config, trust=DcsTrust(addresses=dict(dcs.addresses)),
                 dcs_allow="127.0.0.0/8", **common,
             )  # fmt: skip
         url = URL.create("postgresql+asyncpg", username=user, password=password, database=database)

@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 
 from compose.pg import ReplicatedCluster, free_port
-from ctxdb import DBConnect
+from ctxdb import DBConnect, Failover
 from tests.chaos._bed import Bed
 from tests.support.faultproxy import FaultProxy
+from tests.support.settings import resolver_kwargs
 from topology import ClusterResolver
 
 
@@ -126,14 +127,14 @@ async def stack(bed: Bed) -> AsyncIterator[Callable[..., Stack]]:
         factory = ClusterResolver.from_patroni if "etcd" in options else ClusterResolver
         cluster = factory(
             hosts=hosts, user="postgres", password=password, database="postgres",
-            driver=driver, **options,
+            driver=driver, **resolver_kwargs(**options),
         )  # fmt: skip
         timeout_key = "timeout" if driver == "asyncpg" else "connect_timeout"
         engine = {
             "connect_args": {"password": password, timeout_key: 2},
             "pool_pre_ping": pre_ping, "pool_size": 2, "max_overflow": 2,
         }  # fmt: skip
-        waits = {} if failover_wait is None else {"failover_wait": failover_wait}
+        waits = {} if failover_wait is None else {"failover": Failover(wait=failover_wait)}
         master = DBConnect(
             resolver=cluster.master,
             url=f"postgresql+{driver}://postgres@/postgres",

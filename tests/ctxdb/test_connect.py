@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ctxdb import DBConnect, NoHostError, db_session, run_in_new_ctx
+from ctxdb import DBConnect, Failover, NoHostError, db_session, run_in_new_ctx
 from tests.support.ctxdb import backends
 from tests.support.waiting import eventually as wait_until
 
@@ -165,7 +165,7 @@ async def test_swap_away_from_a_frozen_host_never_waits_for_it(
     connect = DBConnect(
         engine_creator=lambda host: create_async_engine(urls[host]),
         host="frozen",
-        dispose_timeout=0.5,
+        failover=Failover(dispose_timeout=0.5),
     )
     try:
         session = await connect.create_session()

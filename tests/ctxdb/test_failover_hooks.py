@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from compose.pg import PostgresNode
 from ctxdb import (
     DBConnect,
+    Failover,
     RetryableConnectionError,
     db_session,
     new_non_ctx_session,
@@ -47,7 +48,7 @@ async def test_refused_connect_is_retryable_and_reported(driver: str) -> None:
     reports = Reports()
     reports.host = f"127.0.0.1:{closed_port()}"
     connect = DBConnect(
-        resolver=reports, url=f"{DRIVERS[driver]}://u:secret-pw@/db", failover_wait=0.5
+        resolver=reports, url=f"{DRIVERS[driver]}://u:secret-pw@/db", failover=Failover(wait=0.5)
     )
     try:
         with pytest.raises(RetryableConnectionError, match="could not connect") as raised:

@@ -28,7 +28,7 @@ from ctxdb import (
 )
 from ctxdb.context import current_scope
 from ctxdb.read_your_writes import format_lsn, parse_lsn
-from topology import ClusterResolver
+from topology import ClusterResolver, Timing
 
 pytestmark = pytest.mark.cluster
 
@@ -47,7 +47,7 @@ async def ryw(replicated: ReplicatedCluster) -> AsyncIterator[tuple[Any, DBConne
         user="postgres",
         password=replicated.password,
         database="postgres",
-        interval=0.2,
+        timing=Timing(interval=0.2),
     )
     kwargs: dict[str, Any] = {
         "url": "postgresql+asyncpg://postgres@/postgres",

@@ -21,6 +21,7 @@ from compose.pg import PostgresNode, ReplicatedCluster, free_port
 from ctxdb import (
     ConnectionLostError,
     DBConnect,
+    Failover,
     RetryableConnectionError,
     db_session,
     run_in_new_ctx,
@@ -100,7 +101,9 @@ async def test_no_reachable_host_fails_within_failover_wait(
     url = pg_server.url(DRIVERS[driver]).replace(f":{pg_server.port}/", f":{refused}/")
     resolver = LabelResolver("down")
     connect = DBConnect(
-        engine_creator=lambda label: create_async_engine(url), resolver=resolver, failover_wait=0.3
+        engine_creator=lambda label: create_async_engine(url),
+        resolver=resolver,
+        failover=Failover(wait=0.3),
     )
     try:
         with pytest.raises(RetryableConnectionError, match="nothing was sent") as raised:

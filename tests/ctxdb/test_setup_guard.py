@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from compose.pg import PostgresNode
-from ctxdb import DBConnect, RetryableConnectionError, db_session, run_in_new_ctx
+from ctxdb import DBConnect, Failover, RetryableConnectionError, db_session, run_in_new_ctx
 from tests.support.ctxdb import DRIVERS
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,9 @@ async def test_a_routed_pool_connects_again(
     # Engines made with async_creator= never fire do_connect: routing must not need it.
     creator = ClosingCreator(pg_server, driver, closes=closes)
     connect = DBConnect(
-        resolver=Primary(pg_server.host), engine_creator=creator.engine, spares=False
+        resolver=Primary(pg_server.host),
+        engine_creator=creator.engine,
+        failover=Failover(spares=False),
     )
     try:
         assert await select_one(connect) == 1

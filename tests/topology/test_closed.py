@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from compose.pg import PostgresNode
-from topology import ClusterResolver, ResolverClosedError, TopologyError
+from topology import ClusterResolver, ResolverClosedError, Timing, TopologyError
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ async def test_calls_after_close_raise_and_revive_nothing(
         password=pg_server.password,
         database="postgres",
         driver=driver,
-        interval=0.05,
+        timing=Timing(interval=0.05),
     )
     assert await cluster.master() == pg_server.host
     await cluster.close()

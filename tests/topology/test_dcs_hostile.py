@@ -34,7 +34,7 @@ import pytest
 from compose.pg import PostgresNode
 from tests.support.hostile_http import BEHAVIOURS, WATCH_BEHAVIOURS, HostileHttp
 from tests.support.waiting import eventually
-from topology import ClusterResolver
+from topology import ClusterResolver, DcsPace, Timing
 from topology._etcd import EtcdGateway
 from topology._http import HttpLimits, Unreachable
 from topology.dcs import DcsView, DcsWatch
@@ -342,8 +342,8 @@ async def test_a_member_outside_the_trusted_set_never_gets_a_connection(
         async with HostileHttp("good", document=document) as rest:
             cluster = ClusterResolver.from_patroni(
                 rest=rest.url, dcs_allow="127.0.0.1", user="postgres", database="postgres",
-                password=pg_server.password, interval=0.3, dcs_interval=0.3, probe_timeout=0.5,
-                dcs_check_interval=0.05, driver=driver,
+                password=pg_server.password, timing=Timing(interval=0.3, probe_timeout=0.5),
+                dcs_pace=DcsPace(interval=0.3), dcs_check_interval=0.05, driver=driver,
             )  # fmt: skip
             with caplog.at_level(logging.WARNING, logger="topology"):
                 async with cluster:

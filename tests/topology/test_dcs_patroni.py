@@ -29,6 +29,7 @@ import pytest
 from tests.support.hostile_http import HostileHttp
 from tests.support.paths import REPO_ROOT
 from tests.support.patroni import PatroniCluster
+from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import ClusterResolver, PatroniConfig
 from topology.pace import DcsPace
@@ -99,7 +100,7 @@ async def make_resolver(patroni_cluster: PatroniCluster) -> AsyncIterator[Any]:
             "dcs_allow": "127.0.0.0/8",  # the members run on loopback
             **kwargs,
         }
-        cluster = ClusterResolver.from_patroni(**settings)
+        cluster = ClusterResolver.from_patroni(**resolver_kwargs(**settings))
         made.append(cluster)
         return cluster
 

@@ -25,6 +25,7 @@ import pytest
 
 from compose.pg import PostgresNode, ReplicatedCluster, free_port
 from tests.support.dcs_watch import PushedViews
+from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import ClusterResolver, ConnectOptions
 from topology.caught_up import MAX_HOSTS, CaughtUpFinder
@@ -66,7 +67,7 @@ async def follow(replicated: ReplicatedCluster) -> AsyncIterator[Callable[..., C
         }
         settings.update(kwargs)
         settings["dcs_allow"] = "127.0.0.0/8"  # the members run on loopback
-        made.append(ClusterResolver((), dcs=watch, **settings))  # type: ignore[arg-type]
+        made.append(ClusterResolver((), dcs=watch, **resolver_kwargs(**settings)))
         return made[-1]
 
     yield make

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from compose.pg import ReplicatedCluster
+from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import ClusterResolver, NoPrimaryError, ProbeError, Reason, Role
 
@@ -50,7 +51,7 @@ async def make_cluster(replicated: ReplicatedCluster, driver: str) -> AsyncItera
             "wait_timeout": 10.0,
         }
         settings.update(kwargs)
-        cluster = ClusterResolver(replicated.hosts, **settings)  # type: ignore[arg-type]
+        cluster = ClusterResolver(replicated.hosts, **resolver_kwargs(**settings))
         made.append(cluster)
         return cluster
 

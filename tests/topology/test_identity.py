@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from compose.pg import PostgresNode, ReplicatedCluster
+from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import ClusterResolver, ConfigurationError, HostProber, Role
 from topology.hosts import ConnectOptions, parse_host
@@ -51,7 +52,7 @@ async def make_cluster(replicated: ReplicatedCluster) -> AsyncIterator[MakeClust
             "wait_timeout": 10.0,
         }
         settings.update(kwargs)
-        cluster = ClusterResolver(hosts, **settings)  # type: ignore[arg-type]
+        cluster = ClusterResolver(hosts, **resolver_kwargs(**settings))
         made.append(cluster)
         return cluster
 

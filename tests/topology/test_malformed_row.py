@@ -19,7 +19,7 @@ import logging
 import pytest
 
 from compose.pg import PostgresNode
-from topology import ClusterResolver, ConnectOptions, HostProber, Reason, parse_host
+from topology import ClusterResolver, ConnectOptions, HostProber, Reason, Timing, parse_host
 from topology.result import PROBE_QUERY
 
 pytestmark = pytest.mark.integration
@@ -79,8 +79,7 @@ async def test_a_host_answering_malformed_rows_does_not_block_the_others(
         password=pg_server.password,
         database="postgres",
         driver=driver,
-        interval=60,
-        wait_timeout=5,
+        timing=Timing(interval=60, wait_timeout=5),
     )
     (prober,) = [p for p in cluster._source.probers if p.host == odd]
     prober._query = _cast(2, "text")

@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from compose.pg import ReplicatedCluster, free_port
-from topology import ClusterResolver, ConnectOptions, NoPrimaryError, Role, parse_host
+from topology import ClusterResolver, ConnectOptions, NoPrimaryError, Role, Timing, parse_host
 from topology._probe_login import GRANTS, for_probes
 from topology.errors import Reason
 from topology.probe.cli import main
@@ -104,7 +104,10 @@ async def test_minimal_role_gives_every_field_the_resolver_uses(
     app_name = f"probe-login-{secrets.token_hex(4)}"
     options = logins.options().replace(application_name=app_name)
     resolver = ClusterResolver(
-        cluster.hosts, options=options, driver=driver, interval=60.0, probe_timeout=2.0
+        cluster.hosts,
+        options=options,
+        driver=driver,
+        timing=Timing(interval=60.0, probe_timeout=2.0),
     )
     async with resolver:
         snapshot = await resolver.refresh()
@@ -152,7 +155,9 @@ async def test_a_revoked_function_names_the_grant(logins: Logins, driver: str) -
     assert result.error.permanent
     grant = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_current_wal_lsn() TO probe_min"
     assert grant in str(result.error)
-    resolver = ClusterResolver(cluster.hosts, options=options, driver=driver, wait_timeout=3.0)
+    resolver = ClusterResolver(
+        cluster.hosts, options=options, driver=driver, timing=Timing(wait_timeout=3.0)
+    )
     async with resolver:
         with pytest.raises(NoPrimaryError) as caught:
             await resolver.master()
@@ -249,8 +254,7 @@ async def test_from_patroni_takes_the_probe_login(logins: Logins) -> None:
         application_name=app_name,
         probe_user="probe_min",
         probe_password=logins.password,
-        probe_timeout=2.0,
-        wait_timeout=10.0,
+        timing=Timing(probe_timeout=2.0, wait_timeout=10.0),
     )
     async with resolver:
         assert await resolver.master() == cluster.primary.host

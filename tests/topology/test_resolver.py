@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from compose.pg import BlackHole, PostgresNode, free_port
+from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import (
     ClusterResolver,
@@ -66,7 +67,7 @@ async def make_cluster(pg_server: PostgresNode, driver: str) -> AsyncIterator[Ma
             "application_name": f"topo-{uuid.uuid4().hex[:10]}",
         }
         settings.update(kwargs)
-        cluster = ClusterResolver(hosts, **settings)  # type: ignore[arg-type]
+        cluster = ClusterResolver(hosts, **resolver_kwargs(**settings))
         made.append(cluster)
         return cluster
 
@@ -307,4 +308,4 @@ async def test_close_is_bounded_while_a_round_hangs_on_a_black_hole(
 def test_bad_configuration(kwargs: dict[str, object], message: str) -> None:
     hosts = kwargs.pop("hosts", ["h1"])
     with pytest.raises(ConfigurationError, match=message):
-        ClusterResolver(hosts, password="hunter2", **kwargs)  # type: ignore[arg-type]
+        ClusterResolver(hosts, password="hunter2", **resolver_kwargs(**kwargs))

@@ -21,7 +21,7 @@ import pytest
 
 from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.shadowed import Shadowed
-from topology import ClusterResolver, ConnectOptions, parse_host
+from topology import ClusterResolver, ConnectOptions, Timing, parse_host
 from topology._watch import watch_statement
 from topology.caught_up import CaughtUpFinder
 from topology.drivers import get_driver
@@ -184,9 +184,7 @@ async def test_resolver_resolves_with_the_shadowed_login(shadowed: Shadowed, dri
         password=shadowed.password,
         database=shadowed.database,
         driver=driver,
-        interval=60.0,
-        probe_timeout=2.0,
-        wait_timeout=10.0,
+        timing=Timing(interval=60.0, probe_timeout=2.0, wait_timeout=10.0),
     )
     async with resolver:
         await resolver.refresh()
@@ -228,9 +226,7 @@ async def test_a_shadowed_host_beside_a_healthy_cluster_blocks_nothing(
         password=shadowed_foreign.password,
         database=shadowed_foreign.database,
         driver=driver,
-        interval=60.0,
-        probe_timeout=2.0,
-        wait_timeout=10.0,
+        timing=Timing(interval=60.0, probe_timeout=2.0, wait_timeout=10.0),
     )
     async with resolver:
         snapshot = await resolver.refresh()

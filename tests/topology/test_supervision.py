@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.dcs_watch import PushedViews
+from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import ClusterResolver, Snapshot, TaskHealth, otel
 from topology._supervise import Supervisor
@@ -92,7 +93,7 @@ def make(server: PostgresNode, **kwargs: Any) -> ClusterResolver:
         "wait_timeout": 5.0,
     }
     settings.update(kwargs)
-    return ClusterResolver(settings.pop("hosts", [server.host]), **settings)
+    return ClusterResolver(settings.pop("hosts", [server.host]), **resolver_kwargs(**settings))
 
 
 async def test_the_probe_loop_comes_back(

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from compose.pg import ReplicatedCluster
-from topology import ClusterResolver, ConfigurationError
+from topology import ClusterResolver, ConfigurationError, Timing
 from topology._watch import BUSY, FAST_STEP, SLEEP_SHORTFALL, Watches, watch_statement
 from topology.result import ProbeResult
 
@@ -41,11 +41,11 @@ def test_the_watch_names_every_function_and_type_by_its_schema() -> None:
 @pytest.mark.parametrize("value", [-1, 0.0005, 2.0, True, "0.001", None])
 def test_a_promotion_watch_out_of_range_is_refused(value: object) -> None:
     with pytest.raises(ConfigurationError, match="promotion_watch"):
-        ClusterResolver("db1", promotion_watch=value)  # type: ignore[arg-type]
+        ClusterResolver("db1", timing=Timing(promotion_watch=value))  # type: ignore[arg-type]
 
 
 def test_zero_turns_the_watch_off() -> None:
-    assert ClusterResolver("db1", promotion_watch=0).promotion_watch == 0
+    assert ClusterResolver("db1", timing=Timing(promotion_watch=0)).promotion_watch == 0
     assert ClusterResolver("db1").promotion_watch == 0.01
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from topology._dcs_trust import DcsTrust, dcs_trust
+from topology._dcs_trust import TrustRule, dcs_trust
 from topology.errors import ConfigurationError
 from topology.hosts import parse_host
 from topology.probe._agree import MAX_PROBED, Agreement, compare
@@ -44,7 +44,7 @@ class DcsPlan:
     """The DCS to read, the trust rule for its members, and the hosts given."""
 
     source: DcsSource
-    trust: DcsTrust
+    trust: TrustRule
     given: Target
     warn: Callable[[str], None]  # once per message: the hosts given are looked up twice
 
