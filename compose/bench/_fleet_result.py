@@ -86,7 +86,7 @@ def rows(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
     ]
     for kind, label in (("crash", "crash-leader"), ("freeze", "freeze-leader")):
         cells = [_follow_cell(measured[m]["failovers"].get(kind)) for m in MODES]
-        table.append([f"{label}: follow time (new leader writable -> resolver names it)", *cells])
+        table.append([f"{label}: naming time (new leader writable -> resolver names it)", *cells])
     outage = measured["dcs"].get("outage")
     if outage is not None:
         table += [
@@ -98,7 +98,7 @@ def rows(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
              f"{st.fmt(outage['held_busiest_max_per_process'], 4)}"],
             ["etcd outage: probe queries/s per process (all servers)", "no DCS",
              st.fmt(outage["probes_per_s_per_process"], 3)],
-            ["etcd outage: crash-leader follow time (over SQL alone)", "no DCS",
+            ["etcd outage: crash-leader naming time (over SQL alone)", "no DCS",
              _follow_cell(outage["follow"])],
         ]  # fmt: skip
     return table
@@ -194,42 +194,31 @@ def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]
             "idle": idle,
             **measured,
         },
-        "notes": (
-            f"{p} worker processes x {plan.per_process} resolvers per mode, one mode after the"
-            " other, on a native 3-member Patroni + etcd cluster of the benchmark's own"
-            f" (max_connections = {MAX_CONNECTIONS}: the SQL-only fleet holds one probe"
-            " connection per resolver on every server, more than the 200 the other clusters"
-            " here allow, or PostgreSQL's default 100). A resolver stands for one application"
-            " process: 'per process' is per resolver."
-            + (f" DcsPace here: {_pace(plan.dcs_pace)}; otherwise" if plan.dcs_pace else "")
-            + " Library defaults: 1 s interval SQL-only;"
-            " in DCS mode 15 s between probe rounds, probe connections closed between them"
-            " (topology.pace.DcsPace: a promotion the DCS confirms - leader key and the"
-            " leader's own member key primary + running, or a 'writable' key that the"
-            " fleet's elected confirmer (one etcd lease, renewed by one process) writes once"
-            " the leader accepts writes (topology._dcs_claim) - is followed with no connection;"
-            " SQL rounds held 1.5-2.25 s for that confirmation, then 2 s +-50 %; 10 s +-50 %"
-            " rounds while the store is lost, 4 s +-50 % during a failover then)."
-            f" The resolvers start at evenly spread moments over {plan.spread:g} s, as a"
-            " fleet's processes do (started at one instant, their rounds stay aligned)."
-            f" Steady window {plan.window:g} s after {plan.warm:g} s of warm-up; held"
-            f" connections sampled every {SAMPLE_STEP} s; connections opened are the servers'"
-            f" sessions, all clients, minus an idle window of {plan.idle:g} s before the fleets"
-            " (a DCS-mode probe opens one; xact_commit is no cross-check: PostgreSQL 15 defers"
-            " counting a backend's transactions that touch no table)."
-            " Failovers: the leader is killed (crash) or SIGSTOPped with its Patroni (freeze),"
-            " and its leader key deleted so a replica takes over at once; follow time is from"
-            " the new leader's first accepted write (pg_current_xact_id(), polled every 2 ms by"
-            " the benchmark process) to the resolver's first naming of it (its primary"
-            " listener), both in time.time(); a negative time means the resolver named it"
-            " before the poller saw it write. The DCS-mode fleet reaches etcd (TLS, etcd"
-            " user app from the cluster's app-side Patroni YAML) through a TCP forwarder of"
-            " its own; the etcd outage SIGSTOPs it for"
-            f" {plan.outage:g} s (the fleet loses the store, Patroni keeps it and still fails"
-            " over), samples the probe connections on the busiest server every"
-            f" {SAMPLE_STEP} s, and crashes the leader a third of the way in. A resolver"
-            " that has not followed within"
-            f" {plan.bound:g} s counts as not following (∞). The 2-core machine runs the"
-            " cluster, the fleet and the benchmark at once: follow times include CPU queueing."
-        ),
+        "notes": notes(plan),
     }
+
+
+def notes(plan: Plan) -> str:
+    """The method, as bullets under the section's table."""
+    pace = "Library defaults"
+    if plan.dcs_pace:
+        pace = f"DcsPace {_pace(plan.dcs_pace)}, otherwise library defaults"
+    return (
+        f"- {plan.processes} processes x {plan.per_process} resolvers per mode (a resolver"
+        " stands for an application process), one mode after the other, on the benchmark's"
+        f" own 3-member Patroni + etcd cluster (max_connections = {MAX_CONNECTIONS}).\n"
+        f"- {pace}: SQL-only probes every 1 s; DCS mode every 15 s, closing its connections,"
+        " and follows a promotion the DCS confirms with no connection.\n"
+        f"- Resolvers start spread evenly over {plan.spread:g} s. Steady window {plan.window:g}"
+        f" s after {plan.warm:g} s of warm-up, held connections sampled every {SAMPLE_STEP} s;"
+        f" connections opened: server sessions minus a {plan.idle:g} s idle window before the"
+        " fleets (not xact_commit: PostgreSQL 15 defers counting transactions that touch no"
+        " table).\n"
+        "- Failovers: the leader killed (crash) or SIGSTOPped with its Patroni (freeze), its"
+        " leader key deleted. Naming time: the new leader's first accepted write"
+        " (pg_current_xact_id() polled every 2 ms) -> the resolver names it, both time.time();"
+        f" negative: named first; not within {plan.bound:g} s: ∞.\n"
+        "- etcd outage: the fleet's own TCP forwarder to etcd (TLS, user app) SIGSTOPped for"
+        f" {plan.outage:g} s, the leader crashed a third of the way in; Patroni keeps the store.\n"
+        "- 2 cores run cluster, fleet and benchmark at once: times include CPU queueing."
+    )

@@ -281,26 +281,22 @@ def result(
         ],
         "data": data,
         "plot": "performance-follow.png",
-        "notes": (
-            f"{n} promotions per fault for ours and (stopped) for each baseline alone, (frozen)"
-            " for ours with pool_pre_ping=True alone too;"
-            f" {n_frozen_base} frozen promotions for the baselines together. Follow time from the"
-            " oracle's first commit on the new primary (a psycopg subprocess holding a connection"
-            " to the standby from before the fault, an INSERT tried every 0.5 ms) to the"
-            " client's first commit there. Each client retries every request after a 1 ms"
-            f" pause, with a {REQUEST_DEADLINE:g} s deadline per request; a client that has not"
-            f" followed {cap:g} s after the promotion counts as '> {cap:g} s'. Ours: library"
-            " defaults (interval 1 s, probe timeout 1 s, between rounds each replica watched for"
-            " its promotion on its probe connection, a check every 10 ms; after a failure"
-            " every 2 ms +-50 % for 3 s, the replicas watched every 1 ms meanwhile, then every"
-            " 20 ms; one pool that follows the primary, a"
-            " spare connection to each replica); the row 'ours: resolver names it' is when our"
-            " resolver first published the new primary (same clock), so the rest of ours' time"
-            " is the first commit there (the spare connection or a new one, INSERT, COMMIT)."
-            " The promotion is one statement (pg_promote(false)); the harness polls for it"
-            " only after the measurement, so nothing of its own runs in the clients' process"
-            f" meanwhile. Polling interval of the third baseline: {poll_interval:g} s."
-            " Engines: pool 5, connect timeout 2 s."
-            f" {probe_budget(3)}"
-        ),
+        "notes": notes(n, n_frozen_base, cap, poll_interval, probe_budget(3)),
     }
+
+
+def notes(n: int, n_frozen_base: int, cap: float, poll_interval: float, budget: str) -> str:
+    """The method, as bullets under the section's table (``budget``: :func:`probe_budget`)."""
+    return (
+        f"- Promotions: {n} per fault for ours, each baseline alone (stopped) and ours with"
+        f" pool_pre_ping=True alone (frozen); {n_frozen_base} frozen for the baselines together."
+        " One pg_promote(false) each, polled for only after the measurement.\n"
+        "- [Follow time](concepts.md#a-failover-step-by-step); the oracle: a psycopg subprocess"
+        " connected to the standby before the fault, an INSERT every 0.5 ms.\n"
+        f"- Requests retried after a 1 ms pause, {REQUEST_DEADLINE:g} s deadline each; '>"
+        f" {cap:g} s': not followed {cap:g} s after the promotion. Engines: pool 5, connect"
+        f" timeout 2 s. Polling baseline: every {poll_interval:g} s.\n"
+        "- Ours: library defaults; its sub-rows time each step on the same clock, and after"
+        " the first checkout comes the INSERT and COMMIT.\n"
+        f"- {budget}"
+    )

@@ -184,11 +184,17 @@ async def run(env: Env) -> dict[str, Any]:
         "verdicts": verdicts,
         "data": {"cells": data, "probe_timeout": PROBE_TIMEOUT},
         "plot": "performance-probe.png",
-        "notes": (
-            f"probe_timeout = connect timeout = {PROBE_TIMEOUT:g} s. Order: black holes first,"
-            " then replicas, the primary last. asyncpg's timeout bounds its whole multi-host"
-            " attempt, so one black hole before the primary makes it fail after 1 s (marked"
-            " 'failed'); psycopg/libpq wait connect_timeout (at least 2 s) per dead host."
-            f" Ours: {rounds} forced rounds x {reps}; baselines: {reps} connects."
-        ),
+        "notes": notes(rounds, reps),
     }
+
+
+def notes(rounds: int, reps: int) -> str:
+    """The method, as bullets under the section's table."""
+    return (
+        f"- probe_timeout = connect timeout = {PROBE_TIMEOUT:g} s; hosts in order: black holes,"
+        " replicas, the primary last.\n"
+        "- asyncpg's timeout bounds its whole multi-host attempt: one black hole before the"
+        " primary fails it after 1 s ('failed'). psycopg/libpq waits connect_timeout (at least"
+        " 2 s) per dead host.\n"
+        f"- Ours: {rounds} forced rounds x {reps}; baselines: {reps} connects."
+    )

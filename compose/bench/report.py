@@ -16,16 +16,15 @@ from typing import Any
 SUMMARY = """\
 # Performance
 
-Written by `make bench` (`python -m compose.bench`{flag}); do not edit by hand.
-Each benchmark runs our code and its baseline alternately in the same process
-run and repeats them; **ratios and orders of magnitude are what we quote**:
-absolute times are context only (a shared {machine} machine, Python {python},
-PostgreSQL 15 on loopback, {date}; the run took {seconds} s).{rerun}
+Rendered from performance.json by `make bench` (`python -m compose.bench`{flag}); do not
+edit by hand. Ours and its baseline run alternately in one process, repeated: quote
+**ratios and orders of magnitude**; absolute times are context only (shared {machine}
+machine, Python {python}, PostgreSQL 15 on loopback, {date}, {seconds} s).{rerun}
 
 ## Targets
 
-| # | target | measured | met |
-| --- | --- | --- | --- |
+Met unless marked **not met**; the measured value in parentheses.
+
 """
 
 
@@ -59,7 +58,7 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     rerun = meta.get("rerun")
     note = (
-        f"\nThe full run was on {meta.get('first_run')}; rerun alone later: {', '.join(rerun)}."
+        f"\nFull run {meta.get('first_run')}; rerun alone later: {', '.join(rerun)}."
         if rerun
         else ""
     )
@@ -67,13 +66,17 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     out = [SUMMARY.format(flag=" --quick" if meta["quick"] else "", rerun=note, **fields)]
     for result in results:
         number = result["title"].split(".", 1)[0] if "error" not in result else "-"
-        for verdict in result.get("verdicts", []):
-            met = "yes" if verdict["met"] else "**no**"
-            unit = verdict.get("unit", UNITS.get(result["name"], ""))
-            measured = _measured(verdict["value"], unit)
-            out.append(f"| {number} | {verdict['target']} | {measured} | {met} |\n")
         if "error" in result:
-            out.append(f"| {number} | {result['name']} | failed: {result['error']} | **no** |\n")
+            out.append(
+                f"- **{number}** {result['name']}: failed: {result['error']} (**not met**)\n"
+            )
+            continue
+        targets = []
+        for verdict in result.get("verdicts", []):
+            unit = verdict.get("unit", UNITS.get(result["name"], ""))
+            met = "" if verdict["met"] else ", **not met**"
+            targets.append(f"{verdict['target']} ({_measured(verdict['value'], unit)}{met})")
+        out.append(f"- **{number}** " + "; ".join(targets) + "\n")
     for result in results:
         out.append(f"\n## {result['title']}\n\n")
         if "error" in result:
@@ -83,8 +86,9 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         for extra in result.get("tables", []):  # further tables, each under its caption
             out.append(f"\n{extra['caption']}\n\n" + table(extra["columns"], extra["rows"]))
         if result.get("notes"):
-            at = f", at commit {result['commit']}" if result.get("commit") else ""
-            out.append(f"\n{result['notes']} ({result['seconds']} s{at})\n")
+            out.append(f"\n{result['notes']}\n")
+        commit = f"commit {result['commit']}" if result.get("commit") else "commit not recorded"
+        out.append(f"\nRun: {result['seconds']} s, {commit}.\n")
         if result.get("plot"):
             out.append(f"\n![{result['name']}]({result['plot']})\n")
     return "".join(out)

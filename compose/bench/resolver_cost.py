@@ -109,9 +109,14 @@ async def run(env: Env) -> dict[str, Any]:
             "growth_bytes": growth,
             "peak_bytes": peak - before,
         },
-        "notes": (
-            f"{calls:,} awaits per block, {reps} alternated pairs of blocks; interval 60 s so no"
-            " probe round runs meanwhile. Memory: tracemalloc's traced size after gc, before"
-            " and after the calls."
-        ),
+        "notes": notes(calls, reps),
     }
+
+
+def notes(calls: int, reps: int) -> str:
+    """The method, as bullets under the section's table."""
+    return (
+        f"- {calls:,} awaits per block, {reps} alternated pairs of blocks; interval 60 s, so no"
+        " probe round runs meanwhile.\n"
+        "- Memory: tracemalloc's traced size after gc, before and after the calls."
+    )

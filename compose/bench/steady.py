@@ -173,16 +173,19 @@ async def run(env: Env) -> dict[str, Any]:
             },
         ],
         "data": {"median": med, "windows": results, "window_s": seconds},
-        "notes": (
-            f"{reps} alternated windows of {seconds:g} s each. Ten hosts: the three servers and"
-            " seven TCP forwarders (another process) to the replicas. Counts come from the"
-            " servers: pg_stat_activity and their logs (log_connections, log_statement = all,"
-            " switched on for the benchmark only); a round may straddle a window's edge, so"
-            " per-interval counts can differ from 1 by a fraction of a round. CPU share:"
-            " time.process_time() of this process over the window (the event loop runs nothing"
-            " else meanwhile). Server CPU: the probe backends' CPU time on the two replicas"
-            " (/proc), over the window, per replica host (9: two servers, seven forwarders):"
-            " the promotion watch's cost, a check every 10 ms by default (every ~1.2 ms at"
-            " promotion_watch=0.001)."
-        ),
+        "notes": notes(reps, seconds),
     }
+
+
+def notes(reps: int, seconds: float) -> str:
+    """The method, as bullets under the section's table."""
+    return (
+        f"- {reps} alternated windows of {seconds:g} s; ten hosts: the three servers and seven"
+        " TCP forwarders (another process) to the replicas.\n"
+        "- Counts from the servers (pg_stat_activity; log_connections and log_statement = all,"
+        " on for the benchmark only); a round straddling a window's edge moves them by a"
+        " fraction.\n"
+        "- CPU share: time.process_time() of this process. Server CPU: the probe backends' on"
+        " the two replicas (/proc), per replica host (9): the promotion watch's cost, a check"
+        " every 10 ms by default, ~1.2 ms at promotion_watch=0.001."
+    )

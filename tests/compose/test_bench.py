@@ -77,7 +77,7 @@ def test_markdown_has_every_row_and_target(bench_output: Path) -> None:
         for row in result["rows"]:
             assert "| " + " | ".join(str(c) for c in row) + " |" in md
         for verdict in result["verdicts"]:
-            assert f"| {verdict['target']} |" in md
+            assert verdict["target"] in md
 
 
 def test_plots_are_written(bench_output: Path) -> None:
