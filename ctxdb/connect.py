@@ -37,7 +37,7 @@ from ._tasks import Supervisor
 from ._token import Position
 from .errors import NoHostError
 from .resolver import Capabilities, Resolver, engine_creator_from_url
-from .settings import Failover, fold_legacy
+from .settings import Failover, gather
 from .trace import EngineSwapped, ReadRouted, Tracer, safe
 
 __all__ = ["AsyncFunc", "ConnectStats", "DBConnect", "EngineCreatorFunc", "SessionMakerCreatorFunc"]
@@ -108,10 +108,7 @@ class DBConnect:
         host_idle_timeout: float = DEFAULT_HOST_IDLE,
         **legacy: Any,
     ) -> None:
-        if failover is not None and not isinstance(failover, Failover):
-            raise TypeError(f"failover must be a ctxdb.Failover, not {failover!r}")
-        failover = fold_legacy(failover or Failover(), legacy)
-        self.failover = failover
+        self.failover = failover = gather(failover, legacy)
         if engine_creator is None:
             if url is None:
                 raise ValueError("DBConnect needs an engine_creator or a url")
@@ -131,9 +128,17 @@ class DBConnect:
         self._retiring = self._retirement.running
         self._swaps = 0
         self._terminated = 0
+        # Non-exclusive resolvers (replica pickers): one engine per host named recently.
+        self._by_host = HostEngines(
+            self._build, self._retire, limit=max_hosts, idle_after=host_idle_timeout
+        )
+        self._track_writes = read_your_writes
+        self._adopt(resolver, read_your_writes_wait, failover)
+
+    def _adopt(self, resolver: Resolver | None, ryw_wait: float, failover: Failover) -> None:
+        """What the resolver offers, checked once (ctxdb.resolver), and how to follow it."""
         self._resolver = resolver
-        # Checked once: what the resolver offers (ctxdb.resolver's protocols).
-        self._can = Capabilities.of(resolver, read_your_writes_wait)
+        self._can = Capabilities.of(resolver, ryw_wait)
         self._exclusive = self._can.exclusive
         # An exclusive resolver (a primary): one engine whose connections follow it.
         self._routed = resolver is not None and self._can.exclusive
@@ -146,11 +151,6 @@ class DBConnect:
             candidates=candidates,
             wait=failover.wait,
         )
-        # Non-exclusive resolvers (replica pickers): one engine per host named recently.
-        self._by_host = HostEngines(
-            self._build, self._retire, limit=max_hosts, idle_after=host_idle_timeout
-        )
-        self._track_writes = read_your_writes
         self._unsubscribe: Callable[[], None] | None = None
         if self._can.add_listener is not None:
             # The answer changed: act now, not at the next session (routed DBConnects only).

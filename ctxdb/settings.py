@@ -68,8 +68,16 @@ _LEGACY = {
 }
 
 
-def fold_legacy(failover: Failover, legacy: dict[str, Any]) -> Failover:
-    """``failover`` with the deprecated keywords' values; a TypeError for any other."""
+def gather(failover: Failover | None, legacy: dict[str, Any]) -> Failover:
+    """``failover`` (or the default) with the deprecated keywords' values folded in.
+
+    A TypeError for anything else: ``failover`` not a :class:`Failover`, or an
+    unknown keyword (``legacy`` is DBConnect's ``**kwargs``).
+    """
+    if failover is None:
+        failover = Failover()
+    elif not isinstance(failover, Failover):
+        raise TypeError(f"failover must be a ctxdb.Failover, not {failover!r}")
     unknown = sorted(set(legacy) - _LEGACY.keys())
     if unknown:
         raise TypeError(f"DBConnect() got unexpected keyword arguments: {', '.join(unknown)}")

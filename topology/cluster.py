@@ -47,7 +47,7 @@ from topology._lifecycle import Lifecycle
 from topology._probe_loop import ProbeLoop
 from topology._publisher import ANNOUNCER
 from topology._running import Running
-from topology._settings import check_identifier, check_seconds, checked_driver, merge_options
+from topology._settings import check_identifier, checked_driver, merge_options
 from topology._supervise import Supervisor, TaskHealth
 from topology.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
 from topology.dcs import DcsWatch
@@ -56,22 +56,15 @@ from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.pace import DcsPace, Pace
 from topology.patroni_config import PatroniConfig
-from topology.picker import ReplicaPicker
 from topology.prober import HostProber
 from topology.roles import MasterResolver, ReplicaResolver
-from topology.settings import DcsTrust, ReplicaPolicy, Timing, fold_legacy
+from topology.settings import DcsTrust, ReplicaPolicy, Timing, gather
 from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer, guarded
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
 log = logging.getLogger("topology")
-
-
-def _checked(name: str, value: Any, kind: type[Any]) -> Any:
-    if not isinstance(value, kind):
-        raise ConfigurationError(f"{name} must be a topology.{kind.__name__}, not {value!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +121,15 @@ class ClusterResolver(Running):
 
     DCS: ``dcs`` (a :class:`topology.dcs.DcsWatch`; see :meth:`from_patroni`)
     adds the members it lists to ``hosts`` (which may then be empty), starts a
-    round the moment it names a new leader, and, while it answers and no
-    failover is under way, probes every ``dcs_pace.interval`` seconds instead
-    of ``timing.interval``; probe connections are never kept between rounds. A leader
-    whose own member key says primary + running is followed at once, with
-    no connection (SQL confirms it at the next round; a failure report wins).
-    When it stops answering: one WARNING, and SQL probing every
-    ``dcs_pace.lost_interval`` s, jittered (:class:`topology.pace.DcsPace`:
-    the budget of each mode, its named defaults).
-    ``trust.addresses`` (:data:`topology.dcs.AddressMap`) rewrites the members'
-    addresses the DCS gives where they are not reachable from here (a Docker
-    network's names, a NAT). Trust (:mod:`topology._dcs_trust`): a member is
-    probed, with the credentials, only if its host is in ``hosts``, in
-    ``trust.allow`` (host names and/or CIDR networks, ``"*"``: any), or
-    ``sslmode="verify-full"`` is set; with none of the three,
-    ``ConfigurationError``. Others are logged once at WARNING and left out.
+    round the moment it names a new leader, and follows a leader whose own
+    member key says primary + running at once (SQL confirms it; a failure
+    report wins). It probes at ``dcs_pace``'s slower pace, without keeping
+    connections; when the store stops answering: one WARNING, then SQL
+    probing every ``dcs_pace.lost_interval`` s. ``trust``
+    (:class:`~topology.settings.DcsTrust`, :mod:`topology._dcs_trust`) says
+    which members receive the credentials and rewrites their addresses;
+    with no trust chosen, ``ConfigurationError``; an untrusted member is
+    logged once at WARNING and left out.
 
     Reading: ``cluster.view`` is the :class:`~topology.view.ClusterView` last
     published (never waits); ``cluster`` is the
@@ -167,31 +154,17 @@ class ClusterResolver(Running):
         tracer: Tracer | None = None,
         **connect_options: Any,
     ) -> None:
-        settings = fold_legacy(
-            connect_options,
-            timing=_checked("timing", timing, Timing),
-            replicas=_checked("replicas", replicas or ReplicaPolicy(), ReplicaPolicy),
-            trust=_checked("trust", trust or DcsTrust(), DcsTrust),
-            dcs_pace=_checked("dcs_pace", dcs_pace or DcsPace(), DcsPace),
-        )
-        timing, replicas, trust = settings["timing"], settings["replicas"], settings["trust"]
-        self.timing: Timing = timing
-        self.dcs_pace: DcsPace = settings["dcs_pace"]
-        check_seconds(**{"dcs_pace.interval": self.dcs_pace.interval})
+        given = gather(connect_options, timing, replicas, trust, dcs_pace)
+        self.timing, self.dcs_pace = given.timing, given.dcs_pace
         check_identifier(system_identifier)
         empty = isinstance(hosts, (str, tuple, list)) and not hosts
         self.hosts = () if dcs is not None and empty else parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
         self.driver = checked_driver(driver, self.options)
-        self._timed(timing, dcs is not None)
+        self._timed(given.timing, dcs is not None)
         if dcs is not None:
             self._dcs_paced(False)  # until the store answers (see topology._dcs_aware)
-        self.picker = ReplicaPicker(
-            replicas.strategy,
-            max_lag_bytes=replicas.max_lag_bytes,
-            max_lag_seconds=replicas.max_lag_seconds,
-            fallback_to_primary=replicas.fallback_to_primary,
-        )
+        self.picker = given.replicas.picker()
         self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
         supervisor = Supervisor(tracer, (self.options.password, self.options.sslpassword))
@@ -202,9 +175,9 @@ class ClusterResolver(Running):
         self._lifecycle = Lifecycle(supervisor)
         self._dcs_answers = False
         if dcs is not None:  # the trust model (topology._dcs_trust) translates, then filters
-            dcs = guard_dcs(dcs, trust.addresses, trust.allow, self.hosts, self.options)
+            dcs = guard_dcs(dcs, given.trust.addresses, given.trust.allow, self.hosts, self.options)
         self._dcs = None if dcs is None else self._follower(dcs, None)
-        self._source = self._probe_source(timing.retries, system_identifier)
+        self._source = self._probe_source(given.timing.retries, system_identifier)
         self._failure_reports = 0
         self._caught_up = CaughtUpFinder(
             self.options, self.driver, self.probe_timeout, tracer, supervisor

@@ -30,14 +30,15 @@ import dataclasses
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from topology._settings import check_seconds, check_watch_step
 from topology.dcs import AddressMap
 from topology.errors import ConfigurationError
+from topology.pace import DcsPace
 from topology.picker import ReplicaPicker, Strategy
 
-__all__ = ["DcsTrust", "ReplicaPolicy", "Timing", "fold_legacy"]
+__all__ = ["DcsTrust", "Given", "ReplicaPolicy", "Timing", "fold_legacy", "gather"]
 
 
 def _number(name: str, value: Any, *, minimum: float, whole: bool = False) -> None:
@@ -136,8 +137,11 @@ class ReplicaPolicy:
     fallback_to_primary: bool = True
 
     def __post_init__(self) -> None:
-        # The picker's own checks, so both say the same (a ConfigurationError).
-        ReplicaPicker(
+        self.picker()  # the picker's own checks, so both say the same
+
+    def picker(self) -> ReplicaPicker:
+        """A new :class:`~topology.picker.ReplicaPicker` that follows this policy."""
+        return ReplicaPicker(
             self.strategy,
             max_lag_bytes=self.max_lag_bytes,
             max_lag_seconds=self.max_lag_seconds,
@@ -177,6 +181,41 @@ _LEGACY = {
 }
 
 
+class Given(NamedTuple):
+    """The settings a ClusterResolver was given, checked and with the old keywords folded in."""
+
+    timing: Timing
+    replicas: ReplicaPolicy
+    trust: DcsTrust
+    dcs_pace: DcsPace
+
+
+def gather(
+    kwargs: dict[str, Any],
+    timing: Timing,
+    replicas: ReplicaPolicy | None,
+    trust: DcsTrust | None,
+    dcs_pace: DcsPace | None,
+) -> Given:
+    """Check each object's type, then fold the old keywords in ``kwargs`` into them."""
+    objects = fold_legacy(
+        kwargs,
+        timing=_checked("timing", timing, Timing),
+        replicas=_checked("replicas", replicas or ReplicaPolicy(), ReplicaPolicy),
+        trust=_checked("trust", trust or DcsTrust(), DcsTrust),
+        dcs_pace=_checked("dcs_pace", dcs_pace or DcsPace(), DcsPace),
+    )
+    given = Given(**objects)
+    check_seconds(**{"dcs_pace.interval": given.dcs_pace.interval})
+    return given
+
+
+def _checked(name: str, value: Any, kind: type[Any]) -> Any:
+    if not isinstance(value, kind):
+        raise ConfigurationError(f"{name} must be a topology.{kind.__name__}, not {value!r}")
+    return value
+
+
 def fold_legacy(kwargs: dict[str, Any], **objects: Any) -> dict[str, Any]:
     """Move the deprecated keywords out of ``kwargs`` into copies of ``objects``.
 
@@ -197,6 +236,6 @@ def fold_legacy(kwargs: dict[str, Any], **objects: Any) -> dict[str, Any]:
         "ClusterResolver keywords moved into settings objects (topology.settings): "
         + ", ".join(moved),
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return objects

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from compose.bench import _stats as st
 from compose.bench._env import Env, writable_poller
 from compose.bench._follow_clients import AsyncpgMultiHost, Ours, OursPrePing, Polling, Upstream
-from topology import ClusterResolver
+from topology import Timing
 from topology.pace import Pace
 
 REQUEST_DEADLINE = 3.0
@@ -122,16 +121,12 @@ async def promotion(
 
 def probe_budget(hosts: int) -> str:
     """The worst-case extra probe queries of one failover, for one process, as a sentence."""
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(ClusterResolver).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+    defaults = Timing.DEFAULT
     pace = Pace(
-        interval=defaults["interval"],
-        fast_interval=defaults["fast_interval"],
-        burst_interval=defaults["burst_interval"],
-        burst_window=defaults["burst_window"],
+        interval=defaults.interval,
+        fast_interval=defaults.fast_interval,
+        burst_interval=defaults.burst_interval,
+        burst_window=defaults.burst_window,
     )
     rounds = pace.worst_case_extra_rounds()
     return (

@@ -28,6 +28,7 @@ import psycopg
 from compose.bench import _stats as st
 from compose.bench._env import Env, forwarders
 from compose.pg import BlackHole
+from topology import Timing
 
 PROBE_TIMEOUT = 1.0
 
@@ -49,7 +50,7 @@ def cells(quick: bool) -> list[tuple[int, int]]:
 
 
 async def time_ours(env: Env, hosts: list[str], rounds: int) -> list[float]:
-    resolver, _ = env.ours(hosts, app="bench-probe", probe_timeout=PROBE_TIMEOUT)
+    resolver, _ = env.ours(hosts, app="bench-probe", timing=Timing(probe_timeout=PROBE_TIMEOUT))
     durations = []
     async with resolver:
         primary = env.cluster.primary.host

@@ -16,6 +16,7 @@ from typing import Any
 
 from compose.bench import _stats as st
 from compose.bench._env import Env
+from topology import Timing
 
 
 async def noop() -> str:
@@ -33,7 +34,7 @@ async def run(env: Env) -> dict[str, Any]:
     calls = 20_000 if env.quick else 200_000
     reps = 3 if env.quick else 15
     alloc_calls = 20_000 if env.quick else 1_000_000
-    resolver, _ = env.ours(app="bench-resolver", interval=60)
+    resolver, _ = env.ours(app="bench-resolver", timing=Timing(interval=60))
     async with resolver:
         master = resolver.master
         assert await master() == env.cluster.primary.host

@@ -25,6 +25,7 @@ baseline, with nothing else running in this process:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -39,11 +40,13 @@ from compose.bench._env import (
     set_logging,
 )
 from compose.bench._follow_clients import Polling
+from topology import Timing
 
 HOSTS = 10
 INTERVAL = 1.0
-FAST: dict[str, Any] = {"promotion_watch": 0.001}
-OFF: dict[str, Any] = {"promotion_watch": 0.0}
+TIMING = Timing(interval=INTERVAL)
+FAST = dataclasses.replace(Timing.EAGER, interval=INTERVAL)  # a check every 1 ms
+OFF = Timing(interval=INTERVAL, promotion_watch=0.0)
 
 
 async def window(env: Env, seconds: float, app: str, marker: str) -> dict[str, float]:
@@ -99,10 +102,8 @@ async def run(env: Env) -> dict[str, Any]:
         with forwarders([replicas[i % 2] for i in range(HOSTS - 3)]) as extra:
             hosts = cluster.hosts + [f"127.0.0.1:{p}" for p in extra]
             for _ in range(reps):
-                for mode, watch in (("ours", {}), ("1 ms watch", FAST), ("no watch", OFF)):
-                    resolver, _master = env.ours(
-                        hosts, app="bench-steady", interval=INTERVAL, **watch
-                    )
+                for mode, timing in (("ours", TIMING), ("1 ms watch", FAST), ("no watch", OFF)):
+                    resolver, _master = env.ours(hosts, app="bench-steady", timing=timing)
                     async with resolver:
                         probes0 = resolver.stats().probes
                         r = await window(env, seconds, "bench-steady-probe", "SELECT r.rec,")
