@@ -98,10 +98,22 @@ def install_failover_hooks(
     a failure is attributed to the host its connection is tagged with, and
     not reported at all when that is unknown.
     """
-    routed = target is not None
     sync_engine = engine.sync_engine
+    event.listen(sync_engine, "handle_error", _error_hook(host, report, target, tracer))
+    if target is None:  # a routed engine's router makes the connects (and reports them)
+        event.listen(sync_engine, "do_connect", _connect_hook(host, report, tracer))
+    event.listen(sync_engine, "commit", _mark_committing)
+    event.listen(sync_engine, "begin", _mark_begun)
 
-    @event.listens_for(sync_engine, "handle_error")
+
+def _error_hook(
+    host: str,
+    report: FailureReporter | None,
+    target: Callable[[], str | None] | None,
+    tracer: Tracer | None,
+) -> Callable[[ExceptionContext], BaseException | None]:
+    """The ``handle_error`` hook: a lost host is reported, and its error typed."""
+
     def on_error(context: ExceptionContext) -> BaseException | None:
         original = context.original_exception
         # Cancellation also "loses" the connection; it is not the host's fault
@@ -124,34 +136,43 @@ def install_failover_hooks(
         trace_failure(tracer, typed, "connection lost")
         return typed
 
-    if not routed:
+    return on_error
 
-        @event.listens_for(sync_engine, "do_connect")
-        def on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
-            # Connect failures bypass handle_error unless the driver wraps them
-            # in a DBAPI error (asyncpg does not): catch them here.
-            try:
-                return dialect.connect(*cargs, **cparams)
-            except Exception as exc:
-                if not connect_failed_on_network(exc):
-                    raise  # wrong password, missing database...: not the host's state
-                report_to(report, host, exc)
-                refused = RetryableConnectionError(
-                    f"could not connect to {host} ({describe(exc)}): nothing was sent; "
-                    "it is safe to retry",
-                    host=host,
-                    orig=exc,
-                )
-                trace_failure(tracer, refused, "connect failed")
-                raise refused from exc
 
-    @event.listens_for(sync_engine, "commit")
-    def on_commit(conn: Any) -> None:
-        conn.info[_COMMITTING] = True
+def _connect_hook(
+    host: str, report: FailureReporter | None, tracer: Tracer | None
+) -> Callable[[Any, Any, Any, Any], Any]:
+    """The ``do_connect`` hook of an engine that is not routed: a network failure is reported."""
 
-    @event.listens_for(sync_engine, "begin")
-    def on_begin(conn: Any) -> None:
-        conn.info[_COMMITTING] = False
+    def on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        # Connect failures bypass handle_error unless the driver wraps them
+        # in a DBAPI error (asyncpg does not): catch them here.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if not connect_failed_on_network(exc):
+                raise  # wrong password, missing database...: not the host's state
+            report_to(report, host, exc)
+            refused = RetryableConnectionError(
+                f"could not connect to {host} ({describe(exc)}): nothing was sent; "
+                "it is safe to retry",
+                host=host,
+                orig=exc,
+            )
+            trace_failure(tracer, refused, "connect failed")
+            raise refused from exc
+
+    return on_connect
+
+
+def _mark_committing(conn: Any) -> None:
+    """The ``commit`` hook: an error from here on may strike a COMMIT in flight."""
+    conn.info[_COMMITTING] = True
+
+
+def _mark_begun(conn: Any) -> None:
+    """The ``begin`` hook: a new transaction, no COMMIT sent yet."""
+    conn.info[_COMMITTING] = False
 
 
 def report_to(reporter: FailureReporter | None, host: str, exc: BaseException) -> None:

@@ -120,6 +120,18 @@ class OtelTracer:
     ) -> None:
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("topology")
         self._spans = (tracer_provider or trace.get_tracer_provider()).get_tracer("topology")
+        self._dcs_up = 1.0  # no DCS, or one that answers
+        # Replaced as a whole each round: the reader's thread reads one or the other.
+        self._lag_bytes: tuple[tuple[str, float], ...] = ()
+        self._lag_seconds: tuple[tuple[str, float], ...] = ()
+        self._lost_at: float | None = None
+        self._span: trace.Span | None = None
+        self._report: tuple[int, FailureReported] | None = None
+        self._create_recorders(meter)
+        self._create_gauges(meter)
+
+    def _create_recorders(self, meter: metrics.Meter) -> None:
+        """The histograms and counters that :meth:`__call__` records into."""
         self._probe = meter.create_histogram(
             "topology.probe.duration", unit="s", description="Duration of each host probe"
         )
@@ -153,7 +165,9 @@ class OtelTracer:
             unit="{restart}",
             description="Deaths of background tasks, each restarted after a backoff",
         )
-        self._dcs_up = 1.0  # no DCS, or one that answers
+
+    def _create_gauges(self, meter: metrics.Meter) -> None:
+        """The observable gauges, read by the metric reader's thread from this tracer's state."""
         meter.create_observable_gauge(
             "topology.dcs.up",
             callbacks=[lambda options: [Observation(self._dcs_up, dict(_BASE))]],
@@ -178,12 +192,6 @@ class OtelTracer:
             unit="s",
             description="Seconds since each replica's last replayed commit",
         )
-        # Replaced as a whole each round: the reader's thread reads one or the other.
-        self._lag_bytes: tuple[tuple[str, float], ...] = ()
-        self._lag_seconds: tuple[tuple[str, float], ...] = ()
-        self._lost_at: float | None = None
-        self._span: trace.Span | None = None
-        self._report: tuple[int, FailureReported] | None = None
 
     def _observe_unavailable(self, options: CallbackOptions) -> list[Observation]:
         lost = self._lost_at

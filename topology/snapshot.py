@@ -316,6 +316,27 @@ def _marks(previous: Snapshot | None, winner: _Seen | None, start_over: bool) ->
     return advance(kept, result.lsn, result.checked_at)
 
 
+def _host_states(seen: Sequence[_Seen], winner: _Seen | None, marks: Marks) -> list[HostState]:
+    """Each host's state once ``winner`` is the primary: other claimants are stale
+    primaries, and each replica's lag is measured (against ``marks`` for its seconds)."""
+    primary_state = None if winner is None else winner.state
+    if primary_state is not None and primary_state.role is not Role.PRIMARY:
+        primary_state = replace(primary_state, role=Role.PRIMARY, lag_bytes=None, lag_seconds=None)
+    reference_lsn = _reference_lsn(primary_state, seen)
+    states: list[HostState] = []
+    for s in seen:
+        if s is winner:
+            assert primary_state is not None
+            states.append(primary_state)
+        elif s.claims_primary:
+            states.append(replace(s.state, role=Role.STALE_PRIMARY))
+        elif s.in_recovery:
+            states.append(_replica_state(s, reference_lsn, primary_state is not None, marks))
+        else:
+            states.append(s.state)
+    return states
+
+
 def build_snapshot(
     items: Sequence[ProbeResult | HostState],
     previous: Snapshot | None = None,
@@ -342,28 +363,13 @@ def build_snapshot(
     # A re-initialised cluster starts its timelines (and WAL positions) over.
     start_over = previous is None or identity.changed
     claimants = [s for s in seen if s.claims_primary]
+    kept = None if start_over else previous
     max_timeline = max(
-        [0 if start_over or previous is None else previous.max_timeline]
-        + [s.state.timeline or 0 for s in claimants]
+        [0 if kept is None else kept.max_timeline] + [s.state.timeline or 0 for s in claimants]
     )
-    former = None if start_over or previous is None else previous.primary
-    winner = _choose_primary(claimants, max_timeline, former)
-    primary_state = winner.state if winner is not None else None
-    if primary_state is not None and primary_state.role is not Role.PRIMARY:
-        primary_state = replace(primary_state, role=Role.PRIMARY, lag_bytes=None, lag_seconds=None)
+    winner = _choose_primary(claimants, max_timeline, None if kept is None else kept.primary)
     marks = _marks(previous, winner, start_over)
-    reference_lsn = _reference_lsn(primary_state, seen)
-    states: list[HostState] = []
-    for s in seen:
-        if s is winner:
-            assert primary_state is not None
-            states.append(primary_state)
-        elif s.claims_primary:
-            states.append(replace(s.state, role=Role.STALE_PRIMARY))
-        elif s.in_recovery:
-            states.append(_replica_state(s, reference_lsn, primary_state is not None, marks))
-        else:
-            states.append(s.state)
+    states = _host_states(seen, winner, marks)
     return Snapshot(
         hosts=tuple(states),
         primary=winner.host if winner is not None else None,

@@ -172,11 +172,24 @@ def _parser() -> _Parser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_targets(parser)
+    _add_run_options(parser)
+    _add_dcs(parser)
+    return parser
+
+
+def _add_targets(parser: _Parser) -> None:
+    """What to probe, and as whom."""
     add = parser.add_argument
     add("hosts", nargs="*", metavar="HOST", help="a host to probe, or one postgresql:// URL")
     add("--url", help="a libpq (multi-host) URL: postgresql://user@h1,h2:5433/db")
     add("-U", "--user", help="user name (default: the URL, PGUSER, else the OS user)")
     add("-d", "--dbname", help="database (default: the URL, PGDATABASE, else the user name)")
+
+
+def _add_run_options(parser: _Parser) -> None:
+    """How to probe (deadline, lag limit, driver), how to report, and how often."""
+    add = parser.add_argument
     add(
         "--timeout",
         default=str(DEFAULT_TIMEOUT),
@@ -214,8 +227,6 @@ def _parser() -> _Parser:
         help=f"probe every host again every SECONDS (default {DEFAULT_WATCH}) and redraw, "
         "until Ctrl-C; a slow host holds back only its own row",
     )
-    _add_dcs(parser)
-    return parser
 
 
 def _add_dcs(parser: _Parser) -> None:
