@@ -15,16 +15,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from topology._http import (
-    BadAnswer,
-    Endpoints,
-    HttpClient,
-    HttpError,
-    HttpLimits,
-    Unreachable,
-    shown,
-    why,
-)
+from topology._http import Endpoints, HttpClient, Unreachable, shown, why
+from topology._http_body import BadAnswer, HttpError, HttpLimits
 from topology.dcs import DcsMember, DcsView
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
