@@ -38,12 +38,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from topology._round import Heard, ended_event, outcome, published_event, watched_result
 from topology._watch import BURST_WATCH, BUSY, FAST_STEP, MARGIN, Watches
-from topology.errors import ProbeError, Reason
 from topology.prober import HostProber
 from topology.result import ProbeResult
 from topology.snapshot import HostState, Role, Snapshot, build_snapshot
-from topology.trace import ProbeEnded, ProbeStarted, RoundPublished, Tracer
+from topology.trace import ProbeStarted, Tracer
 
 __all__ = ["ProbeLoop"]
 
@@ -54,41 +54,6 @@ _CANCEL_GRACE = 0.5
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _outcome(task: asyncio.Task[ProbeResult], host: str) -> ProbeResult:
-    """The probe's result; a probe that raised (it promises not to) is the host's error."""
-    try:
-        return task.result()
-    except Exception as exc:
-        log.error("probe %s raised; counted as its failure", host, exc_info=exc)
-        error = ProbeError(host, Reason.UNEXPECTED, type(exc).__name__)
-        return ProbeResult(host, error=error, checked_at=time.time())
-
-
-def _watched_result(task: asyncio.Task[ProbeResult | None]) -> bool:
-    """Whether a finished watch holds a probe's result (else the host is probed as usual)."""
-    return not task.cancelled() and task.exception() is None and task.result() is not None
-
-
-def _ended(result: ProbeResult, latency: float) -> ProbeEnded:
-    if result.ok:
-        return ProbeEnded(
-            result.host, latency, "replica" if result.in_recovery else "primary", None
-        )
-    reason = result.error.reason.words if result.error is not None else "no answer"
-    return ProbeEnded(result.host, latency, None, reason)
-
-
-def _round_published(snapshot: Snapshot, duration: float) -> RoundPublished:
-    replicas = snapshot.by_role(Role.REPLICA)
-    return RoundPublished(
-        snapshot.primary,
-        snapshot.replicas,
-        duration,
-        tuple((s.host, s.lag_bytes) for s in replicas if s.lag_bytes is not None),
-        tuple((s.host, s.lag_seconds) for s in replicas if s.lag_seconds is not None),
-    )
 
 
 class ProbeLoop:
@@ -284,21 +249,16 @@ class ProbeLoop:
         self._wake_requested = False
         self.round_started_at = started = time.monotonic()
         self.rounds += 1
-        number = self.rounds
         probers = self.probers
         current = self._current()
-        items: list[ProbeResult | HostState] = [
-            current.get(prober.host) or HostState(prober.host) for prober in probers
-        ]
-        index_of = {prober.host: index for index, prober in enumerate(probers)}
+        heard = Heard(
+            [current.get(p.host) or HostState(p.host) for p in probers],
+            {prober.host: index for index, prober in enumerate(probers)},
+            started,
+        )
         hurry = self._hurry()
-        focus = self._focus() if hurry else None
-        tasks = self._launch(probers, hurry, focus)
+        tasks = self._launch(probers, hurry, self._focus() if hurry else None)
         pending = set(tasks)
-        answered: set[str] = set()
-        # The start of the oldest probe that answered: a failure reported
-        # after it is not cleared by this round (see ``publish``).
-        oldest = started
         limit: float | None = started + (self.patience if hurry else self.slow_after)
         try:
             while pending:
@@ -312,37 +272,45 @@ class ProbeLoop:
                         break  # their probes carry over to a later round
                     limit = None  # healthy otherwise: a complete round, as usual
                 for task in done:
-                    host = tasks[task]
-                    if self._inflight.get(host) is task:
-                        del self._inflight[host]
-                    if task.cancelled():
-                        continue  # its host was removed mid-round
-                    result = _outcome(task, host)
-                    items[index_of[host]] = result
-                    answered.add(result.host)
-                    probe_started = self._started_at.pop(host, started)
-                    oldest = min(oldest, probe_started)
-                    self.probes += 1
-                    self.probe_failures += not result.ok
-                    if self._tracer is not None:
-                        self._tracer(_ended(result, time.monotonic() - probe_started))
+                    self._heard_from(heard, task, tasks[task])
                 if pending:
-                    self._maybe_publish_early(items, number, oldest, frozenset(answered))
+                    self._maybe_publish_early(
+                        heard.items, self.rounds, heard.oldest, frozenset(heard.answered)
+                    )
         except asyncio.CancelledError:
             await self._cancel_inflight()
             raise
+        return self._finish(heard, complete=not pending)
+
+    def _heard_from(self, heard: Heard, task: asyncio.Task[ProbeResult], host: str) -> None:
+        if self._inflight.get(host) is task:
+            del self._inflight[host]
+        if task.cancelled():
+            return  # its host was removed mid-round
+        result = outcome(task, host)
+        heard.items[heard.index_of[host]] = result
+        heard.answered.add(result.host)
+        probe_started = self._started_at.pop(host, heard.started)
+        heard.oldest = min(heard.oldest, probe_started)
+        self.probes += 1
+        self.probe_failures += not result.ok
+        if self._tracer is not None:
+            self._tracer(ended_event(result, time.monotonic() - probe_started))
+
+    def _finish(self, heard: Heard, complete: bool) -> Snapshot:
+        """Build the round's snapshot and publish it."""
         snapshot = build_snapshot(
-            items,
+            heard.items,
             self._current(),
-            round=number,
+            round=self.rounds,
             taken_at=time.time(),
-            complete=not pending,
+            complete=complete,
             system_identifier=self.system_identifier,
         )
-        self.last_round_duration = duration = time.monotonic() - started
-        self._publish(snapshot, oldest, frozenset(answered))
+        self.last_round_duration = duration = time.monotonic() - heard.started
+        self._publish(snapshot, heard.oldest, frozenset(heard.answered))
         if self._tracer is not None:
-            self._tracer(_round_published(snapshot, duration))
+            self._tracer(published_event(snapshot, duration))
         return snapshot
 
     def _launch(
@@ -360,7 +328,7 @@ class ProbeLoop:
                 watched = self.watches.take(prober.host)
                 if watched is BUSY:
                     continue  # its state carries over; its news, if any, wakes the loop
-                if isinstance(watched, asyncio.Task) and _watched_result(watched):
+                if isinstance(watched, asyncio.Task) and watched_result(watched):
                     tasks[cast("asyncio.Task[ProbeResult]", watched)] = prober.host
                     self._started_at[prober.host] = self.watches.ended_at.pop(prober.host)
                     continue

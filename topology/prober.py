@@ -6,7 +6,7 @@ probes a list of hosts once. The drivers are in :mod:`topology.drivers`, the
 query and its :class:`~topology.result.ProbeResult` in :mod:`topology.result`.
 
 Timeouts: :meth:`HostProber.probe` returns within ``timeout`` seconds plus a
-small grace (``_ABANDON_GRACE``), whatever the host does. Every await runs
+small grace (:data:`topology._deadline.ABANDON_GRACE`), whatever the host does. Every await runs
 in a child task watched with that deadline; when the deadline passes, the
 connection is *terminated* (its socket torn down without waiting for the
 server) and the child task cancelled, never politely closed: a frozen host
@@ -32,16 +32,23 @@ overlap); :meth:`terminate` may be called at any time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
+from topology._deadline import (
+    StopAfter,
+    StopAtDeadline,
+    abandon,
+    bounded,
+    close_within,
+    where,
+)
 from topology._knock import knock
 from topology._probe_login import (
     IDENTITY,
@@ -67,7 +74,6 @@ __all__ = ["HostProber", "probe_once"]
 # Named after the package the engine lived in: log filters set up for it keep working.
 log = logging.getLogger("topology.probe")
 T = TypeVar("T")
-_ABANDON_GRACE = 0.2  # how long a terminated child task gets to notice it
 # A watch failing so says the host is unwell (as its probe would), not that it refuses watches.
 _UNWELL = frozenset({Reason.CONNECTION_LOST, Reason.CONNECTION_REFUSED, Reason.TIMED_OUT})
 # serialization_failure (a recovery conflict on a standby), query_canceled (statement_timeout).
@@ -81,51 +87,6 @@ async def _watched(conn: ProbeConnection, statement: str) -> None:
     except Exception as exc:
         if sqlstate(exc) not in _ENDS_A_WATCH:
             raise
-
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # mark retrieved: an abandoned task's error is already reported
-
-
-def _drop_late_connection(task: asyncio.Task[Any]) -> None:
-    if task.cancelled() or task.exception() is not None:
-        return
-    conn = task.result()
-    if hasattr(conn, "terminate") and hasattr(conn, "release"):
-        conn.terminate()
-        conn.release()
-
-
-class _StopAtDeadline(stop_base):
-    """Stop when the next attempt would start at or after the probe deadline."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
-
-
-class _StopAfter(stop_base):
-    """Stop after ``attempts``, plus one when a pooled connection was just found dead."""
-
-    def __init__(self, attempts: int, reused_lost: Callable[[], bool]) -> None:
-        self.attempts = attempts
-        self.reused_lost = reused_lost
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        extra = 1 if retry_state.attempt_number == 1 and self.reused_lost() else 0
-        return retry_state.attempt_number >= self.attempts + extra
-
-
-def _where(exc: BaseException) -> str:
-    """`` (at file.py:123)``: the innermost frame that raised (no values, no secrets)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return ""
-    last = frames[-1]
-    return f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
 
 
 class HostProber:
@@ -201,7 +162,7 @@ class HostProber:
         attempts = 0
         allowed = (self.retries if retries is None else retries) + 1
         retrying = AsyncRetrying(
-            stop=_StopAfter(allowed, lambda: self._reused_lost) | _StopAtDeadline(deadline),
+            stop=StopAfter(allowed, lambda: self._reused_lost) | StopAtDeadline(deadline),
             wait=self._wait,
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, ProbeError) and exc.reason.retryable
@@ -360,48 +321,20 @@ class HostProber:
         conn: ProbeConnection | None,
         what: str,
     ) -> T:
-        """Await ``awaitable`` in a child task until ``deadline``; classify any failure."""
-        task: asyncio.Task[T] = asyncio.ensure_future(awaitable)
-        task.add_done_callback(_consume)
-        try:
-            done, _ = await asyncio.wait((task,), timeout=max(deadline - time.monotonic(), 0.0))
-        except asyncio.CancelledError:
-            # Let the child clean up (a cancelled connect closes its socket)
-            # before the caller's event loop may be closed.
-            await self._abandon(task, conn)
-            raise
-        if not done:
-            await self._abandon(task, conn)
-            raise ProbeError(self.host, Reason.TIMED_OUT, f"no answer to {what} in time")
-        try:
-            return task.result()
-        except asyncio.CancelledError:
-            raise ProbeError(self.host, Reason.CONNECTION_LOST, f"{what} cancelled") from None
-        except ProbeError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from None
+        """Await ``awaitable`` until ``deadline`` (:func:`topology._deadline.bounded`)."""
+        return await bounded(
+            awaitable,
+            deadline,
+            what,
+            self.host,
+            functools.partial(self._abandon, conn),
+            self._error,
+        )
 
-    async def _abandon(self, task: asyncio.Task[Any], conn: ProbeConnection | None) -> None:
-        """Give up on ``task``: terminate its connection, then cancel it if still running.
-
-        Terminating first lets a pending read fail at once on its own; a
-        cancellation alone would make psycopg send a cancel request and wait
-        for a frozen server to answer it. Waits at most ``_ABANDON_GRACE``.
-        """
-        if conn is None:
-            # A connect that completes as it is abandoned would leave its
-            # connection open with nobody to close it.
-            task.add_done_callback(_drop_late_connection)
-            task.cancel()
-        else:
-            conn.terminate()
-            if conn is self._conn:
-                self._conn = None
-            task.add_done_callback(lambda _: conn.release())
-            await asyncio.wait((task,), timeout=_ABANDON_GRACE / 2)
-            task.cancel()
-        await asyncio.wait((task,), timeout=_ABANDON_GRACE / 2)
+    async def _abandon(self, conn: ProbeConnection | None, task: asyncio.Task[Any]) -> None:
+        if conn is not None and conn is self._conn:
+            self._conn = None
+        await abandon(task, conn)
 
     def _error(self, exc: BaseException) -> ProbeError:
         detail = redact(
@@ -413,7 +346,7 @@ class HostProber:
         reason = classify(exc)
         if reason is Reason.UNEXPECTED:
             # Nothing we know: say what and where, so the report can be acted on.
-            detail = f"{type(exc).__name__}: {detail}{_where(exc)}"
+            detail = f"{type(exc).__name__}: {detail}{where(exc)}"
         return ProbeError(self.host, reason, detail)
 
     def _drop(self) -> None:
@@ -429,22 +362,8 @@ class HostProber:
     async def close(self, timeout: float = 1.0) -> None:
         """Close the probe connection politely within ``timeout``, else terminate it."""
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        task = asyncio.ensure_future(conn.close())
-        task.add_done_callback(_consume)
-        try:
-            done, _ = await asyncio.wait((task,), timeout=timeout)
-        except asyncio.CancelledError:
-            conn.terminate()
-            task.cancel()
-            conn.release()
-            raise
-        if not done or task.exception() is not None:
-            conn.terminate()
-            task.cancel()
-            await asyncio.wait((task,), timeout=_ABANDON_GRACE)
-        conn.release()
+        if conn is not None:
+            await close_within(conn, timeout)
 
 
 async def probe_once(

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from compose.pg import free_port
 from ctxdb import ConnectionLostError, DBConnect, new_non_ctx_session
 from tests.support.tls import CERT_USER, TLSServer
-from topology import ClusterResolver
+from topology import ClusterResolver, Timing
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +160,7 @@ async def test_one_url_for_the_probes_and_the_engines(tls_server: TLSServer, dri
     gone = f"localhost:{free_port()}"  # nothing listens there: the probes mark it down
     once = url(tls_server, driver, f"{gone},localhost:{tls_server.port}",
                **verify_full(tls_server, application_name=name))  # fmt: skip
-    cluster = ClusterResolver.from_url(once, driver=driver, interval=60)
+    cluster = ClusterResolver.from_url(once, driver=driver, timing=Timing(interval=60))
     db = DBConnect(resolver=cluster.master, url=once, engine_kwargs=ENGINE_KWARGS)
     try:
         query = "SELECT s.ssl, current_setting('application_name') FROM pg_stat_ssl s"

@@ -45,7 +45,7 @@ from compose.pg import PostgresNode, ReplicatedCluster, free_port
 from ctxdb import DBConnect
 from tests.support.frameworks import serving
 from tests.support.paths import REPO_ROOT
-from topology import ClusterResolver
+from topology import ClusterResolver, Timing
 
 ROOT = REPO_ROOT
 QUICKSTART = ROOT / "docs" / "quickstart.md"
@@ -152,7 +152,7 @@ async def test_cluster_example_follows_a_failover(replicated: ReplicatedCluster)
     old = replicated.primary
     new = replicated.replicas[0]
     replicated.query(old, "drop table if exists cluster_event")
-    cluster = ClusterResolver.from_url(replicated.url(), wait_timeout=10)
+    cluster = ClusterResolver.from_url(replicated.url(), timing=Timing(wait_timeout=10))
     async with serving(cluster_app.create_app(cluster)) as client:
         written = await client.post("/events", params={"text": "before"})
         assert written.status_code == 200

@@ -22,6 +22,7 @@ from topology import (
     HostAddress,
     ProbeResult,
     Reason,
+    Timing,
     probe_once,
 )
 from topology.probe.cli import main
@@ -165,7 +166,7 @@ async def test_cluster_from_url_probes_over_tls(tls_server: TLSServer, driver: s
         f"postgresql://postgres:{tls_server.password}@localhost:{tls_server.port}/postgres"
         f"?sslmode=verify-full&sslrootcert={tls_server.ca}&application_name={name}"
     )
-    cluster = ClusterResolver.from_url(url, driver=driver, interval=60)
+    cluster = ClusterResolver.from_url(url, driver=driver, timing=Timing(interval=60))
     try:
         assert await cluster.master() == f"localhost:{tls_server.port}"
         with tls_server.admin() as admin:
