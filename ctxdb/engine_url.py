@@ -37,16 +37,10 @@ from sqlalchemy.engine import URL, make_url
 
 __all__ = ["engine_url"]
 
-_ASYNCPG_DSN = (
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "sslpassword",
-    "sslcrl",
-    "options",
-    "application_name",
-)
+# libpq's TLS parameters, then two more (topology.drivers lists the same names:
+# the packages never import each other).
+_SSL_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl")
+_ASYNCPG_DSN = (*_SSL_PARAMETERS, "options", "application_name")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _CHANNEL_BINDING = ("disable", "prefer", "require")
 

@@ -1,7 +1,7 @@
 """The SQL probe source: rounds of concurrent probes, each publishing a snapshot.
 
-:class:`ProbeLoop` is the :class:`topology.source.TopologySource` that
-:class:`topology.ClusterResolver` runs today.
+:class:`ProbeLoop` is where :class:`topology.ClusterResolver`'s snapshots come from
+(a DCS only hints at when and what to probe: :mod:`topology._dcs_follow`).
 
 One round probes every host concurrently, so a round lasts about one probe
 timeout at worst, whatever the number of dead or black-holed hosts. When a

@@ -1,6 +1,6 @@
 """ClusterResolver: follow the primary and the replicas of a PostgreSQL cluster.
 
-A topology source (:mod:`topology.source`: the SQL probe loop) probes
+The SQL probe loop (:mod:`topology._probe_loop`) probes
 every host each ``interval`` seconds; each :class:`Snapshot` is published as
 one frozen :class:`~topology.view.ClusterView` (:mod:`topology._publisher`)
 and announced (:mod:`topology._announce`). Readers read the current view:

@@ -109,15 +109,8 @@ class _AsyncpgConnection:
         return bool(self._conn.is_closed())
 
 
-_LIBPQ_SETTINGS = (
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "sslpassword",
-    "sslcrl",
-    "options",
-)
+_SSL_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl")
+_LIBPQ_SETTINGS = (*_SSL_PARAMETERS, "options")
 # asyncpg's ssl=<bool>, as SQLAlchemy users write it: ssl=True is verify-full there.
 _SSL_WORDS = {
     **dict.fromkeys(("true", "1", "yes", "on"), "verify-full"),
