@@ -107,7 +107,7 @@ class RetrySafeFailure:
     """A request to ``host`` failed before anything was stored."""
 
     host: str
-    reason: str  # "connection lost", "connect failed", "setup lost", "no host"
+    reason: str  # "connection lost", "connect failed", "lost during setup", "no reachable host"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,8 @@ Cost, per replica and per process: the probe connection it already had (no
 other), one statement per rest, and a server backend that wakes every
 ``step``. Each check costs the server 50-200 us of CPU (PL/pgSQL, the
 commit, a cold cache after the sleep), measured from /proc/PID/schedstat on
-PostgreSQL 15 here: about 2 % of one core at the default 10 ms, 7 % at 1 ms
-(see docs/performance.md). The default is for fleets (20 processes: 40 % of
+PostgreSQL 15 here: 1.3-1.6 % of one core at the default 10 ms, 5.6 % at 1 ms
+(docs/performance.md §5). The default is for fleets (20 processes: 40 % of
 a core per replica); a few processes may choose 1 ms. PostgreSQL rounds a
 latch wait up to whole milliseconds, so ``pg_sleep`` gets ``step - 0.5 ms``:
 1 ms means a check every ~1.2 ms, not every 2.

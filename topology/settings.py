@@ -123,8 +123,9 @@ Timing.FLEET = Timing(burst_window=0.0, promotion_watch=0.02)
 class ReplicaPolicy:
     """Which replica ``cluster.replica`` names (see :mod:`topology.picker`).
 
-    * ``strategy`` (round robin): ``"round_robin"``, ``"random"`` or
-      ``"least_lag"`` (a :class:`~topology.picker.Strategy`).
+    * ``strategy`` (round robin): ``"round_robin"``, ``"random"``,
+      ``"latency"`` (lowest probe latency) or ``"least_lag"`` (a
+      :class:`~topology.picker.Strategy`).
     * ``max_lag_bytes`` / ``max_lag_seconds`` (None: any): replicas further
       behind are left out.
     * ``fallback_to_primary`` (True): with no eligible replica, name the
