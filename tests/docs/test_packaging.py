@@ -3,7 +3,9 @@
 One sdist and one wheel are built per module (``python -m build --no-isolation``: the
 build backend comes from the dev dependency group, so no network is needed to build). Each extra
 is installed into its own new venv (created without pip; the test's pip installs into
-it with ``--python``), and its module must import there. The Makefile part checks the
+it with ``--python``), and its module must import there. One more venv gets the lowest
+versions the lower bounds allow (every runtime dependency and the two drivers' extras), which
+must install and pass a smoke check without a server. The Makefile part checks the
 Patroni pin and the ``python3-venv`` step of ``make`` on an interpreter that, like
 Debian's without ``python3-venv``, has no ``ensurepip``.
 """
@@ -11,6 +13,7 @@ Debian's without ``python3-venv``, has no ``ensurepip``.
 from __future__ import annotations
 
 import email.parser
+import json
 import os
 import re
 import shutil
@@ -21,6 +24,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from tests.support.paths import REPO_ROOT
 
@@ -199,6 +204,150 @@ def test_the_wheel_installs_into_a_clean_venv_with_each_extra(
         )
         assert helped.returncode == 0, helped.stderr
         assert "usage: " in helped.stdout
+
+
+# The extras the lowest-versions smoke check installs: the drivers SQLAlchemy talks to.
+LOWEST_EXTRAS = ("asyncpg", "psycopg")
+# Run in the venv of the lowest versions (-W error, as pytest's filterwarnings): SQLAlchemy,
+# tenacity and both drivers at their lower bounds, against port 1 of the loopback, where
+# nothing listens, so every connect is refused at once and no server is needed. It prints the
+# versions it ran with, as JSON, on its last line.
+LOWEST_SMOKE = """
+import asyncio, importlib.metadata, json
+import sqlalchemy
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from ctxdb import DBConnect, RetryableConnectionError, new_non_ctx_session
+from topology import ClusterResolver, Role
+
+HOST = "127.0.0.1:1"
+
+async def main() -> None:
+    for driver in ("asyncpg", "psycopg"):
+        url = f"postgresql+{driver}://u@{HOST}/db"
+        # The dialect loads its DBAPI; a connect attempt goes through the driver itself.
+        engine = create_async_engine(url, pool_pre_ping=True)
+        assert engine.dialect.driver == driver, engine.dialect.driver
+        try:
+            async with engine.connect():
+                raise AssertionError(f"{driver}: something answered on {HOST}")
+        except (OSError, sqlalchemy.exc.OperationalError):
+            pass
+        await engine.dispose()
+        # The resolver's probe loop (tenacity's retries) with this driver: one round, host down.
+        async with ClusterResolver(HOST, user="u", driver=driver) as cluster:
+            (state,) = cluster.snapshot().hosts
+            assert state.role is Role.DOWN, state
+            assert "connection refused" in str(state.error), state.error
+            dead = [task for task in cluster.stats().tasks if not task.alive]
+            assert dead == [], dead
+        # A DBConnect from a libpq URL (ctxdb.engine_url: asyncpg's dsn and async_creator_fn,
+        # psycopg's libpq parameters); its engine carries ctxdb's pool events.
+        db = DBConnect(url=url + "?sslmode=disable&sslcert=/nonexistent.crt&connect_timeout=2")
+        await db.connect(HOST)
+        assert isinstance(db.engine, AsyncEngine), db.engine
+        assert db.engine.url.host == "127.0.0.1" and db.engine.url.port == 1, db.engine.url
+        try:
+            async with new_non_ctx_session(db) as session:
+                await session.execute(sqlalchemy.text("SELECT 1"))
+        except RetryableConnectionError as exc:
+            assert "nothing was sent" in str(exc), exc
+        else:
+            raise AssertionError(f"{driver}: a session on {HOST} did not fail")
+        await db.close()
+
+asyncio.run(main())
+names = ("sqlalchemy", "tenacity", "asyncpg", "psycopg", "greenlet")
+print(json.dumps({name: importlib.metadata.version(name) for name in names}))
+"""
+
+
+def _lower_bounds(meta: email.message.Message, extras: tuple[str, ...]) -> dict[str, str]:
+    """The lowest version each requirement allows, core and of ``extras``, by name.
+
+    Every requirement of every extra must have one (``>=``): a dependency with no lower
+    bound, or more than one, is an error, reported here rather than by a resolver.
+    """
+    wrong: list[str] = []
+    bounds: dict[str, str] = {}
+    all_extras = meta.get_all("Provides-Extra") or []
+    for line in meta.get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        lowest = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if len(lowest) != 1:
+            wrong.append(line)
+            continue
+        marker = requirement.marker
+        wanted = marker is None or any(marker.evaluate({"extra": e}) for e in extras)
+        if not wanted:
+            assert any(marker.evaluate({"extra": e}) for e in all_extras), line
+            continue
+        assert requirement.name not in bounds, f"{requirement.name} is required twice"
+        bounds[requirement.name] = lowest[0]
+    assert wrong == [], f"requirements without exactly one >= lower bound: {wrong}"
+    return bounds
+
+
+def test_the_lowest_allowed_versions_install_and_work(
+    dist: dict[str, Path], tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(dist["wheel"]) as wheel:
+        (meta_name,) = (n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = _metadata(wheel.read(meta_name).decode())
+    bounds = _lower_bounds(meta, LOWEST_EXTRAS)
+    assert set(bounds) == {"sqlalchemy", "tenacity", "asyncpg", "psycopg"}, bounds
+    # pip's "lowest-direct": each direct dependency pinned at its bound, the rest resolved
+    # as usual (the constraints file pins by name: SQLAlchemy's [asyncio] stays in the wheel).
+    constraints = tmp_path / "lowest.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in bounds.items()))
+    python = _new_venv(tmp_path / "venv")
+    requirement = f"{DIST_NAME}[{','.join(LOWEST_EXTRAS)}] @ {dist['wheel'].as_uri()}"
+    # --only-binary: a bound whose release has no wheel for this Python would make every
+    # user's install compile it; that is a wrong bound here, not a slow test.
+    installed = _pip(
+        python,
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--only-binary",
+        ":all:",
+        "--constraint",
+        str(constraints),
+        requirement,
+    )
+    assert installed.returncode == 0, (
+        f"the lowest versions pyproject.toml allows ({constraints.read_text().split()}) do not"
+        f" install on Python {sys.version.split()[0]}:\n{installed.stderr}"
+    )
+    check = _pip(python, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    smoke = _run(python, "-W", "error", "-c", LOWEST_SMOKE)
+    assert smoke.returncode == 0, (
+        f"the smoke check fails at the lowest versions {bounds} (psycopg also needs the"
+        f" system's libpq, e.g. Debian's libpq5):\n{smoke.stdout}{smoke.stderr}"
+    )
+    ran = json.loads(smoke.stdout.splitlines()[-1])
+    assert {name: Version(ran[name]) for name in bounds} == {
+        name: Version(version) for name, version in bounds.items()
+    }, ran
+    # The console script with each driver at its lowest: one round, the host down (exit 2).
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    script = str(python.parent / "topology-probe")
+    helped = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "usage: " in helped.stdout
+    for driver in LOWEST_EXTRAS:
+        probed = subprocess.run(
+            [script, "--driver", driver, "-U", "u", "--timeout", "2", "127.0.0.1:1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert probed.returncode == 2, f"{driver}: {probed.stdout}{probed.stderr}"
+        assert "connection refused" in probed.stdout, f"{driver}: {probed.stdout}"
 
 
 def _make_variable(name: str) -> str:
