@@ -13,9 +13,8 @@ and ``cluster.replica`` are plain awaitable resolvers any session layer can use.
 """
 
 from topology._supervise import TaskHealth
-from topology.caught_up import CaughtUpStats
 from topology.cluster import ClusterResolver, ClusterStats
-from topology.drivers import ProbeDriver
+from topology.dcs.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.errors import (
     ConfigurationError,
     NoPrimaryError,
@@ -35,13 +34,14 @@ from topology.hosts import (
     parse_url,
 )
 from topology.pace import DcsPace
-from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
-from topology.picker import ReplicaPicker, Strategy
-from topology.prober import HostProber, probe_once
-from topology.result import ProbeResult
-from topology.roles import MasterResolver, ReplicaResolver
+from topology.probing.drivers import ProbeDriver
+from topology.probing.prober import HostProber, probe_once
+from topology.probing.result import ProbeResult
+from topology.probing.snapshot import HostState, Role, Snapshot, build_snapshot
 from topology.settings import DcsTrust, ReplicaPolicy, Timing
-from topology.snapshot import HostState, Role, Snapshot, build_snapshot
+from topology.view.caught_up import CaughtUpStats
+from topology.view.picker import ReplicaPicker, Strategy
+from topology.view.roles import MasterResolver, ReplicaResolver
 
 __all__ = [
     "CaughtUpStats",

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from topology._dcs_aware import DcsAware
 from topology._lifecycle import DCS_FOLLOWER, PROBE_LOOP, Lifecycle
-from topology.snapshot import Snapshot
+from topology.dcs._aware import DcsAware
+from topology.probing.snapshot import Snapshot
 from topology.view import ClusterView
 
 __all__ = ["Running"]

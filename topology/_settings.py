@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology.drivers import ProbeDriver, get_driver
 from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions
+from topology.probing.drivers import ProbeDriver, get_driver
 
 __all__ = [
     "check_identifier",

@@ -1,11 +1,11 @@
 """ClusterResolver: follow the primary and the replicas of a PostgreSQL cluster.
 
-The SQL probe loop (:mod:`topology._probe_loop`) probes
+The SQL probe loop (:mod:`topology.probing._probe_loop`) probes
 every host each ``interval`` seconds; each :class:`Snapshot` is published as
-one frozen :class:`~topology.view.ClusterView` (:mod:`topology._publisher`)
-and announced (:mod:`topology._announce`). Readers read the current view:
+one frozen :class:`~topology.view.ClusterView` (:mod:`topology.view._publisher`)
+and announced (:mod:`topology.view._announce`). Readers read the current view:
 no lock, no network while it is fresh. ``cluster.master`` and
-``cluster.replica`` (:mod:`topology.roles`, reading the cluster only as a
+``cluster.replica`` (:mod:`topology.view.roles`, reading the cluster only as a
 :class:`~topology.view.ViewSource`) are awaitable callables returning a host
 string (``"host:port"``, ``"[v6]:port"``), which also offer
 ``report_failure`` and ``add_listener``.
@@ -41,26 +41,26 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from topology._announce import CALLBACK_TASKS, Announcer
-from topology._dcs_trust import guard_dcs
 from topology._lifecycle import Lifecycle
-from topology._probe_loop import ProbeLoop
-from topology._publisher import ANNOUNCER
 from topology._running import Running
 from topology._settings import check_identifier, checked_driver, merge_options
 from topology._supervise import Supervisor, TaskHealth
-from topology.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
 from topology.dcs import DcsWatch
-from topology.drivers import ProbeDriver
+from topology.dcs._trust import guard_dcs
+from topology.dcs.patroni_config import PatroniConfig
 from topology.errors import ConfigurationError, classify
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
 from topology.pace import DcsPace, Pace
-from topology.patroni_config import PatroniConfig
-from topology.prober import HostProber
-from topology.roles import MasterResolver, ReplicaResolver
+from topology.probing._probe_loop import ProbeLoop
+from topology.probing.drivers import ProbeDriver
+from topology.probing.prober import HostProber
+from topology.probing.snapshot import Role, Snapshot
 from topology.settings import DcsTrust, ReplicaPolicy, Timing, gather
-from topology.snapshot import Role, Snapshot
 from topology.trace import Tracer, guarded
+from topology.view._announce import CALLBACK_TASKS, Announcer
+from topology.view._publisher import ANNOUNCER
+from topology.view.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
+from topology.view.roles import MasterResolver, ReplicaResolver
 
 __all__ = ["ClusterResolver", "ClusterStats"]
 
@@ -97,7 +97,7 @@ class ClusterResolver(Running):
     ``sslcert``, ``sslkey``, ``sslpassword``, ``sslcrl``, ``options``,
     ``channel_binding``, ``connect_timeout``, ``application_name``).
     ``probe_user`` / ``probe_password``: the probes' own login (least
-    privilege: see :mod:`topology._probe_login`); the engines never see it.
+    privilege: see :mod:`topology.probing._probe_login`); the engines never see it.
 
     Settings (:mod:`topology.settings`, frozen values with their defaults):
     ``timing`` (:class:`~topology.settings.Timing`: the intervals, the burst,
@@ -116,7 +116,7 @@ class ClusterResolver(Running):
     system_identifier FROM pg_control_system()`` on any member); a host
     reporting another one is excluded as foreign. Without it the identifier
     is learned from the hosts and kept, and adopted anew only when the whole
-    cluster was re-initialised (see :mod:`topology._identity`); read it as
+    cluster was re-initialised (see :mod:`topology.probing._identity`); read it as
     :attr:`system_identifier`.
 
     DCS: ``dcs`` (a :class:`topology.dcs.DcsWatch`; see :meth:`from_patroni`)
@@ -126,7 +126,7 @@ class ClusterResolver(Running):
     report wins). It probes at ``dcs_pace``'s slower pace, without keeping
     connections; when the store stops answering: one WARNING, then SQL
     probing every ``dcs_pace.lost_interval`` s. ``trust``
-    (:class:`~topology.settings.DcsTrust`, :mod:`topology._dcs_trust`) says
+    (:class:`~topology.settings.DcsTrust`, :mod:`topology.dcs._trust`) says
     which members receive the credentials and rewrites their addresses;
     with no trust chosen, ``ConfigurationError``; an untrusted member is
     logged once at WARNING and left out.
@@ -163,7 +163,7 @@ class ClusterResolver(Running):
         self.driver = checked_driver(driver, self.options)
         self._timed(given.timing, dcs is not None)
         if dcs is not None:
-            self._dcs_paced(False)  # until the store answers (see topology._dcs_aware)
+            self._dcs_paced(False)  # until the store answers (see topology.dcs._aware)
         self.picker = given.replicas.picker()
         self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
@@ -174,7 +174,7 @@ class ClusterResolver(Running):
         super().__init__(self._names, self.pace, announcer, self.stale_after, supervisor)
         self._lifecycle = Lifecycle(supervisor)
         self._dcs_answers = False
-        if dcs is not None:  # the trust model (topology._dcs_trust) translates, then filters
+        if dcs is not None:  # the trust model (topology.dcs._trust) translates, then filters
             dcs = guard_dcs(dcs, given.trust.addresses, given.trust.allow, self.hosts, self.options)
         self._dcs = None if dcs is None else self._follower(dcs, None)
         self._source = self._probe_source(given.timing.retries, system_identifier)
@@ -247,10 +247,10 @@ class ClusterResolver(Running):
         dcs_check_interval: float = 3.0,
         **kwargs: Any,
     ) -> ClusterResolver:
-        """Follow a Patroni cluster through its DCS (see :mod:`topology.patroni`).
+        """Follow a Patroni cluster through its DCS (see :mod:`topology.dcs.patroni`).
 
         ``config``: a Patroni YAML file's path or a
-        :class:`~topology.patroni_config.PatroniConfig` (scope, namespace,
+        :class:`~topology.dcs.patroni_config.PatroniConfig` (scope, namespace,
         etcd endpoints, TLS files, credentials, or the REST API), instead of
         ``etcd`` (v3 endpoints, ``"https://h1:2379,..."``) with ``scope``
         and ``namespace`` (default ``/service``), or ``rest`` (members' REST
@@ -266,7 +266,7 @@ class ClusterResolver(Running):
         proves its name with a certificate). A member outside is never
         probed: it is logged once at WARNING and kept out of the view.
         """
-        from topology.patroni import patroni_watch
+        from topology.dcs.patroni import patroni_watch
 
         watch = patroni_watch(
             config=config, etcd=etcd, scope=scope, namespace=namespace, rest=rest,

@@ -238,7 +238,7 @@ class ConnectOptions:
     sslcrl: str | None = None
     options: str | None = None
     channel_binding: str | None = None
-    # The probes' own login (topology._probe_login); the engines never use it.
+    # The probes' own login (topology.probing._probe_login); the engines never use it.
     probe_user: str | None = None
     probe_password: str | None = field(default=None, repr=False)
 

@@ -36,7 +36,7 @@ from topology._settings import check_seconds, check_watch_step
 from topology.dcs import AddressMap
 from topology.errors import ConfigurationError
 from topology.pace import DcsPace
-from topology.picker import ReplicaPicker, Strategy
+from topology.view.picker import ReplicaPicker, Strategy
 
 __all__ = ["DcsTrust", "Given", "ReplicaPolicy", "Timing", "fold_legacy", "gather"]
 
@@ -121,11 +121,11 @@ Timing.FLEET = Timing(burst_window=0.0, promotion_watch=0.02)
 
 @dataclass(frozen=True, slots=True)
 class ReplicaPolicy:
-    """Which replica ``cluster.replica`` names (see :mod:`topology.picker`).
+    """Which replica ``cluster.replica`` names (see :mod:`topology.view.picker`).
 
     * ``strategy`` (round robin): ``"round_robin"``, ``"random"``,
       ``"latency"`` (lowest probe latency) or ``"least_lag"`` (a
-      :class:`~topology.picker.Strategy`).
+      :class:`~topology.view.picker.Strategy`).
     * ``max_lag_bytes`` / ``max_lag_seconds`` (None: any): replicas further
       behind are left out.
     * ``fallback_to_primary`` (True): with no eligible replica, name the
@@ -141,7 +141,7 @@ class ReplicaPolicy:
         self.picker()  # the picker's own checks, so both say the same
 
     def picker(self) -> ReplicaPicker:
-        """A new :class:`~topology.picker.ReplicaPicker` that follows this policy."""
+        """A new :class:`~topology.view.picker.ReplicaPicker` that follows this policy."""
         return ReplicaPicker(
             self.strategy,
             max_lag_bytes=self.max_lag_bytes,
@@ -152,7 +152,7 @@ class ReplicaPolicy:
 
 @dataclass(frozen=True, slots=True)
 class DcsTrust:
-    """Which members a DCS names receive the credentials (:mod:`topology._dcs_trust`).
+    """Which members a DCS names receive the credentials (:mod:`topology.dcs._trust`).
 
     * ``allow`` (None): host names and/or CIDR networks (``"10.0.0.0/8"``) a
       member may be on; ``"*"`` trusts whatever the DCS names. Members on

@@ -4,7 +4,7 @@ Runs ``count`` :class:`~topology.ClusterResolver` on one event loop, as
 ``count`` application processes would each run one. The first line of
 stdin is the JSON configuration (``mode``: ``"sql"`` for
 ``ClusterResolver(hosts)`` or ``"dcs"`` for a resolver fed by
-:class:`~topology.patroni.PatroniEtcd`; ``count``, ``hosts``, ``etcd`` (an https URL),
+:class:`~topology.dcs.patroni.PatroniEtcd`; ``count``, ``hosts``, ``etcd`` (an https URL),
 ``app_config`` (the cluster's app-side Patroni YAML: TLS files, etcd user),
 ``scope``, ``namespace``, ``app``; optional ``dcs_pace``: fields of
 :class:`~topology.pace.DcsPace`, the library's defaults otherwise); the password comes in the
@@ -44,9 +44,9 @@ from collections import Counter
 from typing import Any
 
 from topology import ClusterResolver, DcsTrust, Role
+from topology.dcs.patroni import PatroniEtcd
+from topology.dcs.patroni_config import PatroniConfig
 from topology.pace import DcsPace
-from topology.patroni import PatroniEtcd
-from topology.patroni_config import PatroniConfig
 
 
 class Fleet:

@@ -3,7 +3,7 @@
 Each resolver stands for one application process. ``PROCESSES`` worker
 processes (:mod:`compose.bench._fleet_worker`) run ``PER_PROCESS``
 resolvers each, first SQL-only (``ClusterResolver(hosts)``, 1 s interval),
-then in DCS mode (fed by :class:`topology.patroni.PatroniEtcd`, the
+then in DCS mode (fed by :class:`topology.dcs.patroni.PatroniEtcd`, the
 resolver ``ClusterResolver.from_patroni`` builds), each mode with an
 application_name of its own. The cluster is a native Patroni + etcd one of
 this benchmark's own (:func:`compose.bench._fleet_parts.patroni_cluster`),

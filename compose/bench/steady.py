@@ -18,7 +18,7 @@ baseline, with nothing else running in this process:
   divided by the window (the forwarders run in a process of their own);
 - server CPU per replica host: the CPU time (from /proc) of the probe
   backends on the replicas over the window, divided by the window and by
-  the 9 replica hosts: what the promotion watch (``topology._watch``) costs
+  the 9 replica hosts: what the promotion watch (``topology.probing._watch``) costs
   the replicas, measured at the default (a check every 10 ms), at 1 ms and off.
 """
 

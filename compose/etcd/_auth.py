@@ -7,7 +7,7 @@
   application following Patroni needs, and no more), plus readwrite on
   ``<prefix><scope>/topology/`` for each scope given: where one process
   of a fleet tells the others it confirmed a new leader
-  (:mod:`topology._dcs_claim`); it cannot touch Patroni's own keys.
+  (:mod:`topology.dcs._claim`); it cannot touch Patroni's own keys.
 
 Passwords reach ``etcdctl`` through its stdin (``user add NAME
 --interactive=false``) and the root credentials through ``ETCDCTL_USER`` in

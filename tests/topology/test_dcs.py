@@ -11,19 +11,19 @@ from collections.abc import Callable
 import pytest
 
 from topology import ClusterResolver
-from topology._dcs_follow import DcsFollower, merged
-from topology._dcs_trust import dcs_trust, guard_dcs
-from topology._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
 from topology.dcs import DcsMember, DcsView, DcsWatch, translator
-from topology.errors import ConfigurationError
-from topology.hosts import ConnectOptions, HostAddress
-from topology.patroni import (
+from topology.dcs._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
+from topology.dcs._follow import DcsFollower, merged
+from topology.dcs._trust import dcs_trust, guard_dcs
+from topology.dcs.patroni import (
     HttpLimits,
     PatroniEtcd,
     member_from_json,
     patroni_watch,
     view_from_cluster,
 )
+from topology.errors import ConfigurationError
+from topology.hosts import ConnectOptions, HostAddress
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """One process confirms a new leader for the fleet, on the real TLS + auth etcd and Patroni.
 
-Issue 22, item 4 (topology/_dcs_claim.py): at a promotion exactly one
+Issue 22, item 4 (topology/dcs/_claim.py): at a promotion exactly one
 resolver wins the claim (an etcd transaction) and connects to the new
 leader; it writes ``topology/writable/<term>``, and the other resolver
 publishes the leader from that key without a connection of its own. What a
@@ -28,7 +28,8 @@ from tests.topology.test_dcs_patroni import (  # noqa: F401
     member_json,
     own_scope,
 )
-from topology import ClusterResolver, Role, _dcs_claim
+from topology import ClusterResolver, Role
+from topology.dcs import _claim as _dcs_claim
 from topology.pace import DcsPace
 from topology.trace import Event, PrimaryFound, ProbeStarted
 
@@ -178,7 +179,7 @@ async def test_the_confirmer_confirms_what_it_finds_only_for_the_member_the_stor
     patroni_cluster: PatroniCluster,
     make_resolver: Any,  # noqa: F811
 ) -> None:
-    """The scout (topology/_dcs_scout.py): a host found accepting writes is confirmed
+    """The scout (topology/dcs/_scout.py): a host found accepting writes is confirmed
     for the term of the leader key that names it, in one transaction, and never
     for a member the key does not name."""
     prefix = "/service/ctxdb/"

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import pytest
 
-from topology._dcs_claim import parse_writable
-from topology._dcs_confirm import dcs_named
-from topology._dcs_follow import DcsFollower, ready_leader
 from topology.dcs import DcsMember, DcsView
+from topology.dcs._claim import parse_writable
+from topology.dcs._confirm import dcs_named
+from topology.dcs._follow import DcsFollower, ready_leader
 from topology.pace import DcsPace, Pace
-from topology.snapshot import HostState, Role, Snapshot
+from topology.probing.snapshot import HostState, Role, Snapshot
 
 IDENTITY = 7
 

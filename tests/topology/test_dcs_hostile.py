@@ -35,10 +35,10 @@ from compose.pg import PostgresNode
 from tests.support.hostile_http import BEHAVIOURS, WATCH_BEHAVIOURS, HostileHttp
 from tests.support.waiting import eventually
 from topology import ClusterResolver, DcsPace, Timing
-from topology._etcd import EtcdGateway
-from topology._http import HttpLimits, Unreachable
 from topology.dcs import DcsView, DcsWatch
-from topology.patroni import PatroniEtcd, PatroniRest
+from topology.dcs._etcd import EtcdGateway
+from topology.dcs._http import HttpLimits, Unreachable
+from topology.dcs.patroni import PatroniEtcd, PatroniRest
 
 pytestmark = pytest.mark.integration
 

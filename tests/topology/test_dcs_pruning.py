@@ -28,9 +28,9 @@ from tests.support.dcs_watch import PushedViews
 from tests.support.settings import resolver_kwargs
 from tests.support.waiting import eventually
 from topology import ClusterResolver, ConnectOptions
-from topology.caught_up import MAX_HOSTS, CaughtUpFinder
 from topology.dcs import DcsMember, DcsView
-from topology.drivers import get_driver
+from topology.probing.drivers import get_driver
+from topology.view.caught_up import MAX_HOSTS, CaughtUpFinder
 
 pytestmark = pytest.mark.integration
 

@@ -30,10 +30,10 @@ from tests.support.etcd_tls import running_tls_etcd
 from tests.support.hostile_http import HostileHttp
 from tests.support.waiting import eventually
 from topology import ClusterResolver, EtcdConfig, RestConfig, TlsFiles
-from topology._etcd import AuthFailed, EtcdGateway
-from topology._http import Unreachable
 from topology.dcs import DcsView
-from topology.patroni import PatroniEtcd, PatroniRest
+from topology.dcs._etcd import AuthFailed, EtcdGateway
+from topology.dcs._http import Unreachable
+from topology.dcs.patroni import PatroniEtcd, PatroniRest
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The DCS sources' HTTP sockets are closed whatever cancels them (topology._http_sockets).
+"""The DCS sources' HTTP sockets are closed whatever cancels them (topology.dcs._http_sockets).
 
 A peer that accepts TCP and then says nothing: a TLS handshake cancelled
 from outside must close its socket at once (httpcore leaves it to the
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from topology._http_sockets import TrackedBackend
+from topology.dcs._http_sockets import TrackedBackend
 
 
 class SilentPeer:

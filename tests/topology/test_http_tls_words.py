@@ -13,8 +13,8 @@ import ssl
 
 import pytest
 
-from topology._http import HttpClient
-from topology._http_body import TlsError, TlsFiles, mapped
+from topology.dcs._http import HttpClient
+from topology.dcs._http_body import TlsError, TlsFiles, mapped
 
 ALERT = "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate"
 

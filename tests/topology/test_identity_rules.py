@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from topology import ProbeError, ProbeResult, Reason, Role, build_snapshot
-from topology.lag import MAX_MARKS, advance, seconds_behind
+from topology.probing.lag import MAX_MARKS, advance, seconds_behind
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 OURS, THEIRS, NEW = 7000000000000000001, 7000000000000000002, 7000000000000000003

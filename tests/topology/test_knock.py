@@ -1,4 +1,5 @@
-"""The knock (topology._knock): a host that refused its last connect gets a bare TCP connect."""
+"""The knock (topology.probing._knock): a host that refused its last connect gets a
+bare TCP connect."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from compose.pg import PostgresNode, free_port
 from tests.support.faultproxy import PASS, FaultProxy, refuse
 from topology import ConnectOptions, HostAddress, HostProber, Reason
-from topology._knock import knock
-from topology.drivers import ProbeConnection, ProbeDriver, get_driver
+from topology.probing._knock import knock
+from topology.probing.drivers import ProbeConnection, ProbeDriver, get_driver
 
 pytestmark = pytest.mark.integration
 

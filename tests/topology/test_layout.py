@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,7 @@ def _in_cli(name: str) -> bool:
 
 def test_results_are_a_leaf_and_the_engine_never_needs_the_cli() -> None:
     graph = _graph()
-    assert graph["topology.result"] <= {"topology.errors"}
+    assert graph["topology.probing.result"] <= {"topology.errors"}
     for name, imported in graph.items():
         if not _in_cli(name):
             cli = {other for other in imported if _in_cli(other)}
@@ -81,7 +82,82 @@ def test_results_are_a_leaf_and_the_engine_never_needs_the_cli() -> None:
 
 
 def test_role_resolvers_know_the_view_protocol_not_the_cluster() -> None:
-    assert "topology.cluster" not in _graph()["topology.roles"]
+    assert "topology.cluster" not in _graph()["topology.view.roles"]
+
+
+# The parts of the flow, lowest first (docs/concepts.md): a module may import
+# from its own part and the parts below it, never from one above.
+BASE = {"errors", "hosts", "trace", "otel", "pace", "_within", "_supervise"}
+PARTS = ("base", "probing", "view", "dcs", "cluster", "cli")
+# Old public paths of modules that moved into a part: re-exports only.
+SHIMS = {
+    "drivers": "probing.drivers",
+    "result": "probing.result",
+    "prober": "probing.prober",
+    "snapshot": "probing.snapshot",
+    "lag": "probing.lag",
+    "roles": "view.roles",
+    "picker": "view.picker",
+    "caught_up": "view.caught_up",
+    "patroni": "dcs.patroni",
+    "patroni_config": "dcs.patroni_config",
+}
+
+
+def _part(name: str) -> str:
+    parts = name.split(".")
+    if len(parts) == 1 or parts[1] == "__init__":
+        return "cluster"  # the package's face
+    if parts[1] in ("probing", "view", "dcs"):
+        return parts[1]
+    if parts[1] == "probe":
+        return "cli"
+    if parts[1] in BASE:
+        return "base"
+    if parts[1] in SHIMS:
+        return "shim"
+    return "cluster"  # cluster, resolver, settings, the lifecycle
+
+
+def test_no_part_imports_from_a_part_above_it() -> None:
+    rank = {part: index for index, part in enumerate(PARTS)}
+    wrong = []
+    for name, imported in _graph().items():
+        if _part(name) == "shim":
+            continue
+        for other in imported:
+            if _part(other) == "shim":
+                wrong.append(f"{name} imports the old path {other}")
+            elif rank[_part(other)] > rank[_part(name)]:
+                wrong.append(f"{name} ({_part(name)}) imports {other} ({_part(other)})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_each_top_level_module_is_a_face_a_shared_base_or_a_shim() -> None:
+    top = {path.stem for path in PACKAGE.glob("*.py")}
+    whole = {"__init__", "cluster", "resolver", "settings", "_settings", "_running", "_lifecycle"}
+    assert top == BASE | whole | set(SHIMS), sorted(top ^ (BASE | whole | set(SHIMS)))
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} == {
+        "probing",
+        "view",
+        "dcs",
+        "probe",
+    }
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(SHIMS.items()))
+def test_an_old_path_only_re_exports_its_new_home(old: str, new: str) -> None:
+    tree = ast.parse((PACKAGE / f"{old}.py").read_text())
+    body = [node for node in tree.body if not isinstance(node, ast.Expr)]  # the docstring
+    assert body, old
+    for node in body:
+        assert isinstance(node, ast.ImportFrom), ast.dump(node)
+        assert node.module == f"topology.{new}", node.module
+    old_module = importlib.import_module(f"topology.{old}")
+    new_module = importlib.import_module(f"topology.{new}")
+    assert old_module.__all__ == new_module.__all__
+    for name in new_module.__all__:
+        assert getattr(old_module, name) is getattr(new_module, name)
 
 
 def test_importing_topology_loads_no_cli_module() -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.support.properties import ANY_TEXT, PROPERTY_SETTINGS
 from topology import ConfigurationError
-from topology.caught_up import format_lsn, parse_lsn
+from topology.view.caught_up import format_lsn, parse_lsn
 
 HEXISH = st.builds(
     lambda high, sep, low: f"{high}{sep}{low}",

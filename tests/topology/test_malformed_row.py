@@ -20,7 +20,7 @@ import pytest
 
 from compose.pg import PostgresNode
 from topology import ClusterResolver, ConnectOptions, HostProber, Reason, Timing, parse_host
-from topology.result import PROBE_QUERY
+from topology.probing.result import PROBE_QUERY
 
 pytestmark = pytest.mark.integration
 

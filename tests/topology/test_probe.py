@@ -13,8 +13,8 @@ import pytest
 
 from compose.pg import BlackHole, PostgresNode, free_port
 from topology import ConnectOptions, HostAddress, HostProber, Reason, probe_once
-from topology.drivers import get_driver
-from topology.result import PROBE_QUERY
+from topology.probing.drivers import get_driver
+from topology.probing.result import PROBE_QUERY
 
 pytestmark = pytest.mark.integration
 

@@ -23,11 +23,11 @@ from psycopg import sql
 
 from compose.pg import ReplicatedCluster, free_port
 from topology import ClusterResolver, ConnectOptions, NoPrimaryError, Role, Timing, parse_host
-from topology._probe_login import GRANTS, for_probes
 from topology.errors import Reason
 from topology.probe.cli import main
-from topology.prober import HostProber
-from topology.result import PROBE_QUERY
+from topology.probing._probe_login import GRANTS, for_probes
+from topology.probing.prober import HostProber
+from topology.probing.result import PROBE_QUERY
 
 PASSWORD = secrets.token_urlsafe(16)
 REVOKED = {

@@ -22,12 +22,12 @@ import pytest
 from compose.pg import PostgresNode, ReplicatedCluster
 from tests.support.shadowed import Shadowed
 from topology import ClusterResolver, ConnectOptions, Timing, parse_host
-from topology._watch import watch_statement
-from topology.caught_up import CaughtUpFinder
-from topology.drivers import get_driver
 from topology.probe.cli import main
-from topology.prober import HostProber
-from topology.result import ANONYMOUS_PROBE_QUERY, PROBE_QUERY
+from topology.probing._watch import watch_statement
+from topology.probing.drivers import get_driver
+from topology.probing.prober import HostProber
+from topology.probing.result import ANONYMOUS_PROBE_QUERY, PROBE_QUERY
+from topology.view.caught_up import CaughtUpFinder
 
 pytestmark = pytest.mark.cluster
 

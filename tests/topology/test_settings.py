@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from topology import ClusterResolver, ConfigurationError, DcsPace, DcsTrust, ReplicaPolicy, Timing
-from topology.patroni import patroni_watch
-from topology.picker import Strategy
+from topology.dcs.patroni import patroni_watch
+from topology.view.picker import Strategy
 
 # The settings objects; everything else ClusterResolver takes by keyword is its own.
 SETTINGS = {"timing", "replicas", "dcs_pace", "trust"}

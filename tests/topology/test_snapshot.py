@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from topology import HostState, ProbeError, ProbeResult, Reason, Role, Snapshot, build_snapshot
-from topology.snapshot import RoleChange, role_changes
+from topology.probing.snapshot import RoleChange, role_changes
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -1,4 +1,4 @@
-"""The promotion watch (topology._watch): a replica's promotion wakes the loop at once.
+"""The promotion watch (topology.probing._watch): a replica's promotion wakes the loop at once.
 
 Drills on a real primary + 2 streaming replicas. The resolvers rest 60 s
 between rounds, so nothing but the watch can make them see a promotion
@@ -20,8 +20,8 @@ from psycopg import sql
 
 from compose.pg import ReplicatedCluster
 from topology import ClusterResolver, ConfigurationError, Timing
-from topology._watch import BUSY, FAST_STEP, SLEEP_SHORTFALL, Watches, watch_statement
-from topology.result import ProbeResult
+from topology.probing._watch import BUSY, FAST_STEP, SLEEP_SHORTFALL, Watches, watch_statement
+from topology.probing.result import ProbeResult
 
 pytestmark = pytest.mark.cluster
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from topology.dcs import DcsMember, DcsView
 from topology.probe._dcs_read import DcsReading
-from topology.snapshot import HostState, Role, Snapshot
+from topology.probing.snapshot import HostState, Role, Snapshot
 
 __all__ = [
     "EXIT_DCS_UNREACHABLE",

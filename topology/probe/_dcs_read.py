@@ -2,7 +2,7 @@
 
 :func:`build_watch` turns the DCS options (:class:`~topology.probe.args.DcsArgs`)
 into the same :class:`~topology.dcs.DcsWatch` a resolver follows
-(:func:`topology.patroni.patroni_watch`); :func:`read_once` runs that watch's
+(:func:`topology.dcs.patroni.patroni_watch`); :func:`read_once` runs that watch's
 public ``run(on_view, on_lost)`` until its first view or its first loss and
 cancels it, within a deadline: the CLI never waits on the DCS for more than
 ``deadline`` seconds (plus a bounded 0.5 s for the cancelled watch to let go
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from topology.dcs import DcsView, DcsWatch
+from topology.dcs.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.errors import ConfigurationError
-from topology.patroni_config import EtcdConfig, PatroniConfig, RestConfig, TlsFiles
 from topology.probe.args import DcsArgs
 
 __all__ = ["PASSWORD_ENV", "DcsReading", "DcsSource", "build_watch", "read_deadline", "read_once"]
@@ -101,7 +101,7 @@ def build_watch(dcs: DcsArgs, env: Mapping[str, str], timeout: float) -> DcsSour
     an unusable Patroni YAML.
     """
     # Imported here: the DCS sources need the [patroni] extra, a run without a DCS does not.
-    from topology.patroni import watch_from_config
+    from topology.dcs.patroni import watch_from_config
 
     config = _config(dcs, env.get(PASSWORD_ENV) or None)
     secrets = tuple(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from topology._dcs_trust import TrustRule, dcs_trust
+from topology.dcs._trust import TrustRule, dcs_trust
 from topology.errors import ConfigurationError
 from topology.hosts import parse_host
 from topology.probe._agree import MAX_PROBED, Agreement, compare
@@ -31,7 +31,7 @@ from topology.probe._render import Verdict, document, judge, summary, table
 from topology.probe._session import ProbeSession
 from topology.probe._target import Target, resolve_target
 from topology.probe.args import Arguments
-from topology.snapshot import Snapshot
+from topology.probing.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from topology.probe._output import Output

@@ -1,6 +1,6 @@
 """``--check-grants``: what the login lacks on each host, and the GRANT to run.
 
-A face over :func:`topology._probe_login.check_grants` (the same catalog
+A face over :func:`topology.probing._probe_login.check_grants` (the same catalog
 checks the prober runs after a 42501): one line per missing grant, or one
 JSON document (schema ``topology.probe.grants/1``).
 
@@ -17,9 +17,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from topology._probe_login import GrantReport, check_grants
-from topology.drivers import get_driver
 from topology.hosts import ConnectOptions, HostAddress
+from topology.probing._probe_login import GrantReport, check_grants
+from topology.probing.drivers import get_driver
 
 __all__ = ["check_all", "exit_code", "grants_document", "grants_lines"]
 

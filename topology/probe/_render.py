@@ -1,6 +1,6 @@
 """Judging a snapshot (healthy, degraded, no primary, split brain) and showing it.
 
-:func:`judge` turns a :class:`~topology.snapshot.Snapshot` into a
+:func:`judge` turns a :class:`~topology.probing.snapshot.Snapshot` into a
 :class:`Verdict` (status, exit code, who is down or lagging);
 :func:`table` and :func:`summary` render it for people and
 :func:`document` as the stable JSON schema ``topology.probe/1`` (see
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from topology.errors import Reason
-from topology.snapshot import HostState, Role, RoleChange, Snapshot
+from topology.probing.snapshot import HostState, Role, RoleChange, Snapshot
 
 __all__ = [
     "SCHEMA",

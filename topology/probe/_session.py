@@ -3,7 +3,7 @@
 A thin face over the resolver's own machinery: the same :class:`HostProber`
 per host (one connection kept and reused between ``--watch`` rounds), every
 host probed concurrently as in the resolver's rounds, and one snapshot per
-round built by the same :func:`~topology.snapshot.build_snapshot` from the
+round built by the same :func:`~topology.probing.snapshot.build_snapshot` from the
 previous one (so a host once seen behind a higher timeline stays a stale
 primary).
 
@@ -33,11 +33,11 @@ import math
 import time
 from collections.abc import Sequence
 
-from topology.drivers import ProbeDriver
 from topology.hosts import ConnectOptions, HostAddress
-from topology.prober import HostProber
-from topology.result import ProbeResult
-from topology.snapshot import HostState, Snapshot, build_snapshot
+from topology.probing.drivers import ProbeDriver
+from topology.probing.prober import HostProber
+from topology.probing.result import ProbeResult
+from topology.probing.snapshot import HostState, Snapshot, build_snapshot
 from topology.trace import ProbeEnded, Tracer
 
 __all__ = ["ROUND_SLACK", "ProbeSession"]

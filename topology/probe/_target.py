@@ -20,7 +20,6 @@ import getpass
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from topology._probe_login import for_probes
 from topology.errors import ConfigurationError
 from topology.hosts import (
     DEFAULT_PORT,
@@ -31,6 +30,7 @@ from topology.hosts import (
     parse_url,
 )
 from topology.probe import pgpass
+from topology.probing._probe_login import for_probes
 
 __all__ = ["Target", "resolve_target"]
 

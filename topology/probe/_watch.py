@@ -25,11 +25,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from topology._episode import Episode
 from topology.probe._render import LoggedChange
 from topology.probe._session import ProbeSession
-from topology.snapshot import HostState, Role, RoleChange, Snapshot
+from topology.probing.snapshot import HostState, Role, RoleChange, Snapshot
 from topology.trace import RoleChanged, Tracer
+from topology.view._episode import Episode
 
 __all__ = ["LOG_LINES", "ChangeLog", "Screen", "watch"]
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from topology.drivers import DRIVERS
 from topology.probe._render import LagLimit
+from topology.probing.drivers import DRIVERS
 
 __all__ = ["DEFAULT_MAX_LAG_BYTES", "Arguments", "DcsArgs", "UsageError", "parse_args", "parse_lag"]
 

@@ -1,6 +1,6 @@
 """``python -m topology.probe``: the diagnostics CLI (see ``--help`` and docs/probe-cli.md).
 
-A thin face over the probe engine the resolver uses (:mod:`topology.prober`,
+A thin face over the probe engine the resolver uses (:mod:`topology.probing.prober`,
 through :mod:`topology.probe._session`):
 arguments and environment in, one snapshot per round out, rendered as a
 table or JSON. Every line written goes through :class:`Output`, which
@@ -42,7 +42,7 @@ from topology.probe._session import ProbeSession
 from topology.probe._target import Target, resolve_target
 from topology.probe._watch import Screen, watch
 from topology.probe.args import Arguments, UsageError, parse_args
-from topology.snapshot import Snapshot
+from topology.probing.snapshot import Snapshot
 from topology.trace import Counters
 
 __all__ = ["EXIT_INTERNAL", "EXIT_USAGE", "Output", "main"]

@@ -27,7 +27,7 @@ from compose.pg import BlackHole, free_port
 from tests.support.etcd_tls import TlsEtcd
 from tests.support.patroni import PatroniCluster
 from tests.topology.probe.test_cli import Run, clean_env, run_cli
-from topology.patroni_config import PatroniConfig
+from topology.dcs.patroni_config import PatroniConfig
 from topology.probe._agree import MAX_PROBED
 from topology.probe.args import UsageError, parse_args
 

@@ -2,7 +2,7 @@
 
 When Patroni's leader key goes (a crash or a freeze lets its lease lapse; a
 switchover deletes it), the process the fleet elected to confirm new
-leaders (:mod:`topology._dcs_claim`) probes every other member it trusts,
+leaders (:mod:`topology.dcs._claim`) probes every other member it trusts,
 each every few milliseconds, until one accepts writes. It then reads the
 leader key once, and if the key names that member, the term (the key's
 create_revision) is known without waiting for the watch: the confirmer
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from topology._etcd import EtcdGateway
+from topology.dcs._etcd import EtcdGateway
 
 __all__ = ["first_writable", "leader_term"]
 

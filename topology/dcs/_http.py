@@ -15,7 +15,7 @@ Why httpx (compared with aiohttp for this job, issue 22):
 * Caps: aiohttp bounds a status/header line (8190 bytes) and the header
   count is unbounded until its field size; httpx's h11 refuses a head over
   100 KiB while reading it. Neither caps a body or a streamed line: that is
-  :mod:`topology._http_body` either way. httpx does not show chunk
+  :mod:`topology.dcs._http_body` either way. httpx does not show chunk
   boundaries, so ``HttpLimits.chunk`` folds into ``body``/``line``.
 * Maintenance: both maintained; httpx is pure Python (h11, httpcore, anyio,
   ~1 MB) where aiohttp builds C extensions; aiohttp is already an optional
@@ -31,11 +31,11 @@ answer) ends within ``timeout`` seconds; every read within it too.
 Cancelled, it lets the request end first (within ``timeout``): httpcore
 leaks the socket of a connection cut during its TLS handshake.
 :meth:`HttpClient.open_stream` bounds the connect and the response head by
-``timeout``; the body is then a :class:`topology._http_stream.Stream`, read
+``timeout``; the body is then a :class:`topology.dcs._http_stream.Stream`, read
 as it arrives (its own module says how long it may wait). Cancelling any
 call closes what it opened.
 
-Errors: every failure becomes one of :mod:`topology._http_body`'s typed
+Errors: every failure becomes one of :mod:`topology.dcs._http_body`'s typed
 :class:`HttpError` s naming the endpoint (``host:port``): :class:`TooLarge`,
 :class:`BadAnswer`, :class:`ReadTimeout`, :class:`TlsError`; or an
 ``OSError`` (refused, reset) / ``asyncio.TimeoutError``. Request headers
@@ -56,14 +56,15 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from topology.patroni_config import EXTRA_HINT, TlsFiles
+from topology.dcs.patroni_config import EXTRA_HINT, TlsFiles
 
 try:
     import httpx
 except ImportError as exc:  # the [patroni] extra is not installed
     raise ImportError(f"the Patroni DCS sources need httpx: {EXTRA_HINT}") from exc
 
-from topology._http_body import (
+from topology._within import within
+from topology.dcs._http_body import (
     BadAnswer,
     Disconnected,
     HttpError,
@@ -77,9 +78,8 @@ from topology._http_body import (
     read_whole,
     ssl_context,
 )
-from topology._http_sockets import TrackedBackend, tracked_transport
-from topology._http_stream import Stream
-from topology._within import within
+from topology.dcs._http_sockets import TrackedBackend, tracked_transport
+from topology.dcs._http_stream import Stream
 
 # The share of a call's deadline that httpx's connect phase may use (see _phases).
 _CONNECT_SHARE = 0.8

@@ -14,7 +14,7 @@ such a task that raises is reported to the cluster's supervisor
 (:mod:`topology._supervise`, name ``callback tasks``: logged once at ERROR,
 counted in ``stats().tasks``). An announcement that raises half-way is
 told again after a backoff, from the snapshot last announced in full
-(:meth:`topology._publisher.Publisher._announce`).
+(:meth:`topology.view._publisher.Publisher._announce`).
 
 Example::
 
@@ -31,11 +31,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from topology._episode import Episode
-from topology.picker import ReplicaPicker
-from topology.snapshot import Role, Snapshot, role_changes
+from topology.probing.snapshot import Role, Snapshot, role_changes
 from topology.trace import FailureReported, RoleChanged, SplitBrain, Tracer
 from topology.view import ClusterView
+from topology.view._episode import Episode
+from topology.view.picker import ReplicaPicker
 
 __all__ = ["CALLBACK_TASKS", "Announcer", "Callbacks", "log_changes", "significant"]
 

@@ -1,8 +1,8 @@
 """The cluster's side of a DCS: what a pushed leader, a member list and the store's health change.
 
-:class:`DcsAware` sits between :class:`topology._publisher.Publisher` and
+:class:`DcsAware` sits between :class:`topology.view._publisher.Publisher` and
 :class:`topology.ClusterResolver`. It turns a :class:`topology.dcs.DcsWatch`
-into a :class:`topology._dcs_follow.DcsFollower` whose callbacks land here:
+into a :class:`topology.dcs._follow.DcsFollower` whose callbacks land here:
 
 * a member list: the hosts the probe loop probes from its next round on;
   whatever was held for a host that left goes with it (its suspicion, its
@@ -15,12 +15,12 @@ into a :class:`topology._dcs_follow.DcsFollower` whose callbacks land here:
   mode's fast pace;
 * the leader's own member key saying primary + running (Patroni finished
   the promotion): that leader is published as the primary at once, marked
-  ``dcs_named`` (:mod:`topology._dcs_confirm`), with no probe connection;
+  ``dcs_named`` (:mod:`topology.dcs._confirm`), with no probe connection;
   SQL confirms it at the next calm round, and a failure report from the
   application (a read-only error) puts it in doubt: SQL wins over the store;
 * with Patroni on etcd, the same from a peer's ``writable`` key: one
   process of the fleet wins a claim on the new leader's term, connects to
-  it until it accepts writes and tells the others (:mod:`topology._dcs_claim`);
+  it until it accepts writes and tells the others (:mod:`topology.dcs._claim`);
 * the store's health: while it answers, calm rounds every ``dcs_interval``
   seconds; while it does not, every ``DcsPace.lost_interval`` (jittered, the
   first one at a random moment within it so a fleet that lost the store at
@@ -44,22 +44,22 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from topology._dcs_confirm import dcs_named
-from topology._dcs_follow import DcsFollower
-from topology._dcs_trust import TrustedWatch
-from topology._probe_loop import ProbeLoop
-from topology._publisher import Publisher
-from topology.caught_up import CaughtUpFinder
 from topology.dcs import AddressMap, DcsWatch, translator
+from topology.dcs._confirm import dcs_named
+from topology.dcs._follow import DcsFollower
+from topology.dcs._trust import TrustedWatch
 from topology.errors import ConfigurationError
 from topology.hosts import HostAddress, parse_host
 from topology.pace import DcsPace
-from topology.prober import HostProber
-from topology.snapshot import Role, Snapshot
+from topology.probing._probe_loop import ProbeLoop
+from topology.probing.prober import HostProber
+from topology.probing.snapshot import Role, Snapshot
 from topology.trace import Tracer
+from topology.view._publisher import Publisher
+from topology.view.caught_up import CaughtUpFinder
 
 if TYPE_CHECKING:
-    from topology._dcs_claim import Confirmer
+    from topology.dcs._claim import Confirmer
 
 __all__ = ["DcsAware"]
 
@@ -123,14 +123,14 @@ class DcsAware(Publisher):
         )
 
     def _confirmer(self, dcs: DcsWatch) -> Confirmer | None:
-        """Patroni on etcd: one process per fleet confirms a new leader (topology._dcs_claim)."""
+        """Patroni on etcd: one process per fleet confirms a new leader (topology.dcs._claim)."""
         inner = dcs.watch if isinstance(dcs, TrustedWatch) else dcs
         # The etcd client needs the [patroni] extra: SQL-only topology must
         # import without it, and without it no PatroniEtcd can exist.
-        patroni = sys.modules.get("topology.patroni")
+        patroni = sys.modules.get("topology.dcs.patroni")
         if patroni is None or not isinstance(inner, patroni.PatroniEtcd):
             return None
-        from topology._dcs_claim import Confirmer
+        from topology.dcs._claim import Confirmer
 
         patience = lambda: self.dcs_pace.patience  # noqa: E731
         return Confirmer(

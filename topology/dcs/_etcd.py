@@ -9,16 +9,16 @@ message per line, for as long as the connection lives); and, with a user
 name, ``POST /v3/auth/authenticate`` for a token.
 
 Endpoints: ``http(s)://host:port`` (Patroni's ``etcd3`` hosts and protocol;
-see :class:`topology.patroni_config.EtcdConfig`, which also carries the TLS
+see :class:`topology.dcs.patroni_config.EtcdConfig`, which also carries the TLS
 files and the credentials); a call that cannot reach one (refused, timed
 out, TLS refused, an error status, or anything else the peer does wrong:
 closing early, stalling, sending too much, JSON of the wrong shape) goes on
 to the next, and the one that answered is tried first next time.
-:class:`topology._http.Unreachable` carries the reason of every endpoint
+:class:`topology.dcs._http.Unreachable` carries the reason of every endpoint
 tried. Credentials in an endpoint URL are refused, and no message ever shows
 them (:func:`redacted`). Every answer is read within
-:class:`topology._http.HttpLimits`. One pooled keep-alive client per gateway
-(:class:`topology._http.HttpClient`), closed by :meth:`EtcdGateway.aclose`.
+:class:`topology.dcs._http.HttpLimits`. One pooled keep-alive client per gateway
+(:class:`topology.dcs._http.HttpClient`), closed by :meth:`EtcdGateway.aclose`.
 
 Authentication (etcd's own, as Patroni's ``username``/``password``): a token
 from ``/v3/auth/authenticate``, sent as the ``Authorization`` header on every
@@ -64,7 +64,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from topology._http import (
+from topology.dcs._http import (
     BadAnswer,
     Endpoints,
     HttpClient,
@@ -74,8 +74,8 @@ from topology._http import (
     shown,
     why,
 )
+from topology.dcs.patroni_config import EtcdConfig, TlsFiles, parse_endpoints, redacted
 from topology.errors import ConfigurationError
-from topology.patroni_config import EtcdConfig, TlsFiles, parse_endpoints, redacted
 
 __all__ = [
     "AuthFailed",
@@ -194,7 +194,7 @@ class EtcdGateway:
 
     ``endpoints``: base URLs, or an :class:`EtcdConfig` (endpoints, TLS files,
     credentials). ``limits``: the caps on what one answer may make us read
-    (default :class:`topology._http.HttpLimits`: a range answer up to 8 MiB,
+    (default :class:`topology.dcs._http.HttpLimits`: a range answer up to 8 MiB,
     a watch message up to 1 MiB). A TLS file that cannot be loaded is a
     ConfigurationError here.
     """

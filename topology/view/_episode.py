@@ -2,7 +2,7 @@
 answered is now X (or none)" into :class:`~topology.trace.PrimaryLost` and
 :class:`~topology.trace.PrimaryFound`.
 
-Both the resolver (:mod:`topology._announce`) and ``--watch``
+Both the resolver (:mod:`topology.view._announce`) and ``--watch``
 (:mod:`topology.probe._watch`) feed it, so their counts of time without a
 primary agree. Not thread-safe; never waits. Example::
 

@@ -10,11 +10,11 @@ cluster three things, through three callbacks, each only when it changes:
   is ``primary`` (or ``master``) and ``running``, i.e. Patroni finished
   promoting it; called when that becomes true for a leader;
 * a new leader SQL has not confirmed yet (``confirm_wanted(host)``): the
-  ``confirmer`` (:mod:`topology._dcs_claim`) tries to confirm it for the
+  ``confirmer`` (:mod:`topology.dcs._claim`) tries to confirm it for the
   fleet; a peer's ``writable`` key for the leader's term makes it ready too.
   When the leader key goes, the confirmer (if this process holds the role)
   looks for the next leader among the other members at once
-  (:mod:`topology._dcs_scout`);
+  (:mod:`topology.dcs._scout`);
 * ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
@@ -37,7 +37,7 @@ from topology.dcs import DcsView, DcsWatch
 from topology.trace import DcsAnswered, DcsLost, Tracer
 
 if TYPE_CHECKING:  # the claim needs the [patroni] extra's etcd client
-    from topology._dcs_claim import Confirmer
+    from topology.dcs._claim import Confirmer
 
 __all__ = ["DcsFollower", "merged", "ready_leader"]
 

@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 from tenacity import RetryCallState
 from tenacity.stop import stop_base
 
-from topology.drivers import ProbeConnection
 from topology.errors import ProbeError, Reason
+from topology.probing.drivers import ProbeConnection
 
 __all__ = [
     "ABANDON_GRACE",

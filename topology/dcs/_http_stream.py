@@ -1,11 +1,11 @@
 """A streamed HTTP answer (an etcd watch): its body's JSON lines, read as they arrive.
 
-:meth:`topology._http.HttpClient.open_stream` sends the request and bounds
+:meth:`topology.dcs._http.HttpClient.open_stream` sends the request and bounds
 the connect and the response head; what it returns is a :class:`Stream`.
 :meth:`Stream.json_lines` then may wait without limit *between* messages
 (an idle watch is silent: its liveness is the caller's business), but a
 message that has begun must end within ``idle`` seconds, and none may
-exceed :attr:`HttpLimits.line <topology._http_body.HttpLimits>` bytes.
+exceed :attr:`HttpLimits.line <topology.dcs._http_body.HttpLimits>` bytes.
 Cancelling the iteration cancels the read under way; the caller closes
 the stream (:meth:`Stream.aclose`). Not thread-safe: one event loop.
 
@@ -26,7 +26,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from topology._http_body import HttpLimits, LineSplitter, ReadTimeout, mapped
+from topology.dcs._http_body import HttpLimits, LineSplitter, ReadTimeout, mapped
 
 if TYPE_CHECKING:
     import httpx

@@ -39,9 +39,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from topology.drivers import ProbeConnection, ProbeDriver
 from topology.errors import ProbeError, Reason, classify, redact
 from topology.hosts import ConnectOptions, HostAddress
+from topology.probing.drivers import ProbeConnection, ProbeDriver
 
 __all__ = [
     "Grant",
@@ -84,7 +84,7 @@ def _execute(signature: str, required: bool = True, effect: str = "the probe fai
     )
 
 
-# Every function and relation of topology.result's probe queries (a test
+# Every function and relation of topology.probing.result's probe queries (a test
 # checks the list against the query text), then the optional ones.
 GRANTS: tuple[Grant, ...] = (
     _execute("pg_is_in_recovery()"),

@@ -1,4 +1,12 @@
-"""What a cluster publishes, and the protocol its role resolvers read it through.
+"""The view: what a cluster publishes, and the roles read from it.
+
+The part of the flow after probing (``probes -> snapshot -> view -> roles``):
+this module holds :class:`ClusterView` and :class:`ViewSource`; beside it,
+``_publisher`` (one frozen view per change), ``_announce`` (listeners of
+role changes), ``_episode`` (a primary lost and found, traced), and the role
+resolvers that read only a :class:`ViewSource`: :mod:`.roles`
+(``cluster.master``, ``cluster.replica``), :mod:`.picker` (a replica
+strategy goes there), :mod:`.caught_up` (read-your-writes on replicas).
 
 A :class:`ClusterView` is frozen. The cluster replaces it as a whole, in one
 assignment, at every change: a new snapshot, a failure report, a stop. A
@@ -6,7 +14,7 @@ reader that took a view therefore sees one moment, never the snapshot of one
 round with the suspects of another.
 
 :class:`ViewSource` is all that ``cluster.master`` and ``cluster.replica``
-(:mod:`topology.roles`) need of a cluster: read the view, wait for the next
+(:mod:`topology.view.roles`) need of a cluster: read the view, wait for the next
 publication, report a failure, listen. :class:`topology.ClusterResolver` is
 one; anything else that publishes views (a test double, a DCS watch) can
 drive the same role resolvers.
@@ -27,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from topology.snapshot import Role, Snapshot
+from topology.probing.snapshot import Role, Snapshot
 
 __all__ = ["ClusterView", "ViewSource"]
 

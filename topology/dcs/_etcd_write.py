@@ -1,15 +1,15 @@
 """The etcd writes of the fleet's leader confirmation: a lease (and its renewal), a claim, a put.
 
-Over the same :class:`topology._etcd.EtcdGateway` as the watch (TLS, the
+Over the same :class:`topology.dcs._etcd.EtcdGateway` as the watch (TLS, the
 app's token, the endpoint that answered first): ``POST /v3/lease/grant``,
 ``POST /v3/kv/txn`` (create a key only if it does not exist: etcd's
 ``create_revision == 0`` compare, as Patroni takes its leader lock) and
 ``POST /v3/kv/put``, and ``POST /v3/lease/keepalive`` for the fleet's
 elected confirmer (one request: the gateway answers a one-message stream).
 Each call tries the endpoints in turn, each within the gateway's ``timeout``
-(with authentication: up to three requests); :class:`topology._http.Unreachable`
+(with authentication: up to three requests); :class:`topology.dcs._http.Unreachable`
 when none answers. A user without write permission on the key (etcd code 7,
-or HTTP 403) or refused credentials is :class:`topology._etcd.AuthFailed` at
+or HTTP 403) or refused credentials is :class:`topology.dcs._etcd.AuthFailed` at
 once, never retried here: the caller turns the feature off. Cancelling a call closes its request.
 """
 
@@ -19,8 +19,8 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from topology._etcd import AuthFailed, EtcdGateway
-from topology._http import BadAnswer, Unreachable, shown, why
+from topology.dcs._etcd import AuthFailed, EtcdGateway
+from topology.dcs._http import BadAnswer, Unreachable, shown, why
 
 __all__ = ["confirm_term", "create_if_absent", "grant_lease", "keep_alive", "put", "revoke"]
 

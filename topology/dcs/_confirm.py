@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from topology.snapshot import HostState, Role, Snapshot
+from topology.probing.snapshot import HostState, Role, Snapshot
 
 __all__ = ["dcs_named"]
 

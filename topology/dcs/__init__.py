@@ -1,4 +1,14 @@
-"""What a cluster manager's store (a DCS) says about the cluster, and how to watch it.
+"""DCS sources: what a cluster manager's store says about the cluster, and how to watch it.
+
+This module holds the protocol (:class:`DcsWatch`) and what a watch
+delivers; beside it, each source with its transports and how the cluster
+uses what they say: :mod:`.patroni` (Patroni on etcd v3, and over its REST
+API in ``_patroni_rest``), :mod:`.patroni_config` (a Patroni YAML's
+settings), ``_etcd`` / ``_etcd_write`` / ``_http*`` (the etcd v3 gateway over
+HTTP), ``_trust`` (which members get the credentials), ``_follow``,
+``_aware``, ``_confirm``, ``_claim``, ``_scout`` (how the cluster follows the
+store). **A new source, such as Consul, is one new module here**: a class
+with :class:`DcsWatch`'s two methods, passed as ``ClusterResolver(dcs=...)``.
 
 Patroni keeps the name of its leader and the address of every member in a
 distributed configuration store (etcd, Consul, ZooKeeper, Kubernetes). A
@@ -11,9 +21,9 @@ The SQL probe stays the proof: a host becomes the primary only once it says
 one SQL sees loses. Nor is the store trusted with where the credentials go:
 a member is probed only if the user trusts its address (``hosts=``,
 ``dcs_allow=``) or the server proves its name (``sslmode=verify-full``); see
-:mod:`topology._dcs_trust`.
+:mod:`topology.dcs._trust`.
 
-Implementations: :class:`topology.patroni.PatroniEtcd` (Patroni on etcd v3).
+Implementations: :class:`topology.dcs.patroni.PatroniEtcd` (Patroni on etcd v3).
 Consul or Kubernetes would be another class with the same two methods.
 
 Concurrency: :meth:`DcsWatch.run` runs in one task owned by the cluster,
@@ -60,7 +70,7 @@ class DcsView:
     ``term``: the leader lock's identity (etcd: the leader key's
     create_revision; 0 when unknown). ``writable``: ``(member, host)`` a peer
     process confirmed accepting writes for this term
-    (:mod:`topology._dcs_claim`), untrusted until checked against the leader.
+    (:mod:`topology.dcs._claim`), untrusted until checked against the leader.
     """
 
     leader: str | None

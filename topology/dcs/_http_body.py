@@ -1,6 +1,6 @@
 """What an HTTP peer we do not trust may make us read: :class:`HttpLimits` and the typed errors.
 
-The transport (:mod:`topology._http`, over httpx) holds every answer to
+The transport (:mod:`topology.dcs._http`, over httpx) holds every answer to
 :class:`HttpLimits`; this module has the caps, the errors a misbehaving peer
 becomes, and the two bounded readers of a body: :func:`read_whole` (one JSON
 document) and :class:`LineSplitter` (a stream of one JSON message per line,
@@ -10,7 +10,7 @@ over at most 64 KiB per read), whatever the peer sends.
 Errors are :class:`HttpError` s whose messages name the endpoint and, for a
 cap, the cap and its limit; never a secret (no request header is ever put in
 a message), and the peer's own bytes only repr-escaped and cut short.
-Nothing here waits: timeouts are the transport's (see :mod:`topology._http`).
+Nothing here waits: timeouts are the transport's (see :mod:`topology.dcs._http`).
 :func:`mapped` turns httpx's errors into these, judging by the exception types
 under httpx's (h11's, ssl's, the OS's); :func:`ssl_context` loads the TLS files.
 """
@@ -27,8 +27,8 @@ from typing import Any
 import h11
 import httpx
 
+from topology.dcs.patroni_config import TlsFiles
 from topology.errors import ConfigurationError
-from topology.patroni_config import TlsFiles
 
 __all__ = [
     "BadAnswer",

@@ -1,6 +1,6 @@
 """Patroni's REST API as a DCS source: :class:`PatroniRest` polls ``GET /cluster``.
 
-What it is for, and what polling costs a fleet: see :mod:`topology.patroni`
+What it is for, and what polling costs a fleet: see :mod:`topology.dcs.patroni`
 (which exports everything here). :func:`view_from_cluster` turns one
 ``/cluster`` answer into a :class:`~topology.dcs.DcsView`; :class:`PatroniRest`
 asks the members in turn, the one that answered last first, every
@@ -15,12 +15,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from topology._http import Endpoints, HttpClient, Unreachable, shown, why
-from topology._http_body import BadAnswer, HttpError, HttpLimits
 from topology.dcs import DcsMember, DcsView
+from topology.dcs._http import Endpoints, HttpClient, Unreachable, shown, why
+from topology.dcs._http_body import BadAnswer, HttpError, HttpLimits
+from topology.dcs.patroni_config import RestConfig, TlsFiles, parse_endpoints
 from topology.errors import ConfigurationError
 from topology.hosts import DEFAULT_PORT, HostAddress
-from topology.patroni_config import RestConfig, TlsFiles, parse_endpoints
 
 __all__ = ["REST_LIMITS", "PatroniRest", "view_from_cluster"]
 
@@ -54,7 +54,7 @@ def view_from_cluster(document: object, revision: int) -> DcsView:
 
 
 class PatroniRest:
-    """A :class:`topology.dcs.DcsWatch` polling Patroni's REST API (see :mod:`topology.patroni`).
+    """A :class:`topology.dcs.DcsWatch` polling Patroni's REST API (:mod:`topology.dcs.patroni`).
 
     ``urls``: members' REST endpoints, ``"http://h1:8008,http://h2:8008"``;
     each poll asks the one that answered last first, the others after it,

@@ -1,7 +1,7 @@
 """The SQL probe source: rounds of concurrent probes, each publishing a snapshot.
 
 :class:`ProbeLoop` is where :class:`topology.ClusterResolver`'s snapshots come from
-(a DCS only hints at when and what to probe: :mod:`topology._dcs_follow`).
+(a DCS only hints at when and what to probe: :mod:`topology.dcs._follow`).
 
 One round probes every host concurrently, so a round lasts about one probe
 timeout at worst, whatever the number of dead or black-holed hosts. When a
@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from topology._round import Heard, ended_event, outcome, published_event, watched_result
-from topology._watch import BURST_WATCH, BUSY, FAST_STEP, MARGIN, Watches
-from topology.prober import HostProber
-from topology.result import ProbeResult
-from topology.snapshot import HostState, Role, Snapshot, build_snapshot
+from topology.probing._round import Heard, ended_event, outcome, published_event, watched_result
+from topology.probing._watch import BURST_WATCH, BUSY, FAST_STEP, MARGIN, Watches
+from topology.probing.prober import HostProber
+from topology.probing.result import ProbeResult
+from topology.probing.snapshot import HostState, Role, Snapshot, build_snapshot
 from topology.trace import ProbeStarted, Tracer
 
 __all__ = ["ProbeLoop"]
@@ -94,7 +94,7 @@ class ProbeLoop:
         watch_step: float = 0.0,
     ) -> None:
         self.probers = tuple(probers)
-        # Replicas watched for their promotion while the loop rests (topology._watch).
+        # Replicas watched for their promotion while the loop rests (topology.probing._watch).
         self.watches = Watches(watch_step, self.wake) if watch_step > 0 else None
         self._linger = linger
         self._focus = focus
@@ -215,7 +215,7 @@ class ProbeLoop:
                 return
 
     def _watch(self, seconds: float, step: float | None = None) -> None:
-        """Watch the replicas for their promotion while the loop rests (topology._watch)."""
+        """Watch the replicas for their promotion while the loop rests (topology.probing._watch)."""
         if self.watches is None or not self._linger():
             return
         current = self._current()

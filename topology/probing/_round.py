@@ -1,6 +1,6 @@
 """One probe round's bookkeeping: what it heard, and the events it traces.
 
-Pure helpers of :class:`topology._probe_loop.ProbeLoop`: a :class:`Heard`
+Pure helpers of :class:`topology.probing._probe_loop.ProbeLoop`: a :class:`Heard`
 collects each host's latest state while a round's probes answer, and the
 functions turn a finished probe task into its result and trace events.
 Nothing here waits or touches the network.
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 from topology.errors import ProbeError, Reason
-from topology.result import ProbeResult
-from topology.snapshot import HostState, Role, Snapshot
+from topology.probing.result import ProbeResult
+from topology.probing.snapshot import HostState, Role, Snapshot
 from topology.trace import ProbeEnded, RoundPublished
 
 __all__ = ["Heard", "ended_event", "outcome", "published_event", "watched_result"]

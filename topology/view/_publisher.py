@@ -4,7 +4,7 @@
 :class:`~topology.view.ClusterView` readers see, when each suspect was
 reported, the pace of a failover episode, and the latch that wakes the
 callers waiting for the next publication. Every change of the view is one
-assignment of a new frozen view; :mod:`topology._announce` then tells the
+assignment of a new frozen view; :mod:`topology.view._announce` then tells the
 outside world.
 
 :class:`topology.ClusterResolver` is a Publisher (it adds settings, the
@@ -30,11 +30,11 @@ import dataclasses
 import time
 from collections.abc import Iterable
 
-from topology._announce import Announcer
 from topology._supervise import Supervisor
 from topology.pace import Pace
-from topology.snapshot import Snapshot
+from topology.probing.snapshot import Snapshot
 from topology.view import ClusterView
+from topology.view._announce import Announcer
 
 __all__ = ["ANNOUNCER", "Publisher"]
 

@@ -11,7 +11,7 @@ elected within seconds.
 
 When Patroni's leader key goes, the elected process looks ahead: it probes
 the other members until one accepts writes and confirms it for the term of
-the leader key that names it (:mod:`topology._dcs_scout`), often before the
+the leader key that names it (:mod:`topology.dcs._scout`), often before the
 watch has brought it that key. Otherwise, when the leader key names a new
 leader X (its create_revision is the *term*), the elected process claims the
 confirmation at once and connects to X meanwhile. The others stand back for
@@ -24,7 +24,7 @@ The winner probes X with the probe login until it accepts writes (at most
 ``DcsPace.patience`` seconds), then puts ``topology/writable/<term>`` =
 ``{"member", "host", "term"}`` and closes its connection. Patroni ignores
 keys it does not know under its prefix, so every process's watch delivers
-that key: each publishes X from it (:func:`topology._dcs_follow.ready_leader`)
+that key: each publishes X from it (:func:`topology.dcs._follow.ready_leader`)
 with no connection of its own. Without a ``writable`` key, patience runs out
 and each probes over SQL as before.
 
@@ -58,9 +58,8 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from topology._dcs_scout import first_writable, leader_term
-from topology._etcd import AuthFailed, EtcdGateway
-from topology._etcd_write import (
+from topology.dcs._etcd import AuthFailed, EtcdGateway
+from topology.dcs._etcd_write import (
     confirm_term,
     create_if_absent,
     grant_lease,
@@ -68,8 +67,9 @@ from topology._etcd_write import (
     put,
     revoke,
 )
+from topology.dcs._scout import first_writable, leader_term
 from topology.hosts import HostAddress, parse_host
-from topology.prober import HostProber
+from topology.probing.prober import HostProber
 
 __all__ = [
     "CONFIRMER_TTL",

@@ -66,7 +66,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-from topology.result import ProbeResult
+from topology.probing.result import ProbeResult
 
 __all__ = ["ARM_STATEMENT", "BURST_WATCH", "BUSY", "MIN_REST", "Watches", "watch_statement"]
 
@@ -89,7 +89,7 @@ BURST_WATCH = 0.25
 BUSY: Final = "busy"
 
 # Every name is schema-qualified and no operator is written, as in the probe
-# query (topology.result): a search_path cannot redirect any of it. The two
+# query (topology.probing.result): a search_path cannot redirect any of it. The two
 # numbers are ours (settings), never a peer's.
 _STATEMENT = """\
 DO $topology_watch$
@@ -141,7 +141,7 @@ def watch_statement(seconds: float, step: float) -> str:
 
 
 class Watchable(Protocol):
-    """What a watch needs of a prober (:class:`topology.prober.HostProber` has it)."""
+    """What a watch needs of a prober (:class:`topology.probing.prober.HostProber` has it)."""
 
     host: str
 
