@@ -2,8 +2,8 @@
 
 :class:`Plan` holds the counts and durations (``FULL`` for ``make bench``,
 ``QUICK`` for ``--quick``); :func:`result` turns the measurements into the
-rows, the capacity table, the verdicts and the notes of docs/performance.md
-section 8. Pure: no I/O.
+rows, the verdicts and the notes of docs/performance.md section 8. Pure: no
+I/O.
 """
 
 from __future__ import annotations
@@ -50,17 +50,16 @@ QUICK = Plan(
 
 # --- the result ----------------------------------------------------------------------------
 STEADY_ROWS = [
-    ("probe connections held per server (pg_stat_activity, mean)", "held_per_server", 2),
+    ("probe connections held (mean)", "held_per_server", 2),
     ("... per process", "held_per_server_per_process", 4),
-    ("probe queries/s per server (resolvers' stats)", "probes_per_s_per_server", 2),
+    ("probe queries/s", "probes_per_s_per_server", 2),
     ("... per process", "probes_per_s_per_server_per_process", 4),
-    ("connections opened/s per server above idle (pg_stat_database.sessions)",
-     "sessions_per_s_per_server_above_idle", 2),
+    ("connections opened/s above idle", "sessions_per_s_per_server_above_idle", 2),
     ("etcd requests/s, whole fleet", "etcd_requests_per_s", 2),
-    ("etcd watchers above Patroni's own (etcd metrics)", "etcd_watchers_above_idle", 0),
-    ("etcd watch streams above Patroni's own", "etcd_watch_streams_above_idle", 0),
-    ("CPU per worker process, share of a core", "cpu_share_per_worker", 3),
-    ("CPU per process (resolver), ms per s", "cpu_ms_per_s_per_process", 3),
+    ("etcd watchers above Patroni's", "etcd_watchers_above_idle", 0),
+    ("etcd watch streams above Patroni's", "etcd_watch_streams_above_idle", 0),
+    ("CPU per worker, share of a core", "cpu_share_per_worker", 3),
+    ("CPU per resolver, ms/s", "cpu_ms_per_s_per_process", 3),
 ]  # fmt: skip
 
 
@@ -72,10 +71,10 @@ def _follow_cell(data: dict[str, Any] | None) -> str:
     if data is None:
         return "not run"
     return (
-        f"{data['followed']}/{data['resolvers']} followed; p50 {st.fmt(data['p50_ms'], 0)},"
-        f" p99 {st.fmt(data['p99_ms'], 0)}, max {st.fmt(data['max_ms'], 0)} ms"
-        f" (workers at {st.fmt(100 * data['cpu_share_per_worker'], 0)} % of a core"
-        + (f"; the DCS lost {data['dcs_outages']} times)" if data["dcs_outages"] else ")")
+        f"{data['followed']}/{data['resolvers']}; p50 {st.fmt(data['p50_ms'], 0)},"
+        f" p99 {st.fmt(data['p99_ms'], 0)}, max {st.fmt(data['max_ms'], 0)} ms;"
+        f" workers {st.fmt(100 * data['cpu_share_per_worker'], 0)} % CPU"
+        + (f"; the DCS lost {data['dcs_outages']} times" if data["dcs_outages"] else "")
     )
 
 
@@ -86,37 +85,22 @@ def rows(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
     ]
     for kind, label in (("crash", "crash-leader"), ("freeze", "freeze-leader")):
         cells = [_follow_cell(measured[m]["failovers"].get(kind)) for m in MODES]
-        table.append([f"{label}: naming time (new leader writable -> resolver names it)", *cells])
+        table.append([f"{label} naming time", *cells])
     outage = measured["dcs"].get("outage")
     if outage is not None:
         table += [
-            ["etcd outage: probe connections held on the busiest server, mean / max sample",
+            ["etcd outage: held on the busiest server, mean / max",
              "no DCS", f"{st.fmt(outage['held_busiest_mean'], 2)} / "
              f"{st.fmt(outage['held_busiest_max'], 0)}"],
-            ["... per process, mean / max sample", "no DCS",
+            ["... per process, mean / max", "no DCS",
              f"{st.fmt(outage['held_busiest_mean_per_process'], 4)} / "
              f"{st.fmt(outage['held_busiest_max_per_process'], 4)}"],
-            ["etcd outage: probe queries/s per process (all servers)", "no DCS",
+            ["etcd outage: queries/s per process, all servers", "no DCS",
              st.fmt(outage["probes_per_s_per_process"], 3)],
-            ["etcd outage: crash-leader naming time (over SQL alone)", "no DCS",
+            ["etcd outage: crash-leader naming time (SQL alone)", "no DCS",
              _follow_cell(outage["follow"])],
         ]  # fmt: skip
     return table
-
-
-def capacity(measured: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    """Extrapolated from the measured per-process rates: load grows with processes."""
-    out = []
-    for processes in (50, 200, 1000):
-        for hosts in (3, 5):
-            row: list[Any] = [processes, hosts]
-            for mode in MODES:
-                steady = measured[mode]["steady"]
-                held = steady["held_per_server_per_process"] * processes
-                row += [st.fmt(held, 2), st.fmt(held * hosts, 2)]
-                row.append(st.fmt(steady["probes_per_s_per_server_per_process"] * processes, 1))
-            out.append(row)
-    return out
 
 
 def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -124,12 +108,12 @@ def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, 
     steady = dcs["steady"]
     found = [
         {
-            "target": "DCS mode: probe connections held per server per process <= 0.1",
+            "target": "DCS: held per process <= 0.1",
             "value": steady["held_per_server_per_process"],
             "met": steady["held_per_server_per_process"] <= 0.1,
         },
         {
-            "target": "DCS mode: probe queries/s per server per process <= 0.1",
+            "target": "DCS: queries/s per process <= 0.1",
             "value": steady["probes_per_s_per_server_per_process"],
             "met": steady["probes_per_s_per_server_per_process"] <= 0.1,
         },
@@ -137,7 +121,7 @@ def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, 
     for kind, data in dcs["failovers"].items():
         p99 = data["p99_ms"]
         found.append({
-            "target": f"DCS mode, {kind}-leader: all {plan.resolvers} resolvers follow (p99)",
+            "target": f"DCS, {kind}-leader: all {plan.resolvers} named",
             "value": p99 if math.isfinite(p99) else None,
             "unit": "ms",
             "met": data["followed"] == data["resolvers"] == plan.resolvers,
@@ -146,15 +130,14 @@ def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, 
     if outage is not None:
         found.append(
             {
-                "target": "DCS mode, etcd outage: held probe connections per process per server"
-                " <= 0.2 (max sample, busiest server)",
+                "target": "DCS, etcd outage: held per process <= 0.2 (busiest, max)",
                 "value": outage["held_busiest_max_per_process"],
                 "met": outage["held_busiest_max_per_process"] <= 0.2,
             }
         )
         follow = outage["follow"]
         found.append({
-            "target": f"DCS mode, etcd outage: all {plan.resolvers} resolvers follow a crash",
+            "target": f"DCS, etcd outage: all {plan.resolvers} named after a crash",
             "value": follow["p99_ms"] if math.isfinite(follow["p99_ms"]) else None,
             "unit": "ms",
             "met": follow["followed"] == plan.resolvers,
@@ -163,7 +146,7 @@ def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, 
         sql = measured["sql"]["failovers"].get(kind)
         if sql is not None:
             found.append({
-                "target": f"{kind}-leader: DCS-mode p99 <= SQL-only p99 and <= 500 ms",
+                "target": f"{kind}-leader: DCS p99 <= SQL-only's, <= 500 ms",
                 "value": data["p99_ms"] if math.isfinite(data["p99_ms"]) else None,
                 "unit": "ms",
                 "met": data["p99_ms"] <= min(sql["p99_ms"], 500.0),
@@ -173,21 +156,11 @@ def verdicts(plan: Plan, measured: dict[str, dict[str, Any]]) -> list[dict[str, 
 
 def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     n, p = plan.resolvers, plan.processes
-    names = ("connections per server", "connections, all servers", "queries/s per server")
-    mode_columns = [f"{label}: {name}" for label in MODES.values() for name in names]
     return {
         "name": "fleet",
-        "title": f"8. A fleet of {n} resolvers in {p} processes: SQL-only against DCS mode",
-        "columns": ["steady state, per database server (3 members)", *MODES.values()],
+        "title": f"8. {n} resolvers in {p} processes: SQL-only vs DCS mode",
+        "columns": ["per database server (3 members)", *MODES.values()],
         "rows": rows(measured),
-        "tables": [
-            {
-                "caption": "Capacity, extrapolated from the measured per-process rates above"
-                " (each application process runs one resolver):",
-                "columns": ["application processes", "hosts", *mode_columns],
-                "rows": capacity(measured),
-            }
-        ],
         "verdicts": verdicts(plan, measured),
         "data": {
             "plan": {"processes": p, "per_process": plan.per_process, "window_s": plan.window},
@@ -199,26 +172,16 @@ def result(plan: Plan, idle: dict[str, Any], measured: dict[str, dict[str, Any]]
 
 
 def notes(plan: Plan) -> str:
-    """The method, as bullets under the section's table."""
+    """The method, under the section's table."""
     pace = "Library defaults"
     if plan.dcs_pace:
         pace = f"DcsPace {_pace(plan.dcs_pace)}, otherwise library defaults"
     return (
-        f"- {plan.processes} processes x {plan.per_process} resolvers per mode (a resolver"
-        " stands for an application process), one mode after the other, on the benchmark's"
-        f" own 3-member Patroni + etcd cluster (max_connections = {MAX_CONNECTIONS}).\n"
-        f"- {pace}: SQL-only probes every 1 s; DCS mode every 15 s, closing its connections,"
-        " and follows a promotion the DCS confirms with no connection.\n"
-        f"- Resolvers start spread evenly over {plan.spread:g} s. Steady window {plan.window:g}"
-        f" s after {plan.warm:g} s of warm-up, held connections sampled every {SAMPLE_STEP} s;"
-        f" connections opened: server sessions minus a {plan.idle:g} s idle window before the"
-        " fleets (not xact_commit: PostgreSQL 15 defers counting transactions that touch no"
-        " table).\n"
-        "- Failovers: the leader killed (crash) or SIGSTOPped with its Patroni (freeze), its"
-        " leader key deleted. Naming time: the new leader's first accepted write"
-        " (pg_current_xact_id() polled every 2 ms) -> the resolver names it, both time.time();"
-        f" negative: named first; not within {plan.bound:g} s: ∞.\n"
-        "- etcd outage: the fleet's own TCP forwarder to etcd (TLS, user app) SIGSTOPped for"
-        f" {plan.outage:g} s, the leader crashed a third of the way in; Patroni keeps the store.\n"
-        "- 2 cores run cluster, fleet and benchmark at once: times include CPU queueing."
+        f"{plan.processes} processes x {plan.per_process} resolvers per mode, one per"
+        f" application process (load grows linearly). {pace}: SQL-only probes every"
+        " 1 s; DCS mode every 15 s, closing its connections. Naming time: the new leader's"
+        " first write (polled every 2 ms) -> the resolver names it. Crash: leader killed;"
+        " freeze: SIGSTOPped with its Patroni. etcd outage: the fleet cut from etcd"
+        f" {plan.outage:g} s, the leader crashed a third in. Times include CPU"
+        " queueing."
     )

@@ -16,15 +16,9 @@ from typing import Any
 SUMMARY = """\
 # Performance
 
-Rendered from performance.json by `make bench` (`python -m compose.bench`{flag}); do not
-edit by hand. Ours and its baseline run alternately in one process, repeated: quote
-**ratios and orders of magnitude**; absolute times are context only (shared {machine}
-machine, Python {python}, PostgreSQL 15 on loopback, {date}, {seconds} s).{rerun}
-
-## Targets
-
-Met unless marked **not met**; the measured value in parentheses.
-
+Rendered from performance.json by `make bench`{flag}; do not edit. Ours and its baseline
+alternate in one process: quote **ratios**; times are context (shared {machine} machine,
+Python {python}, PostgreSQL 15 on loopback, {date}).{rerun}
 """
 
 
@@ -38,17 +32,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-# The unit of a verdict's value, when the verdict does not name one.
-UNITS = {"hotpath": "x", "resolver": "x", "probe_round": "s", "follow": "ms"}
-
-
-def _measured(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "not reached"
-    text = f"{value:,.4g}" if isinstance(value, float) else str(value)
-    return f"{text} {unit}" if unit else text
-
-
 def table(columns: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -56,39 +39,26 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The page: per benchmark its table(s), method, targets (the values are in the table)."""
     rerun = meta.get("rerun")
-    note = (
-        f"\nFull run {meta.get('first_run')}; rerun alone later: {', '.join(rerun)}."
-        if rerun
-        else ""
-    )
+    note = f" Full run {meta.get('first_run')}; rerun: {', '.join(rerun)}." if rerun else ""
     fields = {k: v for k, v in meta.items() if k not in ("rerun", "first_run")}
-    out = [SUMMARY.format(flag=" --quick" if meta["quick"] else "", rerun=note, **fields)]
-    for result in results:
-        number = result["title"].split(".", 1)[0] if "error" not in result else "-"
-        if "error" in result:
-            out.append(
-                f"- **{number}** {result['name']}: failed: {result['error']} (**not met**)\n"
-            )
-            continue
-        targets = []
-        for verdict in result.get("verdicts", []):
-            unit = verdict.get("unit", UNITS.get(result["name"], ""))
-            met = "" if verdict["met"] else ", **not met**"
-            targets.append(f"{verdict['target']} ({_measured(verdict['value'], unit)}{met})")
-        out.append(f"- **{number}** " + "; ".join(targets) + "\n")
+    out = [SUMMARY.format(flag=" (--quick)" if meta["quick"] else "", rerun=note, **fields)]
     for result in results:
         out.append(f"\n## {result['title']}\n\n")
         if "error" in result:
-            out.append(f"Failed: `{result['error']}`\n")
+            out.append(f"Failed: `{result['error']}` (**not met**)\n")
             continue
         out.append(table(result["columns"], result["rows"]))
         for extra in result.get("tables", []):  # further tables, each under its caption
             out.append(f"\n{extra['caption']}\n\n" + table(extra["columns"], extra["rows"]))
         if result.get("notes"):
             out.append(f"\n{result['notes']}\n")
-        commit = f"commit {result['commit']}" if result.get("commit") else "commit not recorded"
-        out.append(f"\nRun: {result['seconds']} s, {commit}.\n")
+        targets = "; ".join(
+            v["target"] + ("" if v["met"] else " (**not met**)") for v in result.get("verdicts", [])
+        )
+        run = f"Commit {result.get('commit') or 'not recorded'}."
+        out.append(f"\nTargets: {targets}. {run}\n" if targets else f"\n{run}\n")
         if result.get("plot"):
             out.append(f"\n![{result['name']}]({result['plot']})\n")
     return "".join(out)

@@ -133,11 +133,11 @@ async def run(env: Env) -> dict[str, Any]:
     ]
     med = {who: {k: st.median([r[k] for r in rs]) for k in keys} for who, rs in results.items()}
     labels = [
-        "probe connections open per host",
-        "connections opened per host per interval",
-        "probe queries per host per interval (server log)",
+        "probe connections open",
+        "connections opened",
+        "probe queries (server log)",
         "CPU share of this process, %",
-        "server CPU of the probe backends per replica host, % of a core",
+        "server CPU per replica host, % of a core",
     ]
     rows = [
         [label, *(st.fmt(med[mode][k], 2) for mode in results)]
@@ -147,7 +147,7 @@ async def run(env: Env) -> dict[str, Any]:
     env.log(f"steady: ours {o}, poll {med['poll']}")
     return {
         "name": "steady",
-        "title": "5. Steady-state cost of the background loop (10 hosts, 1 s interval)",
+        "title": "5. Probe loop's steady cost (10 hosts, 1 s interval)",
         "columns": [
             "per host, per 1 s interval",
             "ours (defaults: promotion_watch=0.01)",
@@ -158,17 +158,17 @@ async def run(env: Env) -> dict[str, Any]:
         "rows": rows,
         "verdicts": [
             {
-                "target": "probe connections per host = 1",
+                "target": "1 probe connection per host",
                 "value": o["connections_per_host"],
                 "met": abs(o["connections_per_host"] - 1) < 0.05,
             },
             {
-                "target": "promotion watch: server CPU per replica host < 5 % of a core",
+                "target": "watch: server CPU per replica host < 5 %",
                 "value": o["server_cpu_per_replica_percent"],
                 "met": o["server_cpu_per_replica_percent"] < 5,
             },
             {
-                "target": "probe queries per host per interval = 1",
+                "target": "1 probe query per host per interval",
                 "value": o["queries_per_host_per_interval"],
                 "met": 0.8 <= o["queries_per_host_per_interval"] <= 1.2,
             },
@@ -179,14 +179,8 @@ async def run(env: Env) -> dict[str, Any]:
 
 
 def notes(reps: int, seconds: float) -> str:
-    """The method, as bullets under the section's table."""
+    """The method, under the section's table."""
     return (
-        f"- {reps} alternated windows of {seconds:g} s; ten hosts: the three servers and seven"
-        " TCP forwarders (another process) to the replicas.\n"
-        "- Counts from the servers (pg_stat_activity; log_connections and log_statement = all,"
-        " on for the benchmark only); a round straddling a window's edge moves them by a"
-        " fraction.\n"
-        "- CPU share: time.process_time() of this process. Server CPU: the probe backends' on"
-        " the two replicas (/proc), per replica host (9): the promotion watch's cost, a check"
-        " every 10 ms by default, ~1.2 ms at promotion_watch=0.001."
+        f"{reps} alternated {seconds:g} s windows; seven hosts forward to the replicas."
+        " Counts: pg_stat_activity, server logs; server CPU: /proc."
     )
