@@ -111,13 +111,15 @@ async def _connect_explaining_key_errors(*args: Any, **kwargs: Any) -> Any:
     try:
         return await asyncpg.connect(*args, **kwargs)
     except ssl.SSLError as exc:
-        if "PEM lib" not in str(exc):
+        if "PEM lib" not in str(exc):  # OpenSSL's only words for a key it cannot load
             raise
-        raise ssl.SSLError(
-            exc.errno,
-            "could not load the client certificate or key (sslcert, sslkey): a wrong or "
-            f"missing sslpassword for an encrypted key, or not a PEM file ({exc})",
-        ) from exc
+        raise ssl.SSLError(exc.errno, _UNREADABLE_KEY.format(exc)) from exc
+
+
+_UNREADABLE_KEY = (
+    "could not load the client certificate or key (sslcert, sslkey): a wrong or "
+    "missing sslpassword for an encrypted key, or not a PEM file ({})"
+)
 
 
 def engine_url(url: str, connect_args: dict[str, Any] | None = None) -> tuple[URL, dict[str, Any]]:

@@ -109,6 +109,10 @@ class _AsyncpgConnection:
         return bool(self._conn.is_closed())
 
 
+_UNREADABLE_KEY = (
+    "could not load the client certificate or key (sslcert, sslkey): a wrong or "
+    "missing sslpassword for an encrypted key, or not a PEM file ({})"
+)
 _SSL_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl")
 _LIBPQ_SETTINGS = (*_SSL_PARAMETERS, "options")
 # asyncpg's ssl=<bool>, as SQLAlchemy users write it: ssl=True is verify-full there.
@@ -247,11 +251,7 @@ class AsyncpgDriver:
         except ssl.SSLError as exc:
             if "PEM lib" not in str(exc):  # OpenSSL's only words for a key it cannot load
                 raise
-            raise ssl.SSLError(
-                exc.errno,
-                "could not load the client certificate or key (sslcert, sslkey): a wrong or "
-                f"missing sslpassword for an encrypted key, or not a PEM file ({exc})",
-            ) from exc
+            raise ssl.SSLError(exc.errno, _UNREADABLE_KEY.format(exc)) from exc
         return _AsyncpgConnection(conn)
 
 
