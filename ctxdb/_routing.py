@@ -19,8 +19,8 @@ engine for its whole life. Its pool never holds a session to a stale host:
   first session after a promotion pays no connect.
 
 Connections to a host other than the engine's own are made by the creator
-of an engine that ``engine_creator(host)`` built for that host (and that
-never connects by itself), so per-host settings such as
+of an engine that the owner's ``engine_for(host)`` built for that host (and
+that never connects by itself), so per-host settings such as
 ``connect_args`` apply; the pool, its size and its event listeners stay
 those of the one engine. The pool therefore bounds how many connections a
 failover opens: at most its size (plus overflow), never a second pool.
@@ -31,7 +31,7 @@ once (asyncpg and psycopg drop a half-open connection when cancelled).
 
 Example::
 
-    router = HostRouter(engine, "db1:5432", build=make_engine, follow=resolver, wait=5.0)
+    router = HostRouter(engine, "db1:5432", owner=owner, wait=5.0)  # owner: a RouteOwner
     router.move("db2:5432")  # from a resolver listener: cut db1, reconnect to db2
 """
 
@@ -42,8 +42,8 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,7 +57,6 @@ from .errors import RetryableConnectionError
 from .failover import (
     HOST_TAG,
     TERMINATED,
-    FailureReporter,
     connect_failed_on_network,
     describe,
     report_to,
@@ -66,7 +65,7 @@ from .failover import (
 )
 from .trace import ConnectRetried, SwapFollowed, Tracer
 
-__all__ = ["HOST_TAG", "HostRouter"]
+__all__ = ["HOST_TAG", "HostRouter", "RouteOwner"]
 
 logger = logging.getLogger("ctxdb")
 
@@ -78,13 +77,30 @@ class _Moved(Exception):
     """The target changed while a connect was in flight."""
 
 
+class RouteOwner(Protocol):
+    """What a ``HostRouter`` asks of the ``DBConnect`` it routes for (event loop only).
+
+    ``engine_for(host)``: an engine for ``host``, used only for its creator;
+    no I/O. ``current_host()``: the resolver's answer now, the owner moved
+    there; the router bounds the wait for it by its own ``wait``.
+    ``report_failure(host, exc)``: a connect to ``host`` failed on the
+    network; synchronous, never blocks (a raise is logged, not propagated).
+    """
+
+    def engine_for(self, host: str) -> AsyncEngine: ...
+
+    async def current_host(self) -> str: ...
+
+    def report_failure(self, host: str, exc: BaseException) -> None: ...
+
+
 class HostRouter:
     """Routes the new connections of one engine to ``target`` (see the module docstring).
 
-    ``build(host)`` makes an engine for ``host`` (used only for its creator);
-    ``follow()`` awaits the resolver's current host; ``wait`` bounds, in
-    seconds, how long one connect looks for a reachable host. ``tracer``
-    gets ``SwapFollowed``, ``ConnectRetried`` and ``RetrySafeFailure``.
+    ``owner`` builds the per-host engines, names the next host and hears of
+    failed hosts (:class:`RouteOwner`); ``wait`` bounds, in seconds, how
+    long one connect looks for a reachable host. ``tracer`` gets
+    ``SwapFollowed``, ``ConnectRetried`` and ``RetrySafeFailure``.
     """
 
     def __init__(
@@ -92,9 +108,7 @@ class HostRouter:
         engine: AsyncEngine,
         host: str,
         *,
-        build: Callable[[str], AsyncEngine],
-        follow: Callable[[], Awaitable[str]],
-        report: FailureReporter | None,
+        owner: RouteOwner,
         wait: float,
         tracer: Tracer | None = None,
         tasks: Supervisor | None = None,
@@ -104,13 +118,11 @@ class HostRouter:
         self._moved_at: float | None = None  # set only with a tracer: SwapFollowed
         self.home = host
         self.target: str | None = host
-        self._build = build
-        self._follow = follow
-        self._report = report
+        self._owner = owner
         self._wait = wait
         self._tasks = tasks if tasks is not None else Supervisor(tracer)
         # Per-host engines used only for their creator: bounded, pruned (_host_engines).
-        self._blueprints = Blueprints(build, self._tasks, timeout=wait)
+        self._blueprints = Blueprints(owner.engine_for, self._tasks, timeout=wait)
         self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         # Connected, not yet handed out: SQLAlchemy's connect hooks may still run.
         self._initializing: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
@@ -204,7 +216,7 @@ class HostRouter:
                 except Exception as error:
                     if not connect_failed_on_network(error):
                         raise  # a wrong password, a missing database: not the host's state
-                    report_to(self._report, host, error)
+                    report_to(self._owner.report_failure, host, error)
                     if time.monotonic() >= deadline:
                         raise self._traced(unreachable_error(host, error, self._wait)) from error
                     if self._tracer is not None:
@@ -298,7 +310,7 @@ class HostRouter:
         if remaining <= 0:
             raise self._traced(unreachable_error(unreachable or "the primary", error, self._wait))
         try:
-            host = await asyncio.wait_for(self._follow(), remaining)
+            host = await asyncio.wait_for(self._owner.current_host(), remaining)
         except Exception as exc:
             where = unreachable or "any host"
             nobody = RetryableConnectionError(

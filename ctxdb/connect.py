@@ -32,6 +32,7 @@ from ._engine_slot import (
 )
 from ._follow import AfterMove
 from ._host_engines import DEFAULT_HOST_IDLE, DEFAULT_MAX_HOSTS, HostEngines
+from ._route_owner import ConnectRouteOwner
 from ._routing import HostRouter
 from ._tasks import Supervisor
 from ._token import Position
@@ -142,6 +143,8 @@ class DBConnect:
         self._exclusive = self._can.exclusive
         # An exclusive resolver (a primary): one engine whose connections follow it.
         self._routed = resolver is not None and self._can.exclusive
+        # Its routers get this narrow view (ctxdb._route_owner), not the whole DBConnect.
+        self._route_owner = ConnectRouteOwner(self)
         self._failover_wait = failover.wait
         candidates = self._can.candidates if failover.spares else None
         self._after_move = AfterMove(
@@ -277,9 +280,7 @@ class DBConnect:
             router = HostRouter(
                 engine,
                 host,
-                build=self._engine_creator,
-                follow=self._follow,
-                report=self._can.report_failure,
+                owner=self._route_owner,
                 wait=self._failover_wait,
                 tracer=self._tracer,
                 tasks=self._tasks,
@@ -296,13 +297,6 @@ class DBConnect:
                 self._retire(stale)
         if self._can.report_failure is not None:
             self._can.report_failure(host, exc)
-
-    async def _follow(self) -> str:
-        """The resolver's host now, with this DBConnect moved there (for routed connects)."""
-        assert self._resolver is not None
-        host = await self._resolver()
-        self._retarget(host)
-        return host
 
     def _retarget(self, host: str | None) -> None:
         """Send new connections to ``host`` and cut every connection to the previous one.

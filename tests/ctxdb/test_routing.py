@@ -94,6 +94,33 @@ async def test_a_refused_connect_goes_to_the_next_host_the_resolver_names(
         await connect.close()
 
 
+async def test_the_route_owner_reports_only_to_a_resolver_that_listens() -> None:
+    """A resolver without ``report_failure`` is told nothing, and nothing raises (no server)."""
+
+    class Silent:
+        exclusive = True
+
+        async def __call__(self) -> str:
+            return "a"
+
+    built: list[str] = []
+
+    def engine_creator(label: str) -> AsyncEngine:
+        built.append(label)
+        return create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+
+    silent = DBConnect(engine_creator=engine_creator, resolver=Silent())
+    silent._route_owner.report_failure("a", OSError("refused"))
+    labels = LabelResolver("a", "b")
+    told = DBConnect(engine_creator=engine_creator, resolver=labels)
+    owner = told._route_owner
+    owner.report_failure("a", OSError("refused"))
+    assert labels.reports == ["a"]
+    assert await owner.current_host() == "b"
+    await owner.engine_for("b").dispose()
+    assert built == ["b"]
+
+
 async def test_no_reachable_host_fails_within_failover_wait(
     pg_server: PostgresNode, driver: str
 ) -> None:
