@@ -1,34 +1,24 @@
 """ClusterResolver: follow the primary and the replicas of a PostgreSQL cluster.
 
-The SQL probe loop (:mod:`topology.probing._probe_loop`) probes
-every host each ``interval`` seconds; each :class:`Snapshot` is published as
-one frozen :class:`~topology.view.ClusterView` (:mod:`topology.view._publisher`)
-and announced (:mod:`topology.view._announce`). Readers read the current view:
-no lock, no network while it is fresh. ``cluster.master`` and
-``cluster.replica`` (:mod:`topology.view.roles`, reading the cluster only as a
-:class:`~topology.view.ViewSource`) are awaitable callables returning a host
-string (``"host:port"``, ``"[v6]:port"``), which also offer
-``report_failure`` and ``add_listener``.
+A cluster is composed of named collaborators, one module each:
 
-Following a failover: ``report_failure(host, exc)`` (called by a session
-layer when a connection fails or a primary turns read-only) takes the host
-off the fast path, starts one immediate round (coalesced with any others)
-and keeps rounds at ``fast_interval`` until a primary is known again.
-``master()`` then waits for a snapshot with a primary, at most
-``wait_timeout`` seconds, and raises :class:`NoPrimaryError` with every
-host's reason. Listeners hear of every change of the resolved host, so
-engines can be swapped and connections to a demoted host terminated at once.
+* ``_source``, a :class:`~topology.probing._probe_loop.ProbeLoop`: rounds of SQL probes;
+* ``_steering`` (:mod:`topology._steering`): the loop's owner, and failure reports;
+* ``_publisher`` (:mod:`topology.view._publisher`): the frozen view, read without a lock;
+* ``_dcs_mode`` (:mod:`topology.dcs._aware`), with a DCS: what the store's news changes;
+* ``_runner`` (:mod:`topology._running`): start, refresh, wait, close;
+* ``master`` and ``replica`` (:mod:`topology.view.roles`): awaitable callables
+  returning a host string, reading the cluster only as a
+  :class:`~topology.view.ViewSource`.
 
-Lifecycle (:mod:`topology._lifecycle`): ``async with cluster`` or ``await
-cluster.start()`` / ``await cluster.close()``; a resolver call before
-``start()`` starts the cluster (once, however many callers; again on another
-event loop if the first one is gone). Its background tasks are supervised
-(:mod:`topology._supervise`): one that dies is logged once at ERROR and
-restarted with a backoff; ``stats().tasks`` shows them. ``close(timeout)``
-stops the tasks and closes every probe connection within about ``timeout``
-seconds (terminating those that do not close in time), for good: any later
-call raises :class:`ResolverClosedError`. Not thread-safe, except
-``report_failure``, which may be called from any thread.
+Following a failover: ``report_failure(host, exc)`` takes the host off the
+fast path, starts one round (coalesced with any others) and keeps rounds at
+``fast_interval`` until a primary is known again; ``master()`` waits for one
+at most ``wait_timeout`` s, then raises :class:`NoPrimaryError` with every
+host's reason. Lifecycle: ``async with cluster``, or ``start()`` and
+``close(timeout)`` (for good); a resolver call starts it. Background tasks
+are supervised (:mod:`topology._supervise`; ``stats().tasks``). Not
+thread-safe, except ``report_failure``.
 """
 
 from __future__ import annotations
@@ -36,29 +26,34 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from topology._lifecycle import Lifecycle
-from topology._running import Running
+from topology._running import Runner
 from topology._settings import check_identifier, checked_driver, merge_options
+from topology._steering import Steering
 from topology._supervise import Supervisor, TaskHealth
 from topology.dcs import DcsWatch
+from topology.dcs._aware import DcsMode
+from topology.dcs._follow import DcsFollower
 from topology.dcs._trust import guard_dcs
 from topology.dcs.patroni_config import PatroniConfig
-from topology.errors import ConfigurationError, classify
+from topology.errors import ConfigurationError
 from topology.hosts import ConnectOptions, HostAddress, parse_hosts, parse_url
-from topology.pace import DcsPace, Pace
+from topology.pace import DcsPace
 from topology.probing._probe_loop import ProbeLoop
 from topology.probing.drivers import ProbeDriver
 from topology.probing.prober import HostProber
 from topology.probing.snapshot import Role, Snapshot
 from topology.settings import DcsTrust, ReplicaPolicy, Timing, gather
 from topology.trace import Tracer, guarded
+from topology.view import ClusterView
 from topology.view._announce import CALLBACK_TASKS, Announcer
-from topology.view._publisher import ANNOUNCER
+from topology.view._publisher import ANNOUNCER, Publisher
 from topology.view.caught_up import CHECKS, CaughtUpFinder, CaughtUpStats
 from topology.view.roles import MasterResolver, ReplicaResolver
 
@@ -87,7 +82,7 @@ class ClusterStats:
     """The supervised background tasks: alive, restarts, last error (topology._supervise)."""
 
 
-class ClusterResolver(Running):
+class ClusterResolver:
     """Probes ``hosts`` and resolves the primary (``master``) and a replica (``replica``).
 
     ``hosts``: a comma-separated string or an iterable of ``host[:port]``
@@ -112,24 +107,15 @@ class ClusterResolver(Running):
     Observability: ``tracer`` (:mod:`topology.trace`; OpenTelemetry: :mod:`topology.otel`)
     hears of probes, role changes, failovers and reads after writes; None costs nothing.
 
-    Identity: ``system_identifier`` pins the cluster (``SELECT
-    system_identifier FROM pg_control_system()`` on any member); a host
-    reporting another one is excluded as foreign. Without it the identifier
-    is learned from the hosts and kept, and adopted anew only when the whole
-    cluster was re-initialised (see :mod:`topology.probing._identity`); read it as
-    :attr:`system_identifier`.
+    Identity: ``system_identifier`` pins the cluster; a host reporting another
+    one is excluded as foreign. Without it, it is learned (see
+    :mod:`topology.probing._identity`).
 
-    DCS: ``dcs`` (a :class:`topology.dcs.DcsWatch`; see :meth:`from_patroni`)
-    adds the members it lists to ``hosts`` (which may then be empty), starts a
-    round the moment it names a new leader, and follows a leader whose own
-    member key says primary + running at once (SQL confirms it; a failure
-    report wins). It probes at ``dcs_pace``'s slower pace, without keeping
-    connections; when the store stops answering: one WARNING, then SQL
-    probing every ``dcs_pace.lost_interval`` s. ``trust``
-    (:class:`~topology.settings.DcsTrust`, :mod:`topology.dcs._trust`) says
-    which members receive the credentials and rewrites their addresses;
-    with no trust chosen, ``ConfigurationError``; an untrusted member is
-    logged once at WARNING and left out.
+    DCS: ``dcs`` (a :class:`topology.dcs.DcsWatch`; see :meth:`from_patroni`
+    and :mod:`topology.dcs._aware`) adds the members it lists to ``hosts``
+    (which may then be empty) and hurries rounds when it names a new leader.
+    ``trust`` (:class:`~topology.settings.DcsTrust`) says which members
+    receive the credentials; with none chosen, ``ConfigurationError``.
 
     Reading: ``cluster.view`` is the :class:`~topology.view.ClusterView` last
     published (never waits); ``cluster`` is the
@@ -158,78 +144,66 @@ class ClusterResolver(Running):
         self.timing, self.dcs_pace = given.timing, given.dcs_pace
         check_identifier(system_identifier)
         empty = isinstance(hosts, (str, tuple, list)) and not hosts
-        self.hosts = () if dcs is not None and empty else parse_hosts(hosts)
+        addresses = () if dcs is not None and empty else parse_hosts(hosts)
         self.options = merge_options(options, user, password, database, connect_options)
         self.driver = checked_driver(driver, self.options)
         self._timed(given.timing, dcs is not None)
-        if dcs is not None:
-            self._dcs_paced(False)  # until the store answers (see topology.dcs._aware)
         self.picker = given.replicas.picker()
-        self._names = tuple(str(address) for address in self.hosts)
         self._tracer = tracer = guarded(tracer)
         supervisor = Supervisor(tracer, (self.options.password, self.options.sslpassword))
         supervisor.register(ANNOUNCER, CALLBACK_TASKS, CHECKS)
-        announcer = Announcer(self.picker, tracer, supervisor.died)
+        self._announcer = Announcer(self.picker, tracer, supervisor.died)
+        names = [str(address) for address in addresses]
         # Everything readers see, replaced as a whole (see topology.view).
-        super().__init__(self._names, self.pace, announcer, self.stale_after, supervisor)
-        self._lifecycle = Lifecycle(supervisor)
-        self._dcs_answers = False
-        if dcs is not None:  # the trust model (topology.dcs._trust) translates, then filters
-            dcs = guard_dcs(dcs, given.trust.addresses, given.trust.allow, self.hosts, self.options)
-        self._dcs = None if dcs is None else self._follower(dcs, None)
-        self._source = self._probe_source(given.timing.retries, system_identifier)
-        self._failure_reports = 0
+        self._publisher = Publisher(names, self.pace, self._announcer, self.stale_after, supervisor)
+        self._steering = steering = Steering(self._publisher)
+        self._source = steering.steer(self._probe_loop(addresses, system_identifier))
         self._caught_up = CaughtUpFinder(
             self.options, self.driver, self.probe_timeout, tracer, supervisor
         )
+        mode = None if dcs is None else self._dcs_mode_for(dcs, given.trust)
+        self._dcs_mode = steering.dcs = mode
+        self._dcs: DcsFollower | None = None if mode is None else mode.follower
+        self._lifecycle = Lifecycle(supervisor)
+        self._runner = Runner(self._lifecycle, steering, self._source, self._caught_up, self.timing)
         self.master = MasterResolver(self)
         self.replica = ReplicaResolver(self, self.picker, self._caught_up)
 
+    def _dcs_mode_for(self, dcs: DcsWatch, trust: DcsTrust) -> DcsMode:
+        """Follow ``dcs``, behind the trust model (topology.dcs._trust: it translates,
+        then filters the members it names)."""
+        guarded_dcs = guard_dcs(dcs, trust.addresses, trust.allow, self.hosts, self.options)
+        return DcsMode(
+            guarded_dcs, self._publisher, self._source, self._caught_up, self._prober,
+            pace=self.dcs_pace, burst_window=self.burst_window, tracer=self._tracer,
+        )  # fmt: skip
+
     def _timed(self, timing: Timing, with_dcs: bool) -> None:
-        """The timing's values as the attributes the loop and the DCS mode read."""
-        self.interval = timing.interval
-        self.fast_interval = timing.fast_interval
+        """The timing's values as attributes (read by tests, tools and the docs' examples)."""
+        self.interval, self.fast_interval = timing.interval, timing.fast_interval
         self.burst_window = timing.burst_window
         self.promotion_watch = float(timing.promotion_watch)
         self.probe_timeout = float(timing.probe_timeout)
         self.wait_timeout = float(timing.wait_timeout)
         self.dcs_interval = float(self.dcs_pace.interval)
-        self._retries = timing.retries
-        self.pace = Pace(
-            interval=self.interval,
-            fast_interval=self.fast_interval,
-            burst_interval=timing.burst_interval,
-            burst_window=self.burst_window,
-        )
-        slowest = (
-            max(self.interval, self.dcs_interval, self.dcs_pace.lost_interval)
-            if with_dcs
-            else self.interval
-        )
-        self.stale_after = timing.stale_after or 3 * slowest + 2 * self.probe_timeout
+        self.pace = timing.pace()
+        self.stale_after = timing.staleness(self.dcs_pace if with_dcs else None)
 
-    def _probe_source(self, retries: int, system_identifier: int | None) -> ProbeLoop:
-        """The topology source: SQL probes of every host, each round."""
+    def _probe_loop(
+        self, addresses: Sequence[HostAddress], system_identifier: int | None
+    ) -> ProbeLoop:
+        """The topology source: SQL probes of every host, each round, steered."""
         return ProbeLoop(
-            [self._prober(address) for address in self.hosts],
-            current=lambda: self.view.snapshot,
-            publish=self._publish,
-            pause=self._pause,
-            hurry=self._in_episode,
-            early=self._worth_publishing_early,
-            straggling=self._straggling,
-            patience=self.fast_interval,
-            slow_after=self.probe_timeout / 4,
-            system_identifier=system_identifier,
-            tracer=self._tracer,
-            linger=self._keeps_connections,
-            focus=self._focus_hosts,
+            [self._prober(address) for address in addresses], self._steering,
+            patience=self.fast_interval, slow_after=self.probe_timeout / 4,
+            system_identifier=system_identifier, tracer=self._tracer,
             watch_step=self.promotion_watch,
-        )
+        )  # fmt: skip
 
     def _prober(self, address: HostAddress) -> HostProber:
+        retries = self.timing.retries
         return HostProber(
-            address, self.options, self.driver, timeout=self.probe_timeout, retries=self._retries
+            address, self.options, self.driver, timeout=self.probe_timeout, retries=retries
         )
 
     @classmethod
@@ -291,13 +265,61 @@ class ClusterResolver(Running):
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        hosts = ",".join(self._names) or "no hosts yet"
+        hosts = ",".join(p.host for p in self._source.probers) or "no hosts yet"
         if self._dcs is not None:
             hosts += f", dcs={self._dcs.watch.describe()}"
         return (
             f"ClusterResolver({hosts}, driver={self.driver.name}, "
             f"primary={self.view.snapshot.primary}, {state})"
         )
+
+    # --- running (topology._running) --------------------------------------------
+    @property
+    def view(self) -> ClusterView:
+        """The :class:`~topology.view.ClusterView` last published; never waits."""
+        return self._publisher.view
+
+    @property
+    def hosts(self) -> tuple[HostAddress, ...]:
+        """The hosts probed now (with a DCS: the static ones, then its members)."""
+        return tuple(prober.address for prober in self._source.probers)
+
+    @property
+    def running(self) -> bool:
+        return self._runner.running
+
+    async def start(self) -> None:
+        """Start the loop and wait for the first snapshot (at most ``wait_timeout``)."""
+        await self._runner.ensure_started(time.monotonic() + self.wait_timeout)
+
+    async def ensure_started(self, deadline: float) -> None:
+        """Start on this event loop unless it runs there; wait (until ``deadline``, a
+        monotonic time) for a first snapshot. :class:`ResolverClosedError` once closed."""
+        await self._runner.ensure_started(deadline)
+
+    async def refresh(self, timeout: float | None = None) -> Snapshot:
+        """Probe now: return the complete snapshot of a round started after this call.
+
+        Coalesced with every other refresh and failure report (single flight).
+        Starts the cluster if needed. Waits at most ``timeout`` seconds
+        (default: ``wait_timeout + probe_timeout``), then returns the latest
+        snapshot, complete or not.
+        """
+        return await self._runner.refresh(timeout)
+
+    async def next_view(self, deadline: float) -> ClusterView:
+        """The view after the next publication, or at ``deadline`` (monotonic) at the
+        latest; starts the cluster if stopped, :class:`ResolverClosedError` once closed."""
+        return await self._runner.next_view(deadline)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop and close every probe connection, within about ``timeout`` s.
+
+        Connections that do not close politely in time are terminated. For
+        good: later calls raise :class:`ResolverClosedError`. Idempotent;
+        safe without a start.
+        """
+        await self._runner.close(timeout)
 
     # --- reading ---------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -324,14 +346,14 @@ class ClusterResolver(Running):
             probes=source.probes,
             probe_failures=source.probe_failures,
             role_changes=self._announcer.role_changes,
-            failure_reports=self._failure_reports,
-            last_round_at=self._last_round_at,
+            failure_reports=self._steering.failure_reports,
+            last_round_at=self._publisher.last_round_at,
             last_round_duration=source.last_round_duration,
             running=self.running,
             dcs_answers=None if self._dcs is None else self._dcs.healthy,
             dcs_outages=0 if self._dcs is None else self._dcs.outages,
             dcs_views=0 if self._dcs is None else self._dcs.views,
-            tasks=self._supervisor.health(),
+            tasks=self._lifecycle.supervisor.health(),
         )
 
     def on_change(self, callback: Callable[[Snapshot, Snapshot], object]) -> Callable[[], None]:
@@ -361,28 +383,9 @@ class ClusterResolver(Running):
         keeps rounds fast until a primary is known again. A no-op once closed.
         """
         try:
-            self._lifecycle.call(self._failure, host, exc)
+            self._lifecycle.call(self._steering.failure, host, exc)
         except Exception:
             log.exception("report_failure(%s) failed; ignored", host)
-
-    def _failure(self, host: str, exc: BaseException | None, reason: str = "unspecified") -> None:
-        self._failure_reports += 1
-        if exc is not None:
-            # The type and the reason only: an exception's text may hold SQL parameters.
-            reason = classify(exc).words
-            log.info("failure reported on %s: %s (%s)", host, reason, type(exc).__name__)
-        self._suspect(host, host in self._names, reason)
-        if self.running:
-            self._source.wake()
-
-    def _straggling(self, hosts: frozenset[str]) -> None:
-        # A primary that has not answered within a quarter of the probe timeout
-        # is treated as failing (a frozen host fails nothing by itself):
-        # sessions stop going to it and the loop looks for a promotion.
-        primary = self.view.snapshot.primary
-        if primary is not None and primary in hosts and not self._is_suspect(primary):
-            log.info("primary %s is slow to answer its probe: looking for another", primary)
-            self._failure(primary, None, "slow probe")
 
     async def __aenter__(self) -> ClusterResolver:
         await self.start()

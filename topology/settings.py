@@ -35,7 +35,7 @@ from typing import Any, ClassVar, NamedTuple
 from topology._settings import check_seconds, check_watch_step
 from topology.dcs import AddressMap
 from topology.errors import ConfigurationError
-from topology.pace import DcsPace
+from topology.pace import DcsPace, Pace
 from topology.view.picker import ReplicaPicker, Strategy
 
 __all__ = ["DcsTrust", "Given", "ReplicaPolicy", "Timing", "fold_legacy", "gather"]
@@ -112,6 +112,25 @@ class Timing:
         _number("burst_window", self.burst_window, minimum=0.0)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigurationError(f"retries must be an integer >= 0, not {self.retries!r}")
+
+    def pace(self) -> Pace:
+        """A new :class:`~topology.pace.Pace` at these intervals (a cluster owns one)."""
+        return Pace(
+            interval=self.interval,
+            fast_interval=self.fast_interval,
+            burst_interval=self.burst_interval,
+            burst_window=self.burst_window,
+        )
+
+    def staleness(self, dcs_pace: DcsPace | None) -> float:
+        """``stale_after``, or its default: three of the slowest rounds (with a DCS:
+        ``dcs_pace``'s calm and lost intervals too) plus two probe timeouts."""
+        if self.stale_after:
+            return self.stale_after
+        slowest = self.interval
+        if dcs_pace is not None:
+            slowest = max(slowest, dcs_pace.interval, dcs_pace.lost_interval)
+        return 3 * slowest + 2 * self.probe_timeout
 
 
 Timing.DEFAULT = Timing()

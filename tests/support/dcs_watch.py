@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from topology.dcs import DcsView
 
@@ -32,3 +32,34 @@ class PushedViews:
             if self.current is not None:
                 on_view(self.current)
             await self._changed.wait()
+
+
+class Told:
+    """A :class:`topology.dcs._follow.DcsListener` that records what it is told.
+
+    ``kinds``: which calls go into ``calls``, as ``(kind, value)``: "hosts",
+    "leader", "ready", "health". ``confirm_wanted`` always says yes.
+    """
+
+    def __init__(self, calls: list[tuple[str, object]], *kinds: str) -> None:
+        self.calls = calls
+        self.kinds = frozenset(kinds)
+
+    def _tell(self, kind: str, value: object) -> None:
+        if kind in self.kinds:
+            self.calls.append((kind, value))
+
+    def members(self, hosts: Sequence[str]) -> None:
+        self._tell("hosts", tuple(hosts))
+
+    def leader(self, host: str | None) -> None:
+        self._tell("leader", host)
+
+    def leader_ready(self, host: str) -> None:
+        self._tell("ready", host)
+
+    def confirm_wanted(self, host: str) -> bool:
+        return True
+
+    def health(self, answers: bool, reason: str | None) -> None:
+        self._tell("health", answers)

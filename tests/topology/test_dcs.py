@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.dcs_watch import Told
 from topology import ClusterResolver
 from topology.dcs import DcsMember, DcsView, DcsWatch, translator
 from topology.dcs._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
@@ -194,12 +195,7 @@ async def test_a_follower_tells_each_change_once_and_warns_once_per_outage(
     store = _ScriptedStore()
     assert isinstance(store, DcsWatch)
     calls: list[tuple[str, object]] = []
-    follower = DcsFollower(
-        store, ("static:1",),
-        set_hosts=lambda hosts: calls.append(("hosts", tuple(hosts))),
-        dcs_leader=lambda host: calls.append(("leader", host)),
-        dcs_health=lambda ok, why: calls.append(("health", ok)),
-    )  # fmt: skip
+    follower = DcsFollower(store, ("static:1",), Told(calls, "hosts", "leader", "health"))
     task = follower.start()
     await asyncio.sleep(0)
     members = (DcsMember("m1", "a:1"), DcsMember("m2", "b:1"))
@@ -271,12 +267,8 @@ async def test_a_follower_probes_the_translated_addresses() -> None:
     store = _ScriptedStore()
     calls: list[tuple[str, object]] = []
     follower = DcsFollower(
-        store, (),
-        set_hosts=lambda hosts: calls.append(("hosts", tuple(hosts))),
-        dcs_leader=lambda host: calls.append(("leader", host)),
-        dcs_health=lambda ok, why: None,
-        translate=translator({"member1": "127.0.0.1"}),
-    )  # fmt: skip
+        store, (), Told(calls, "hosts", "leader"), translate=translator({"member1": "127.0.0.1"})
+    )
     task = follower.start()
     await asyncio.sleep(0)
     store.on_view(DcsView("m1", (DcsMember("m1", "member1:25411"),), 1))
@@ -348,12 +340,7 @@ async def test_members_outside_the_trusted_set_are_left_out_and_warned_of_once(
     store = _ScriptedStore()
     calls: list[tuple[str, object]] = []
     watch = guard_dcs(store, {"member1": "10.0.0.1"}, "10.0.0.0/24", (), ConnectOptions())
-    follower = DcsFollower(
-        watch, (),
-        set_hosts=lambda hosts: calls.append(("hosts", tuple(hosts))),
-        dcs_leader=lambda host: calls.append(("leader", host)),
-        dcs_health=lambda ok, why: None,
-    )  # fmt: skip
+    follower = DcsFollower(watch, (), Told(calls, "hosts", "leader"))
     task = follower.start()
     await asyncio.sleep(0)
     members = (DcsMember("m1", "member1:5432"), DcsMember("m9", "192.0.2.9:5432"))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.dcs_watch import Told
 from topology.dcs import DcsMember, DcsView
 from topology.dcs._claim import parse_writable
 from topology.dcs._confirm import dcs_named
@@ -112,13 +113,7 @@ class _Store:
 async def test_the_follower_tells_a_promotion_once_after_the_leader_change() -> None:
     store = _Store()
     calls: list[tuple[str, object]] = []
-    follower = DcsFollower(
-        store, (),
-        set_hosts=lambda hosts: None,
-        dcs_leader=lambda host: calls.append(("leader", host)),
-        dcs_health=lambda ok, why: None,
-        leader_ready=lambda host: calls.append(("ready", host)),
-    )  # fmt: skip
+    follower = DcsFollower(store, (), Told(calls, "leader", "ready"))
     task = follower.start()
     await asyncio.sleep(0)
     store.on_view(DcsView("m1", _members("replica", "running"), 1))
@@ -202,20 +197,21 @@ def test_a_round_begun_before_the_stores_news_does_not_undo_it() -> None:
 
     cluster = ClusterResolver(["a:1", "b:1"], dcs=_Silent())
     before = _snapshot(_state("a:1", Role.PRIMARY), _state("b:1", Role.REPLICA))
-    cluster._publish(before, 1.0, frozenset({"a:1", "b:1"}))
-    cluster._dcs_answers = True
+    cluster._steering.publish(before, 1.0, frozenset({"a:1", "b:1"}))
+    assert cluster._dcs_mode is not None
+    cluster._dcs_mode.answers = True
     started = time.monotonic()  # a round starts: b still a replica, a not answering
-    cluster._leader_ready("b:1")
+    cluster._dcs_mode.leader_ready("b:1")
     assert cluster.view.snapshot.primary == "b:1"
     assert cluster.view.snapshot.dcs_named
     stale = _snapshot(HostState("a:1", Role.DOWN), _state("b:1", Role.REPLICA))
-    cluster._publish(stale, started, frozenset({"b:1"}))
+    cluster._steering.publish(stale, started, frozenset({"b:1"}))
     assert cluster.view.snapshot.primary == "b:1"
     fresh = _snapshot(HostState("a:1", Role.DOWN), _state("b:1", Role.PRIMARY))
-    cluster._publish(fresh, time.monotonic(), frozenset({"b:1"}))
+    cluster._steering.publish(fresh, time.monotonic(), frozenset({"b:1"}))
     assert cluster.view.snapshot.primary == "b:1"
     assert not cluster.view.snapshot.dcs_named
     # A round begun after the news may overrule it (SQL wins over the store).
     overruled = _snapshot(HostState("a:1", Role.DOWN), _state("b:1", Role.REPLICA))
-    cluster._publish(overruled, time.monotonic(), frozenset({"b:1"}))
+    cluster._steering.publish(overruled, time.monotonic(), frozenset({"b:1"}))
     assert cluster.view.snapshot.primary is None

@@ -135,7 +135,10 @@ def test_no_part_imports_from_a_part_above_it() -> None:
 
 def test_each_top_level_module_is_a_face_a_shared_base_or_a_shim() -> None:
     top = {path.stem for path in PACKAGE.glob("*.py")}
-    whole = {"__init__", "cluster", "resolver", "settings", "_settings", "_running", "_lifecycle"}
+    whole = {
+        "__init__", "cluster", "resolver", "settings", "_settings", "_running", "_lifecycle",
+        "_steering",
+    }  # fmt: skip
     assert top == BASE | whole | set(SHIMS), sorted(top ^ (BASE | whole | set(SHIMS)))
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} == {
         "probing",
@@ -185,3 +188,14 @@ def test_a_failure_report_publishes_a_new_frozen_view() -> None:
     assert after.suspects == {"127.0.0.1:2"}
     assert after.snapshot is before.snapshot
     assert cluster.master.candidates() == ()  # read through the view: no replica known yet
+
+
+def test_the_cluster_is_composed_of_collaborators_not_mixins() -> None:
+    assert ClusterResolver.__mro__ == (ClusterResolver, object)
+    cluster = ClusterResolver(["127.0.0.1:1"], user="app")
+    loop = cluster._source
+    assert loop._owner is cluster._steering
+    assert cluster._steering.publisher is cluster._publisher
+    assert cluster.view is cluster._publisher.view
+    assert cluster._dcs_mode is None
+    assert cluster._steering.dcs is None

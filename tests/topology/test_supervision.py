@@ -188,9 +188,9 @@ async def test_the_dcs_follower_comes_back(
     member = DcsMember("m1", pg_server.host, "primary", "running")
     watch = PushedViews(DcsView("m1", (member,), 1))
     cluster = make(pg_server, hosts=(), dcs=watch, interval=60, dcs_allow="127.0.0.0/8")
-    follower = cluster._dcs
-    assert follower is not None
-    monkeypatch.setattr(follower, "_set_hosts", once(follower._set_hosts, words))
+    mode = cluster._dcs_mode  # the follower's listener
+    assert mode is not None
+    monkeypatch.setattr(mode, "members", once(mode.members, words))
     with caplog.at_level(logging.ERROR, logger="topology"):
         async with cluster:
             # The first member list died with the follower; the restarted one applies it.

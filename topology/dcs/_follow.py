@@ -1,12 +1,12 @@
 """Apply what a DCS says to a cluster: hosts to probe, a new leader, the store's health.
 
 :class:`DcsFollower` runs a :class:`topology.dcs.DcsWatch` and tells its
-cluster three things, through three callbacks, each only when it changes:
+cluster, a :class:`DcsListener`, what changes, each only when it changes:
 
-* ``set_hosts(hosts)``: the static hosts followed by the members' addresses;
-* ``dcs_leader(host)``: the leader the store names (None: no leader), so the
+* ``members(hosts)``: the static hosts followed by the members' addresses;
+* ``leader(host)``: the leader the store names (None: no leader), so the
   cluster probes at once instead of at its next round;
-* ``leader_ready(host)`` (optional): the leader's own member key says it
+* ``leader_ready(host)``: the leader's own member key says it
   is ``primary`` (or ``master``) and ``running``, i.e. Patroni finished
   promoting it; called when that becomes true for a leader;
 * a new leader SQL has not confirmed yet (``confirm_wanted(host)``): the
@@ -15,7 +15,7 @@ cluster three things, through three callbacks, each only when it changes:
   When the leader key goes, the confirmer (if this process holds the role)
   looks for the next leader among the other members at once
   (:mod:`topology.dcs._scout`);
-* ``dcs_health(healthy, reason)``: whether the store answers (and why not), so the cluster can probe
+* ``health(answers, reason)``: whether the store answers (and why not), so the cluster can probe
   slowly while it does and fall back to SQL-only probing when it does not.
 
 Logging: one WARNING when the store is lost, one when it answers again;
@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from topology._within import within
 from topology.dcs import DcsView, DcsWatch
@@ -39,7 +39,7 @@ from topology.trace import DcsAnswered, DcsLost, Tracer
 if TYPE_CHECKING:  # the claim needs the [patroni] extra's etcd client
     from topology.dcs._claim import Confirmer
 
-__all__ = ["DcsFollower", "merged", "ready_leader"]
+__all__ = ["DcsFollower", "DcsListener", "merged", "ready_leader"]
 
 log = logging.getLogger("topology")
 # What Patroni writes in a member key once it runs as the read-write leader:
@@ -68,22 +68,41 @@ def merged(static: Sequence[str], members: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*static, *members]))
 
 
+class DcsListener(Protocol):
+    """What a :class:`DcsFollower` tells its cluster (:mod:`topology.dcs._aware`).
+
+    Each call runs on the follower's event loop and must return at once.
+    """
+
+    def members(self, hosts: Sequence[str]) -> None:
+        """Probe these hosts: the static ones, then the members' addresses."""
+
+    def leader(self, host: str | None) -> None:
+        """The store names this leader now (None: no leader)."""
+
+    def leader_ready(self, host: str) -> None:
+        """The leader's own member key, or a peer's claim, says it accepts writes."""
+
+    def confirm_wanted(self, host: str) -> bool:
+        """Whether a new leader is worth confirming over SQL for the fleet."""
+        ...
+
+    def health(self, answers: bool, reason: str | None) -> None:
+        """Whether the store answers now (``reason``: why not)."""
+
+
 class DcsFollower:
-    """Runs ``watch`` and applies its views through the callbacks (module docstring)."""
+    """Runs ``watch`` and tells ``listener`` what its views change (module docstring)."""
 
     def __init__(
         self,
         watch: DcsWatch,
         static_hosts: Sequence[str],
+        listener: DcsListener,
         *,
-        set_hosts: Callable[[Sequence[str]], None],
-        dcs_leader: Callable[[str | None], None],
-        dcs_health: Callable[[bool, str | None], None],
         tracer: Tracer | None = None,
         translate: Callable[[str], str] | None = None,
-        leader_ready: Callable[[str], None] | None = None,
         confirmer: Confirmer | None = None,
-        confirm_wanted: Callable[[str], bool] | None = None,
     ) -> None:
         self.watch = watch
         self.static_hosts = tuple(static_hosts)
@@ -92,12 +111,8 @@ class DcsFollower:
         self.outages = 0
         self.views = 0
         self._translate = translate  # the DCS's member addresses -> addresses to probe
-        self._set_hosts = set_hosts
-        self._dcs_leader = dcs_leader
-        self._dcs_health = dcs_health
-        self._leader_ready = leader_ready
+        self._listener = listener
         self.confirmer = confirmer
-        self._confirm_wanted = confirm_wanted
         self._tracer = tracer  # already guarded
         self._first: asyncio.Event | None = None
 
@@ -164,7 +179,7 @@ class DcsFollower:
                 )
                 if self._tracer is not None:
                     self._tracer(DcsAnswered(self.watch.describe()))
-            self._dcs_health(True, None)
+            self._listener.health(True, None)
         old, self.view = self.view, view
         if self._first is not None:
             self._first.set()
@@ -174,9 +189,8 @@ class DcsFollower:
         if ready is not None and ready != was_ready:
             if self.confirmer is not None:
                 self.confirmer.settled()
-            if self._leader_ready is not None:
-                log.info("the DCS says leader %s runs as the primary (%s)", view.leader, ready)
-                self._leader_ready(ready)
+            log.info("the DCS says leader %s runs as the primary (%s)", view.leader, ready)
+            self._listener.leader_ready(ready)
 
     def _changed(self, old: DcsView | None, view: DcsView) -> None:
         """The members or the leader changed: tell the cluster."""
@@ -185,26 +199,26 @@ class DcsFollower:
             log.info(
                 "the DCS lists members %s: probing %s", ", ".join(view.hosts), ", ".join(hosts)
             )
-            self._set_hosts(hosts)
+            self._listener.members(hosts)
         if old is None or view.leader_host != old.leader_host:
             log.info("the DCS names leader %s (%s)", view.leader, view.leader_host)
             self._confirm(old, view)  # first: the fleet may be waiting on this process
-            self._dcs_leader(view.leader_host)
+            self._listener.leader(view.leader_host)
 
     def _confirm(self, old: DcsView | None, view: DcsView) -> None:
         """A new leader not ready yet: try to confirm it for the fleet (if wanted)."""
-        host, confirmer, wanted = view.leader_host, self.confirmer, self._confirm_wanted
+        host, confirmer, wanted = view.leader_host, self.confirmer, self._listener.confirm_wanted
         if old is None or confirmer is None:
             return
         if view.leader is None and old.leader is not None:  # the lock is free: look ahead
             confirmer.scout([
                 (m.name, m.host) for m in view.members
-                if m.name != old.leader and m.host and (wanted is None or wanted(m.host))
+                if m.name != old.leader and m.host and wanted(m.host)
             ])  # fmt: skip
             return
         if host is None or view.leader is None:
             return
-        if ready_leader(view) is None and (wanted is None or wanted(host)):
+        if ready_leader(view) is None and wanted(host):
             confirmer.start(view.term, view.leader, host)
 
     def _on_lost(self, reason: str) -> None:
@@ -219,4 +233,4 @@ class DcsFollower:
         )
         if self._tracer is not None:
             self._tracer(DcsLost(self.watch.describe(), reason))
-        self._dcs_health(False, reason)
+        self._listener.health(False, reason)

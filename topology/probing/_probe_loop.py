@@ -35,8 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Sequence
+from typing import Protocol, cast
 
 from topology.probing._round import Heard, ended_event, outcome, published_event, watched_result
 from topology.probing._watch import BURST_WATCH, BUSY, FAST_STEP, MARGIN, Watches
@@ -45,7 +45,7 @@ from topology.probing.result import ProbeResult
 from topology.probing.snapshot import HostState, Role, Snapshot, build_snapshot
 from topology.trace import ProbeStarted, Tracer
 
-__all__ = ["ProbeLoop"]
+__all__ = ["ProbeLoop", "RoundOwner"]
 
 log = logging.getLogger("topology")
 _CANCEL_GRACE = 0.5
@@ -56,55 +56,76 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class ProbeLoop:
-    """Runs probe rounds for a list of probers and hands each snapshot to ``publish``.
+class RoundOwner(Protocol):
+    """What a :class:`ProbeLoop` asks its owner, and tells it (the cluster's steering).
 
-    ``publish(snapshot, round_started, answered)`` is called on the event
-    loop with the new snapshot, the monotonic time the oldest probe that
-    answered started (the round's start, unless a slow probe carried over) and
-    the hosts that answered in this round (the others' states are carried
-    over from the previous snapshot); it must not block. ``current()``
-    returns the snapshot last published; ``pause()`` how many seconds
-    after the start of the last round the next one starts (asked again after
-    :meth:`reschedule`); ``hurry()`` whether a failover is under way
-    (probes without retries, rounds that do not wait for slow hosts beyond
-    ``patience`` seconds; otherwise ``slow_after``); ``straggling(hosts)`` is
-    told which hosts a round stopped waiting for; ``early(provisional,
-    answered)`` whether a mid-round snapshot is worth publishing
-    before the slower hosts answer (typically: it names a primary that the
-    fast path does not offer yet).
+    Every method is called on the event loop that runs the loop and must
+    return at once: none may block or wait on the network.
+    """
+
+    def current(self) -> Snapshot:
+        """The snapshot last published."""
+        ...
+
+    def publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
+        """Take a new snapshot. ``round_started``: the monotonic start of the oldest
+        probe that answered (the round's start, unless a slow probe carried
+        over); ``answered``: the hosts that answered in this round (the others'
+        states are carried over from the previous snapshot)."""
+
+    def pause(self) -> float:
+        """Seconds after the start of the last round the next one starts
+        (asked again after :meth:`ProbeLoop.reschedule`)."""
+        ...
+
+    def hurry(self) -> bool:
+        """A failover under way: probes without retries, rounds that do not wait
+        for slow hosts beyond ``patience`` seconds (otherwise ``slow_after``)."""
+        ...
+
+    def early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
+        """Whether a mid-round snapshot is worth publishing before the slower
+        hosts answer (typically: it names a primary the fast path lacks)."""
+        ...
+
+    def straggling(self, hosts: frozenset[str]) -> None:
+        """A round stopped waiting for these hosts."""
+
+    def linger(self) -> bool:
+        """Whether idle probe connections are kept between rounds."""
+        ...
+
+    def focus(self) -> frozenset[str] | None:
+        """The only hosts a hurried round probes, or None for all of them."""
+        ...
+
+
+class ProbeLoop:
+    """Runs probe rounds for a list of probers and hands each snapshot to its ``owner``.
+
+    ``owner``: a :class:`RoundOwner`, which decides the pace and takes the
+    snapshots. ``patience`` and ``slow_after``: how long a round waits for
+    slow hosts, in a hurry and otherwise; ``system_identifier``: the pinned
+    cluster identity, if any; ``watch_step``: the promotion watch's step
+    (0: no watch; see :mod:`topology.probing._watch`).
     """
 
     def __init__(
         self,
         probers: Sequence[HostProber],
+        owner: RoundOwner,
         *,
-        current: Callable[[], Snapshot],
-        publish: Callable[[Snapshot, float, frozenset[str]], None],
-        pause: Callable[[], float],
-        hurry: Callable[[], bool],
-        early: Callable[[Snapshot, frozenset[str]], bool],
-        straggling: Callable[[frozenset[str]], None],
         patience: float,
         slow_after: float,
         system_identifier: int | None = None,
         tracer: Tracer | None = None,
-        linger: Callable[[], bool] = lambda: True,
-        focus: Callable[[], frozenset[str] | None] = lambda: None,
         watch_step: float = 0.0,
     ) -> None:
+        self._owner = owner
         self.probers = tuple(probers)
         # Replicas watched for their promotion while the loop rests (topology.probing._watch).
         self.watches = Watches(watch_step, self.wake) if watch_step > 0 else None
-        self._linger = linger
-        self._focus = focus
         self._retiring: set[asyncio.Task[None]] = set()
-        self._current = current
-        self._publish = publish
-        self._pause = pause
-        self._hurry = hurry
-        self._early = early
-        self._straggling = straggling
         self.patience = patience
         self.slow_after = slow_after
         self.system_identifier = system_identifier  # pinned cluster identity, if any
@@ -159,7 +180,7 @@ class ProbeLoop:
 
     async def _let_go(self) -> None:
         """Close idle probe connections when the owner does not want them kept."""
-        if self._linger():
+        if self._owner.linger():
             return
         watched = self.watches or ()
         idle = [
@@ -203,10 +224,10 @@ class ProbeLoop:
         """
         while not self._wake_requested:
             self._reschedule = False
-            left = self.round_started_at + self._pause() - time.monotonic()
+            left = self.round_started_at + self._owner.pause() - time.monotonic()
             if left <= 0:
                 return
-            if self._hurry():  # rests of milliseconds: a watch across the burst's rounds
+            if self._owner.hurry():  # rests of milliseconds: a watch across the burst's rounds
                 self._watch(BURST_WATCH, FAST_STEP)
             else:
                 self._watch(left - MARGIN)
@@ -216,9 +237,9 @@ class ProbeLoop:
 
     def _watch(self, seconds: float, step: float | None = None) -> None:
         """Watch the replicas for their promotion while the loop rests (topology.probing._watch)."""
-        if self.watches is None or not self._linger():
+        if self.watches is None or not self._owner.linger():
             return
-        current = self._current()
+        current = self._owner.current()
         replicas = [
             prober
             for prober in self.probers
@@ -250,14 +271,14 @@ class ProbeLoop:
         self.round_started_at = started = time.monotonic()
         self.rounds += 1
         probers = self.probers
-        current = self._current()
+        current = self._owner.current()
         heard = Heard(
             [current.get(p.host) or HostState(p.host) for p in probers],
             {prober.host: index for index, prober in enumerate(probers)},
             started,
         )
-        hurry = self._hurry()
-        tasks = self._launch(probers, hurry, self._focus() if hurry else None)
+        hurry = self._owner.hurry()
+        tasks = self._launch(probers, hurry, self._owner.focus() if hurry else None)
         pending = set(tasks)
         limit: float | None = started + (self.patience if hurry else self.slow_after)
         try:
@@ -267,8 +288,8 @@ class ProbeLoop:
                     pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
-                    self._straggling(frozenset(tasks[t] for t in pending))
-                    if hurry or self._hurry():
+                    self._owner.straggling(frozenset(tasks[t] for t in pending))
+                    if hurry or self._owner.hurry():
                         break  # their probes carry over to a later round
                     limit = None  # healthy otherwise: a complete round, as usual
                 for task in done:
@@ -301,14 +322,14 @@ class ProbeLoop:
         """Build the round's snapshot and publish it."""
         snapshot = build_snapshot(
             heard.items,
-            self._current(),
+            self._owner.current(),
             round=self.rounds,
             taken_at=time.time(),
             complete=complete,
             system_identifier=self.system_identifier,
         )
         self.last_round_duration = duration = time.monotonic() - heard.started
-        self._publish(snapshot, heard.oldest, frozenset(heard.answered))
+        self._owner.publish(snapshot, heard.oldest, frozenset(heard.answered))
         if self._tracer is not None:
             self._tracer(published_event(snapshot, duration))
         return snapshot
@@ -363,7 +384,7 @@ class ProbeLoop:
         started: float,
         answered: frozenset[str],
     ) -> None:
-        current = self._current()
+        current = self._owner.current()
         provisional = build_snapshot(
             items,
             current,
@@ -372,5 +393,5 @@ class ProbeLoop:
             complete=False,
             system_identifier=self.system_identifier,
         )
-        if self._early(provisional, answered):
-            self._publish(provisional, started, answered)
+        if self._owner.early(provisional, answered):
+            self._owner.publish(provisional, started, answered)

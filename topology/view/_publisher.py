@@ -7,9 +7,9 @@ callers waiting for the next publication. Every change of the view is one
 assignment of a new frozen view; :mod:`topology.view._announce` then tells the
 outside world.
 
-:class:`topology.ClusterResolver` is a Publisher (it adds settings, the
-lifecycle and the public API): ``cluster.view`` stays a plain attribute, so
-the resolvers' fast path reads it without a call.
+:class:`topology.ClusterResolver` owns one (``cluster.view`` reads its
+``view``); the cluster's steering (:mod:`topology._steering`) hands it each
+round's snapshot and asks it when news is wanted.
 
 Concurrency: not thread-safe; everything runs on the event loop that runs
 the cluster (``ClusterResolver.report_failure`` hops there first). Nothing
@@ -19,7 +19,7 @@ its timeout and may be cancelled.
 Example::
 
     publisher = Publisher(("a:5432", "b:5432"), pace, Announcer(picker), stale_after=5.0)
-    publisher._publish(snapshot, round_started, answered=frozenset({"a:5432"}))
+    publisher.publish(snapshot, round_started, answered=frozenset({"a:5432"}))
     publisher.view.primary  # "a:5432", until a failure report or stale_after
 """
 
@@ -55,19 +55,19 @@ class Publisher:
         self.view = ClusterView(Snapshot.empty(hosts))
         self.pace = pace
         self.stale_after = stale_after
-        self._announcer = announcer
-        self._supervisor = supervisor or Supervisor()
+        self.announcer = announcer
+        self.supervisor = supervisor or Supervisor()
         # The snapshot last announced in full: the next announcement tells
         # every change since, even if one in between failed half-way.
         self._announced = self.view.snapshot
-        self._last_round_at: float | None = None
+        self.last_round_at: float | None = None
         # When each suspect was reported: only a probe started later clears it.
         self._suspects: dict[str, float] = {}
         self._remarks: dict[str, str] = {}
         self._published: asyncio.Future[None] | None = None
 
     # --- changes of the view -----------------------------------------------------
-    def _suspect(self, host: str, known: bool, reason: str) -> None:
+    def suspect(self, host: str, known: bool, reason: str) -> None:
         """``host`` was reported failing (``reason``, in words): off the fast path;
         ``known``: one of the cluster's."""
         if known:  # an unknown host could never be cleared by a probe
@@ -76,9 +76,9 @@ class Publisher:
         primary = None if host == view.primary else view.primary
         self.view = dataclasses.replace(view, primary=primary, suspects=frozenset(self._suspects))
         self.pace.failing()
-        self._announcer.reported(host, reason, primary)
+        self.announcer.reported(host, reason, primary)
 
-    def _remark(self, source: str, words: str | None) -> None:
+    def remark(self, source: str, words: str | None) -> None:
         """Say (or, with None, stop saying) something about ``source`` in every view."""
         if words is None:
             self._remarks.pop(source, None)
@@ -86,15 +86,15 @@ class Publisher:
             self._remarks[source] = words
         self.view = dataclasses.replace(self.view, remarks=tuple(self._remarks.items()))
 
-    def _is_suspect(self, host: str) -> bool:
+    def is_suspect(self, host: str) -> bool:
         return host in self._suspects
 
-    def _clear_suspect(self, host: str) -> None:
+    def clear_suspect(self, host: str) -> None:
         """Stop doubting ``host`` (e.g. a former primary the DCS says was replaced)."""
         if self._suspects.pop(host, None) is not None:
             self.view = dataclasses.replace(self.view, suspects=frozenset(self._suspects))
 
-    def _forget(self, hosts: frozenset[str]) -> None:
+    def forget(self, hosts: frozenset[str]) -> None:
         """Only ``hosts`` are the cluster's now: forget what was said of the others.
 
         A host no longer probed can never be cleared by a probe: a suspect
@@ -104,11 +104,11 @@ class Publisher:
             self._suspects = {h: t for h, t in self._suspects.items() if h in hosts}
             self.view = dataclasses.replace(self.view, suspects=frozenset(self._suspects))
 
-    def _stop_fast_path(self) -> None:
+    def stop_fast_path(self) -> None:
         """The loop stopped: no fast path until the next publication."""
         self.view = self.view.stopped()
 
-    def _publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
+    def publish(self, snapshot: Snapshot, round_started: float, answered: frozenset[str]) -> None:
         """Publish ``snapshot``: a new view, the waiters woken, the news announced.
 
         ``round_started``: the monotonic start of the oldest probe that
@@ -116,7 +116,7 @@ class Publisher:
         """
         old = self.view.snapshot
         if snapshot.complete:
-            self._last_round_at = snapshot.taken_at
+            self.last_round_at = snapshot.taken_at
         if self._suspects:
             # A suspect is cleared by an answer from a probe started after the report.
             self._suspects = {
@@ -149,26 +149,26 @@ class Publisher:
         """
         view = self.view
         try:
-            self._announcer.announce(self._announced, view)
+            self.announcer.announce(self._announced, view)
         except Exception as exc:
-            self._supervisor.retry_later(ANNOUNCER, exc, self._announce)
+            self.supervisor.retry_later(ANNOUNCER, exc, self._announce)
         else:
             self._announced = view.snapshot
 
     # --- when news is wanted --------------------------------------------------------
-    def _wants_news(self) -> bool:
+    def wants_news(self) -> bool:
         """No primary known, or a failure report not cleared yet."""
         return self.view.snapshot.primary is None or bool(self._suspects)
 
-    def _in_episode(self) -> bool:
+    def in_episode(self) -> bool:
         """A failover under way, not a start-up: only then may rounds skip slow hosts."""
-        return self.pace.episode_started is not None and self._wants_news()
+        return self.pace.episode_started is not None and self.wants_news()
 
-    def _pause(self) -> float:
+    def pause(self) -> float:
         """Seconds the source sleeps before its next round."""
-        return self.pace.pause(fast=self._wants_news())
+        return self.pace.pause(fast=self.wants_news())
 
-    def _worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
+    def worth_publishing_early(self, snapshot: Snapshot, answered: frozenset[str]) -> bool:
         """Whether a provisional snapshot brings a primary the fast path lacks."""
         # Only a primary that answered in this very round: a carried-over
         # state may be the one a failure report just put in doubt. Nor while
@@ -182,12 +182,12 @@ class Publisher:
         )
 
     # --- waiting ---------------------------------------------------------------------
-    async def _next_publication(self, timeout: float) -> None:
+    async def next_publication(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) for the next snapshot to be published."""
         if self._published is None:
             self._published = asyncio.get_running_loop().create_future()
         await asyncio.wait((self._published,), timeout=max(timeout, 0.0))
 
-    def _forget_waiters(self) -> None:
+    def forget_waiters(self) -> None:
         """Drop the latch: it belongs to an event loop that is gone or closing."""
         self._published = None
