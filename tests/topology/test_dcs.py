@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.dcs_watch import Told
-from topology import ClusterResolver
+from tests.support.dcs_watch import PushedViews, Told
+from topology import ClusterResolver, DcsTrust, Timing
 from topology.dcs import DcsMember, DcsView, DcsWatch, translator
 from topology.dcs._etcd import EtcdEvent, _watch_message, parse_endpoints, prefix_end
 from topology.dcs._follow import DcsFollower, merged
@@ -23,7 +23,7 @@ from topology.dcs.patroni import (
     patroni_watch,
     view_from_cluster,
 )
-from topology.errors import ConfigurationError
+from topology.errors import ConfigurationError, NoPrimaryError
 from topology.hosts import ConnectOptions, HostAddress
 
 
@@ -361,3 +361,17 @@ def test_http_limits_are_checked() -> None:
         HttpLimits(body=0)
     with pytest.raises(ConfigurationError, match=r"HttpLimits\.line"):
         HttpLimits(line=True)
+
+
+async def test_a_store_naming_only_untrusted_members_says_so_when_no_primary() -> None:
+    """Not "lists no members: check the scope": the store named one, and trust left it out."""
+    watch = PushedViews(DcsView("m9", (DcsMember("m9", "192.0.2.9:5432"),), 1))
+    cluster = ClusterResolver(
+        (), dcs=watch, user="app", trust=DcsTrust(allow="10.0.0.0/24"),
+        timing=Timing(wait_timeout=0.3),
+    )  # fmt: skip
+    async with cluster:
+        with pytest.raises(NoPrimaryError) as caught:
+            await cluster.master()
+    (words,) = [str(cause) for source, cause in caught.value.causes.items() if "members" in source]
+    assert words == "lists 1 member(s), none trusted: see trust (hosts=, dcs_allow=)"

@@ -30,7 +30,9 @@ from tests.topology.test_dcs_patroni import (  # noqa: F401
 )
 from topology import ClusterResolver, Role
 from topology.dcs import _claim as _dcs_claim
+from topology.hosts import HostAddress
 from topology.pace import DcsPace
+from topology.probing.prober import HostProber
 from topology.trace import Event, PrimaryFound, ProbeStarted
 
 pytestmark = pytest.mark.cluster
@@ -52,6 +54,27 @@ def _confirmer_key(patroni: PatroniCluster, prefix: str) -> list[Any]:
     """The confirmer key's key-values under ``prefix`` (empty: none), read as user ``app``."""
     body = {"key": base64.b64encode((prefix + "topology/confirmer").encode()).decode()}
     return list(patroni.cluster.dcs_gateway("app").call("/v3/kv/range", body).get("kvs", []))
+
+
+class _Told:
+    """A ClaimOwner that records what the confirmer says it saw accept writes,
+    and asks the real one everything else."""
+
+    def __init__(self, owner: _dcs_claim.ClaimOwner, confirmed: list[str]) -> None:
+        self.owner = owner
+        self.confirmed = confirmed
+
+    def prober(self, address: HostAddress) -> HostProber:
+        return self.owner.prober(address)
+
+    def patience(self) -> float:
+        return self.owner.patience()
+
+    def seen(self, key: str) -> bool:
+        return self.owner.seen(key)
+
+    def leader_ready(self, host: str) -> None:
+        self.confirmed.append(host)
 
 
 def _confirmer(cluster: ClusterResolver) -> Any:
@@ -191,7 +214,7 @@ async def test_the_confirmer_confirms_what_it_finds_only_for_the_member_the_stor
         assert await cluster.master() == host
         confirmer = _confirmer(cluster)
         await eventually(lambda: confirmer.holding, timeout=15)
-        confirmer._confirmed = confirmed.append
+        confirmer._owner = _Told(confirmer._owner, confirmed)
         _delete_prefix(patroni_cluster, prefix + "topology/claim/")
         _delete_prefix(patroni_cluster, prefix + "topology/writable/")
         # Named by the store under another name: found writable, not confirmed.

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.dcs_watch import Told
 from topology.dcs import DcsMember, DcsView
-from topology.dcs._claim import parse_writable
+from topology.dcs._claim_keys import parse_writable
 from topology.dcs._confirm import dcs_named
 from topology.dcs._follow import DcsFollower, ready_leader
 from topology.pace import DcsPace, Pace

@@ -79,8 +79,8 @@ class DcsMode:
     """A cluster's DCS behaviour (see the module docstring); a :class:`DcsListener`.
 
     ``watch``: the store, already behind the trust model; ``publisher``,
-    ``loop`` and ``caught_up``: the cluster's; ``prober``: makes the probe
-    of a member the store adds; ``burst_window``: the timing's burst, kept
+    ``loop`` and ``caught_up``: the cluster's; ``make_prober``: makes the
+    probe of a member the store adds; ``burst_window``: the timing's burst, kept
     only while the store answers.
     """
 
@@ -90,7 +90,7 @@ class DcsMode:
         publisher: Publisher,
         loop: ProbeLoop,
         caught_up: CaughtUpFinder,
-        prober: Callable[[HostAddress], HostProber],
+        make_prober: Callable[[HostAddress], HostProber],
         *,
         pace: DcsPace,
         burst_window: float,
@@ -101,7 +101,8 @@ class DcsMode:
         self._publisher = publisher
         self._loop = loop
         self._caught_up = caught_up
-        self._prober = prober
+        self._make_prober = make_prober
+        self._seen: Callable[[str], bool] = lambda key: False  # the store's keys (etcd)
         self._burst_window = burst_window
         self._focus: tuple[str | None, frozenset[str]] | None = None
         self._focus_until = 0.0
@@ -117,7 +118,8 @@ class DcsMode:
         self.paced(False)  # until the store answers
 
     def _confirmer(self, dcs: DcsWatch) -> Confirmer | None:
-        """Patroni on etcd: one process per fleet confirms a new leader (topology.dcs._claim)."""
+        """Patroni on etcd: one process per fleet confirms a new leader (topology.dcs._claim),
+        with this mode as its ClaimOwner."""
         inner = dcs.watch if isinstance(dcs, TrustedWatch) else dcs
         # The etcd client needs the [patroni] extra: SQL-only topology must
         # import without it, and without it no PatroniEtcd can exist.
@@ -126,10 +128,21 @@ class DcsMode:
             return None
         from topology.dcs._claim import Confirmer
 
-        patience = lambda: self.settings.patience  # noqa: E731
-        return Confirmer(
-            inner.gateway, inner.prefix, self._prober, patience, inner.has_key, self.leader_ready
-        )
+        self._seen = inner.has_key
+        return Confirmer(inner.gateway, inner.prefix, self)
+
+    # --- what the confirmer asks (a ClaimOwner) -----------------------------------------
+    def prober(self, address: HostAddress) -> HostProber:
+        """A new prober for ``address``, with the cluster's probe login."""
+        return self._make_prober(address)
+
+    def patience(self) -> float:
+        """How long the confirmer waits for a new leader to accept writes."""
+        return self.settings.patience
+
+    def seen(self, key: str) -> bool:
+        """Whether the watch has delivered ``key`` (a peer's claim); no network."""
+        return self._seen(key)
 
     @property
     def _view(self) -> Snapshot:
@@ -202,7 +215,7 @@ class DcsMode:
         addresses = [parse_host(name) for name in names]
         kept = {prober.host: prober for prober in self._loop.probers}
         self._loop.set_probers(
-            [kept.get(str(address)) or self._prober(address) for address in addresses]
+            [kept.get(str(address)) or self._make_prober(address) for address in addresses]
         )
         # What was held for the hosts that left goes with them: a suspect no
         # probe can clear any more would keep rounds fast for good, and
@@ -213,9 +226,14 @@ class DcsMode:
         self._caught_up.retain(current)
         if self._focus is not None and not self._focus[1] <= current:
             self._focus = None
-        empty = "answers but lists no members: check the scope and the namespace"
-        source = f"{self.follower.watch.describe()} members"
-        self._publisher.remark(source, None if names else empty)
+        watch = self.follower.watch
+        untrusted = watch.untrusted if isinstance(watch, TrustedWatch) else 0
+        empty = (
+            f"lists {untrusted} member(s), none trusted: see trust (hosts=, dcs_allow=)"
+            if untrusted
+            else "answers but lists no members: check the scope and the namespace"
+        )
+        self._publisher.remark(f"{watch.describe()} members", None if names else empty)
         self._loop.wake()
 
     def leader(self, host: str | None) -> None:

@@ -28,7 +28,7 @@ that key: each publishes X from it (:func:`topology.dcs._follow.ready_leader`)
 with no connection of its own. Without a ``writable`` key, patience runs out
 and each probes over SQL as before.
 
-What a peer wrote is untrusted input (:func:`parse_writable`): bounded in
+What a peer wrote is untrusted input (:mod:`topology.dcs._claim_keys`): bounded in
 size, of the right shape, for the current term, leader and address, or
 ignored (DEBUG). It can only hurry a publication that the leader key and
 SQL's earlier view of X allow; SQL still wins afterwards.
@@ -55,9 +55,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
+from topology.dcs._claim_keys import confirmer_key, topology_key
 from topology.dcs._etcd import AuthFailed, EtcdGateway
 from topology.dcs._etcd_write import (
     confirm_term,
@@ -71,18 +72,10 @@ from topology.dcs._scout import first_writable, leader_term
 from topology.hosts import HostAddress, parse_host
 from topology.probing.prober import HostProber
 
-__all__ = [
-    "CONFIRMER_TTL",
-    "LEASE_TTL",
-    "Confirmer",
-    "confirmer_key",
-    "parse_writable",
-    "topology_key",
-]
+__all__ = ["CONFIRMER_TTL", "LEASE_TTL", "ClaimOwner", "Confirmer"]
 
 log = logging.getLogger("topology")
 LEASE_TTL = 30  # seconds: the claim and writable keys outlive any failover, then go
-_MAX_VALUE = 1024  # bytes of a writable key's JSON: ours are ~100
 _POLL = 0.005  # seconds between two probes of X while it finishes its promotion
 # Each process waits uniform(0, _SPREAD) s before claiming, and does not once a
 # peer's claim has reached it on the watch: of a fleet of 200, the first
@@ -98,48 +91,33 @@ _FIRST_STAND = 0.5
 _HOLDER_GRACE = 1.0
 
 
-def topology_key(prefix: str, kind: str, term: int) -> str:
-    """``<prefix>topology/<kind>/<term>`` (``kind``: ``claim`` or ``writable``)."""
-    return f"{prefix}topology/{kind}/{term}"
+class ClaimOwner(Protocol):
+    """What a :class:`Confirmer` asks of the cluster it confirms for (its DCS mode).
 
-
-def confirmer_key(prefix: str) -> str:
-    """``<prefix>topology/confirmer``: the key the fleet's elected confirmer holds."""
-    return f"{prefix}topology/confirmer"
-
-
-def parse_writable(value: str | None, term: int) -> tuple[str, str] | None:
-    """``(member, host)`` from a peer's ``writable/<term>`` value; None unless well formed.
-
-    Untrusted: at most 1 KiB, a JSON object whose ``term`` is ``term`` and whose
-    ``member`` and ``host`` are short strings. The caller checks they name
-    the current leader.
+    Every method returns at once, on the confirmer's event loop.
     """
-    if value is None or len(value) > _MAX_VALUE or term <= 0:
-        return None
-    try:
-        data = json.loads(value)
-    except (ValueError, RecursionError):
-        data = None
-    if not isinstance(data, dict):
-        log.debug("a writable key that is not a JSON object: ignored")
-        return None
-    member, host, said = data.get("member"), data.get("host"), data.get("term")
-    shaped = isinstance(member, str) and isinstance(host, str) and 0 < len(member) <= 256
-    if not shaped or said != term or isinstance(said, bool) or not 0 < len(str(host)) <= 300:
-        log.debug("a writable key of the wrong shape or term: ignored")
-        return None
-    return str(member), str(host)
+
+    def prober(self, address: HostAddress) -> HostProber:
+        """A new prober for ``address``, with the cluster's probe login."""
+        ...
+
+    def patience(self) -> float:
+        """How long, in seconds, to wait for a new leader to accept writes."""
+        ...
+
+    def seen(self, key: str) -> bool:
+        """Whether the watch has delivered ``key`` (a peer's claim)."""
+        ...
+
+    def leader_ready(self, host: str) -> None:
+        """This process saw ``host`` accept writes (called before the fleet is told)."""
 
 
 class Confirmer:
     """Claims and, when it wins, confirms a new leader for the fleet (module docstring).
 
-    ``prober(address)``: a prober with the cluster's probe login;
-    ``patience()``: how long to wait for X to accept writes; ``seen(key)``:
-    whether the watch has delivered ``key`` (a peer's claim);
-    ``confirmed(host)``: called when this process saw X accept writes
-    (before it tells the fleet). Counters (for
+    ``owner``: the :class:`ClaimOwner` (probers, patience, the keys seen,
+    and whom to tell that X accepts writes). Counters (for
     tests and measurements): ``claimed`` (claims won), ``lost`` (claims
     another process won), ``confirmed`` (writable keys put), ``connects``,
     ``elected`` (times this process became the fleet's confirmer), ``scouts``
@@ -150,10 +128,7 @@ class Confirmer:
         self,
         gateway: EtcdGateway,
         prefix: str,
-        prober: Callable[[HostAddress], HostProber],
-        patience: Callable[[], float],
-        seen: Callable[[str], bool] = lambda key: False,
-        confirmed: Callable[[str], None] = lambda host: None,
+        owner: ClaimOwner,
     ) -> None:
         self.gateway = gateway
         self.prefix = prefix
@@ -165,10 +140,7 @@ class Confirmer:
         # Keys put on the confirmer lease for the last term (they would live as
         # long as it): the next term's claim deletes them.
         self._kept: tuple[str, ...] = ()
-        self._prober = prober
-        self._patience = patience
-        self._seen = seen  # whether the watch has delivered this key
-        self._confirmed = confirmed  # this process saw the leader accept writes
+        self._owner = owner
         self._task: asyncio.Task[None] | None = None
         self._scout: asyncio.Task[None] | None = None
         self._scouting_for: tuple[tuple[str, str], ...] = ()
@@ -269,9 +241,9 @@ class Confirmer:
             log.debug("term %s: claimed; waiting for %s to accept writes", term, host)
             confirmed = await writable
         else:
-            grace = _HOLDER_GRACE if self._seen(confirmer_key(self.prefix)) else 0.0
+            grace = _HOLDER_GRACE if self._owner.seen(confirmer_key(self.prefix)) else 0.0
             await asyncio.sleep(grace + random.uniform(0.0, _SPREAD))
-            if self._seen(topology_key(self.prefix, "claim", term)):
+            if self._owner.seen(topology_key(self.prefix, "claim", term)):
                 self.lost += 1  # a peer claimed it already: no etcd request at all
                 return
             lease = await grant_lease(self.gateway, LEASE_TTL)
@@ -279,7 +251,7 @@ class Confirmer:
         if confirmed and lease is not None:
             # This process knows first-hand: follow now, not after the put's
             # round trip through etcd and back on the watch.
-            self._confirmed(host)
+            self._owner.leader_ready(host)
             writable_key = topology_key(self.prefix, "writable", term)
             await put(self.gateway, writable_key, mine, lease)
             if lease == self._lease:
@@ -297,7 +269,7 @@ class Confirmer:
         if term <= 0:
             log.debug("%s accepts writes but the leader key does not name %s", host, member)
             return
-        self._confirmed(host)  # first-hand, and the store names it: follow now
+        self._owner.leader_ready(host)  # first-hand, and the store names it: follow now
         mine = json.dumps({"member": member, "host": host, "term": term})
         claim = topology_key(self.prefix, "claim", term)
         writable = topology_key(self.prefix, "writable", term)
@@ -352,7 +324,7 @@ class Confirmer:
                     continue
                 await asyncio.sleep(random.uniform(0.0, spread))
                 spread = _ELECT_SPREAD
-                if not self._seen(key):
+                if not self._owner.seen(key):
                     await self._stand(key)
             except AuthFailed:
                 self._refused()
@@ -382,8 +354,8 @@ class Confirmer:
 
     async def _writable(self, host: str) -> bool:
         """Probe ``host`` until it accepts writes (True), at most ``patience`` s (False)."""
-        prober = self._prober(parse_host(host))
-        deadline = time.monotonic() + self._patience()
+        prober = self._owner.prober(parse_host(host))
+        deadline = time.monotonic() + self._owner.patience()
         try:
             while True:
                 result = await prober.probe(retries=0)

@@ -157,6 +157,7 @@ class TrustedWatch:
         self.trust = trust
         self._translate = translate
         self._warned: set[str] = set()
+        self.untrusted = 0  # members the last view named that were left out
 
     def describe(self) -> str:
         return self.watch.describe()
@@ -185,7 +186,8 @@ class TrustedWatch:
                     "(hosts=, dcs_allow=): not probed",
                     self.watch.describe(), member.name[:80], member.host,
                 )  # fmt: skip
-        if len(kept) == len(view.members):
+        self.untrusted = len(view.members) - len(kept)
+        if not self.untrusted:
             return view
         return replace(view, members=tuple(kept))
 

@@ -55,7 +55,7 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from topology.dcs import DcsMember, DcsView
-from topology.dcs._claim import parse_writable, topology_key
+from topology.dcs._claim_keys import parse_writable, topology_key
 from topology.dcs._etcd import AuthFailed, EtcdEvent, EtcdGateway
 from topology.dcs._http import HttpLimits, Unreachable
 from topology.dcs._patroni_rest import REST_LIMITS, PatroniRest, view_from_cluster
