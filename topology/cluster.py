@@ -39,7 +39,6 @@ from topology._steering import Steering
 from topology._supervise import Supervisor, TaskHealth
 from topology.dcs import DcsWatch
 from topology.dcs._aware import DcsMode
-from topology.dcs._follow import DcsFollower
 from topology.dcs._trust import guard_dcs
 from topology.dcs.patroni_config import PatroniConfig
 from topology.errors import ConfigurationError
@@ -163,7 +162,6 @@ class ClusterResolver:
         )
         mode = None if dcs is None else self._dcs_mode_for(dcs, given.trust)
         self._dcs_mode = steering.dcs = mode
-        self._dcs: DcsFollower | None = None if mode is None else mode.follower
         self._lifecycle = Lifecycle(supervisor)
         self._runner = Runner(self._lifecycle, steering, self._source, self._caught_up, self.timing)
         self.master = MasterResolver(self)
@@ -266,8 +264,8 @@ class ClusterResolver:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         hosts = ",".join(p.host for p in self._source.probers) or "no hosts yet"
-        if self._dcs is not None:
-            hosts += f", dcs={self._dcs.watch.describe()}"
+        if self._dcs_mode is not None:
+            hosts += f", dcs={self._dcs_mode.follower.watch.describe()}"
         return (
             f"ClusterResolver({hosts}, driver={self.driver.name}, "
             f"primary={self.view.snapshot.primary}, {state})"
@@ -341,6 +339,7 @@ class ClusterResolver:
 
     def stats(self) -> ClusterStats:
         source = self._source
+        dcs = None if self._dcs_mode is None else self._dcs_mode.follower
         return ClusterStats(
             rounds=source.rounds,
             probes=source.probes,
@@ -350,9 +349,9 @@ class ClusterResolver:
             last_round_at=self._publisher.last_round_at,
             last_round_duration=source.last_round_duration,
             running=self.running,
-            dcs_answers=None if self._dcs is None else self._dcs.healthy,
-            dcs_outages=0 if self._dcs is None else self._dcs.outages,
-            dcs_views=0 if self._dcs is None else self._dcs.views,
+            dcs_answers=None if dcs is None else dcs.healthy,
+            dcs_outages=0 if dcs is None else dcs.outages,
+            dcs_views=0 if dcs is None else dcs.views,
             tasks=self._lifecycle.supervisor.health(),
         )
 

@@ -78,8 +78,8 @@ class _Told:
 
 
 def _confirmer(cluster: ClusterResolver) -> Any:
-    assert cluster._dcs is not None
-    return cluster._dcs.confirmer
+    assert cluster._dcs_mode is not None
+    return cluster._dcs_mode.follower.confirmer
 
 
 async def test_one_resolver_confirms_the_new_leader_and_the_other_follows_its_key(
@@ -176,9 +176,9 @@ async def test_a_forged_writable_key_is_ignored_and_without_the_grant_the_claim_
         last = 0
         for key_term, value in forged:
             last = _put(patroni_cluster, f"{prefix}topology/writable/{key_term}", json.dumps(value))
-        assert cluster._dcs is not None
-        await eventually(lambda: cluster._dcs is not None and cluster._dcs.view is not None
-                         and cluster._dcs.view.revision >= last)  # fmt: skip
+        assert cluster._dcs_mode is not None
+        follower = cluster._dcs_mode.follower
+        await eventually(lambda: follower.view is not None and follower.view.revision >= last)
         assert cluster.snapshot().primary == leader  # in doubt, but every forged key ignored
         confirmer = _confirmer(cluster)
         await eventually(lambda: not confirmer.enabled)  # no write permission here

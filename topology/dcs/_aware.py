@@ -63,6 +63,7 @@ from topology.view.caught_up import CaughtUpFinder
 
 if TYPE_CHECKING:
     from topology.dcs._claim import Confirmer
+    from topology.dcs.patroni import PatroniEtcd
 
 __all__ = ["DcsMode"]
 
@@ -102,7 +103,7 @@ class DcsMode:
         self._loop = loop
         self._caught_up = caught_up
         self._make_prober = make_prober
-        self._seen: Callable[[str], bool] = lambda key: False  # the store's keys (etcd)
+        self._etcd: PatroniEtcd | None = None  # the store, when it is Patroni on etcd
         self._burst_window = burst_window
         self._focus: tuple[str | None, frozenset[str]] | None = None
         self._focus_until = 0.0
@@ -128,7 +129,7 @@ class DcsMode:
             return None
         from topology.dcs._claim import Confirmer
 
-        self._seen = inner.has_key
+        self._etcd = inner
         return Confirmer(inner.gateway, inner.prefix, self)
 
     # --- what the confirmer asks (a ClaimOwner) -----------------------------------------
@@ -142,7 +143,7 @@ class DcsMode:
 
     def seen(self, key: str) -> bool:
         """Whether the watch has delivered ``key`` (a peer's claim); no network."""
-        return self._seen(key)
+        return self._etcd is not None and self._etcd.has_key(key)
 
     @property
     def _view(self) -> Snapshot:
